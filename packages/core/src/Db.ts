@@ -1,0 +1,277 @@
+/**
+ * The database service: one pool, a `withConnection` for session work, statistics and health — and the
+ * same pool as @effect/sql's `SqlClient` and @effect/sql-pg's `PgClient`, so the layer is a drop-in for
+ * `PgClient.layer`.
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type * as Pg from "pg"
+import type { HealthStatus } from "./Health.js"
+import * as Client from "./internal/client.js"
+import * as Listener from "./internal/listener.js"
+import * as Metrics from "./internal/metrics.js"
+import * as InternalPool from "./internal/pool.js"
+import * as PoolConfig from "./PoolConfig.js"
+import type { AcquireTimeout, DatabaseUnreachable, PoolClosed, PoolConfigError } from "./PoolError.js"
+import type { PoolStatistics } from "./PoolStatistics.js"
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Db extends Context.Tag("@effect-pg-pool/Db")<Db, Db.Service>() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace Db {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Service {
+    /**
+     * Runs `f` on one physical connection, held for the whole callback and returned (reset if needed) on
+     * success, failure, defect and interruption alike. `sql` is a full `PgClient` bound to that connection:
+     * tagged templates, `withTransaction`, `executeValues`, streams.
+     */
+    readonly withConnection: <A, E, R>(
+      f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+    ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+    /** A snapshot of the pool's figures; no I/O. */
+    readonly statistics: Effect.Effect<PoolStatistics>
+    /** The pool's health from its state and a background probe; never waits for a connection. */
+    readonly health: Effect.Effect<HealthStatus>
+    /** The pooled client, also provided as `SqlClient` and `PgClient`. */
+    readonly sql: PgClient.PgClient
+    /** The validated configuration (the password stays `Redacted`). */
+    readonly config: PoolConfig.PoolConfig
+  }
+}
+
+/**
+ * What `layer` and `make` accept: the pool configuration, @effect/sql-pg's client options, and the names
+ * `PgClient.layer` uses for the same settings, so existing options carry over unchanged.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DbOptions extends PoolConfig.PoolConfigInput {
+  /** Runs on every new connection before first use (and again after a session reset), e.g. `SET search_path`. */
+  readonly onConnect?: ((sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) | undefined
+  readonly types?: Pg.CustomTypesConfig | undefined
+  readonly spanAttributes?: Record<string, unknown> | undefined
+  readonly transformResultNames?: ((str: string) => string) | undefined
+  readonly transformQueryNames?: ((str: string) => string) | undefined
+  readonly transformJson?: boolean | undefined
+  /** `PgClient.layer` name for `user`. */
+  readonly username?: string | undefined
+  /** `PgClient.layer` name for `maxSize`. */
+  readonly maxConnections?: number | undefined
+  /** `PgClient.layer` name for `minSize`. */
+  readonly minConnections?: number | undefined
+  /** `PgClient.layer` name for `maxIdleTime`. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** `PgClient.layer` name for `maxLifetime`. */
+  readonly connectionTTL?: Duration.DurationInput | undefined
+}
+
+const toConfigInput = (options: DbOptions): PoolConfig.PoolConfigInput => {
+  const {
+    connectionTTL,
+    idleTimeout,
+    maxConnections,
+    minConnections,
+    onConnect: _onConnect,
+    spanAttributes: _spanAttributes,
+    transformJson: _transformJson,
+    transformQueryNames: _transformQueryNames,
+    transformResultNames: _transformResultNames,
+    types: _types,
+    username,
+    ...input
+  } = options
+  return {
+    ...input,
+    ...(input.user === undefined && username !== undefined ? { user: username } : {}),
+    ...(input.maxSize === undefined && maxConnections !== undefined ? { maxSize: maxConnections } : {}),
+    ...(input.minSize === undefined && minConnections !== undefined ? { minSize: minConnections } : {}),
+    ...(input.maxIdleTime === undefined && idleTimeout !== undefined ? { maxIdleTime: idleTimeout } : {}),
+    ...(input.maxLifetime === undefined && connectionTTL !== undefined ? { maxLifetime: connectionTTL } : {})
+  }
+}
+
+/**
+ * Builds the pool from a validated configuration in the current scope; closing the scope shuts it down
+ * gracefully.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithConfig = (
+  config: PoolConfig.PoolConfig,
+  options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
+): Effect.Effect<Db.Service, DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function* () {
+    let clients: Client.Clients | undefined
+    const userOnConnect = options.onConnect
+    const pool = yield* InternalPool.make({
+      config,
+      types: options.types,
+      metrics: Metrics.make(config.name, config.minSize, config.maxSize),
+      onConnect:
+        userOnConnect === undefined
+          ? undefined
+          : (conn) => Effect.suspend(() => Effect.asVoid(userOnConnect(clients!.pinned(conn))))
+    })
+    const listener = Listener.make({
+      connectOptions: pool.connectOptions,
+      reconnect: config.reconnect,
+      fork: pool.fork,
+      log: (message, annotations) => pool.log("Info", message, annotations)
+    })
+    clients = yield* Client.make(pool, config, listener, options)
+    yield* pool.initialize()
+    const { pinned, withPooled } = clients
+    return {
+      withConnection: (f) => withPooled((conn) => f(pinned(conn))),
+      statistics: Effect.sync(() => pool.statistics()),
+      health: Effect.sync(() => pool.health()),
+      sql: clients.client,
+      config
+    }
+  })
+
+/**
+ * Validates `options` and builds the pool in the current scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: DbOptions
+): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.flatMap(PoolConfig.make(toConfigInput(options)), (config) => makeWithConfig(config, options))
+
+const toContext = (db: Db.Service) =>
+  Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
+
+/**
+ * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
+ *
+ * @since 0.1.0
+ * @category layers
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const DbLive = Db.layer({ url: Redacted.make("postgres://app:secret@localhost/app"), maxSize: 20 })
+ * const program = Db.withConnection((sql) => sql`SELECT 1 AS one`)
+ * Effect.runPromise(Effect.provide(program, DbLive))
+ * ```
+ */
+export const layer = (
+  options: DbOptions
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
+  Layer.scopedContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * Like `layer`, with the options read through `Config` (e.g. `Config.redacted("DATABASE_URL")`).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<DbOptions>
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable
+> =>
+  Layer.scopedContext(Effect.map(Effect.flatMap(Config.unwrap(config), make), toContext)).pipe(
+    Layer.provide(Reactivity.layer)
+  )
+
+/**
+ * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the
+ * `DB_POOL_*` settings), with extra client options such as name transforms.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv = (
+  options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
+  Layer.scopedContext(
+    Effect.map(
+      Effect.flatMap(PoolConfig.fromEnv, (config) => makeWithConfig(config, options)),
+      toContext
+    )
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * The pool configured from the environment: `Effect.provide(DatabaseLive)`.
+ *
+ * @since 0.1.0
+ * @category layers
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const rows = yield* Db.withConnection((sql) => sql`SELECT now() AS now`)
+ *   const stats = yield* Db.statistics
+ *   return { rows, stats }
+ * })
+ * Effect.runPromise(Effect.provide(program, DatabaseLive))
+ * ```
+ */
+export const DatabaseLive: Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable
+> = layerFromEnv()
+
+/**
+ * Runs `f` on one connection of the pool in context.
+ *
+ * @since 0.1.0
+ * @category accessors
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const rows = Db.withConnection((sql) =>
+ *   Effect.gen(function* () {
+ *     yield* sql`SET statement_timeout = 1000`
+ *     return yield* sql`SELECT ${1}::int AS n`
+ *   })
+ * )
+ * ```
+ */
+export const withConnection = <A, E, R>(
+  f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R | Db> => Effect.flatMap(Db, (db) => db.withConnection(f))
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatMap(Db, (db) => db.statistics)
+
+/**
+ * @since 0.1.0
+ * @category accessors
+ */
+export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Db, (db) => db.health)

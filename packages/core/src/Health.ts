@@ -1,0 +1,56 @@
+/**
+ * The pool's health, answered from pool state plus a background probe: asking never waits on a saturated
+ * pool and never opens a connection.
+ *
+ * Rules, first match wins:
+ * - `unhealthy`: the pool is closed or shutting down; or it cannot open connections and has none left.
+ * - `degraded`: it is reconnecting after a failure (some connections still serve); it has not connected
+ *   yet (lazy start); it holds fewer than `minSize` connections; or it is saturated — the oldest waiting
+ *   caller has waited longer than {@link saturationThresholdMillis}.
+ * - `healthy`: otherwise.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { PoolState, PoolStatistics } from "./PoolStatistics.js"
+
+/**
+ * A caller waiting longer than this for a connection marks the pool as saturated (degraded).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const saturationThresholdMillis = 1_000
+
+/**
+ * What the last background probe saw of the database.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class DatabaseReachability extends Schema.Class<DatabaseReachability>("@effect-pg-pool/DatabaseReachability")({
+  reachable: Schema.Boolean,
+  /** Round trip of the last probe, in milliseconds. */
+  latencyMs: Schema.OptionFromUndefinedOr(Schema.Number),
+  probedAt: Schema.OptionFromUndefinedOr(Schema.DateFromNumber)
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const ready = Effect.map(Db.health, (health) => health.status !== "unhealthy")
+ * ```
+ */
+export class HealthStatus extends Schema.Class<HealthStatus>("@effect-pg-pool/HealthStatus")({
+  status: PoolState,
+  /** Why the pool is not healthy, for a human. */
+  reason: Schema.OptionFromUndefinedOr(Schema.String),
+  checkedAt: Schema.DateFromNumber,
+  database: DatabaseReachability,
+  statistics: PoolStatistics
+}) {}

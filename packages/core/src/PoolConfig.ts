@@ -1,0 +1,256 @@
+/**
+ * The pool's configuration: what it is, where it comes from (code or environment), and how it is validated.
+ *
+ * Every invalid field is reported at once in one `PoolConfigError`, each issue naming the environment variable,
+ * the offending value (a URL shown with its password replaced by `***`, a password never) and what to do.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Redacted from "effect/Redacted"
+import * as internal from "./internal/config.js"
+import type { PoolConfigError } from "./PoolError.js"
+
+/**
+ * How the pool retries failed connections: `initialDelay`, then multiplied by `factor` after each failure up to
+ * `maxDelay` (1 s, 2 s, 4 s, 8 s, 16 s, 16 s, … by default).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReconnectConfig {
+  /** Delay before the first retry. Default 1 s, `DB_POOL_RECONNECT_INITIAL_DELAY`, > 0. */
+  readonly initialDelay: Duration.Duration
+  /** Growth of the delay after each failure. Default 2, `DB_POOL_RECONNECT_FACTOR`, > 1. */
+  readonly factor: number
+  /** Cap on the delay. Default 16 s, `DB_POOL_RECONNECT_MAX_DELAY`, ≥ `initialDelay`. */
+  readonly maxDelay: Duration.Duration
+  /** Attempts an eager start makes before it fails. Default 5, `DB_POOL_RECONNECT_INITIAL_ATTEMPTS`, integer ≥ 1. */
+  readonly initialAttempts: number
+  /** Randomise each delay so that many clients do not retry in step. Default false, `DB_POOL_RECONNECT_JITTER`. */
+  readonly jitter: boolean
+}
+
+/**
+ * A validated pool configuration, every default filled in.
+ *
+ * The connection fields (`host`, `port`, `database`, `user`, `password`, `ssl`) are the ones to connect with.
+ * `url` is the same connection as a normalised `postgres://` URL for other tools, its `sslmode` and
+ * `application_name` rewritten to match `ssl` and `applicationName`; do not hand it to node-postgres as
+ * `connectionString`, which reads `sslmode=require` as full certificate verification.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolConfig {
+  /** Pool name for logs and metrics. Default `"default"`, `DB_POOL_NAME`. */
+  readonly name: string
+  /** The normalised connection URL, password included. `DATABASE_URL`. */
+  readonly url: Redacted.Redacted<string>
+  /** Host name, IP address or Unix socket directory. Default `"localhost"`, `PGHOST`. */
+  readonly host: string
+  /** Default 5432, `PGPORT`. */
+  readonly port: number
+  /** Default: the user name, `PGDATABASE`. */
+  readonly database: string
+  /** Default `"postgres"`, `PGUSER`. */
+  readonly user: string
+  /** `PGPASSWORD`; `undefined` when none is given. */
+  readonly password: Redacted.Redacted<string> | undefined
+  /**
+   * TLS, from `sslmode` (URL parameter or `PGSSLMODE`) unless given explicitly: `disable` → `false`;
+   * `require` (and node-postgres's `no-verify`) → `{ rejectUnauthorized: false }`; `verify-ca` and `verify-full` →
+   * `{ rejectUnauthorized: true }`. `allow` and `prefer` are treated as `disable`: node-postgres cannot fall back
+   * between TLS and plain connections, so it cannot negotiate the way libpq does. Default `false`.
+   */
+  readonly ssl: false | { readonly rejectUnauthorized: boolean }
+  /** Connections kept open even when idle. Default 2, `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`. */
+  readonly minSize: number
+  /** Most connections open at once. Default 10, `DB_POOL_MAX_SIZE`, integer ≥ 1. */
+  readonly maxSize: number
+  /** How long a caller waits for a connection. Default 30 s, `DB_POOL_ACQUIRE_TIMEOUT`, > 0. */
+  readonly acquireTimeout: Duration.Duration
+  /** Bound on one connection attempt. Default 5 s, `DB_POOL_CONNECT_TIMEOUT`, > 0. */
+  readonly connectTimeout: Duration.Duration
+  /**
+   * A connection used more recently than this is handed out without a validation round trip (0 validates on every
+   * acquisition). Default 1 s, `DB_POOL_VALIDATE_AFTER_IDLE`, ≥ 0.
+   */
+  readonly validateAfterIdle: Duration.Duration
+  /** Bound on the validation round trip. Default 2 s, `DB_POOL_VALIDATION_TIMEOUT`, > 0. */
+  readonly validationTimeout: Duration.Duration
+  /** A connection is replaced after this long (minus up to 5 % jitter). Default 1 h, `DB_POOL_MAX_LIFETIME`, > 0. */
+  readonly maxLifetime: Duration.Duration
+  /** An idle connection above `minSize` is closed after this long. Default 60 s, `DB_POOL_MAX_IDLE_TIME`, > 0. */
+  readonly maxIdleTime: Duration.Duration
+  /** A connection is replaced after this many queries. Default 50 000, `DB_POOL_MAX_QUERIES`, integer ≥ 1. */
+  readonly maxQueries: number
+  /**
+   * A connection held longer than this is reported as a suspected leak; 0 disables the check.
+   * Default 30 s, `DB_POOL_LEAK_DETECTION_THRESHOLD`, ≥ 0.
+   */
+  readonly leakDetectionThreshold: Duration.Duration
+  /** How long shutdown waits for checked-out connections. Default 30 s, `DB_POOL_SHUTDOWN_TIMEOUT`, ≥ 0. */
+  readonly shutdownTimeout: Duration.Duration
+  /**
+   * How long an interrupted query may take to stop before its connection is discarded.
+   * Default 5 s, `DB_POOL_CANCEL_TIMEOUT`, > 0.
+   */
+  readonly cancelTimeout: Duration.Duration
+  /** Client-side bound per query; on expiry the query is cancelled. Default none, `DB_POOL_QUERY_TIMEOUT`, > 0. */
+  readonly queryTimeout: Duration.Duration | undefined
+  /** TCP keepalive on connections. Default true, `DB_POOL_KEEPALIVE`. */
+  readonly keepAlive: boolean
+  /** Retry schedule for failed connections. `DB_POOL_RECONNECT_*`. */
+  readonly reconnect: ReconnectConfig
+  /** `eager` fails startup when the database is unreachable; `lazy` starts degraded. Default eager, `DB_POOL_INIT`. */
+  readonly init: "eager" | "lazy"
+  /** Server-side `statement_timeout` set on each connection. Default none, `DB_POOL_STATEMENT_TIMEOUT`, > 0. */
+  readonly statementTimeout: Duration.Duration | undefined
+  /**
+   * Shown in `pg_stat_activity`. Default `"effect-pg-pool"`, `DB_POOL_APPLICATION_NAME` or the URL's
+   * `application_name`.
+   */
+  readonly applicationName: string
+  /** Path of the JSON-lines log file. Default none, `DB_POOL_LOG_FILE`. */
+  readonly logFile: string | undefined
+}
+
+/**
+ * What `make` accepts: every field is optional except a connection, given as `url` or as
+ * `host`/`port`/`user`/`password`/`database` (explicit fields win over the URL's parts, and `ssl` and
+ * `applicationName` over its `sslmode` and `application_name`).
+ *
+ * Durations take Effect's `DurationInput` (`Duration.seconds(5)`, `"5 seconds"`, a number of milliseconds) and the
+ * common short forms `"250"` (milliseconds), `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m 30s"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolConfigInput {
+  readonly name?: string | undefined
+  /** A `postgres://` or `postgresql://` URL; `sslmode`, `application_name` and libpq's keyword parameters count. */
+  readonly url?: Redacted.Redacted<string> | string | undefined
+  readonly host?: string | undefined
+  readonly port?: number | undefined
+  readonly database?: string | undefined
+  readonly user?: string | undefined
+  readonly password?: Redacted.Redacted<string> | string | undefined
+  /** `true` verifies the server certificate; `{ rejectUnauthorized: false }` encrypts without verifying. */
+  readonly ssl?: boolean | { readonly rejectUnauthorized?: boolean | undefined } | undefined
+  readonly minSize?: number | undefined
+  readonly maxSize?: number | undefined
+  readonly acquireTimeout?: Duration.DurationInput | string | undefined
+  readonly connectTimeout?: Duration.DurationInput | string | undefined
+  readonly validateAfterIdle?: Duration.DurationInput | string | undefined
+  readonly validationTimeout?: Duration.DurationInput | string | undefined
+  readonly maxLifetime?: Duration.DurationInput | string | undefined
+  readonly maxIdleTime?: Duration.DurationInput | string | undefined
+  readonly maxQueries?: number | undefined
+  readonly leakDetectionThreshold?: Duration.DurationInput | string | undefined
+  readonly shutdownTimeout?: Duration.DurationInput | string | undefined
+  readonly cancelTimeout?: Duration.DurationInput | string | undefined
+  readonly queryTimeout?: Duration.DurationInput | string | undefined
+  readonly keepAlive?: boolean | undefined
+  readonly reconnect?:
+    | {
+        readonly initialDelay?: Duration.DurationInput | string | undefined
+        readonly factor?: number | undefined
+        readonly maxDelay?: Duration.DurationInput | string | undefined
+        readonly initialAttempts?: number | undefined
+        readonly jitter?: boolean | undefined
+      }
+    | undefined
+  readonly init?: "eager" | "lazy" | undefined
+  readonly statementTimeout?: Duration.DurationInput | string | undefined
+  readonly applicationName?: string | undefined
+  readonly logFile?: string | undefined
+}
+
+/**
+ * Validates a configuration given in code and fills in the defaults.
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const config = PoolConfig.make({
+ *   url: Redacted.make("postgres://app:secret@db.internal:5432/app?sslmode=verify-full"),
+ *   maxSize: 20,
+ *   acquireTimeout: "5s",
+ *   reconnect: { maxDelay: "30 seconds" }
+ * })
+ * // Effect<PoolConfig, PoolConfigError>
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolConfigError> = internal.make
+
+/**
+ * Reads the configuration through Effect's `Config` (so any `ConfigProvider` works) and validates it.
+ *
+ * The connection comes from `DATABASE_URL`; when it is not set, from libpq's `PGHOST`, `PGPORT`, `PGUSER`,
+ * `PGPASSWORD`, `PGDATABASE` and `PGSSLMODE` (which are ignored when `DATABASE_URL` is set). Everything else comes
+ * from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not set.
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { ConfigProvider, Effect } from "effect"
+ *
+ * // from process.env
+ * const config = PoolConfig.fromEnv
+ *
+ * // from any other source, e.g. in a test
+ * const fixed = PoolConfig.fromEnv.pipe(
+ *   Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
+ *     ["DATABASE_URL", "postgres://app:secret@localhost:5432/app"],
+ *     ["DB_POOL_MAX_SIZE", "20"]
+ *   ])))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = internal.fromEnv
+
+/**
+ * The defaults `make` and `fromEnv` fill in. `database` defaults to the user name; `url` and `password` have none.
+ *
+ * @since 0.1.0
+ * @category defaults
+ */
+export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = internal.defaults
+
+/**
+ * Replaces the password in a PostgreSQL URL (or keyword connection string) by `***`, for logs and messages.
+ *
+ * Everything up to the last `@` counts as user info, so a password holding unencoded `@`, `/`, `?` or `#` is still
+ * masked; `password=` and `sslpassword=` parameters are masked too. A URL that is not one is returned unchanged
+ * unless it holds one of those patterns.
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ *
+ * PoolConfig.redactUrl("postgres://app:s3cret@db:5432/app") // "postgres://app:***@db:5432/app"
+ * ```
+ *
+ * @since 0.1.0
+ * @category redaction
+ */
+export const redactUrl: (url: string) => string = internal.redactUrl
+
+/**
+ * Removes a password from arbitrary text, such as a driver's error message: every occurrence of the password (plain
+ * or percent-encoded) becomes `***`, and any `postgres://` URL in the text is passed through `redactUrl`.
+ *
+ * @since 0.1.0
+ * @category redaction
+ */
+export const redactText: (text: string, password: string | undefined) => string = internal.redactText

@@ -1,0 +1,93 @@
+/**
+ * A point-in-time snapshot of a pool: sizes, waiting callers, acquisition latency, churn and state.
+ * Reading it costs no I/O; it is assembled from counters the pool keeps anyway.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * `healthy`: connections can be made and the pool is at or above `minSize`.
+ * `degraded`: reconnecting, below `minSize`, or saturated — still serving.
+ * `unhealthy`: no connection can be made, or the pool is closed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const PoolState = Schema.Literal("healthy", "degraded", "unhealthy")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type PoolState = typeof PoolState.Type
+
+/**
+ * Why connections were closed, counted since the pool started.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-pool/ClosedByReason")({
+  lifetime: Schema.Number,
+  idle: Schema.Number,
+  maxQueries: Schema.Number,
+  broken: Schema.Number,
+  validation: Schema.Number,
+  reset: Schema.Number,
+  cancel: Schema.Number,
+  shutdown: Schema.Number
+}) {}
+
+/**
+ * The reason a connection left the pool.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CloseReason = keyof typeof ClosedByReason.fields
+
+/**
+ * @since 0.1.0
+ * @category models
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const stats = yield* Db.statistics
+ *   yield* Effect.log(`${stats.active}/${stats.total} busy, ${stats.waiting} waiting`)
+ * })
+ * ```
+ */
+export class PoolStatistics extends Schema.Class<PoolStatistics>("@effect-pg-pool/PoolStatistics")({
+  /** The pool's name, as used in metric tags and logs. */
+  poolName: Schema.String,
+  /** Open connections: idle + active. */
+  total: Schema.Number,
+  idle: Schema.Number,
+  active: Schema.Number,
+  /** Connections being opened right now. */
+  pending: Schema.Number,
+  /** Callers queued for a connection. */
+  waiting: Schema.Number,
+  minSize: Schema.Number,
+  maxSize: Schema.Number,
+  peakActive: Schema.Number,
+  peakWaiting: Schema.Number,
+  /** Successful acquisitions since start. */
+  acquisitions: Schema.Number,
+  acquisitionTimeAvgMs: Schema.Number,
+  acquisitionTimeP95Ms: Schema.Number,
+  acquisitionTimeP99Ms: Schema.Number,
+  acquireTimeouts: Schema.Number,
+  connectionsCreated: Schema.Number,
+  connectionsClosed: ClosedByReason,
+  reconnectAttempts: Schema.Number,
+  leaksSuspected: Schema.Number,
+  state: PoolState,
+  /** The last connection-level error, with any password removed. */
+  lastError: Schema.OptionFromUndefinedOr(Schema.String),
+  upSince: Schema.DateFromNumber
+}) {}

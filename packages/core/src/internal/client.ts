@@ -1,0 +1,260 @@
+/**
+ * The @effect/sql `SqlClient` / @effect/sql-pg `PgClient` built on our pool: the same compiler, the same
+ * statements and transactions, but acquisition, cancellation and reset are ours.
+ *
+ * @internal
+ */
+import type * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import * as Statement from "@effect/sql/Statement"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Arr from "effect/Array"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Pg from "pg"
+import Cursor from "pg-cursor"
+import type { PoolConfig } from "../PoolConfig.js"
+import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
+import { mayLeaveSessionState, type PooledConnection } from "./connection.js"
+import type { Listener } from "./listener.js"
+import type { Pool } from "./pool.js"
+
+/** @internal */
+export interface ClientOptions {
+  readonly spanAttributes?: Record<string, unknown> | undefined
+  readonly transformResultNames?: ((str: string) => string) | undefined
+  readonly transformQueryNames?: ((str: string) => string) | undefined
+  readonly transformJson?: boolean | undefined
+}
+
+type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+
+/** @internal */
+export interface Clients {
+  /** Each statement borrows a connection for its own duration. */
+  readonly client: PgClient.PgClient
+  /** A client pinned to one checked-out connection (Db.withConnection), cached per physical connection. */
+  readonly pinned: (conn: PooledConnection) => PgClient.PgClient
+  /** Acquire → use → release without a Scope per call: the hot path. */
+  readonly withPooled: <A, E, R>(
+    f: (conn: PooledConnection) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+}
+
+const ATTR_DB_SYSTEM_NAME = "db.system.name"
+const ATTR_DB_NAMESPACE = "db.namespace"
+const ATTR_SERVER_ADDRESS = "server.address"
+const ATTR_SERVER_PORT = "server.port"
+
+/** @internal */
+export const make = (
+  pool: Pool,
+  config: PoolConfig,
+  listener: Listener,
+  options: ClientOptions
+): Effect.Effect<Clients, never, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function* () {
+    const compiler = PgClient.makeCompiler(options.transformQueryNames, options.transformJson)
+    const transformRows: RowTransform = options.transformResultNames
+      ? Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
+      : undefined
+    const spanAttributes: ReadonlyArray<readonly [string, unknown]> = [
+      ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
+      [ATTR_DB_SYSTEM_NAME, "postgresql"],
+      [ATTR_DB_NAMESPACE, config.database],
+      [ATTR_SERVER_ADDRESS, config.host],
+      [ATTR_SERVER_PORT, config.port]
+    ]
+    const pgConfig: PgClient.PgClientConfig = {
+      url: config.url,
+      host: config.host,
+      port: config.port,
+      database: config.database,
+      username: config.user,
+      password: config.password,
+      ssl: config.ssl === false ? false : { rejectUnauthorized: config.ssl.rejectUnauthorized },
+      applicationName: config.applicationName,
+      connectTimeout: config.connectTimeout,
+      idleTimeout: config.maxIdleTime,
+      connectionTTL: config.maxLifetime,
+      maxConnections: config.maxSize,
+      minConnections: config.minSize,
+      spanAttributes: options.spanAttributes,
+      transformResultNames: options.transformResultNames,
+      transformQueryNames: options.transformQueryNames,
+      transformJson: options.transformJson
+    }
+
+    const acquireError = (error: AcquireTimeout | PoolClosed) => new SqlError({ cause: error, message: error.message })
+
+    const withPooled = <A, E, R>(
+      f: (conn: PooledConnection) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(pool.acquire(restore), (conn) =>
+          Effect.ensuring(
+            restore(f(conn)),
+            Effect.sync(() => pool.release(conn))
+          )
+        )
+      )
+
+    const reserveRaw: Effect.Effect<PooledConnection, SqlError, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(Effect.scope, (scope) =>
+        pool.acquire(restore).pipe(
+          Effect.mapError(acquireError),
+          Effect.tap((conn) =>
+            Scope.addFinalizer(
+              scope,
+              Effect.sync(() => pool.release(conn))
+            )
+          )
+        )
+      )
+    )
+
+    const statementError = (conn: PooledConnection, cause: Error) => {
+      const lost = conn.broken !== undefined || /Connection terminated|not queryable/.test(cause.message)
+      const code = (cause as any).code as string | undefined
+      const text = pool.redact(cause)
+      return new SqlError({
+        cause,
+        message: lost
+          ? `Connection lost while executing a statement (${text}); it may or may not have been applied: ` +
+            `retry only if it is idempotent`
+          : `Failed to execute statement${code ? ` (SQLSTATE ${code})` : ""}: ${text}`
+      })
+    }
+
+    const run = (
+      conn: PooledConnection,
+      sql: string,
+      params: ReadonlyArray<unknown>,
+      transform: RowTransform,
+      rowMode?: "array"
+    ): Effect.Effect<ReadonlyArray<any>, SqlError> =>
+      pool.query(
+        conn,
+        rowMode === undefined
+          ? { text: sql, values: params as Array<any> }
+          : { text: sql, values: params as Array<any>, rowMode },
+        sql,
+        (err, result) => {
+          if (err) return Effect.fail(statementError(conn, err))
+          // multi-statement queries return one result per statement
+          const rows = Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result.rows ?? [])
+          return Effect.succeed(transform !== undefined && !Array.isArray(result) ? transform(rows) : rows)
+        }
+      )
+
+    const runRaw = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>) =>
+      pool.query(conn, { text: sql, values: params as Array<any> }, sql, (err, result) =>
+        err ? Effect.fail(statementError(conn, err)) : Effect.succeed(result)
+      )
+
+    const stream = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) =>
+      Effect.gen(function* () {
+        if (mayLeaveSessionState(sql)) conn.sessionDirty = true
+        const cursor = conn.client.query(new Cursor(sql, params as Array<any>))
+        conn.queries++
+        yield* Effect.addFinalizer(() =>
+          Effect.async<void>((resume) => {
+            cursor.close(() => resume(Effect.void))
+          }).pipe(
+            Effect.timeoutOption(config.cancelTimeout),
+            Effect.flatMap((closed) =>
+              Effect.sync(() => {
+                if (Option.isNone(closed)) conn.broken ??= new Error("a cursor could not be closed in time")
+              })
+            ),
+            Effect.interruptible
+          )
+        )
+        const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {
+          cursor.read(128, (err, rows) => {
+            if (err) resume(Effect.fail(Option.some(statementError(conn, err))))
+            else if (Arr.isNonEmptyArray(rows)) {
+              resume(Effect.succeed(Chunk.unsafeFromArray(transform ? transform(rows) : rows)))
+            } else resume(Effect.fail(Option.none()))
+          })
+        })
+        return Stream.repeatEffectChunkOption(pull)
+      })
+
+    class PinnedConnection implements SqlConnection.Connection {
+      constructor(readonly conn: PooledConnection) {}
+      execute(sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) {
+        return run(this.conn, sql, params, transform)
+      }
+      executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+        return runRaw(this.conn, sql, params)
+      }
+      executeStream(sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) {
+        return Stream.unwrapScoped(stream(this.conn, sql, params, transform))
+      }
+      executeValues(sql: string, params: ReadonlyArray<unknown>) {
+        return run(this.conn, sql, params, undefined, "array")
+      }
+      executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) {
+        return run(this.conn, sql, params, transform)
+      }
+    }
+
+    const borrow = <A>(f: (conn: PooledConnection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
+      Effect.mapError(withPooled(f), (e) => (e._tag === "SqlError" ? e : acquireError(e)))
+
+    // Statements outside a transaction borrow a connection per call; no Scope is opened for it.
+    const pooledConnection: SqlConnection.Connection = {
+      execute: (sql, params, transform) => borrow((conn) => run(conn, sql, params, transform)),
+      executeRaw: (sql, params) => borrow((conn) => runRaw(conn, sql, params)),
+      executeStream: (sql, params, transform) =>
+        Stream.unwrapScoped(Effect.flatMap(reserveRaw, (conn) => stream(conn, sql, params, transform))),
+      executeValues: (sql, params) => borrow((conn) => run(conn, sql, params, undefined, "array")),
+      executeUnprepared: (sql, params, transform) => borrow((conn) => run(conn, sql, params, transform))
+    }
+
+    const reserve = Effect.map(reserveRaw, (conn): SqlConnection.Connection => new PinnedConnection(conn))
+
+    const listenAndNotify = (sql: SqlClient.SqlClient) => ({
+      [PgClient.TypeId]: PgClient.TypeId as PgClient.TypeId,
+      config: pgConfig,
+      json: (value: unknown) => PgJson(value),
+      listen: (channel: string) => listener.listen(channel),
+      notify: (channel: string, payload: string) =>
+        Effect.asVoid(sql`SELECT pg_notify(${channel}, ${payload})`.withoutTransform)
+    })
+
+    const build = (
+      acquirer: SqlConnection.Connection.Acquirer,
+      transactionAcquirer: SqlConnection.Connection.Acquirer
+    ) =>
+      Effect.map(
+        SqlClient.make({ acquirer, transactionAcquirer, compiler, spanAttributes, transformRows }),
+        (sql): PgClient.PgClient => Object.assign(sql, listenAndNotify(sql))
+      )
+
+    const client = yield* build(Effect.succeed(pooledConnection), reserve)
+
+    // Pinned clients are built once per physical connection and reused by every later holder of it.
+    const runtime = yield* Effect.runtime<Reactivity.Reactivity>()
+    const pinned = (conn: PooledConnection): PgClient.PgClient => {
+      if (conn.cache !== undefined) return conn.cache as PgClient.PgClient
+      const acquirer = Effect.succeed<SqlConnection.Connection>(new PinnedConnection(conn))
+      const exit = Runtime.runSyncExit(runtime)(build(acquirer, acquirer))
+      const pinnedClient = Exit.isSuccess(exit) ? exit.value : client
+      conn.cache = pinnedClient
+      return pinnedClient
+    }
+
+    return { client, pinned, withPooled }
+  })
+
+const PgJson = Statement.custom<PgJsonCustom>("PgJson")
+interface PgJsonCustom extends Statement.Custom<"PgJson", unknown> {}

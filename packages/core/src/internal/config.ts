@@ -1,0 +1,858 @@
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import type { PoolConfig, PoolConfigInput } from "../PoolConfig.js"
+import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
+
+// ---------------------------------------------------------------------------
+// defaults and environment names
+// ---------------------------------------------------------------------------
+
+/** @internal */
+export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
+  name: "default",
+  host: "localhost",
+  port: 5432,
+  user: "postgres",
+  ssl: false,
+  minSize: 2,
+  maxSize: 10,
+  acquireTimeout: Duration.seconds(30),
+  connectTimeout: Duration.seconds(5),
+  validateAfterIdle: Duration.seconds(1),
+  validationTimeout: Duration.seconds(2),
+  maxLifetime: Duration.seconds(3600),
+  maxIdleTime: Duration.seconds(60),
+  maxQueries: 50_000,
+  leakDetectionThreshold: Duration.seconds(30),
+  shutdownTimeout: Duration.seconds(30),
+  cancelTimeout: Duration.seconds(5),
+  queryTimeout: undefined,
+  keepAlive: true,
+  reconnect: {
+    initialDelay: Duration.seconds(1),
+    factor: 2,
+    maxDelay: Duration.seconds(16),
+    initialAttempts: 5,
+    jitter: false
+  },
+  init: "eager",
+  statementTimeout: undefined,
+  applicationName: "effect-pg-pool",
+  logFile: undefined
+}
+
+const ENV = {
+  url: "DATABASE_URL",
+  host: "PGHOST",
+  port: "PGPORT",
+  user: "PGUSER",
+  password: "PGPASSWORD",
+  database: "PGDATABASE",
+  sslmode: "PGSSLMODE",
+  name: "DB_POOL_NAME",
+  minSize: "DB_POOL_MIN_SIZE",
+  maxSize: "DB_POOL_MAX_SIZE",
+  acquireTimeout: "DB_POOL_ACQUIRE_TIMEOUT",
+  connectTimeout: "DB_POOL_CONNECT_TIMEOUT",
+  validateAfterIdle: "DB_POOL_VALIDATE_AFTER_IDLE",
+  validationTimeout: "DB_POOL_VALIDATION_TIMEOUT",
+  maxLifetime: "DB_POOL_MAX_LIFETIME",
+  maxIdleTime: "DB_POOL_MAX_IDLE_TIME",
+  maxQueries: "DB_POOL_MAX_QUERIES",
+  leakDetectionThreshold: "DB_POOL_LEAK_DETECTION_THRESHOLD",
+  shutdownTimeout: "DB_POOL_SHUTDOWN_TIMEOUT",
+  cancelTimeout: "DB_POOL_CANCEL_TIMEOUT",
+  queryTimeout: "DB_POOL_QUERY_TIMEOUT",
+  keepAlive: "DB_POOL_KEEPALIVE",
+  initialDelay: "DB_POOL_RECONNECT_INITIAL_DELAY",
+  factor: "DB_POOL_RECONNECT_FACTOR",
+  maxDelay: "DB_POOL_RECONNECT_MAX_DELAY",
+  initialAttempts: "DB_POOL_RECONNECT_INITIAL_ATTEMPTS",
+  jitter: "DB_POOL_RECONNECT_JITTER",
+  init: "DB_POOL_INIT",
+  statementTimeout: "DB_POOL_STATEMENT_TIMEOUT",
+  applicationName: "DB_POOL_APPLICATION_NAME",
+  logFile: "DB_POOL_LOG_FILE"
+} as const
+
+const EXAMPLE_URL = "postgres://user:password@localhost:5432/mydb"
+
+// ---------------------------------------------------------------------------
+// redaction
+// ---------------------------------------------------------------------------
+
+// `sslpassword` (the client key's passphrase) is a secret too, hence no word boundary before `password`.
+const PASSWORD_PARAM = /(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)/gi
+
+/** @internal */
+export const redactUrl = (url: string): string => {
+  const schemeEnd = url.indexOf("://")
+  const start = schemeEnd === -1 ? 0 : schemeEnd + 3
+  // The user info runs to the LAST "@" (as in `parseUrl`), so an unencoded "@", "/", "?" or "#" in a password is
+  // still masked; a stray "@" further right only masks too much, never too little.
+  const at = url.lastIndexOf("@")
+  const colon = url.indexOf(":", start)
+  const masked = at > start && colon !== -1 && colon < at ? url.slice(0, colon + 1) + "***" + url.slice(at) : url
+  return masked.replace(PASSWORD_PARAM, "$1***")
+}
+
+const EMBEDDED_URL = /postgres(?:ql)?:\/\/[^\s'"<>]+/gi
+
+/** @internal */
+export const redactText = (text: string, password: string | undefined): string => {
+  let out = text
+  if (password !== undefined && password !== "") {
+    // Connection strings in driver errors carry the password percent-encoded.
+    for (const form of new Set([password, encodeURIComponent(password)])) {
+      out = out.split(form).join("***")
+    }
+  }
+  return out.replace(EMBEDDED_URL, (url) => redactUrl(url))
+}
+
+// ---------------------------------------------------------------------------
+// value parsers: each returns the value or the "rule: fix" part of a message
+// ---------------------------------------------------------------------------
+
+type Parse<A> = (raw: unknown) => Either.Either<A, string>
+
+const show = (raw: unknown): string => {
+  if (typeof raw === "string") return raw === "" ? '""' : raw
+  if (typeof raw === "number" || typeof raw === "boolean") return String(raw)
+  if (typeof raw === "bigint") return `${raw}n`
+  if (Duration.isDuration(raw)) return Duration.format(raw)
+  if (Redacted.isRedacted(raw)) return "<redacted>"
+  try {
+    return JSON.stringify(raw) ?? String(raw)
+  } catch {
+    return String(raw)
+  }
+}
+
+const NUMBER = /^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?$/i
+
+const toNumber = (raw: unknown): number | undefined => {
+  if (typeof raw === "number") return raw
+  if (typeof raw === "string" && NUMBER.test(raw.trim())) return Number(raw.trim())
+  return undefined
+}
+
+const integer =
+  (min: number, fix: string): Parse<number> =>
+  (raw) => {
+    const n = toNumber(raw)
+    return n !== undefined && Number.isSafeInteger(n) && n >= min
+      ? Either.right(n)
+      : Either.left(`must be an integer ≥ ${min}: ${fix}`)
+  }
+
+const PORT_RULE = "must be an integer from 1 to 65535: PostgreSQL listens on 5432 unless configured otherwise"
+
+const port: Parse<number> = (raw) => {
+  const n = toNumber(raw)
+  return n !== undefined && Number.isInteger(n) && n >= 1 && n <= 65535 ? Either.right(n) : Either.left(PORT_RULE)
+}
+
+const factor: Parse<number> = (raw) => {
+  const n = toNumber(raw)
+  return n !== undefined && Number.isFinite(n) && n > 1
+    ? Either.right(n)
+    : Either.left("must be a number > 1: use e.g. 2 to double the delay after each failed attempt")
+}
+
+// The same words Effect's `Config.boolean` accepts, case-insensitively.
+const BOOLEANS = new Map<string, boolean>([
+  ["true", true],
+  ["yes", true],
+  ["on", true],
+  ["1", true],
+  ["false", false],
+  ["no", false],
+  ["off", false],
+  ["0", false]
+])
+
+const boolean: Parse<boolean> = (raw) => {
+  const b =
+    typeof raw === "boolean" ? raw : typeof raw === "string" ? BOOLEANS.get(raw.trim().toLowerCase()) : undefined
+  return b !== undefined ? Either.right(b) : Either.left("must be true or false (yes/no, on/off and 1/0 work too)")
+}
+
+const text =
+  (fix: string): Parse<string> =>
+  (raw) =>
+    typeof raw === "string" ? Either.right(raw) : Either.left(`must be a string: ${fix}`)
+
+const name: Parse<string> = (raw) =>
+  typeof raw === "string" && raw.trim() !== ""
+    ? Either.right(raw)
+    : Either.left("must be a non-empty string: name the pool for logs and metrics, e.g. default")
+
+const init: Parse<"eager" | "lazy"> = (raw) => {
+  const mode = typeof raw === "string" ? raw.trim().toLowerCase() : undefined
+  return mode === "eager" || mode === "lazy"
+    ? Either.right(mode)
+    : Either.left(
+        "must be eager or lazy: eager fails startup when the database is unreachable, " +
+          "lazy starts degraded and connects in the background"
+      )
+}
+
+const UNIT_MILLIS = new Map<string, number>([
+  ...["ns", "nano", "nanos"].map((u) => [u, 1e-6] as const),
+  ...["us", "µs", "micro", "micros"].map((u) => [u, 1e-3] as const),
+  ...["ms", "milli", "millis"].map((u) => [u, 1] as const),
+  ...["s", "sec", "secs", "second", "seconds"].map((u) => [u, 1_000] as const),
+  ...["m", "min", "mins", "minute", "minutes"].map((u) => [u, 60_000] as const),
+  ...["h", "hr", "hrs", "hour", "hours"].map((u) => [u, 3_600_000] as const),
+  ...["d", "day", "days"].map((u) => [u, 86_400_000] as const),
+  ...["w", "week", "weeks"].map((u) => [u, 604_800_000] as const)
+])
+
+// Parses "250", "1.5s", "500 ms", "5 seconds", and compound forms such as "1m 30s" (what `Duration.format` prints,
+// so a value copied from a log or an error message reads back). The sign applies to the whole text.
+const parseDurationText = (input: string): number | undefined => {
+  const trimmed = input.trim()
+  const sign = trimmed.startsWith("-") ? -1 : 1
+  const body = trimmed.replace(/^[-+]/, "")
+  const token = /\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zµ]*)/iy
+  let total = 0
+  let tokens = 0
+  let bare = false
+  while (token.lastIndex < body.length) {
+    const match = token.exec(body)
+    if (match === null) return undefined
+    const unit = match[2] === "" ? 1 : UNIT_MILLIS.get(match[2]!.toLowerCase())
+    if (unit === undefined) return undefined
+    bare ||= match[2] === ""
+    total += Number(match[1]) * unit
+    tokens++
+  }
+  return tokens === 0 || (bare && tokens > 1) ? undefined : sign * total
+}
+
+// Signed milliseconds, so that negative and infinite inputs can be reported instead of being clamped to zero the
+// way `Duration.decode` does.
+const durationMillis = (raw: unknown): number | undefined => {
+  if (Duration.isDuration(raw)) return Duration.toMillis(raw)
+  if (typeof raw === "number") return Number.isNaN(raw) ? undefined : raw
+  if (typeof raw === "bigint") return Number(raw) / 1e6
+  if (Array.isArray(raw) && raw.length === 2 && typeof raw[0] === "number" && typeof raw[1] === "number") {
+    const millis = raw[0] * 1_000 + raw[1] / 1e6
+    return Number.isNaN(millis) ? undefined : millis
+  }
+  if (typeof raw === "string") return parseDurationText(raw)
+  return undefined
+}
+
+const NOT_A_DURATION =
+  "is not a duration: use milliseconds (250), a short form (500ms, 1.5s, 2m, 1h) or Effect's form (5 seconds)"
+
+const duration =
+  (rule: "> 0" | "≥ 0", fix: string): Parse<Duration.Duration> =>
+  (raw) => {
+    const millis = durationMillis(raw)
+    if (millis === undefined) return Either.left(NOT_A_DURATION)
+    if (!Number.isFinite(millis)) return Either.left(`must be a finite duration: ${fix}`)
+    if (rule === "> 0" ? millis <= 0 : millis < 0) return Either.left(`must be ${rule}: ${fix}`)
+    if (Duration.isDuration(raw)) return Either.right(raw)
+    return Either.right(typeof raw === "bigint" ? Duration.nanos(raw) : Duration.millis(millis))
+  }
+
+// ---------------------------------------------------------------------------
+// the connection URL
+// ---------------------------------------------------------------------------
+
+type Ssl = PoolConfig["ssl"]
+
+// node-postgres cannot fall back from TLS to plain text (or back), so libpq's "try" modes mean no TLS at all.
+// `no-verify` is node-postgres's own spelling of "TLS without certificate checks", common in hosting docs.
+const SSL_MODES = new Map<string, Ssl>([
+  ["disable", false],
+  ["allow", false],
+  ["prefer", false],
+  ["require", { rejectUnauthorized: false }],
+  ["no-verify", { rejectUnauthorized: false }],
+  ["verify-ca", { rejectUnauthorized: true }],
+  ["verify-full", { rejectUnauthorized: true }]
+])
+
+const SSL_MODE_FIX = "use disable, require, verify-ca or verify-full (allow and prefer are treated as disable)"
+
+const sslmodeOf = (ssl: Ssl): string => (ssl === false ? "disable" : ssl.rejectUnauthorized ? "verify-full" : "require")
+
+const sslInput: Parse<Ssl> = (raw) => {
+  if (raw === true) return Either.right({ rejectUnauthorized: true })
+  if (raw === false) return Either.right(false)
+  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && !Redacted.isRedacted(raw)) {
+    const reject = (raw as { readonly rejectUnauthorized?: unknown }).rejectUnauthorized
+    if (reject === undefined || typeof reject === "boolean") return Either.right({ rejectUnauthorized: reject ?? true })
+  }
+  return Either.left("must be true, false or { rejectUnauthorized: boolean }: true verifies the server certificate")
+}
+
+const sslmodeInput: Parse<Ssl> = (raw) => {
+  const ssl = typeof raw === "string" ? SSL_MODES.get(raw.trim().toLowerCase()) : undefined
+  return ssl === undefined ? Either.left(`is not an sslmode: ${SSL_MODE_FIX}`) : Either.right(ssl)
+}
+
+const MULTI_HOST = "lists several hosts: multi-host connections are not supported yet, give a single host"
+
+const hostInput: Parse<string> = (raw) => {
+  if (typeof raw !== "string") return Either.left("must be a string: e.g. localhost")
+  return raw.includes(",") ? Either.left(MULTI_HOST) : Either.right(raw)
+}
+
+const decode = (s: string): string => {
+  try {
+    return decodeURIComponent(s)
+  } catch {
+    // A literal "%" that is not an escape (e.g. a password "50%off") is meant as itself.
+    return s
+  }
+}
+
+interface ParsedUrl {
+  readonly host: string | undefined
+  readonly port: number | undefined
+  readonly user: string | undefined
+  readonly password: string | undefined
+  readonly database: string | undefined
+  readonly ssl: Ssl | undefined
+  readonly applicationName: string | undefined
+  /** Parameters the pool does not interpret, kept in the normalised URL for other tools. */
+  readonly params: ReadonlyArray<readonly [string, string]>
+}
+
+interface UrlProblem {
+  readonly field: string
+  readonly problem: string
+}
+
+const MULTI_HOST_URL = `${MULTI_HOST}, e.g. postgres://user:password@db.example.com:5432/mydb`
+
+// libpq's URI grammar, postgres[ql]://[user[:password]@][host][:port][/dbname][?param=value&...], parsed by hand
+// rather than with `URL` so that every problem gets our message and the password never reaches one.
+const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProblem>> => {
+  const trimmed = url.trim()
+  const scheme = /^postgres(?:ql)?:\/\//i.exec(trimmed)
+  if (scheme === null) {
+    return Either.left([
+      { field: "url", problem: `must start with postgres:// or postgresql://: use e.g. ${EXAMPLE_URL}` }
+    ])
+  }
+  const rest = trimmed.slice(scheme[0].length)
+  // Generated passwords often hold "/", "?", "#" or "@" unencoded; taking the user info up to the last "@" reads
+  // them as the user meant (an "@" in the database name or a parameter must then be written %40).
+  const at = rest.lastIndexOf("@")
+  const userInfo = at === -1 ? undefined : rest.slice(0, at)
+  const afterUser = rest.slice(at + 1).replace(/#.*$/, "")
+  const hostEnd = afterUser.search(/[/?]/)
+  const hostPort = hostEnd === -1 ? afterUser : afterUser.slice(0, hostEnd)
+  const pathAndQuery = hostEnd === -1 ? "" : afterUser.slice(hostEnd)
+  const queryStart = pathAndQuery.indexOf("?")
+  const path = queryStart === -1 ? pathAndQuery : pathAndQuery.slice(0, queryStart)
+  const query = queryStart === -1 ? "" : pathAndQuery.slice(queryStart + 1)
+
+  const problems: Array<UrlProblem> = []
+  let host: string | undefined
+  let portText: string | undefined
+  if (hostPort.includes(",")) {
+    problems.push({ field: "host", problem: MULTI_HOST_URL })
+  } else if (hostPort.startsWith("[")) {
+    const close = hostPort.indexOf("]")
+    const after = close === -1 ? "" : hostPort.slice(close + 1)
+    if (close === -1 || (after !== "" && !after.startsWith(":"))) {
+      problems.push({
+        field: "host",
+        problem: "has an invalid host: write an IPv6 address in brackets, e.g. postgres://user:password@[::1]:5432/mydb"
+      })
+    } else {
+      host = hostPort.slice(1, close)
+      portText = after === "" ? undefined : after.slice(1)
+    }
+  } else {
+    const colon = hostPort.indexOf(":")
+    host = decode(colon === -1 ? hostPort : hostPort.slice(0, colon))
+    portText = colon === -1 ? undefined : hostPort.slice(colon + 1)
+  }
+
+  let user = userInfo === undefined ? undefined : decode(userInfo.split(":", 1)[0]!)
+  const colon = userInfo?.indexOf(":") ?? -1
+  let password = userInfo === undefined || colon === -1 ? undefined : decode(userInfo.slice(colon + 1))
+  let database = path.length > 1 ? decode(path.slice(1)) : undefined
+  let sslmode: string | undefined
+  let sslFlag: string | undefined
+  let applicationName: string | undefined
+  const params: Array<readonly [string, string]> = []
+  for (const pair of query.split("&")) {
+    if (pair === "") continue
+    const eq = pair.indexOf("=")
+    const key = decode(eq === -1 ? pair : pair.slice(0, eq))
+    const value = eq === -1 ? "" : decode(pair.slice(eq + 1))
+    // libpq lets every connection keyword appear as a parameter, where it overrides the URI's own parts.
+    switch (key) {
+      case "host":
+        host = value
+        if (value.includes(",")) problems.push({ field: "host", problem: MULTI_HOST_URL })
+        break
+      case "port":
+        portText = value
+        break
+      case "user":
+        user = value
+        break
+      case "password":
+        password = value
+        break
+      case "dbname":
+        database = value
+        break
+      case "sslmode":
+        sslmode = value
+        break
+      case "ssl":
+        sslFlag = value
+        break
+      case "application_name":
+        applicationName = value
+        break
+      default:
+        params.push([key, value])
+    }
+  }
+
+  let portNumber: number | undefined
+  if (portText !== undefined && portText !== "") {
+    if (/^\d+$/.test(portText) && Number(portText) >= 1 && Number(portText) <= 65535) {
+      portNumber = Number(portText)
+    } else {
+      problems.push({
+        field: "port",
+        problem: `has an invalid port (${portText}): use an integer from 1 to 65535, e.g. ${EXAMPLE_URL}`
+      })
+    }
+  }
+  let ssl: Ssl | undefined
+  if (sslmode !== undefined) {
+    ssl = SSL_MODES.get(sslmode.toLowerCase())
+    if (ssl === undefined) {
+      problems.push({ field: "ssl", problem: `has an unknown sslmode (${sslmode}): ${SSL_MODE_FIX}` })
+    }
+  } else if (sslFlag !== undefined) {
+    // node-postgres's `ssl=true` means TLS with certificate checks; ignoring it would silently drop TLS.
+    const flag = BOOLEANS.get(sslFlag.toLowerCase())
+    if (flag === undefined) {
+      problems.push({ field: "ssl", problem: `has an invalid ssl parameter (${sslFlag}): use sslmode=${SSL_MODE_FIX}` })
+    } else {
+      ssl = flag ? { rejectUnauthorized: true } : false
+    }
+  }
+  if (problems.length > 0) return Either.left(problems)
+  return Either.right({
+    host: host === "" ? undefined : host,
+    port: portNumber,
+    user: user === "" ? undefined : user,
+    password: password === "" ? undefined : password,
+    database,
+    ssl,
+    applicationName,
+    params
+  })
+}
+
+const buildUrl = (parts: {
+  readonly host: string
+  readonly port: number
+  readonly user: string
+  readonly password: string | undefined
+  readonly database: string
+  readonly ssl: Ssl
+  readonly applicationName: string
+  readonly params: ReadonlyArray<readonly [string, string]>
+}): string => {
+  const host = parts.host.includes(":") ? `[${parts.host}]` : encodeURIComponent(parts.host)
+  const password = parts.password === undefined ? "" : `:${encodeURIComponent(parts.password)}`
+  const query = [...parts.params, ["sslmode", sslmodeOf(parts.ssl)], ["application_name", parts.applicationName]]
+    .map(([key, value]) => `${encodeURIComponent(key)}=${encodeURIComponent(value)}`)
+    .join("&")
+  return (
+    `postgres://${encodeURIComponent(parts.user)}${password}@${host}:${parts.port}/` +
+    `${encodeURIComponent(parts.database)}?${query}`
+  )
+}
+
+// ---------------------------------------------------------------------------
+// resolution
+// ---------------------------------------------------------------------------
+
+/**
+ * Everything `make` accepts, typed loosely: values read from the environment are strings, and callers from plain
+ * JavaScript can pass anything.
+ *
+ * @internal
+ */
+export type RawInput = { readonly [K in Exclude<keyof PoolConfigInput, "reconnect">]?: unknown } & {
+  readonly reconnect?: { readonly [K in keyof PoolConfig["reconnect"]]?: unknown } | undefined
+  /** PGSSLMODE, only read when there is no DATABASE_URL. */
+  readonly sslmode?: string | undefined
+}
+
+class Issues {
+  readonly list: Array<ConfigIssue> = []
+  private readonly invalid = new Set<string>()
+
+  report(field: string, env: string, value: string, message: string): void {
+    this.list.push({ field, env, value, message })
+    this.invalid.add(field)
+  }
+
+  valid(...fields: ReadonlyArray<string>): boolean {
+    return fields.every((field) => !this.invalid.has(field))
+  }
+
+  // On failure the fallback stands in so resolution can go on and find the other problems; it is never returned
+  // to the caller because any issue fails the whole configuration.
+  read<A>(field: string, env: string, raw: unknown, fallback: A, parse: Parse<A>): A {
+    if (raw === undefined) return fallback
+    const result = parse(raw)
+    if (Either.isRight(result)) return result.right
+    const shown = show(raw)
+    this.report(field, env, shown, `${env} (${shown}) ${result.left}`)
+    return fallback
+  }
+}
+
+const secret = (raw: unknown): string | undefined =>
+  typeof raw === "string" ? raw : Redacted.isRedacted(raw) ? String(Redacted.value(raw)) : undefined
+
+const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
+  let urlText: string | undefined
+  if (raw.url !== undefined) {
+    urlText = secret(raw.url)
+    if (urlText === undefined) {
+      issues.report(
+        "url",
+        ENV.url,
+        "<not a string>",
+        `${ENV.url} must be a string or a Redacted string: ${EXAMPLE_URL}`
+      )
+    }
+  }
+  let parsed: ParsedUrl | undefined
+  if (urlText !== undefined) {
+    const shown = redactUrl(urlText)
+    const result = parseUrl(urlText)
+    if (Either.isLeft(result)) {
+      for (const { field, problem } of result.left) {
+        issues.report(field, ENV.url, shown, `${ENV.url} (${shown}) ${problem}`)
+      }
+    } else {
+      parsed = result.right
+    }
+  }
+  const given = [raw.host, raw.port, raw.user, raw.password, raw.database].some((v) => v !== undefined)
+  if (raw.url === undefined && !given) {
+    issues.report(
+      "url",
+      ENV.url,
+      "",
+      source === "env"
+        ? `${ENV.url} is not set: set it to the database's URL, e.g. ${ENV.url}=${EXAMPLE_URL} ` +
+            `(or set PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE)`
+        : `${ENV.url} is not set: pass url, e.g. ${EXAMPLE_URL}, or host, port, user, password and database`
+    )
+  }
+
+  // Explicit fields win over the URL's parts; empty strings count as not given.
+  const host =
+    issues.read<string | undefined>("host", ENV.host, raw.host, undefined, hostInput) || parsed?.host || defaults.host
+  const portNumber =
+    issues.read<number | undefined>("port", ENV.port, raw.port, undefined, port) ?? parsed?.port ?? defaults.port
+  const user =
+    issues.read<string | undefined>("user", ENV.user, raw.user, undefined, text("e.g. postgres")) ||
+    parsed?.user ||
+    defaults.user
+  const database =
+    issues.read<string | undefined>("database", ENV.database, raw.database, undefined, text("e.g. mydb")) ||
+    parsed?.database ||
+    user
+  let password: string | undefined
+  if (raw.password !== undefined) {
+    password = secret(raw.password)
+    if (password === undefined) {
+      issues.report("password", ENV.password, "***", `${ENV.password} must be a string or a Redacted string`)
+    }
+  }
+  password = password || parsed?.password || undefined
+  const ssl =
+    raw.ssl !== undefined
+      ? issues.read("ssl", ENV.sslmode, raw.ssl, defaults.ssl, sslInput)
+      : (parsed?.ssl ?? issues.read("ssl", ENV.sslmode, raw.sslmode, defaults.ssl, sslmodeInput))
+  const applicationName =
+    issues.read<string | undefined>(
+      "applicationName",
+      ENV.applicationName,
+      raw.applicationName,
+      undefined,
+      text("e.g. my-service")
+    ) ??
+    parsed?.applicationName ??
+    defaults.applicationName
+  return {
+    host,
+    port: portNumber,
+    user,
+    database,
+    password,
+    ssl,
+    applicationName,
+    url: buildUrl({
+      host,
+      port: portNumber,
+      user,
+      password,
+      database,
+      ssl,
+      applicationName,
+      params: parsed?.params ?? []
+    })
+  }
+}
+
+type PositiveField =
+  | "acquireTimeout"
+  | "connectTimeout"
+  | "validationTimeout"
+  | "maxLifetime"
+  | "maxIdleTime"
+  | "cancelTimeout"
+
+type NonNegativeField = "validateAfterIdle" | "leakDetectionThreshold" | "shutdownTimeout"
+
+/** @internal */
+export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<PoolConfig, PoolConfigError> => {
+  const issues = new Issues()
+  const conn = connection(raw, source, issues)
+  const d = defaults
+  const minSize = issues.read("minSize", ENV.minSize, raw.minSize, d.minSize, integer(0, "e.g. 2"))
+  const maxSize = issues.read("maxSize", ENV.maxSize, raw.maxSize, d.maxSize, integer(1, "e.g. 10"))
+  // A default taking part in a conflict is labelled as such: the user never wrote it and may not know it exists.
+  const shownOr = (value: unknown, fallback: string) => (value === undefined ? `${fallback}, the default` : show(value))
+  if (issues.valid("minSize", "maxSize") && minSize > maxSize + 100) {
+    const min = shownOr(raw.minSize, String(d.minSize))
+    issues.report(
+      "minSize",
+      ENV.minSize,
+      raw.minSize === undefined ? String(d.minSize) : show(raw.minSize),
+      `${ENV.minSize} (${min}) must be ≤ ${ENV.maxSize} (${shownOr(raw.maxSize, String(d.maxSize))}): ` +
+        `lower ${ENV.minSize} or raise ${ENV.maxSize}`
+    )
+  }
+  const positive = (field: PositiveField, fallback: Duration.Duration, fix: string) =>
+    issues.read(field, ENV[field], raw[field], fallback, duration("> 0", fix))
+  const optionalPositive = (field: "queryTimeout" | "statementTimeout", what: string) =>
+    issues.read<Duration.Duration | undefined>(
+      field,
+      ENV[field],
+      raw[field],
+      undefined,
+      duration("> 0", `set ${what} such as 30s, or leave ${ENV[field]} unset for none`)
+    )
+  const nonNegative = (field: NonNegativeField, fallback: Duration.Duration, zero: string, example: string) =>
+    issues.read(
+      field,
+      ENV[field],
+      raw[field],
+      fallback,
+      duration("≥ 0", `use 0 ${zero}, or a duration such as ${example}`)
+    )
+
+  const reconnectRaw = raw.reconnect ?? {}
+  const r = d.reconnect
+  const initialDelay = issues.read(
+    "reconnect.initialDelay",
+    ENV.initialDelay,
+    reconnectRaw.initialDelay,
+    r.initialDelay,
+    duration("> 0", "set the delay before the first retry, e.g. 1s")
+  )
+  const maxDelay = issues.read(
+    "reconnect.maxDelay",
+    ENV.maxDelay,
+    reconnectRaw.maxDelay,
+    r.maxDelay,
+    duration("> 0", "set the longest delay between retries, e.g. 16s")
+  )
+  if (issues.valid("reconnect.initialDelay", "reconnect.maxDelay") && Duration.lessThan(maxDelay, initialDelay)) {
+    const max = shownOr(reconnectRaw.maxDelay, Duration.format(r.maxDelay))
+    issues.report(
+      "reconnect.maxDelay",
+      ENV.maxDelay,
+      reconnectRaw.maxDelay === undefined ? Duration.format(r.maxDelay) : show(reconnectRaw.maxDelay),
+      `${ENV.maxDelay} (${max}) must be ≥ ${ENV.initialDelay} ` +
+        `(${shownOr(reconnectRaw.initialDelay, Duration.format(r.initialDelay))}): ` +
+        `raise ${ENV.maxDelay} or lower ${ENV.initialDelay}`
+    )
+  }
+
+  const config: PoolConfig = {
+    name: issues.read("name", ENV.name, raw.name, d.name, name),
+    url: Redacted.make(conn.url),
+    host: conn.host,
+    port: conn.port,
+    database: conn.database,
+    user: conn.user,
+    password: conn.password === undefined ? undefined : Redacted.make(conn.password),
+    ssl: conn.ssl,
+    minSize,
+    maxSize,
+    acquireTimeout: positive(
+      "acquireTimeout",
+      d.acquireTimeout,
+      "set how long a caller may wait for a connection, e.g. 30s"
+    ),
+    connectTimeout: positive(
+      "connectTimeout",
+      d.connectTimeout,
+      "set how long one connection attempt may take, e.g. 5s"
+    ),
+    validateAfterIdle: nonNegative("validateAfterIdle", d.validateAfterIdle, "to validate on every acquisition", "1s"),
+    validationTimeout: positive(
+      "validationTimeout",
+      d.validationTimeout,
+      "set how long the validation round trip may take, e.g. 2s"
+    ),
+    maxLifetime: positive(
+      "maxLifetime",
+      d.maxLifetime,
+      "set how long a connection may live before it is replaced, e.g. 1h"
+    ),
+    maxIdleTime: positive(
+      "maxIdleTime",
+      d.maxIdleTime,
+      `set how long a connection above ${ENV.minSize} may stay idle before it is closed, e.g. 60s`
+    ),
+    maxQueries: issues.read("maxQueries", ENV.maxQueries, raw.maxQueries, d.maxQueries, integer(1, "e.g. 50000")),
+    leakDetectionThreshold: nonNegative(
+      "leakDetectionThreshold",
+      d.leakDetectionThreshold,
+      "to disable leak detection",
+      "30s"
+    ),
+    shutdownTimeout: nonNegative(
+      "shutdownTimeout",
+      d.shutdownTimeout,
+      "to stop checked-out connections at once on shutdown",
+      "30s"
+    ),
+    cancelTimeout: positive(
+      "cancelTimeout",
+      d.cancelTimeout,
+      "set how long an interrupted query may take to stop, e.g. 5s"
+    ),
+    queryTimeout: optionalPositive("queryTimeout", "a client-side limit per query"),
+    keepAlive: issues.read("keepAlive", ENV.keepAlive, raw.keepAlive, d.keepAlive, boolean),
+    reconnect: {
+      initialDelay,
+      factor: issues.read("reconnect.factor", ENV.factor, reconnectRaw.factor, r.factor, factor),
+      maxDelay,
+      initialAttempts: issues.read(
+        "reconnect.initialAttempts",
+        ENV.initialAttempts,
+        reconnectRaw.initialAttempts,
+        r.initialAttempts,
+        integer(1, "set how many attempts startup makes before it fails, e.g. 5")
+      ),
+      jitter: issues.read("reconnect.jitter", ENV.jitter, reconnectRaw.jitter, r.jitter, boolean)
+    },
+    init: issues.read("init", ENV.init, raw.init, d.init, init),
+    statementTimeout: optionalPositive("statementTimeout", "a server-side limit per statement"),
+    applicationName: conn.applicationName,
+    logFile:
+      issues.read<string | undefined>("logFile", ENV.logFile, raw.logFile, undefined, text("give a file path")) ||
+      undefined
+  }
+  return issues.list.length === 0 ? Either.right(config) : Either.left(new PoolConfigError({ issues: issues.list }))
+}
+
+/** @internal */
+export const make = (input: PoolConfigInput): Effect.Effect<PoolConfig, PoolConfigError> =>
+  Effect.suspend(() => resolve(input, "input"))
+
+const ENV_NAMES = Object.values(ENV)
+
+const readEnv = Config.all(
+  Object.fromEntries(ENV_NAMES.map((key) => [key, Config.option(Config.string(key))] as const))
+).pipe(
+  Effect.map((values) => {
+    const env = new Map<string, string>()
+    for (const [key, value] of Object.entries(values)) {
+      // Deployment tools often define variables as empty; an empty value means "not set", not "invalid".
+      if (Option.isSome(value) && value.value.trim() !== "") env.set(key, value.value)
+    }
+    return env
+  }),
+  Effect.mapError(
+    (error) =>
+      new PoolConfigError({
+        issues: [
+          {
+            field: "env",
+            env: "",
+            value: "",
+            message: `The configuration provider failed while reading the pool's settings: ${String(error)}`
+          }
+        ]
+      })
+  )
+)
+
+/** @internal */
+export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.flatMap(readEnv, (env) => {
+  const url = env.get(ENV.url)
+  // The libpq variables are a fallback for a missing DATABASE_URL; mixing both sources would hide which one won.
+  const libpq = (key: string) => (url === undefined ? env.get(key) : undefined)
+  return resolve(
+    {
+      url,
+      host: libpq(ENV.host),
+      port: libpq(ENV.port),
+      user: libpq(ENV.user),
+      password: libpq(ENV.password),
+      database: libpq(ENV.database),
+      sslmode: libpq(ENV.sslmode),
+      name: env.get(ENV.name),
+      minSize: env.get(ENV.minSize),
+      maxSize: env.get(ENV.maxSize),
+      acquireTimeout: env.get(ENV.acquireTimeout),
+      connectTimeout: env.get(ENV.connectTimeout),
+      validateAfterIdle: env.get(ENV.validateAfterIdle),
+      validationTimeout: env.get(ENV.validationTimeout),
+      maxLifetime: env.get(ENV.maxLifetime),
+      maxIdleTime: env.get(ENV.maxIdleTime),
+      maxQueries: env.get(ENV.maxQueries),
+      leakDetectionThreshold: env.get(ENV.leakDetectionThreshold),
+      shutdownTimeout: env.get(ENV.shutdownTimeout),
+      cancelTimeout: env.get(ENV.cancelTimeout),
+      queryTimeout: env.get(ENV.queryTimeout),
+      keepAlive: env.get(ENV.keepAlive),
+      reconnect: {
+        initialDelay: env.get(ENV.initialDelay),
+        factor: env.get(ENV.factor),
+        maxDelay: env.get(ENV.maxDelay),
+        initialAttempts: env.get(ENV.initialAttempts),
+        jitter: env.get(ENV.jitter)
+      },
+      init: env.get(ENV.init),
+      statementTimeout: env.get(ENV.statementTimeout),
+      applicationName: env.get(ENV.applicationName),
+      logFile: env.get(ENV.logFile)
+    },
+    "env"
+  )
+})

@@ -1,0 +1,340 @@
+/**
+ * One physical PostgreSQL connection: opening it, running a query on it with server-side cancellation on
+ * interruption, and closing it. The pool (internal/pool.ts) decides when; this module knows how.
+ *
+ * @internal
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Net from "node:net"
+import * as Pg from "pg"
+import type { CloseReason } from "../PoolStatistics.js"
+
+/** @internal */
+export interface ConnectOptions {
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string
+  readonly password: string | undefined
+  readonly ssl: false | { readonly rejectUnauthorized: boolean }
+  readonly applicationName: string
+  readonly statementTimeoutMillis: number | undefined
+  readonly connectTimeoutMillis: number
+  readonly keepAlive: boolean
+  readonly types: Pg.CustomTypesConfig | undefined
+}
+
+/**
+ * A pooled connection and everything the pool tracks about it. Mutable on purpose: it is only ever touched
+ * from the pool's synchronous bookkeeping, never shared across threads.
+ *
+ * @internal
+ */
+export class PooledConnection {
+  status: "idle" | "active" | "closed" = "idle"
+  /** Clock millis of the last hand-out. */
+  acquiredAt = 0
+  /** Clock millis of the last return to the pool. */
+  releasedAt: number
+  queries = 0
+  /** ReadyForQuery transaction status: I = idle, T = in a transaction, E = in a failed transaction. */
+  transactionStatus: "I" | "T" | "E" = "I"
+  /** Set when a statement may have left session state behind (SET, temp tables, LISTEN, advisory locks…). */
+  sessionDirty = false
+  /** Set when the socket errored or ended, or a cancellation failed: never hand it out again. */
+  broken: unknown = undefined
+  inFlight = 0
+  leakReported = false
+  /** Where the current holder acquired it, captured only when leak detection is on. */
+  acquisitionSite: Error | undefined = undefined
+  /** Performance-clock time of the last hand-out, for use-time metrics. */
+  acquiredAtPerf = 0
+  /** Pool-private slot for a per-connection cache (the bound statement constructor). */
+  cache: unknown = undefined
+
+  constructor(
+    readonly id: number,
+    readonly client: Pg.Client,
+    readonly createdAt: number,
+    readonly expiresAt: number
+  ) {
+    this.releasedAt = createdAt
+  }
+
+  get processId(): number | undefined {
+    return (this.client as any).processID ?? undefined
+  }
+}
+
+/** @internal */
+export interface ConnectFailure {
+  readonly _tag: "ConnectFailure"
+  readonly cause: unknown
+  /** Nothing listens on the port (refused, unreachable): a TCP probe can tell when that changes. */
+  readonly probeable: boolean
+  /** The server answered but is starting up (57P03 "starting up" / "not yet accepting connections"). */
+  readonly startingUp: boolean
+}
+
+// A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
+// a blackhole, a server refusing sessions), so only the backoff may pace the next attempt.
+const probeableCodes = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"])
+
+/** @internal */
+export const classifyConnectError = (cause: unknown): ConnectFailure => {
+  const code = (cause as any)?.code as string | undefined
+  const message = String((cause as any)?.message ?? cause)
+  const probeable = code !== undefined && probeableCodes.has(code)
+  const startingUp = code === "57P03" && /starting up|not yet accepting/.test(message)
+  return { _tag: "ConnectFailure", cause, probeable, startingUp }
+}
+
+/**
+ * Opens a client. The `error` and `end` listeners are attached before connecting and stay for the client's
+ * life: an `error` event without a listener crashes Node, and an idle socket can error at any time.
+ *
+ * @internal
+ */
+export const connect = (
+  options: ConnectOptions,
+  onBroken: (client: Pg.Client, cause: unknown) => void
+): Effect.Effect<Pg.Client, ConnectFailure> =>
+  Effect.async<Pg.Client, ConnectFailure>((resume) => {
+    const client = new Pg.Client({
+      host: options.host,
+      port: options.port,
+      database: options.database,
+      user: options.user,
+      ...(options.password !== undefined ? { password: options.password } : {}),
+      ssl: options.ssl === false ? false : { rejectUnauthorized: options.ssl.rejectUnauthorized },
+      application_name: options.applicationName,
+      ...(options.statementTimeoutMillis !== undefined ? { statement_timeout: options.statementTimeoutMillis } : {}),
+      connectionTimeoutMillis: options.connectTimeoutMillis,
+      keepAlive: options.keepAlive,
+      ...(options.types !== undefined ? { types: options.types } : {})
+    })
+    let settled = false
+    client.on("error", (cause) => {
+      if (settled) onBroken(client, cause)
+    })
+    client.on("end", () => {
+      if (settled) onBroken(client, new Error("Connection ended by the server"))
+    })
+    client.connect((err: Error | undefined) => {
+      if (settled) return
+      settled = true
+      if (err) {
+        destroy(client)
+        resume(Effect.fail(classifyConnectError(err)))
+      } else {
+        resume(Effect.succeed(client))
+      }
+    })
+    return Effect.sync(() => {
+      if (!settled) {
+        settled = true
+        destroy(client)
+      }
+    })
+  })
+
+/**
+ * Closes a client without waiting on the server: a polite Terminate when the socket is healthy, then the
+ * socket is destroyed so a blackholed connection cannot keep us waiting.
+ *
+ * @internal
+ */
+export const destroy = (client: Pg.Client): void => {
+  const connection = (client as any).connection
+  try {
+    if (connection?.stream && !connection.stream.destroyed && (client as any)._connected) {
+      connection.end()
+    }
+  } catch {
+    // a socket that throws on end is already gone
+  }
+  try {
+    connection?.stream?.destroy()
+  } catch {
+    // ditto
+  }
+}
+
+/**
+ * Sends a CancelRequest for this connection's own backend over a new socket (never `pg_cancel_backend`
+ * through another pooled connection, which may cancel someone else's query: Effect-TS/effect#8068).
+ * Completes when the server has closed the cancel socket, which it does after signalling the backend.
+ *
+ * @internal
+ */
+export const sendCancelRequest = (
+  host: string,
+  port: number,
+  processId: number,
+  secretKey: number
+): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const socket = Net.connect({ host, port })
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      socket.destroy()
+      resume(Effect.void)
+    }
+    socket.on("error", finish)
+    socket.on("close", finish)
+    socket.on("connect", () => {
+      const packet = Buffer.alloc(16)
+      packet.writeInt32BE(16, 0)
+      packet.writeInt32BE(80877102, 4)
+      packet.writeInt32BE(processId, 8)
+      packet.writeInt32BE(secretKey, 12)
+      socket.end(packet)
+    })
+    return Effect.sync(() => {
+      done = true
+      socket.destroy()
+    })
+  })
+
+/** @internal */
+export interface QueryHooks {
+  readonly cancelTimeout: Duration.Duration
+  readonly host: string
+  readonly port: number
+  readonly onCancelFailed: (conn: PooledConnection, reason: CloseReason) => void
+}
+
+/**
+ * Runs one query on a checked-out connection. On interruption the query is cancelled server-side and the
+ * interruption completes only once the backend is idle again, so the connection can be handed to the next
+ * caller without a late cancel hitting their query. If that takes longer than `cancelTimeout`, the
+ * connection is marked broken and the pool discards it.
+ *
+ * @internal
+ */
+export const runQuery = <A>(
+  conn: PooledConnection,
+  query: Pg.QueryConfig | Pg.QueryArrayConfig | Pg.Submittable,
+  onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>,
+  hooks: QueryHooks
+): Effect.Effect<A, any> =>
+  Effect.async<A, any>((resume) => {
+    let settled = false
+    let onSettled: (() => void) | undefined
+    conn.inFlight++
+    conn.queries++
+    ;(conn.client as any).query(query, (err: Error | undefined, result: any) => {
+      conn.inFlight--
+      settled = true
+      if (onSettled !== undefined) onSettled()
+      else resume(onResult(err ?? undefined, result))
+    })
+    return Effect.suspend(() => {
+      if (settled) return Effect.void
+      const processId = (conn.client as any).processID as number | null
+      const secretKey = (conn.client as any).secretKey as number | null
+      if (processId == null || secretKey == null || conn.broken !== undefined) {
+        hooks.onCancelFailed(conn, "cancel")
+        return Effect.void
+      }
+      const querySettled = Effect.async<void>((resumeSettled) => {
+        if (settled) return resumeSettled(Effect.void)
+        onSettled = () => resumeSettled(Effect.void)
+      })
+      return Effect.all([sendCancelRequest(hooks.host, hooks.port, processId, secretKey), querySettled], {
+        concurrency: 2,
+        discard: true
+      }).pipe(
+        Effect.timeoutOption(hooks.cancelTimeout),
+        Effect.flatMap((completed) =>
+          Option.isNone(completed) ? Effect.sync(() => hooks.onCancelFailed(conn, "cancel")) : Effect.void
+        ),
+        Effect.interruptible
+      )
+    })
+  })
+
+/**
+ * Whether a statement might leave session state behind. Plain queries and DML cannot; anything else (SET,
+ * CREATE TEMP, LISTEN, PREPARE, DECLARE, advisory locks, set_config…) may, so the connection is reset with
+ * DISCARD ALL before the next caller gets it. Conservative by design: a false "dirty" costs one round trip,
+ * a false "clean" leaks state to another caller.
+ *
+ * @internal
+ */
+export const mayLeaveSessionState = (sql: string): boolean => {
+  if (suspiciousToken.test(sql)) return true
+  const statements = sql.includes(";") ? sql.split(";") : [sql]
+  for (const statement of statements) {
+    const keyword = leadingKeyword(statement)
+    if (keyword === undefined) continue
+    if (!neutralKeywords.has(keyword)) return true
+  }
+  return false
+}
+
+const suspiciousToken = /set_config|advisory_lock|\btemp\b|\btemporary\b|\blisten\b|\bprepare\b|\bdeclare\b|dblink/i
+const neutralKeywords = new Set([
+  "SELECT",
+  "INSERT",
+  "UPDATE",
+  "DELETE",
+  "WITH",
+  "VALUES",
+  "TABLE",
+  "MERGE",
+  "BEGIN",
+  "START",
+  "COMMIT",
+  "END",
+  "ROLLBACK",
+  "SAVEPOINT",
+  "RELEASE",
+  "EXPLAIN",
+  "SHOW",
+  "COPY",
+  "NOTIFY",
+  "CREATE",
+  "ALTER",
+  "DROP",
+  "TRUNCATE",
+  "GRANT",
+  "REVOKE",
+  "COMMENT",
+  "ANALYZE",
+  "VACUUM",
+  "REFRESH",
+  "LOCK"
+])
+
+const leadingKeyword = (statement: string): string | undefined => {
+  let i = 0
+  const n = statement.length
+  while (i < n) {
+    const c = statement.charCodeAt(i)
+    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
+      i++
+    } else if (c === 45 && statement.charCodeAt(i + 1) === 45) {
+      const end = statement.indexOf("\n", i)
+      if (end === -1) return undefined
+      i = end + 1
+    } else if (c === 47 && statement.charCodeAt(i + 1) === 42) {
+      const end = statement.indexOf("*/", i + 2)
+      if (end === -1) return undefined
+      i = end + 2
+    } else {
+      break
+    }
+  }
+  let j = i
+  while (j < n) {
+    const c = statement.charCodeAt(j) | 32
+    if (c < 97 || c > 122) break
+    j++
+  }
+  return j > i ? statement.slice(i, j).toUpperCase() : undefined
+}

@@ -1,0 +1,132 @@
+/**
+ * LISTEN/NOTIFY on a dedicated connection that takes no pool slot. It opens on the first `listen`, follows
+ * the pool's reconnect schedule when the connection drops, and re-LISTENs every channel that still has
+ * subscribers, so a stream survives a server restart or a network reset.
+ *
+ * @internal
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as Pg from "pg"
+import * as Connection from "./connection.js"
+
+/** @internal */
+export interface Listener {
+  readonly listen: (channel: string) => Stream.Stream<string, SqlError>
+  /** Whether the dedicated connection is up (for tests and health). */
+  readonly connected: () => boolean
+}
+
+/** @internal */
+export interface ListenerOptions {
+  readonly connectOptions: Connection.ConnectOptions
+  readonly reconnect: {
+    readonly initialDelay: Duration.Duration
+    readonly factor: number
+    readonly maxDelay: Duration.Duration
+  }
+  readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  readonly log: (message: string, annotations: Record<string, unknown>) => void
+}
+
+/** @internal */
+export const make = (options: ListenerOptions): Listener => {
+  const subscribers = new Map<string, Set<(payload: string) => void>>()
+  let client: Pg.Client | undefined
+  let loop: Fiber.RuntimeFiber<void, never> | undefined
+  let lost: (() => void) | undefined
+
+  const send = (sql: string) => {
+    client?.query(sql).catch(() => {
+      // a failed LISTEN/UNLISTEN means the connection is going down; the loop re-LISTENs after reconnecting
+    })
+  }
+
+  const onNotification = (message: Pg.Notification) => {
+    const set = subscribers.get(message.channel)
+    if (set === undefined) return
+    for (const emit of set) emit(message.payload ?? "")
+  }
+
+  const connectOnce = Effect.gen(function* () {
+    const opened = yield* Connection.connect(options.connectOptions, () => lost?.())
+    opened.on("notification", onNotification)
+    for (const channel of subscribers.keys()) {
+      yield* Effect.tryPromise(() => opened.query(`LISTEN ${Pg.escapeIdentifier(channel)}`))
+    }
+    return opened
+  })
+
+  const schedule = Schedule.exponential(options.reconnect.initialDelay, options.reconnect.factor).pipe(
+    Schedule.union(Schedule.spaced(options.reconnect.maxDelay))
+  )
+
+  const run: Effect.Effect<void> = Effect.gen(function* () {
+    while (subscribers.size > 0) {
+      const opened = yield* connectOnce.pipe(
+        Effect.tapError((cause) =>
+          Effect.sync(() => options.log("LISTEN connection failed; retrying with backoff", { error: String(cause) }))
+        ),
+        Effect.retryOrElse(schedule, () => Effect.never)
+      )
+      client = opened
+      options.log("LISTEN connection established", { channels: [...subscribers.keys()].join(",") })
+      yield* Effect.async<void>((resume) => {
+        lost = () => resume(Effect.void)
+        return Effect.sync(() => {
+          lost = undefined
+          client = undefined
+          Connection.destroy(opened)
+        })
+      })
+      lost = undefined
+      client = undefined
+      Connection.destroy(opened)
+      options.log("LISTEN connection lost; reconnecting", {})
+    }
+  }).pipe(Effect.ensuring(Effect.sync(() => (loop = undefined))))
+
+  const subscribe = (channel: string, emit: (payload: string) => void) => {
+    let set = subscribers.get(channel)
+    if (set === undefined) {
+      set = new Set()
+      subscribers.set(channel, set)
+      send(`LISTEN ${Pg.escapeIdentifier(channel)}`)
+    }
+    set.add(emit)
+    loop ??= options.fork(run)
+  }
+
+  const unsubscribe = (channel: string, emit: (payload: string) => void) => {
+    const set = subscribers.get(channel)
+    if (set === undefined) return
+    set.delete(emit)
+    if (set.size > 0) return
+    subscribers.delete(channel)
+    send(`UNLISTEN ${Pg.escapeIdentifier(channel)}`)
+    if (subscribers.size === 0 && loop !== undefined) {
+      const fiber = loop
+      loop = undefined
+      options.fork(Effect.flatMap(Effect.fiberId, (id) => fiber.interruptAsFork(id)))
+    }
+  }
+
+  return {
+    listen: (channel) =>
+      Stream.asyncPush<string, SqlError>((emit) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const push = (payload: string) => emit.single(payload)
+            subscribe(channel, push)
+            return push
+          }),
+          (push) => Effect.sync(() => unsubscribe(channel, push))
+        )
+      ),
+    connected: () => client !== undefined
+  }
+}

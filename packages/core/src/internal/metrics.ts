@@ -1,0 +1,129 @@
+/**
+ * The pool's Effect metrics, named after the OpenTelemetry database-client connection conventions and
+ * tagged with the pool name. Updated synchronously from the pool's bookkeeping (`unsafeUpdate`), so the
+ * hot path pays no effect allocation for them.
+ *
+ * @internal
+ */
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import type { CloseReason, PoolState } from "../PoolStatistics.js"
+
+/** @internal */
+export interface PoolMetrics {
+  readonly acquired: (waitMillis: number, idle: number, used: number) => void
+  readonly timedOut: (waitMillis: number) => void
+  readonly pendingRequests: (waiting: number) => void
+  readonly connections: (idle: number, used: number) => void
+  readonly used: (millis: number) => void
+  readonly created: (millis: number) => void
+  readonly closed: (reason: CloseReason, idle: number, used: number) => void
+  readonly reconnectAttempt: () => void
+  readonly leak: () => void
+  readonly state: (state: PoolState) => void
+}
+
+/** @internal */
+export const noopMetrics: PoolMetrics = {
+  acquired: () => {},
+  timedOut: () => {},
+  pendingRequests: () => {},
+  connections: () => {},
+  used: () => {},
+  created: () => {},
+  closed: () => {},
+  reconnectAttempt: () => {},
+  leak: () => {},
+  state: () => {}
+}
+
+// seconds, from 10 µs (an idle hand-out) to a minute (a saturated pool)
+const secondsBoundaries = MetricBoundaries.fromIterable([
+  0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+  60
+])
+
+/** @internal */
+export const names = {
+  count: "db.client.connection.count",
+  max: "db.client.connection.max",
+  idleMax: "db.client.connection.idle.max",
+  idleMin: "db.client.connection.idle.min",
+  pendingRequests: "db.client.connection.pending_requests",
+  timeouts: "db.client.connection.timeouts",
+  createTime: "db.client.connection.create_time",
+  waitTime: "db.client.connection.wait_time",
+  useTime: "db.client.connection.use_time",
+  closed: "db.client.connection.closed",
+  reconnects: "db.client.connection.reconnect_attempts",
+  leaks: "db.client.connection.leaks",
+  state: "db.client.connection.pool.state"
+} as const
+
+/** @internal */
+export const poolNameTag = "db.client.connection.pool.name"
+
+/** @internal */
+export const make = (poolName: string, minSize: number, maxSize: number): PoolMetrics => {
+  const tag = <M extends Metric.Metric<any, any, any>>(metric: M): M =>
+    Metric.tagged(metric, poolNameTag, poolName) as unknown as M
+  const count = tag(Metric.gauge(names.count, { description: "Open connections by state (idle, used)" }))
+  const idleCount = Metric.tagged(count, "db.client.connection.state", "idle")
+  const usedCount = Metric.tagged(count, "db.client.connection.state", "used")
+  const pending = tag(Metric.gauge(names.pendingRequests, { description: "Callers waiting for a connection" }))
+  const timeouts = tag(
+    Metric.counter(names.timeouts, { description: "Acquisitions that timed out", incremental: true })
+  )
+  const histogram = (name: string, description: string) => tag(Metric.histogram(name, secondsBoundaries, description))
+  const createTime = histogram(names.createTime, "Time to open a connection, seconds")
+  const waitTime = histogram(names.waitTime, "Time to acquire a connection, seconds (timed-out ones included)")
+  const useTime = histogram(names.useTime, "Time a connection is held, seconds")
+  const closed = tag(Metric.counter(names.closed, { description: "Connections closed, by reason", incremental: true }))
+  const closedBy = new Map<CloseReason, Metric.Metric.Counter<number>>()
+  const closedFor = (reason: CloseReason) => {
+    let metric = closedBy.get(reason)
+    if (metric === undefined) {
+      metric = Metric.tagged(closed, "reason", reason)
+      closedBy.set(reason, metric)
+    }
+    return metric
+  }
+  const reconnects = tag(Metric.counter(names.reconnects, { description: "Reconnection attempts", incremental: true }))
+  const leaks = tag(
+    Metric.counter(names.leaks, { description: "Connections held past the leak threshold", incremental: true })
+  )
+  const state = tag(Metric.gauge(names.state, { description: "0 healthy, 1 degraded, 2 unhealthy" }))
+
+  tag(Metric.gauge(names.max, { description: "Maximum open connections" })).unsafeUpdate(maxSize, [])
+  tag(Metric.gauge(names.idleMax, { description: "Maximum idle connections" })).unsafeUpdate(maxSize, [])
+  tag(Metric.gauge(names.idleMin, { description: "Minimum idle connections kept open" })).unsafeUpdate(minSize, [])
+  idleCount.unsafeUpdate(0, [])
+  usedCount.unsafeUpdate(0, [])
+  pending.unsafeUpdate(0, [])
+
+  const connections = (idle: number, used: number) => {
+    idleCount.unsafeUpdate(idle, [])
+    usedCount.unsafeUpdate(used, [])
+  }
+  return {
+    acquired: (waitMillis, idle, used) => {
+      waitTime.unsafeUpdate(waitMillis / 1000, [])
+      connections(idle, used)
+    },
+    timedOut: (waitMillis) => {
+      timeouts.unsafeUpdate(1, [])
+      waitTime.unsafeUpdate(waitMillis / 1000, [])
+    },
+    pendingRequests: (waiting) => pending.unsafeUpdate(waiting, []),
+    connections,
+    used: (millis) => useTime.unsafeUpdate(millis / 1000, []),
+    created: (millis) => createTime.unsafeUpdate(millis / 1000, []),
+    closed: (reason, idle, used) => {
+      closedFor(reason).unsafeUpdate(1, [])
+      connections(idle, used)
+    },
+    reconnectAttempt: () => reconnects.unsafeUpdate(1, []),
+    leak: () => leaks.unsafeUpdate(1, []),
+    state: (s) => state.unsafeUpdate(s === "healthy" ? 0 : s === "degraded" ? 1 : 2, [])
+  }
+}

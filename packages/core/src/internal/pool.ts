@@ -1,0 +1,1111 @@
+/**
+ * The pool's machinery: a strictly FIFO waiter queue with direct hand-off, demand-driven opening,
+ * validation, recycling, reset on release, reconnection with backoff and a readiness probe, leak
+ * detection and graceful shutdown. All bookkeeping is synchronous and single-threaded; effects are only
+ * used where something waits (a socket, a timer).
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Intervals from "effect/ScheduleIntervals"
+import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
+import * as Net from "node:net"
+import type * as Pg from "pg"
+import type { PoolConfig } from "../PoolConfig.js"
+import { redactText } from "../PoolConfig.js"
+import { DatabaseReachability, HealthStatus, saturationThresholdMillis } from "../Health.js"
+import { AcquireTimeout, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
+import type { CloseReason, PoolState } from "../PoolStatistics.js"
+import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
+import * as Connection from "./connection.js"
+import type { PoolMetrics } from "./metrics.js"
+import { noopMetrics } from "./metrics.js"
+
+type PooledConnection = Connection.PooledConnection
+
+/** @internal */
+export interface PoolOptions {
+  readonly config: PoolConfig
+  readonly types?: Pg.CustomTypesConfig | undefined
+  /** Runs on every new connection before first use, and again after a session reset. */
+  readonly onConnect?: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
+  readonly metrics?: PoolMetrics | undefined
+}
+
+/** How often idle connections are checked for lifetime/idle time and held ones for leaks. */
+const housekeepingPeriodMillis = 1_000
+/** How often a down server's port is probed to cut the backoff short. */
+const probeIntervalMillis = 100
+/** How often the health probe runs. */
+const healthProbePeriodMillis = 5_000
+/** How many acquisition times are kept for the percentiles. */
+const latencySamples = 1024
+
+class Waiter {
+  conn: PooledConnection | undefined = undefined
+  done = false
+  resume: ((effect: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed>) => void) | undefined = undefined
+  outcome: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> | undefined = undefined
+  constructor(
+    readonly enqueuedAt: number,
+    readonly deadline: number,
+    readonly startedAtPerf: number,
+    readonly site: string | undefined
+  ) {}
+
+  settle(outcome: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed>): void {
+    this.done = true
+    if (this.resume !== undefined) this.resume(outcome)
+    else this.outcome = outcome
+  }
+
+  readonly await = Effect.async<PooledConnection, AcquireTimeout | PoolClosed>((resume) => {
+    if (this.outcome !== undefined) return resume(this.outcome)
+    this.resume = resume
+  })
+}
+
+/** @internal */
+export class Pool {
+  readonly name: string
+  private readonly config: PoolConfig
+  readonly connectOptions: Connection.ConnectOptions
+  private readonly queryHooks: Connection.QueryHooks
+  private readonly metrics: PoolMetrics
+  private readonly acquireTimeoutMillis: number
+  private readonly validateAfterIdleMillis: number
+  private readonly leakThresholdMillis: number
+
+  private readonly idle: Array<PooledConnection> = []
+  private readonly all = new Set<PooledConnection>()
+  private readonly byClient = new WeakMap<Pg.Client, PooledConnection>()
+  private readonly queue: Array<Waiter> = []
+  private queueHead = 0
+  private waitingCount = 0
+  private pending = 0
+  private nextId = 1
+
+  private closing = false
+  private reconnecting = false
+  private reconnectFiber: Fiber.RuntimeFiber<void, never> | undefined = undefined
+  private everConnected = false
+  private outageStartedAt: number | undefined = undefined
+  private loggedState: PoolState | undefined = undefined
+  private wakeDeadlines: (() => void) | undefined = undefined
+  private drained: (() => void) | undefined = undefined
+
+  // statistics
+  private readonly startedAt: number
+  private peakActive = 0
+  private peakWaiting = 0
+  private acquisitions = 0
+  private acquisitionTimeTotal = 0
+  private readonly latencies = new Float64Array(latencySamples)
+  private latencyCount = 0
+  private acquireTimeouts = 0
+  private created = 0
+  private readonly closed: Record<CloseReason, number> = {
+    lifetime: 0,
+    idle: 0,
+    maxQueries: 0,
+    broken: 0,
+    validation: 0,
+    reset: 0,
+    cancel: 0,
+    shutdown: 0
+  }
+  private reconnectAttempts = 0
+  private leaks = 0
+  private lastError: string | undefined = undefined
+  lastProbeLatencyMillis: number | undefined = undefined
+
+  private initOutcome: Deferred.Deferred<void, DatabaseUnreachable> | undefined = undefined
+  private initStartedAt = 0
+
+  constructor(
+    options: PoolOptions,
+    private readonly clock: Clock.Clock,
+    readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>,
+    private readonly onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
+  ) {
+    const config = options.config
+    this.config = config
+    this.name = config.name
+    this.metrics = options.metrics ?? noopMetrics
+    this.acquireTimeoutMillis = Duration.toMillis(config.acquireTimeout)
+    this.validateAfterIdleMillis = Duration.toMillis(config.validateAfterIdle)
+    this.leakThresholdMillis = Duration.toMillis(config.leakDetectionThreshold)
+    this.startedAt = clock.unsafeCurrentTimeMillis()
+    this.connectOptions = {
+      host: config.host,
+      port: config.port,
+      database: config.database,
+      user: config.user,
+      password: config.password === undefined ? undefined : Redacted.value(config.password),
+      ssl: config.ssl,
+      applicationName: config.applicationName,
+      statementTimeoutMillis:
+        config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
+      connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
+      keepAlive: config.keepAlive,
+      types: options.types
+    }
+    this.queryHooks = {
+      cancelTimeout: config.cancelTimeout,
+      host: config.host,
+      port: config.port,
+      onCancelFailed: (conn) => {
+        conn.broken ??= new Error("the query could not be cancelled in time")
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // acquisition
+  // ---------------------------------------------------------------------------------------------------------
+
+  /**
+   * Must run uninterruptibly (the callers below do): `restore` makes only the wait interruptible, and a
+   * connection granted to a waiter that is interrupted at the same instant is returned, never lost.
+   */
+  acquire(
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
+    return Effect.withFiberRuntime((fiber) => {
+      if (this.closing) return Effect.fail(new PoolClosed({ poolName: this.name }))
+      const startedAtPerf = performance.now()
+      const site = this.leakThresholdMillis > 0 ? acquisitionSite(fiber.currentSpan) : undefined
+      while (this.idle.length > 0 && this.waitingCount === 0) {
+        const conn = this.idle.pop()!
+        if (!this.usable(conn)) continue
+        const now = this.clock.unsafeCurrentTimeMillis()
+        if (now - conn.releasedAt > this.validateAfterIdleMillis) {
+          this.checkout(conn, startedAtPerf, site)
+          return this.validate(conn, restore, startedAtPerf, site)
+        }
+        return Effect.succeed(this.checkout(conn, startedAtPerf, site))
+      }
+      return this.wait(restore, startedAtPerf, site)
+    })
+  }
+
+  private wait(
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+    startedAtPerf: number,
+    site: string | undefined
+  ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
+    const now = this.clock.unsafeCurrentTimeMillis()
+    const waiter = new Waiter(now, now + this.acquireTimeoutMillis, startedAtPerf, site)
+    this.queue.push(waiter)
+    this.waitingCount++
+    if (this.waitingCount > this.peakWaiting) this.peakWaiting = this.waitingCount
+    this.metrics.pendingRequests(this.waitingCount)
+    if (this.waitingCount === 1) this.wakeDeadlines?.()
+    this.fill()
+    return Effect.onExit(restore(waiter.await), (exit) => {
+      if (Exit.isSuccess(exit)) return Effect.void
+      return Effect.sync(() => this.abandon(waiter))
+    })
+  }
+
+  /** A waiter gave up (interrupted or timed out): leave the queue, or pass on a connection it never saw. */
+  private abandon(waiter: Waiter): void {
+    if (!waiter.done) {
+      waiter.done = true
+      this.waitingCount--
+      this.metrics.pendingRequests(this.waitingCount)
+    } else if (waiter.conn !== undefined) {
+      const conn = waiter.conn
+      waiter.conn = undefined
+      this.release(conn)
+    }
+  }
+
+  private nextWaiter(): Waiter | undefined {
+    while (this.queueHead < this.queue.length) {
+      const waiter = this.queue[this.queueHead]!
+      this.queue[this.queueHead] = undefined as any
+      this.queueHead++
+      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+        this.queue.splice(0, this.queueHead)
+        this.queueHead = 0
+      }
+      if (!waiter.done) return waiter
+    }
+    return undefined
+  }
+
+  private peekWaiter(): Waiter | undefined {
+    for (let i = this.queueHead; i < this.queue.length; i++) {
+      const waiter = this.queue[i]!
+      if (!waiter.done) return waiter
+    }
+    return undefined
+  }
+
+  private checkout(conn: PooledConnection, startedAtPerf: number, site: string | undefined): PooledConnection {
+    const nowPerf = performance.now()
+    conn.status = "active"
+    conn.acquiredAt = this.clock.unsafeCurrentTimeMillis()
+    conn.acquiredAtPerf = nowPerf
+    conn.leakReported = false
+    conn.acquisitionSite = site as any
+    const waited = nowPerf - startedAtPerf
+    this.acquisitions++
+    this.acquisitionTimeTotal += waited
+    this.latencies[this.latencyCount++ % latencySamples] = waited
+    this.metrics.acquired(waited, this.idle.length, this.all.size - this.idle.length)
+    const active = this.all.size - this.idle.length
+    if (active > this.peakActive) this.peakActive = active
+    return conn
+  }
+
+  /** Hands a clean connection to the head waiter, or parks it as idle. */
+  private offer(conn: PooledConnection): void {
+    const waiter = this.nextWaiter()
+    if (waiter !== undefined) {
+      this.waitingCount--
+      this.metrics.pendingRequests(this.waitingCount)
+      this.checkout(conn, waiter.startedAtPerf, waiter.site)
+      waiter.conn = conn
+      waiter.settle(Effect.succeed(conn))
+      return
+    }
+    conn.status = "idle"
+    conn.releasedAt = this.clock.unsafeCurrentTimeMillis()
+    this.idle.push(conn)
+    this.metrics.connections(this.idle.length, this.all.size - this.idle.length)
+  }
+
+  private usable(conn: PooledConnection): boolean {
+    if (conn.broken !== undefined || !isQueryable(conn.client)) {
+      this.close(conn, "broken")
+      return false
+    }
+    const now = this.clock.unsafeCurrentTimeMillis()
+    if (now >= conn.expiresAt) {
+      this.close(conn, "lifetime")
+      return false
+    }
+    return true
+  }
+
+  private validate(
+    conn: PooledConnection,
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+    startedAtPerf: number,
+    site: string | undefined
+  ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
+    return this.rawQuery(conn, "").pipe(
+      Effect.timeout(this.config.validationTimeout),
+      Effect.matchEffect({
+        onSuccess: () => Effect.succeed(conn),
+        onFailure: (cause) => {
+          this.log("Warning", "connection failed validation; discarded", {
+            connectionId: conn.id,
+            error: this.redact(cause)
+          })
+          conn.broken ??= cause
+          this.close(conn, "validation")
+          // the acquisition continues as if that connection had never been idle
+          return Effect.withFiberRuntime<PooledConnection, AcquireTimeout | PoolClosed>(() => {
+            if (this.closing) return Effect.fail(new PoolClosed({ poolName: this.name }))
+            while (this.idle.length > 0 && this.waitingCount === 0) {
+              const next = this.idle.pop()!
+              if (!this.usable(next)) continue
+              this.checkout(next, startedAtPerf, site)
+              return this.validate(next, restore, startedAtPerf, site)
+            }
+            return this.wait(restore, startedAtPerf, site)
+          })
+        }
+      })
+    )
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // release and reset
+  // ---------------------------------------------------------------------------------------------------------
+
+  release(conn: PooledConnection): void {
+    if (conn.status !== "active") return
+    this.metrics.used(performance.now() - conn.acquiredAtPerf)
+    if (conn.leakReported) {
+      this.log("Info", "connection suspected of leaking was returned", {
+        connectionId: conn.id,
+        heldMillis: this.clock.unsafeCurrentTimeMillis() - conn.acquiredAt
+      })
+    }
+    if (this.closing) return this.close(conn, "shutdown")
+    if (conn.broken !== undefined || conn.inFlight > 0 || !isQueryable(conn.client)) {
+      return this.close(conn, conn.inFlight > 0 ? "cancel" : "broken")
+    }
+    if (conn.transactionStatus !== "I" || conn.sessionDirty) {
+      this.fork(this.reset(conn))
+      return
+    }
+    this.recycleOrOffer(conn)
+  }
+
+  private recycleOrOffer(conn: PooledConnection): void {
+    if (conn.queries >= this.config.maxQueries) return this.close(conn, "maxQueries")
+    if (this.clock.unsafeCurrentTimeMillis() >= conn.expiresAt) return this.close(conn, "lifetime")
+    this.offer(conn)
+  }
+
+  /** Rolls back an open transaction and discards session state, then re-runs `onConnect`. */
+  private reset(conn: PooledConnection): Effect.Effect<void> {
+    const rollback = conn.transactionStatus !== "I" ? this.rawQuery(conn, "ROLLBACK") : Effect.void
+    const discard = conn.sessionDirty
+      ? Effect.zipRight(this.rawQuery(conn, "DISCARD ALL"), this.onConnect?.(conn) ?? Effect.void)
+      : Effect.void
+    return Effect.zipRight(rollback, discard).pipe(
+      Effect.timeout(this.config.validationTimeout),
+      Effect.matchCause({
+        onSuccess: () => {
+          conn.sessionDirty = false
+          if (this.closing) return this.close(conn, "shutdown")
+          if (conn.broken !== undefined || conn.transactionStatus !== "I") return this.close(conn, "reset")
+          this.recycleOrOffer(conn)
+        },
+        onFailure: (cause) => {
+          this.log("Warning", "connection could not be reset after use; discarded", {
+            connectionId: conn.id,
+            error: this.redact(Cause.squash(cause))
+          })
+          this.close(conn, "reset")
+        }
+      })
+    )
+  }
+
+  /** An internal statement (validation, reset): no row mapping, bounded by the caller. */
+  rawQuery(conn: PooledConnection, sql: string): Effect.Effect<void, unknown> {
+    return Connection.runQuery(conn, { text: sql }, (err) => (err ? Effect.fail(err) : Effect.void), this.queryHooks)
+  }
+
+  /** A user statement on a checked-out connection, cancelled server-side on interruption. */
+  query<A>(
+    conn: PooledConnection,
+    query: Pg.QueryConfig | Pg.QueryArrayConfig | Pg.Submittable,
+    sql: string,
+    onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>
+  ): Effect.Effect<A, any> {
+    if (!conn.sessionDirty && Connection.mayLeaveSessionState(sql)) conn.sessionDirty = true
+    return Connection.runQuery(conn, query, onResult, this.queryHooks)
+  }
+
+  /** A connection handed out for a long-lived session (withConnection, reserve) is reset on return. */
+  markSession(conn: PooledConnection): void {
+    conn.sessionDirty = true
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // opening, closing, minimum size
+  // ---------------------------------------------------------------------------------------------------------
+
+  /** Opens connections for queued callers and up to minSize, unless we are backing off. */
+  private fill(): void {
+    if (this.closing || this.reconnecting) return
+    const minDeficit = this.config.minSize - this.all.size - this.pending
+    while (
+      this.all.size + this.pending < this.config.maxSize &&
+      (this.pending < this.waitingCount + Math.max(0, minDeficit) || this.all.size + this.pending < this.config.minSize)
+    ) {
+      this.openInBackground()
+    }
+  }
+
+  private openInBackground(): void {
+    this.pending++
+    this.fork(
+      Effect.matchEffect(this.open(), {
+        onSuccess: (conn) =>
+          Effect.sync(() => {
+            this.pending--
+            this.onOpened(conn)
+          }),
+        onFailure: (failure) =>
+          Effect.sync(() => {
+            this.pending--
+            this.onOpenFailed(failure)
+          })
+      })
+    )
+  }
+
+  private open(): Effect.Effect<PooledConnection, Connection.ConnectFailure> {
+    const startedAtPerf = performance.now()
+    return Connection.connect(this.connectOptions, (client, cause) => this.onBroken(client, cause)).pipe(
+      Effect.flatMap((client) => {
+        const now = this.clock.unsafeCurrentTimeMillis()
+        const lifetime = Duration.toMillis(this.config.maxLifetime)
+        // up to -5 % jitter so connections opened together are not all recycled at the same instant
+        const conn = new Connection.PooledConnection(
+          this.nextId++,
+          client,
+          now,
+          now + lifetime * (1 - Math.random() * 0.05)
+        )
+        this.byClient.set(client, conn)
+        ;(client as any).connection.on("readyForQuery", (msg: { status: string }) => {
+          conn.transactionStatus = msg.status as "I" | "T" | "E"
+        })
+        if (this.onConnect === undefined) return Effect.succeed(conn)
+        return this.onConnect(conn).pipe(
+          // what the hook sets is the connection's baseline, not state to reset after the first use
+          Effect.map(() => {
+            conn.sessionDirty = false
+            return conn
+          }),
+          Effect.catchAllCause((cause) => {
+            Connection.destroy(client)
+            return Effect.fail<Connection.ConnectFailure>({
+              _tag: "ConnectFailure",
+              cause: new Error(`the onConnect hook failed: ${this.redact(Cause.squash(cause))}`),
+              probeable: false,
+              startingUp: false
+            })
+          })
+        )
+      }),
+      Effect.tap(() => Effect.sync(() => this.metrics.created(performance.now() - startedAtPerf)))
+    )
+  }
+
+  private onOpened(conn: PooledConnection): void {
+    if (this.closing) {
+      conn.status = "active"
+      this.all.add(conn)
+      return this.close(conn, "shutdown")
+    }
+    this.created++
+    this.all.add(conn)
+    this.log("Debug", "connection opened", { connectionId: conn.id, total: this.all.size })
+    this.recovered()
+    this.offer(conn)
+    this.fill()
+  }
+
+  private onOpenFailed(failure: Connection.ConnectFailure): void {
+    this.lastError = this.redact(failure.cause)
+    // eager init is done once the whole first wave has landed, if any of it succeeded
+    if (this.everConnected && this.pending === 0) this.settleInit()
+    this.startReconnecting(failure)
+  }
+
+  private onBroken(client: Pg.Client, cause: unknown): void {
+    const conn = this.byClient.get(client)
+    if (conn === undefined || conn.status === "closed") return
+    conn.broken ??= cause
+    this.lastError = this.redact(cause)
+    // an idle connection is evicted at once; a checked-out one when its holder releases it
+    if (conn.status === "idle") {
+      this.close(conn, "broken")
+    }
+  }
+
+  private close(conn: PooledConnection, reason: CloseReason): void {
+    if (conn.status === "closed") return
+    if (conn.status === "idle") {
+      const index = this.idle.indexOf(conn)
+      if (index !== -1) this.idle.splice(index, 1)
+    }
+    conn.status = "closed"
+    this.all.delete(conn)
+    this.closed[reason]++
+    Connection.destroy(conn.client)
+    this.metrics.closed(reason, this.idle.length, this.all.size - this.idle.length)
+    this.log(reason === "broken" || reason === "cancel" ? "Warning" : "Debug", "connection closed", {
+      connectionId: conn.id,
+      reason,
+      ageMillis: this.clock.unsafeCurrentTimeMillis() - conn.createdAt,
+      queries: conn.queries
+    })
+    if (this.closing) {
+      if (this.all.size - this.idle.length === 0) this.drained?.()
+      return
+    }
+    this.fill()
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // reconnection
+  // ---------------------------------------------------------------------------------------------------------
+
+  private startReconnecting(failure: Connection.ConnectFailure): void {
+    if (this.closing) return
+    if (this.reconnecting) return
+    this.reconnecting = true
+    this.outageStartedAt = this.clock.unsafeCurrentTimeMillis()
+    this.log("Warning", "cannot open a database connection; reconnecting with backoff", {
+      error: this.lastError ?? this.redact(failure.cause)
+    })
+    this.updateState()
+    this.failInitIfExhausted(failure)
+    this.reconnectFiber = this.fork(this.reconnectLoop(failure))
+  }
+
+  private recovered(): void {
+    this.everConnected = true
+    if (this.pending === 0) this.settleInit()
+    if (!this.reconnecting) return this.updateState()
+    this.reconnecting = false
+    const fiber = this.reconnectFiber
+    this.reconnectFiber = undefined
+    const downtime = this.clock.unsafeCurrentTimeMillis() - (this.outageStartedAt ?? 0)
+    this.outageStartedAt = undefined
+    this.log("Info", "database connection recovered", { downtimeMillis: downtime })
+    this.updateState()
+    if (fiber !== undefined) this.fork(fiberInterrupt(fiber))
+  }
+
+  private reconnectLoop(initialFailure: Connection.ConnectFailure): Effect.Effect<void> {
+    const self = this
+    const reconnect = this.config.reconnect
+    const exponential = Schedule.exponential(reconnect.initialDelay, reconnect.factor).pipe(
+      Schedule.union(Schedule.spaced(reconnect.maxDelay))
+    )
+    const schedule = reconnect.jitter ? Schedule.jittered(exponential) : exponential
+    return Effect.gen(function* () {
+      let state = schedule.initial
+      let failure = initialFailure
+      let attempt = 1
+      let startingUpStreak = failure.startingUp ? 1 : 0
+      while (!self.closing && self.reconnecting) {
+        const now = self.clock.unsafeCurrentTimeMillis()
+        const [next, , decision] = yield* schedule.step(now, undefined, state)
+        state = next
+        const delay = ScheduleDecision.isDone(decision)
+          ? Duration.toMillis(reconnect.maxDelay)
+          : Math.max(0, Intervals.start(decision.intervals) - now)
+        self.log("Info", "reconnect attempt scheduled", { attempt: attempt + 1, delayMillis: delay })
+        yield* self.backoff(delay, failure, startingUpStreak)
+        if (self.closing || !self.reconnecting) return
+        attempt++
+        self.reconnectAttempts++
+        self.metrics.reconnectAttempt()
+        const result = yield* Effect.either(self.open())
+        if (result._tag === "Right") {
+          // this fiber is the reconnect loop: forget it first so recovery does not interrupt itself
+          self.reconnectFiber = undefined
+          self.onOpened(result.right)
+          return
+        }
+        failure = result.left
+        startingUpStreak = failure.startingUp ? startingUpStreak + 1 : 0
+        self.lastError = self.redact(failure.cause)
+        self.log("Warning", "reconnect attempt failed", { attempt, error: self.lastError })
+        self.updateState()
+        self.failInitIfExhausted(failure)
+      }
+    })
+  }
+
+  /**
+   * Waits out one backoff step, but cuts it short when the server comes back: while the last failure was a
+   * refused TCP connection, a cheap TCP probe runs on a short cadence, and the next full attempt starts as
+   * soon as the port accepts. A server that accepts TCP but refuses sessions (too many connections, auth,
+   * recovery) gets no such shortcut — the backoff governs — except one that says it is starting up, which is
+   * retried on a short doubling cadence within the step.
+   */
+  private backoff(delayMillis: number, failure: Connection.ConnectFailure, startingUpStreak: number) {
+    const self = this
+    return Effect.gen(function* () {
+      const start = self.clock.unsafeCurrentTimeMillis()
+      const deadline = start + delayMillis
+      if (failure.startingUp) {
+        yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(startingUpStreak, 6)))
+        return
+      }
+      while (!self.closing) {
+        const remaining = deadline - self.clock.unsafeCurrentTimeMillis()
+        if (remaining <= 0) return
+        yield* Effect.sleep(Math.min(remaining, probeIntervalMillis))
+        if (failure.probeable && remaining > probeIntervalMillis && (yield* self.probe())) return
+      }
+    })
+  }
+
+  /** A TCP connect to the server's port, closed at once: no session, no backend process. */
+  probe(): Effect.Effect<boolean> {
+    const { host, port } = this.config
+    return Effect.async<boolean>((resume) => {
+      const startedAt = performance.now()
+      const socket = Net.connect({ host, port })
+      const timer = setTimeout(() => finish(false), 1_000)
+      const finish = (ok: boolean) => {
+        clearTimeout(timer)
+        socket.destroy()
+        if (ok) this.lastProbeLatencyMillis = performance.now() - startedAt
+        resume(Effect.succeed(ok))
+      }
+      socket.once("connect", () => finish(true))
+      socket.once("error", () => finish(false))
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        socket.destroy()
+      })
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // initialisation
+  // ---------------------------------------------------------------------------------------------------------
+
+  /** Opens the first connections. Eager: waits for one to succeed or the initial attempts to run out. */
+  initialize(): Effect.Effect<void, DatabaseUnreachable> {
+    const self = this
+    return Effect.gen(function* () {
+      self.initStartedAt = self.clock.unsafeCurrentTimeMillis()
+      self.log("Info", "pool starting", {
+        host: self.config.host,
+        port: self.config.port,
+        database: self.config.database,
+        minSize: self.config.minSize,
+        maxSize: self.config.maxSize,
+        init: self.config.init
+      })
+      if (self.config.init === "lazy") {
+        self.loggedState = "degraded"
+        self.openInitialWave()
+        return
+      }
+      self.initOutcome = yield* Deferred.make<void, DatabaseUnreachable>()
+      self.openInitialWave()
+      yield* Effect.interruptible(Deferred.await(self.initOutcome))
+      self.log("Info", "pool ready", {
+        total: self.all.size,
+        elapsedMillis: self.clock.unsafeCurrentTimeMillis() - self.initStartedAt
+      })
+    })
+  }
+
+  private openInitialWave(): void {
+    const count = Math.max(1, this.config.minSize)
+    for (let i = 0; i < count; i++) this.openInBackground()
+  }
+
+  private settleInit(): void {
+    if (this.initOutcome === undefined) return
+    const outcome = this.initOutcome
+    this.initOutcome = undefined
+    Deferred.unsafeDone(outcome, Exit.void)
+  }
+
+  private failInitIfExhausted(failure: Connection.ConnectFailure): void {
+    if (this.initOutcome === undefined) return
+    // the initial wave counts as one attempt however many connections it opened
+    const attempts = this.initAttemptRounds()
+    if (attempts < this.config.reconnect.initialAttempts) return
+    const outcome = this.initOutcome
+    this.initOutcome = undefined
+    Deferred.unsafeDone(
+      outcome,
+      Exit.fail(
+        new DatabaseUnreachable({
+          host: this.config.host,
+          port: this.config.port,
+          database: this.config.database,
+          attempts,
+          elapsedMillis: this.clock.unsafeCurrentTimeMillis() - this.initStartedAt,
+          lastCause: this.redact(failure.cause)
+        })
+      )
+    )
+  }
+
+  private initAttemptRounds(): number {
+    return 1 + this.reconnectAttempts
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // background work: deadlines and housekeeping
+  // ---------------------------------------------------------------------------------------------------------
+
+  /**
+   * Every waiter has the same timeout, so deadlines grow with the queue: one fiber sleeping until the head's
+   * deadline serves them all, instead of a timer per waiter.
+   */
+  deadlineLoop(): Effect.Effect<never> {
+    const wakeUp = Effect.async<void>((resume) => {
+      this.wakeDeadlines = () => {
+        this.wakeDeadlines = undefined
+        resume(Effect.void)
+      }
+    })
+    return Effect.suspend(() => {
+      const head = this.peekWaiter()
+      if (head === undefined) return wakeUp
+      const now = this.clock.unsafeCurrentTimeMillis()
+      if (head.deadline > now) return Effect.sleep(head.deadline - now)
+      this.timeOut(head, now)
+      return Effect.void
+    }).pipe(Effect.forever)
+  }
+
+  private timeOut(waiter: Waiter, now: number): void {
+    waiter.done = true
+    this.waitingCount--
+    this.acquireTimeouts++
+    this.metrics.pendingRequests(this.waitingCount)
+    this.metrics.timedOut(performance.now() - waiter.startedAtPerf)
+    const waited = now - waiter.enqueuedAt
+    const statistics = this.statistics()
+    this.log("Warning", "timed out waiting for a connection", {
+      waitedMillis: waited,
+      active: statistics.active,
+      total: statistics.total,
+      waiting: statistics.waiting,
+      state: statistics.state
+    })
+    const error = new AcquireTimeout({ waitedMillis: waited, statistics })
+    waiter.done = true
+    if (waiter.resume !== undefined) waiter.resume(Effect.fail(error))
+    else waiter.outcome = Effect.fail(error)
+  }
+
+  housekeeping(): Effect.Effect<never> {
+    return Effect.sleep(housekeepingPeriodMillis).pipe(
+      Effect.zipRight(Effect.sync(() => this.housekeep())),
+      Effect.forever
+    )
+  }
+
+  private housekeep(): void {
+    if (this.closing) return
+    const now = this.clock.unsafeCurrentTimeMillis()
+    const maxIdle = Duration.toMillis(this.config.maxIdleTime)
+    // oldest idle first (the stack's bottom), so the warm ones stay
+    for (const conn of [...this.idle]) {
+      if (conn.broken !== undefined || !isQueryable(conn.client)) this.close(conn, "broken")
+      else if (now >= conn.expiresAt) this.close(conn, "lifetime")
+      else if (now - conn.releasedAt >= maxIdle && this.all.size > this.config.minSize) this.close(conn, "idle")
+    }
+    if (this.leakThresholdMillis > 0) {
+      for (const conn of this.all) {
+        if (conn.status !== "active" || conn.leakReported) continue
+        const held = now - conn.acquiredAt
+        if (held < this.leakThresholdMillis) continue
+        conn.leakReported = true
+        this.leaks++
+        this.metrics.leak()
+        this.log("Warning", "connection held longer than the leak detection threshold", {
+          connectionId: conn.id,
+          heldMillis: held,
+          thresholdMillis: this.leakThresholdMillis,
+          acquiredAt: conn.acquisitionSite ?? "unknown (run inside a span to see where)"
+        })
+      }
+    }
+    this.fill()
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // shutdown
+  // ---------------------------------------------------------------------------------------------------------
+
+  shutdown(): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function* () {
+      if (self.closing) return
+      const startedAt = self.clock.unsafeCurrentTimeMillis()
+      self.closing = true
+      const busyAtStart = self.all.size - self.idle.length
+      const waitersAtStart = self.waitingCount
+      self.log("Info", "pool shutting down", { active: busyAtStart, idle: self.idle.length, waiting: waitersAtStart })
+      self.updateState()
+      self.settleInit()
+      const closedError = new PoolClosed({ poolName: self.name })
+      for (let waiter = self.nextWaiter(); waiter !== undefined; waiter = self.nextWaiter()) {
+        waiter.done = true
+        waiter.settle(Effect.fail(closedError))
+      }
+      self.waitingCount = 0
+      self.metrics.pendingRequests(0)
+      for (const conn of [...self.idle]) self.close(conn, "shutdown")
+      let cancelled = 0
+      if (self.all.size > 0) {
+        const drained = Effect.async<void>((resume) => {
+          self.drained = () => resume(Effect.void)
+          if (self.all.size === 0) resume(Effect.void)
+        })
+        const finished = yield* drained.pipe(Effect.interruptible, Effect.timeoutOption(self.config.shutdownTimeout))
+        if (Option.isNone(finished)) {
+          // still busy after shutdownTimeout: cancel what runs, then cut the sockets
+          const busy = [...self.all]
+          cancelled = busy.length
+          yield* Effect.forEach(busy, (conn) => self.cancelAndClose(conn), { concurrency: "unbounded", discard: true })
+        }
+      }
+      self.log("Info", "pool shut down", {
+        elapsedMillis: self.clock.unsafeCurrentTimeMillis() - startedAt,
+        activeAtStart: busyAtStart,
+        waitersWoken: waitersAtStart,
+        cancelledAfterTimeout: cancelled,
+        connectionsCreated: self.created,
+        acquisitions: self.acquisitions
+      })
+    })
+  }
+
+  private cancelAndClose(conn: PooledConnection): Effect.Effect<void> {
+    const processId = (conn.client as any).processID as number | null
+    const secretKey = (conn.client as any).secretKey as number | null
+    const cancel =
+      conn.inFlight > 0 && processId != null && secretKey != null
+        ? Connection.sendCancelRequest(this.config.host, this.config.port, processId, secretKey).pipe(
+            Effect.timeoutOption(1_000),
+            Effect.interruptible
+          )
+        : Effect.void
+    return Effect.zipRight(
+      cancel,
+      Effect.sync(() => {
+        conn.broken ??= new Error("closed by pool shutdown")
+        this.close(conn, "shutdown")
+      })
+    )
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // state, statistics, logging
+  // ---------------------------------------------------------------------------------------------------------
+
+  state(): PoolState {
+    if (this.closing) return "unhealthy"
+    if (this.reconnecting) return this.all.size > 0 ? "degraded" : "unhealthy"
+    if (!this.everConnected) return "degraded"
+    return "healthy"
+  }
+
+  get isReconnecting(): boolean {
+    return this.reconnecting
+  }
+
+  get oldestWaiterMillis(): number {
+    const head = this.peekWaiter()
+    return head === undefined ? 0 : this.clock.unsafeCurrentTimeMillis() - head.enqueuedAt
+  }
+
+  private updateState(): void {
+    const state = this.state()
+    if (state === this.loggedState) return
+    const previous = this.loggedState
+    this.loggedState = state
+    this.metrics.state(state)
+    if (previous === undefined && state === "healthy") return
+    this.log(state === "healthy" ? "Info" : "Warning", `pool is ${state}`, {
+      previous: previous ?? "starting",
+      ...(this.lastError !== undefined && state !== "healthy" ? { error: this.lastError } : {})
+    })
+  }
+
+  private probeResult: { reachable: boolean; latencyMs: number | undefined; at: number | undefined } = {
+    reachable: false,
+    latencyMs: undefined,
+    at: undefined
+  }
+
+  /** Health from pool state and the last background probe; see Health.ts for the rules. */
+  health(): HealthStatus {
+    const statistics = this.statistics()
+    const where = `${this.config.host}:${this.config.port}`
+    let status: PoolState = "healthy"
+    let reason: string | undefined
+    if (this.closing) {
+      status = "unhealthy"
+      reason = "the pool is shut down or shutting down"
+    } else if (this.reconnecting && this.all.size === 0) {
+      status = "unhealthy"
+      reason = `cannot connect to ${where}: ${this.lastError ?? "unknown error"}; retrying with backoff`
+    } else if (this.reconnecting) {
+      status = "degraded"
+      reason =
+        `reconnecting to ${where} after: ${this.lastError ?? "unknown error"}; ${this.all.size} connections ` +
+        `still serve`
+    } else if (!this.everConnected) {
+      status = "degraded"
+      reason = `connecting to ${where}`
+    } else if (this.all.size < this.config.minSize) {
+      status = "degraded"
+      reason = `${this.all.size} of the minimum ${this.config.minSize} connections open`
+    } else if (this.oldestWaiterMillis > saturationThresholdMillis) {
+      status = "degraded"
+      reason =
+        `saturated: ${this.waitingCount} callers waiting, the oldest for ${this.oldestWaiterMillis} ms; ` +
+        `all ${statistics.active} of ${this.config.maxSize} connections busy`
+    }
+    return new HealthStatus({
+      status,
+      reason: Option.fromNullable(reason),
+      checkedAt: new Date(this.clock.unsafeCurrentTimeMillis()),
+      database: new DatabaseReachability({
+        reachable: this.probeResult.reachable,
+        latencyMs: Option.fromNullable(this.probeResult.latencyMs),
+        probedAt: Option.fromNullable(this.probeResult.at === undefined ? undefined : new Date(this.probeResult.at))
+      }),
+      statistics
+    })
+  }
+
+  /**
+   * The background probe behind `health`: a round trip on an idle connection when one is free (never
+   * waiting for one), otherwise evidence from the pool itself, or a TCP probe when it holds no connection.
+   */
+  healthProbeLoop(): Effect.Effect<never> {
+    return this.probeOnce().pipe(Effect.zipRight(Effect.sleep(healthProbePeriodMillis)), Effect.forever)
+  }
+
+  probeOnce(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.closing) return Effect.void
+      const now = this.clock.unsafeCurrentTimeMillis()
+      if (this.idle.length > 0 && this.waitingCount === 0) {
+        const conn = this.idle.pop()!
+        if (!this.usable(conn)) return Effect.void
+        // the probe must not make an idle connection look recently used, or it would never idle out
+        const releasedAt = conn.releasedAt
+        conn.status = "active"
+        conn.acquiredAt = now
+        conn.acquiredAtPerf = performance.now()
+        const startedAt = performance.now()
+        return this.rawQuery(conn, "").pipe(
+          Effect.timeout(this.config.validationTimeout),
+          Effect.matchCause({
+            onSuccess: () => {
+              this.probeResult = { reachable: true, latencyMs: performance.now() - startedAt, at: now }
+            },
+            onFailure: (cause) => {
+              conn.broken ??= Cause.squash(cause)
+              this.probeResult = { reachable: false, latencyMs: this.probeResult.latencyMs, at: now }
+            }
+          }),
+          Effect.ensuring(
+            Effect.sync(() => {
+              this.release(conn)
+              if (conn.status === "idle") conn.releasedAt = releasedAt
+            })
+          )
+        )
+      }
+      if (this.all.size > 0) {
+        this.probeResult = { ...this.probeResult, reachable: !this.reconnecting, at: now }
+        return Effect.void
+      }
+      return Effect.map(this.probe(), (open) => {
+        this.probeResult = {
+          reachable: false,
+          latencyMs: open ? this.lastProbeLatencyMillis : this.probeResult.latencyMs,
+          at: now
+        }
+      })
+    })
+  }
+
+  statistics(): PoolStatistics {
+    const total = this.all.size
+    const idle = this.idle.length
+    const count = Math.min(this.latencyCount, latencySamples)
+    const sorted = count > 0 ? this.latencies.slice(0, count).sort() : undefined
+    const percentile = (p: number) => (sorted === undefined ? 0 : sorted[Math.min(count - 1, Math.floor(p * count))]!)
+    return new PoolStatistics({
+      poolName: this.name,
+      total,
+      idle,
+      active: total - idle,
+      pending: this.pending,
+      waiting: this.waitingCount,
+      minSize: this.config.minSize,
+      maxSize: this.config.maxSize,
+      peakActive: this.peakActive,
+      peakWaiting: this.peakWaiting,
+      acquisitions: this.acquisitions,
+      acquisitionTimeAvgMs: this.acquisitions === 0 ? 0 : this.acquisitionTimeTotal / this.acquisitions,
+      acquisitionTimeP95Ms: percentile(0.95),
+      acquisitionTimeP99Ms: percentile(0.99),
+      acquireTimeouts: this.acquireTimeouts,
+      connectionsCreated: this.created,
+      connectionsClosed: new ClosedByReason({ ...this.closed }),
+      reconnectAttempts: this.reconnectAttempts,
+      leaksSuspected: this.leaks,
+      state: this.state(),
+      lastError: Option.fromNullable(this.lastError),
+      upSince: new Date(this.startedAt)
+    })
+  }
+
+  redact(cause: unknown): string {
+    const text = cause instanceof Error ? `${cause.message}` : String(cause)
+    return redactText(text, this.connectOptions.password)
+  }
+
+  log(level: "Debug" | "Info" | "Warning" | "Error", message: string, annotations: Record<string, unknown>) {
+    const effect =
+      level === "Debug"
+        ? Effect.logDebug(message)
+        : level === "Info"
+          ? Effect.logInfo(message)
+          : level === "Warning"
+            ? Effect.logWarning(message)
+            : Effect.logError(message)
+    this.fork(Effect.annotateLogs(effect, { pool: this.name, event: message, ...annotations }))
+  }
+}
+
+const isQueryable = (client: Pg.Client): boolean => {
+  const c = client as any
+  return c._queryable !== false && c._ending !== true && c.connection?.stream?.destroyed !== true
+}
+
+const acquisitionSite = (span: Tracer.AnySpan | undefined): string | undefined => {
+  if (span === undefined) return undefined
+  const names: Array<string> = []
+  let current: Tracer.AnySpan | undefined = span
+  while (current !== undefined && names.length < 8) {
+    names.push(current._tag === "Span" ? current.name : `external ${current.spanId}`)
+    current = current._tag === "Span" && current.parent._tag === "Some" ? current.parent.value : undefined
+  }
+  const top = span
+  const stack = top._tag === "Span" ? top.attributes.get("code.stacktrace") : undefined
+  return names.join(" < ") + (typeof stack === "string" ? ` at ${stack}` : "")
+}
+
+const fiberInterrupt = (fiber: Fiber.RuntimeFiber<void, never>) =>
+  Effect.flatMap(Effect.fiberId, (id) => fiber.interruptAsFork(id))
+
+/**
+ * Builds a pool in the current scope: background fibers live in it, and closing it shuts the pool down
+ * gracefully (the wait for busy connections stays interruptible so its timeout can fire inside the
+ * uninterruptible finalizer). The caller runs `initialize` once everything that `onConnect` needs exists.
+ *
+ * @internal
+ */
+export const make = (options: PoolOptions): Effect.Effect<Pool, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const clock = yield* Effect.clock
+    const fork = yield* FiberSet.makeRuntime<never, any, any>()
+    const pool: Pool = new Pool(
+      options,
+      clock,
+      (effect) => fork(effect as Effect.Effect<any, any>) as any,
+      options.onConnect
+    )
+    yield* Effect.addFinalizer(() => pool.shutdown())
+    fork(pool.deadlineLoop())
+    fork(pool.housekeeping())
+    fork(pool.healthProbeLoop())
+    return pool
+  })

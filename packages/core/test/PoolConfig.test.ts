@@ -1,0 +1,795 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Duration, Effect, Redacted } from "effect"
+import * as PoolConfig from "../src/PoolConfig.js"
+import type { PoolConfigError } from "../src/PoolError.js"
+
+const PASSWORD = "s3cr3t-PW"
+const URL = `postgres://app:${PASSWORD}@db.example.com:5433/appdb`
+const FIX_DURATION = "use milliseconds (250), a short form (500ms, 1.5s, 2m, 1h) or Effect's form (5 seconds)"
+const SSL_FIX = "use disable, require, verify-ca or verify-full (allow and prefer are treated as disable)"
+
+const withEnv = (env: Record<string, string>) =>
+  PoolConfig.fromEnv.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+
+// Every failing case goes through `failure`, so none of them can skip the password check.
+const failure = (effect: Effect.Effect<PoolConfig.PoolConfig, PoolConfigError>) =>
+  Effect.gen(function* () {
+    const error = yield* Effect.flip(effect)
+    assert.strictEqual(error._tag, "PoolConfigError")
+    for (const text of [error.message, String(error), ...error.issues.flatMap((i) => [i.message, i.value])]) {
+      assert.isFalse(text.includes(PASSWORD), `password leaked into: ${text}`)
+      assert.isFalse(text.includes("s3cr3t"), `part of the password leaked into: ${text}`)
+    }
+    return error
+  })
+
+const messages = (error: PoolConfigError) => error.issues.map((issue) => issue.message)
+
+const millis = (duration: Duration.Duration | undefined) =>
+  duration === undefined ? undefined : Duration.toMillis(duration)
+
+describe("PoolConfig", () => {
+  describe("defaults", () => {
+    it.effect("fills in every default from the design table when only a URL is given", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: URL })
+        assert.strictEqual(config.name, "default")
+        assert.strictEqual(config.minSize, 2)
+        assert.strictEqual(config.maxSize, 10)
+        assert.strictEqual(millis(config.acquireTimeout), 30_000)
+        assert.strictEqual(millis(config.connectTimeout), 5_000)
+        assert.strictEqual(millis(config.validateAfterIdle), 1_000)
+        assert.strictEqual(millis(config.validationTimeout), 2_000)
+        assert.strictEqual(millis(config.maxLifetime), 3_600_000)
+        assert.strictEqual(millis(config.maxIdleTime), 60_000)
+        assert.strictEqual(config.maxQueries, 50_000)
+        assert.strictEqual(millis(config.leakDetectionThreshold), 30_000)
+        assert.strictEqual(millis(config.shutdownTimeout), 30_000)
+        assert.strictEqual(millis(config.cancelTimeout), 5_000)
+        assert.isUndefined(config.queryTimeout)
+        assert.isTrue(config.keepAlive)
+        assert.strictEqual(millis(config.reconnect.initialDelay), 1_000)
+        assert.strictEqual(config.reconnect.factor, 2)
+        assert.strictEqual(millis(config.reconnect.maxDelay), 16_000)
+        assert.strictEqual(config.reconnect.initialAttempts, 5)
+        assert.isFalse(config.reconnect.jitter)
+        assert.strictEqual(config.init, "eager")
+        assert.isUndefined(config.statementTimeout)
+        assert.strictEqual(config.applicationName, "effect-pg-pool")
+        assert.isUndefined(config.logFile)
+        assert.isFalse(config.ssl)
+      })
+    )
+
+    it.effect("fills in the same defaults from an environment holding only DATABASE_URL", () =>
+      Effect.gen(function* () {
+        const fromCode = yield* PoolConfig.make({ url: URL })
+        const fromEnv = yield* withEnv({ DATABASE_URL: URL })
+        const { password: _p1, url: _u1, ...code } = fromCode
+        const { password: _p2, url: _u2, ...env } = fromEnv
+        assert.deepStrictEqual(env, code)
+        assert.strictEqual(Redacted.value(fromEnv.url), Redacted.value(fromCode.url))
+      })
+    )
+
+    it.effect("exposes the defaults it fills in", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: "postgres://localhost" })
+        const { url: _url, password: _password, database: _database, ...rest } = config
+        assert.deepStrictEqual(rest, PoolConfig.defaults)
+        assert.strictEqual(PoolConfig.defaults.host, "localhost")
+        assert.strictEqual(PoolConfig.defaults.port, 5432)
+        assert.strictEqual(PoolConfig.defaults.user, "postgres")
+      })
+    )
+  })
+
+  describe("connection URL", () => {
+    it.effect("parses host, port, user, password and database and normalises the URL", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: Redacted.make(URL) })
+        assert.strictEqual(config.host, "db.example.com")
+        assert.strictEqual(config.port, 5433)
+        assert.strictEqual(config.user, "app")
+        assert.strictEqual(config.database, "appdb")
+        assert.strictEqual(config.password && Redacted.value(config.password), PASSWORD)
+        assert.strictEqual(
+          Redacted.value(config.url),
+          `postgres://app:${PASSWORD}@db.example.com:5433/appdb?sslmode=disable&application_name=effect-pg-pool`
+        )
+      })
+    )
+
+    it.effect("accepts postgresql:// and normalises it to postgres://", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: "postgresql://app@db/appdb" })
+        assert.strictEqual(config.host, "db")
+        assert.isTrue(Redacted.value(config.url).startsWith("postgres://app@db:5432/appdb?"))
+      })
+    )
+
+    it.effect("defaults the port to 5432, the user to postgres and the database to the user", () =>
+      Effect.gen(function* () {
+        const bare = yield* PoolConfig.make({ url: "postgres://db" })
+        assert.deepStrictEqual([bare.host, bare.port, bare.user, bare.database], ["db", 5432, "postgres", "postgres"])
+        assert.isUndefined(bare.password)
+        const withUser = yield* PoolConfig.make({ url: "postgres://bob@db" })
+        assert.strictEqual(withUser.database, "bob")
+        const noHost = yield* PoolConfig.make({ url: "postgres:///appdb" })
+        assert.strictEqual(noHost.host, "localhost")
+        assert.strictEqual(noHost.database, "appdb")
+      })
+    )
+
+    it.effect("decodes a percent-encoded password and re-encodes it in the normalised URL", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: "postgres://u:p%40ss%2Fw%3Ard@db/x" })
+        assert.strictEqual(config.password && Redacted.value(config.password), "p@ss/w:rd")
+        assert.isTrue(Redacted.value(config.url).startsWith("postgres://u:p%40ss%2Fw%3Ard@db:5432/x?"))
+      })
+    )
+
+    it.effect("reads a password with unencoded @, /, ? and # up to the last @", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: "postgres://u:a/b?c#d@e@db:6000/x" })
+        assert.strictEqual(config.password && Redacted.value(config.password), "a/b?c#d@e")
+        assert.deepStrictEqual([config.host, config.port, config.database], ["db", 6000, "x"])
+      })
+    )
+
+    it.effect("reads IPv6 hosts in brackets", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: "postgres://u@[::1]:6543/x" })
+        assert.deepStrictEqual([config.host, config.port], ["::1", 6543])
+        assert.isTrue(Redacted.value(config.url).startsWith("postgres://u@[::1]:6543/x?"))
+      })
+    )
+
+    it.effect("honours libpq keyword parameters such as a Unix socket host", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: "postgres:///x?host=/var/run/postgresql&port=6432&user=u" })
+        assert.deepStrictEqual([config.host, config.port, config.user], ["/var/run/postgresql", 6432, "u"])
+        assert.isTrue(Redacted.value(config.url).startsWith("postgres://u@%2Fvar%2Frun%2Fpostgresql:6432/x?"))
+      })
+    )
+
+    it.effect("honours application_name and keeps parameters it does not interpret", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: `${URL}?application_name=billing&options=-c%20search_path%3Dapp` })
+        assert.strictEqual(config.applicationName, "billing")
+        assert.isTrue(
+          Redacted.value(config.url).endsWith(
+            "?options=-c%20search_path%3Dapp&sslmode=disable&application_name=billing"
+          )
+        )
+      })
+    )
+
+    it.effect("lets explicit fields win over the URL's parts and parameters", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({
+          url: `${URL}?application_name=billing`,
+          host: "replica",
+          port: 7000,
+          user: "other",
+          database: "otherdb",
+          password: Redacted.make("pw2"),
+          applicationName: "explicit"
+        })
+        assert.deepStrictEqual(
+          [config.host, config.port, config.user, config.database, config.applicationName],
+          ["replica", 7000, "other", "otherdb", "explicit"]
+        )
+        assert.strictEqual(config.password && Redacted.value(config.password), "pw2")
+        assert.strictEqual(
+          Redacted.value(config.url),
+          "postgres://other:pw2@replica:7000/otherdb?sslmode=disable&application_name=explicit"
+        )
+      })
+    )
+
+    it.effect("builds the URL from fields when no URL is given", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ host: "db", user: "app", password: PASSWORD })
+        assert.strictEqual(config.database, "app")
+        assert.strictEqual(
+          Redacted.value(config.url),
+          `postgres://app:${PASSWORD}@db:5432/app?sslmode=disable&application_name=effect-pg-pool`
+        )
+      })
+    )
+
+    it.effect("keeps the password out of the printed and serialised config", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: URL })
+        assert.isFalse(JSON.stringify(config).includes(PASSWORD))
+        assert.isFalse(String(config.url).includes(PASSWORD))
+      })
+    )
+  })
+
+  describe("sslmode", () => {
+    const cases: ReadonlyArray<readonly [string, PoolConfig.PoolConfig["ssl"], string]> = [
+      ["disable", false, "disable"],
+      ["allow", false, "disable"],
+      ["prefer", false, "disable"],
+      ["require", { rejectUnauthorized: false }, "require"],
+      ["no-verify", { rejectUnauthorized: false }, "require"],
+      ["verify-ca", { rejectUnauthorized: true }, "verify-full"],
+      ["verify-full", { rejectUnauthorized: true }, "verify-full"]
+    ]
+    for (const [mode, ssl, normalised] of cases) {
+      it.effect(`maps sslmode=${mode} in the URL to ${JSON.stringify(ssl)}`, () =>
+        Effect.gen(function* () {
+          const config = yield* PoolConfig.make({ url: `${URL}?sslmode=${mode}` })
+          assert.deepStrictEqual(config.ssl, ssl)
+          assert.isTrue(Redacted.value(config.url).includes(`sslmode=${normalised}`))
+        })
+      )
+      it.effect(`maps PGSSLMODE=${mode} to ${JSON.stringify(ssl)}`, () =>
+        Effect.gen(function* () {
+          const config = yield* withEnv({ PGHOST: "db", PGSSLMODE: mode })
+          assert.deepStrictEqual(config.ssl, ssl)
+        })
+      )
+    }
+
+    it.effect("lets an explicit ssl option win over the URL's sslmode", () =>
+      Effect.gen(function* () {
+        const verify = yield* PoolConfig.make({ url: `${URL}?sslmode=disable`, ssl: true })
+        assert.deepStrictEqual(verify.ssl, { rejectUnauthorized: true })
+        assert.isTrue(Redacted.value(verify.url).includes("sslmode=verify-full"))
+        const off = yield* PoolConfig.make({ url: `${URL}?sslmode=verify-full`, ssl: false })
+        assert.isFalse(off.ssl)
+        const unverified = yield* PoolConfig.make({ url: URL, ssl: { rejectUnauthorized: false } })
+        assert.deepStrictEqual(unverified.ssl, { rejectUnauthorized: false })
+        const defaulted = yield* PoolConfig.make({ url: URL, ssl: {} })
+        assert.deepStrictEqual(defaulted.ssl, { rejectUnauthorized: true })
+      })
+    )
+
+    it.effect("reads node-postgres's ssl=true parameter as verified TLS rather than dropping it", () =>
+      Effect.gen(function* () {
+        const config = yield* PoolConfig.make({ url: `${URL}?ssl=true` })
+        assert.deepStrictEqual(config.ssl, { rejectUnauthorized: true })
+      })
+    )
+
+    it.effect("reports an unknown sslmode in the URL", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: `${URL}?sslmode=requir` }))
+        assert.deepStrictEqual(messages(error), [
+          "DATABASE_URL (postgres://app:***@db.example.com:5433/appdb?sslmode=requir) " +
+            `has an unknown sslmode (requir): ${SSL_FIX}`
+        ])
+        assert.strictEqual(error.issues[0]!.field, "ssl")
+      })
+    )
+
+    it.effect("reports an unknown PGSSLMODE", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ PGHOST: "db", PGPASSWORD: PASSWORD, PGSSLMODE: "on" }))
+        assert.deepStrictEqual(messages(error), [`PGSSLMODE (on) is not an sslmode: ${SSL_FIX}`])
+      })
+    )
+  })
+
+  describe("durations", () => {
+    const forms: ReadonlyArray<readonly [string, PoolConfig.PoolConfigInput["acquireTimeout"], number]> = [
+      ["a Duration", Duration.seconds(5), 5_000],
+      ["Effect's text form", "5 seconds", 5_000],
+      ["a number of milliseconds", 5_000, 5_000],
+      ["a [seconds, nanos] tuple", [5, 500_000_000], 5_500],
+      ["a bigint of nanoseconds", 5_000_000_000n, 5_000],
+      ["plain milliseconds as text", "250", 250],
+      ["milliseconds", "500ms", 500],
+      ["seconds", "5s", 5_000],
+      ["fractional seconds", "1.5s", 1_500],
+      ["minutes", "2m", 120_000],
+      ["hours", "1h", 3_600_000],
+      ["a compound form as Duration.format prints it", "1m 30s", 90_000],
+      ["upper case and spaces", " 2 MIN ", 120_000]
+    ]
+    for (const [form, input, expected] of forms) {
+      it.effect(`accepts ${form} (${String(input)})`, () =>
+        Effect.gen(function* () {
+          const config = yield* PoolConfig.make({ url: URL, acquireTimeout: input })
+          assert.strictEqual(millis(config.acquireTimeout), expected)
+        })
+      )
+    }
+
+    it.effect("reads every duration form from the environment", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({
+          DATABASE_URL: URL,
+          DB_POOL_ACQUIRE_TIMEOUT: "1.5s",
+          DB_POOL_CONNECT_TIMEOUT: "250",
+          DB_POOL_MAX_LIFETIME: "2 hours",
+          DB_POOL_MAX_IDLE_TIME: "1m 30s"
+        })
+        assert.strictEqual(millis(config.acquireTimeout), 1_500)
+        assert.strictEqual(millis(config.connectTimeout), 250)
+        assert.strictEqual(millis(config.maxLifetime), 7_200_000)
+        assert.strictEqual(millis(config.maxIdleTime), 90_000)
+      })
+    )
+
+    it.effect("reports an unparseable duration with the accepted forms", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_ACQUIRE_TIMEOUT: "5 parsecs" }))
+        assert.deepStrictEqual(messages(error), [
+          `DB_POOL_ACQUIRE_TIMEOUT (5 parsecs) is not a duration: ${FIX_DURATION}`
+        ])
+        assert.deepStrictEqual(error.issues[0], {
+          field: "acquireTimeout",
+          env: "DB_POOL_ACQUIRE_TIMEOUT",
+          value: "5 parsecs",
+          message: `DB_POOL_ACQUIRE_TIMEOUT (5 parsecs) is not a duration: ${FIX_DURATION}`
+        })
+      })
+    )
+
+    it.effect("rejects zero and negative durations where the rule is > 0", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: URL, acquireTimeout: 0, connectTimeout: "-5s" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_ACQUIRE_TIMEOUT (0) must be > 0: set how long a caller may wait for a connection, e.g. 30s",
+          "DB_POOL_CONNECT_TIMEOUT (-5s) must be > 0: set how long one connection attempt may take, e.g. 5s"
+        ])
+      })
+    )
+
+    it.effect("accepts zero where the rule is ≥ 0, and 0 disables leak detection", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({
+          DATABASE_URL: URL,
+          DB_POOL_LEAK_DETECTION_THRESHOLD: "0",
+          DB_POOL_SHUTDOWN_TIMEOUT: "0s",
+          DB_POOL_VALIDATE_AFTER_IDLE: "0"
+        })
+        assert.strictEqual(millis(config.leakDetectionThreshold), 0)
+        assert.strictEqual(millis(config.shutdownTimeout), 0)
+        assert.strictEqual(millis(config.validateAfterIdle), 0)
+      })
+    )
+
+    it.effect("rejects negative durations where the rule is ≥ 0", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_LEAK_DETECTION_THRESHOLD: "-1s" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_LEAK_DETECTION_THRESHOLD (-1s) must be ≥ 0: " +
+            "use 0 to disable leak detection, or a duration such as 30s"
+        ])
+      })
+    )
+
+    it.effect("rejects infinite durations", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: URL, maxLifetime: Duration.infinity }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MAX_LIFETIME (Infinity) must be a finite duration: " +
+            "set how long a connection may live before it is replaced, e.g. 1h"
+        ])
+      })
+    )
+
+    it.effect("leaves queryTimeout and statementTimeout unset unless given, and then requires > 0", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({
+          DATABASE_URL: URL,
+          DB_POOL_QUERY_TIMEOUT: "10s",
+          DB_POOL_STATEMENT_TIMEOUT: "1m"
+        })
+        assert.strictEqual(millis(config.queryTimeout), 10_000)
+        assert.strictEqual(millis(config.statementTimeout), 60_000)
+        const error = yield* failure(PoolConfig.make({ url: URL, queryTimeout: 0, statementTimeout: "0s" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_QUERY_TIMEOUT (0) must be > 0: set a client-side limit per query such as 30s, " +
+            "or leave DB_POOL_QUERY_TIMEOUT unset for none",
+          "DB_POOL_STATEMENT_TIMEOUT (0s) must be > 0: set a server-side limit per statement such as 30s, " +
+            "or leave DB_POOL_STATEMENT_TIMEOUT unset for none"
+        ])
+      })
+    )
+  })
+
+  describe("environment", () => {
+    it.effect("reads every DB_POOL_* variable", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({
+          DATABASE_URL: `${URL}?sslmode=require`,
+          DB_POOL_NAME: "billing",
+          DB_POOL_MIN_SIZE: "0",
+          DB_POOL_MAX_SIZE: "20",
+          DB_POOL_ACQUIRE_TIMEOUT: "10s",
+          DB_POOL_CONNECT_TIMEOUT: "3s",
+          DB_POOL_VALIDATE_AFTER_IDLE: "500ms",
+          DB_POOL_VALIDATION_TIMEOUT: "1s",
+          DB_POOL_MAX_LIFETIME: "30m",
+          DB_POOL_MAX_IDLE_TIME: "2m",
+          DB_POOL_MAX_QUERIES: "1000",
+          DB_POOL_LEAK_DETECTION_THRESHOLD: "1m",
+          DB_POOL_SHUTDOWN_TIMEOUT: "15s",
+          DB_POOL_CANCEL_TIMEOUT: "4s",
+          DB_POOL_QUERY_TIMEOUT: "20s",
+          DB_POOL_KEEPALIVE: "false",
+          DB_POOL_RECONNECT_INITIAL_DELAY: "200ms",
+          DB_POOL_RECONNECT_FACTOR: "1.5",
+          DB_POOL_RECONNECT_MAX_DELAY: "5s",
+          DB_POOL_RECONNECT_INITIAL_ATTEMPTS: "3",
+          DB_POOL_RECONNECT_JITTER: "true",
+          DB_POOL_INIT: "lazy",
+          DB_POOL_STATEMENT_TIMEOUT: "45s",
+          DB_POOL_APPLICATION_NAME: "billing-api",
+          DB_POOL_LOG_FILE: "/var/log/pool.jsonl"
+        })
+        assert.strictEqual(config.name, "billing")
+        assert.deepStrictEqual([config.minSize, config.maxSize, config.maxQueries], [0, 20, 1000])
+        assert.deepStrictEqual(
+          [
+            config.acquireTimeout,
+            config.connectTimeout,
+            config.validateAfterIdle,
+            config.validationTimeout,
+            config.maxLifetime,
+            config.maxIdleTime,
+            config.leakDetectionThreshold,
+            config.shutdownTimeout,
+            config.cancelTimeout,
+            config.queryTimeout,
+            config.statementTimeout
+          ].map(millis),
+          [10_000, 3_000, 500, 1_000, 1_800_000, 120_000, 60_000, 15_000, 4_000, 20_000, 45_000]
+        )
+        assert.isFalse(config.keepAlive)
+        assert.deepStrictEqual(
+          {
+            ...config.reconnect,
+            initialDelay: millis(config.reconnect.initialDelay),
+            maxDelay: millis(config.reconnect.maxDelay)
+          },
+          { initialDelay: 200, factor: 1.5, maxDelay: 5_000, initialAttempts: 3, jitter: true }
+        )
+        assert.strictEqual(config.init, "lazy")
+        assert.strictEqual(config.applicationName, "billing-api")
+        assert.strictEqual(config.logFile, "/var/log/pool.jsonl")
+        assert.deepStrictEqual(config.ssl, { rejectUnauthorized: false })
+      })
+    )
+
+    it.effect("treats an empty variable as not set", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: "", DB_POOL_LOG_FILE: "  " })
+        assert.strictEqual(config.maxSize, 10)
+        assert.isUndefined(config.logFile)
+      })
+    )
+
+    it.effect("uses PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE when DATABASE_URL is absent", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({
+          PGHOST: "pg.internal",
+          PGPORT: "6432",
+          PGUSER: "svc",
+          PGPASSWORD: PASSWORD,
+          PGDATABASE: "orders"
+        })
+        assert.deepStrictEqual(
+          [config.host, config.port, config.user, config.database],
+          ["pg.internal", 6432, "svc", "orders"]
+        )
+        assert.strictEqual(config.password && Redacted.value(config.password), PASSWORD)
+        assert.strictEqual(
+          Redacted.value(config.url),
+          `postgres://svc:${PASSWORD}@pg.internal:6432/orders?sslmode=disable&application_name=effect-pg-pool`
+        )
+      })
+    )
+
+    it.effect("falls back to libpq's defaults for the libpq variables not set", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({ PGUSER: "svc" })
+        assert.deepStrictEqual([config.host, config.port, config.database], ["localhost", 5432, "svc"])
+        assert.isUndefined(config.password)
+      })
+    )
+
+    it.effect("ignores the libpq variables when DATABASE_URL is set", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({ DATABASE_URL: URL, PGHOST: "elsewhere", PGPASSWORD: "other", PGSSLMODE: "bad" })
+        assert.strictEqual(config.host, "db.example.com")
+        assert.strictEqual(config.password && Redacted.value(config.password), PASSWORD)
+        assert.isFalse(config.ssl)
+      })
+    )
+
+    it.effect("asks for DATABASE_URL, with an example, when no connection is configured", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DB_POOL_MAX_SIZE: "5" }))
+        assert.deepStrictEqual(messages(error), [
+          "DATABASE_URL is not set: set it to the database's URL, e.g. " +
+            "DATABASE_URL=postgres://user:password@localhost:5432/mydb " +
+            "(or set PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE)"
+        ])
+        const fromCode = yield* failure(PoolConfig.make({ maxSize: 5 }))
+        assert.deepStrictEqual(messages(fromCode), [
+          "DATABASE_URL is not set: pass url, e.g. postgres://user:password@localhost:5432/mydb, " +
+            "or host, port, user, password and database"
+        ])
+      })
+    )
+
+    it.effect("reports an invalid PGPORT", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ PGHOST: "db", PGPORT: "abc", PGPASSWORD: PASSWORD }))
+        assert.deepStrictEqual(messages(error), [
+          "PGPORT (abc) must be an integer from 1 to 65535: PostgreSQL listens on 5432 unless configured otherwise"
+        ])
+      })
+    )
+
+    it.effect("reads booleans as true/false, yes/no, on/off or 1/0 in any case", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({ DATABASE_URL: URL, DB_POOL_KEEPALIVE: "Off", DB_POOL_RECONNECT_JITTER: "YES" })
+        assert.isFalse(config.keepAlive)
+        assert.isTrue(config.reconnect.jitter)
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_KEEPALIVE: "maybe" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_KEEPALIVE (maybe) must be true or false (yes/no, on/off and 1/0 work too)"
+        ])
+      })
+    )
+
+    it.effect("reads the init mode in any case and rejects unknown modes", () =>
+      Effect.gen(function* () {
+        const config = yield* withEnv({ DATABASE_URL: URL, DB_POOL_INIT: "LAZY" })
+        assert.strictEqual(config.init, "lazy")
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_INIT: "fast" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_INIT (fast) must be eager or lazy: eager fails startup when the database is unreachable, " +
+            "lazy starts degraded and connects in the background"
+        ])
+      })
+    )
+  })
+
+  describe("validation", () => {
+    it.effect("reports minSize above maxSize with both values and the fix", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_MIN_SIZE: "5", DB_POOL_MAX_SIZE: "2" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MIN_SIZE (5) must be ≤ DB_POOL_MAX_SIZE (2): lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE"
+        ])
+        assert.deepStrictEqual(error.issues[0], {
+          field: "minSize",
+          env: "DB_POOL_MIN_SIZE",
+          value: "5",
+          message:
+            "DB_POOL_MIN_SIZE (5) must be ≤ DB_POOL_MAX_SIZE (2): lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE"
+        })
+        const fromCode = yield* failure(PoolConfig.make({ url: URL, minSize: 5, maxSize: 2 }))
+        assert.deepStrictEqual(messages(fromCode), messages(error))
+      })
+    )
+
+    it.effect("says when the conflicting minSize is the default", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: "1" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MIN_SIZE (2, the default) must be ≤ DB_POOL_MAX_SIZE (1): " +
+            "lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE"
+        ])
+      })
+    )
+
+    it.effect("rejects sizes and counts that are not integers in range", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          withEnv({
+            DATABASE_URL: URL,
+            DB_POOL_MIN_SIZE: "2.5",
+            DB_POOL_MAX_SIZE: "0",
+            DB_POOL_MAX_QUERIES: "ten",
+            DB_POOL_RECONNECT_INITIAL_ATTEMPTS: "0"
+          })
+        )
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MIN_SIZE (2.5) must be an integer ≥ 0: e.g. 2",
+          "DB_POOL_MAX_SIZE (0) must be an integer ≥ 1: e.g. 10",
+          "DB_POOL_MAX_QUERIES (ten) must be an integer ≥ 1: e.g. 50000",
+          "DB_POOL_RECONNECT_INITIAL_ATTEMPTS (0) must be an integer ≥ 1: " +
+            "set how many attempts startup makes before it fails, e.g. 5"
+        ])
+        const negative = yield* failure(PoolConfig.make({ url: URL, minSize: -1 }))
+        assert.deepStrictEqual(messages(negative), ["DB_POOL_MIN_SIZE (-1) must be an integer ≥ 0: e.g. 2"])
+      })
+    )
+
+    it.effect("requires a reconnect factor above 1 and a max delay no shorter than the initial delay", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          PoolConfig.make({
+            url: URL,
+            reconnect: { factor: 1, initialDelay: "2s", maxDelay: "500ms" }
+          })
+        )
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_RECONNECT_MAX_DELAY (500ms) must be ≥ DB_POOL_RECONNECT_INITIAL_DELAY (2s): " +
+            "raise DB_POOL_RECONNECT_MAX_DELAY or lower DB_POOL_RECONNECT_INITIAL_DELAY",
+          "DB_POOL_RECONNECT_FACTOR (1) must be a number > 1: use e.g. 2 to double the delay after each failed attempt"
+        ])
+        const againstDefault = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_RECONNECT_INITIAL_DELAY: "20s" }))
+        assert.deepStrictEqual(messages(againstDefault), [
+          "DB_POOL_RECONNECT_MAX_DELAY (16s, the default) must be ≥ DB_POOL_RECONNECT_INITIAL_DELAY (20s): " +
+            "raise DB_POOL_RECONNECT_MAX_DELAY or lower DB_POOL_RECONNECT_INITIAL_DELAY"
+        ])
+      })
+    )
+
+    it.effect("rejects an empty pool name", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: URL, name: " " }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_NAME ( ) must be a non-empty string: name the pool for logs and metrics, e.g. default"
+        ])
+      })
+    )
+
+    it.effect("reports every invalid field at once", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          withEnv({
+            DATABASE_URL: `postgres://app:${PASSWORD}@db:99999/appdb`,
+            DB_POOL_MIN_SIZE: "ten",
+            DB_POOL_ACQUIRE_TIMEOUT: "5 parsecs",
+            DB_POOL_KEEPALIVE: "maybe",
+            DB_POOL_INIT: "fast",
+            DB_POOL_RECONNECT_FACTOR: "0.5"
+          })
+        )
+        assert.deepStrictEqual(
+          error.issues.map((issue) => [issue.field, issue.env, issue.value]),
+          [
+            ["port", "DATABASE_URL", "postgres://app:***@db:99999/appdb"],
+            ["minSize", "DB_POOL_MIN_SIZE", "ten"],
+            ["acquireTimeout", "DB_POOL_ACQUIRE_TIMEOUT", "5 parsecs"],
+            ["keepAlive", "DB_POOL_KEEPALIVE", "maybe"],
+            ["reconnect.factor", "DB_POOL_RECONNECT_FACTOR", "0.5"],
+            ["init", "DB_POOL_INIT", "fast"]
+          ]
+        )
+        assert.isTrue(error.message.startsWith("Invalid database pool configuration (6 problems):\n"))
+        for (const issue of error.issues) assert.isTrue(error.message.includes(issue.message))
+      })
+    )
+  })
+
+  describe("URL problems", () => {
+    it.effect("requires the postgres:// or postgresql:// scheme", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: `mysql://app:${PASSWORD}@db.example.com/appdb` }))
+        assert.deepStrictEqual(messages(error), [
+          "DATABASE_URL (mysql://app:***@db.example.com/appdb) must start with postgres:// or postgresql://: " +
+            "use e.g. postgres://user:password@localhost:5432/mydb"
+        ])
+      })
+    )
+
+    it.effect("masks the password of a libpq keyword connection string, which is not supported", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: `host=db user=app password=${PASSWORD}` }))
+        assert.deepStrictEqual(messages(error), [
+          "DATABASE_URL (host=db user=app password=***) must start with postgres:// or postgresql://: " +
+            "use e.g. postgres://user:password@localhost:5432/mydb"
+        ])
+      })
+    )
+
+    it.effect("masks the password of a URL without a scheme", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: `app:${PASSWORD}@db/appdb` }))
+        assert.deepStrictEqual(
+          error.issues.map((issue) => issue.value),
+          ["app:***@db/appdb"]
+        )
+      })
+    )
+
+    it.effect("reports an invalid port in the URL", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db.example.com:99999/appdb` }))
+        assert.deepStrictEqual(messages(error), [
+          "DATABASE_URL (postgres://app:***@db.example.com:99999/appdb) has an invalid port (99999): " +
+            "use an integer from 1 to 65535, e.g. postgres://user:password@localhost:5432/mydb"
+        ])
+        const word = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db:pg/appdb` }))
+        assert.deepStrictEqual(
+          word.issues.map((issue) => issue.field),
+          ["port"]
+        )
+      })
+    )
+
+    it.effect("masks a password holding unencoded URL delimiters in a malformed URL", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}/#?x@db:port/appdb` }))
+        assert.deepStrictEqual(
+          error.issues.map((issue) => issue.value),
+          ["postgres://app:***@db:port/appdb"]
+        )
+      })
+    )
+
+    it.effect("masks a password given as a URL parameter", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: `postgres://db:0/appdb?user=app&password=${PASSWORD}` }))
+        assert.deepStrictEqual(
+          error.issues.map((issue) => issue.value),
+          ["postgres://db:0/appdb?user=app&password=***"]
+        )
+      })
+    )
+
+    it.effect("rejects several hosts, which are not supported yet", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db1:5432,db2:5432/appdb` }))
+        assert.deepStrictEqual(messages(error), [
+          "DATABASE_URL (postgres://app:***@db1:5432,db2:5432/appdb) lists several hosts: multi-host connections " +
+            "are not supported yet, give a single host, e.g. postgres://user:password@db.example.com:5432/mydb"
+        ])
+      })
+    )
+
+    it.effect("keeps the password out of messages about other fields", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ host: "db", password: PASSWORD, port: 70_000, minSize: 50 }))
+        assert.deepStrictEqual(
+          error.issues.map((issue) => issue.field),
+          ["port", "minSize"]
+        )
+        const env = yield* failure(withEnv({ PGPASSWORD: PASSWORD, PGPORT: "0", DB_POOL_INIT: "fast" }))
+        assert.deepStrictEqual(
+          env.issues.map((issue) => issue.field),
+          ["port", "init"]
+        )
+      })
+    )
+  })
+
+  describe("redaction", () => {
+    const urls: ReadonlyArray<readonly [string, string]> = [
+      [`postgres://app:${PASSWORD}@db:5432/x`, "postgres://app:***@db:5432/x"],
+      [`postgresql://app:${encodeURIComponent("p@ss/w")}@db/x`, "postgresql://app:***@db/x"],
+      ["postgres://app:a/b@c#d@db/x?sslmode=require", "postgres://app:***@db/x?sslmode=require"],
+      ["postgres://app@db/x", "postgres://app@db/x"],
+      [
+        "postgres://db/x?user=app&password=secret&sslpassword=key",
+        "postgres://db/x?user=app&password=***&sslpassword=***"
+      ],
+      ["host=db user=app password='a b' dbname=x", "host=db user=app password=*** dbname=x"],
+      ["app:secret@db/x", "app:***@db/x"],
+      ["not a url", "not a url"]
+    ]
+    for (const [url, expected] of urls) {
+      it(`redactUrl(${JSON.stringify(url)}) masks the password`, () => {
+        assert.strictEqual(PoolConfig.redactUrl(url), expected)
+      })
+    }
+
+    it("redactText removes the password, plain or percent-encoded, and masks embedded URLs", () => {
+      const password = "p@ss word"
+      const text =
+        `password authentication failed (tried "p@ss word", p%40ss%20word) ` + `for postgres://app:other@db:5432/x.`
+      assert.strictEqual(
+        PoolConfig.redactText(text, password),
+        `password authentication failed (tried "***", ***) for postgres://app:***@db:5432/x.`
+      )
+      assert.strictEqual(
+        PoolConfig.redactText("connect ECONNREFUSED 127.0.0.1:5432", undefined),
+        "connect ECONNREFUSED 127.0.0.1:5432"
+      )
+      assert.strictEqual(PoolConfig.redactText("no secret", ""), "no secret")
+    })
+  })
+})

@@ -1,0 +1,63 @@
+import { Reactivity } from "@effect/experimental"
+import { PgTestServer } from "@effect-pg-pool/testkit"
+import { Effect, Layer, Redacted } from "effect"
+import * as Pg from "pg"
+import * as Db from "../src/Db.js"
+
+/** A pool on the file's test server, built in the caller's scope (and so under its TestClock). */
+export const makeDb = (options: Omit<Db.DbOptions, "url"> = {}) =>
+  Effect.flatMap(PgTestServer.PgTestServer, (server) => Db.make({ url: server.url, ...options })).pipe(
+    Effect.provide(Reactivity.layer)
+  )
+
+/** The same as a layer on top of the test server. */
+export const dbLayer = (options: Omit<Db.DbOptions, "url"> = {}) =>
+  Layer.unwrapEffect(Effect.map(PgTestServer.PgTestServer, (server) => Db.layer({ url: server.url, ...options })))
+
+/** Real-time pause, independent of the TestClock: for waiting on sockets. */
+export const realSleep = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
+
+/** Polls `check` in real time until it holds; fails the test with `what` after `timeoutMillis`. */
+export const eventually = <E, R>(
+  what: string,
+  check: Effect.Effect<boolean, E, R>,
+  timeoutMillis = 10_000
+): Effect.Effect<void, E | Error, R> =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + timeoutMillis
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting until ${what}`))
+      yield* realSleep(5)
+    }
+  })
+
+/** A plain pg client to the test server, outside the pool under test: the referee. */
+export const adminClient = Effect.gen(function* () {
+  const server = yield* PgTestServer.PgTestServer
+  return yield* Effect.acquireRelease(
+    Effect.promise(async () => {
+      const client = new Pg.Client({ connectionString: Redacted.value(server.url) })
+      client.on("error", () => {})
+      await client.connect()
+      return client
+    }),
+    (client) => Effect.promise(() => client.end().catch(() => undefined))
+  )
+})
+
+/** Runs a statement on the referee connection. */
+export const adminQuery = <A = any>(client: Pg.Client, text: string, values: Array<unknown> = []) =>
+  Effect.promise(() => client.query(text, values).then((r) => r.rows as Array<A>))
+
+/** Backend pids the server has for one application_name. */
+export const backendPids = (client: Pg.Client, applicationName: string) =>
+  Effect.map(
+    adminQuery<{ pid: number }>(client, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", [
+      applicationName
+    ]),
+    (rows) => rows.map((r) => r.pid).sort()
+  )
+
+let appCounter = 0
+/** A unique application_name per pool, so server-side checks see only that pool's backends. */
+export const uniqueAppName = (prefix: string) => `${prefix}-${process.pid}-${++appCounter}`

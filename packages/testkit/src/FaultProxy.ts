@@ -1,0 +1,175 @@
+/**
+ * A TCP proxy between a client (the pool under test) and PostgreSQL that injects network faults on demand:
+ * reset every connection, black-hole traffic, refuse new connections, add latency.
+ *
+ * Semantics, chosen to match what TCP does on a real network:
+ *
+ * - `blackhole`: sockets stay open and nothing is forwarded, in either direction, for existing and new connections
+ *   alike (new ones are accepted, as the kernel would complete the handshake, then hang). Data sent meanwhile is
+ *   held, not dropped, and delivered in order on `restore` — what TCP retransmission does after a short partition.
+ *   Simulate a partition that outlasts TCP's patience with `blackhole` then `resetAll`. A side that closes its socket
+ *   during a black hole closes the other side at once (so the server sees a pool's abandoned sessions go).
+ * - `refuse`: each new connection is accepted and reset at once (the client sees `ECONNRESET` right after
+ *   connecting); established connections keep working.
+ * - `latency(ms)`: every chunk waits `ms` before being forwarded, in both directions, order preserved — a query
+ *   round trip grows by at least `2 × ms`.
+ * - `resetAll`: every open connection gets a TCP reset on both sides now; the mode is unchanged.
+ * - `restore`: back to pass-through; held data is flushed in order.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/faultProxy.js"
+import { PgTestServer } from "./PgTestServer.js"
+
+/**
+ * @example
+ * ```ts
+ * import { it } from "@effect/vitest"
+ * import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect, Layer } from "effect"
+ *
+ * const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
+ *
+ * it.layer(Env, { timeout: "30 seconds", excludeTestServices: true })("outages", (it) => {
+ *   it.effect("fails in-flight queries when the network resets", () =>
+ *     Effect.gen(function*() {
+ *       const proxy = yield* FaultProxy.FaultProxy
+ *       // connect the pool to proxy.url, then:
+ *       yield* proxy.resetAll
+ *     }))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class FaultProxy extends Context.Tag("@effect-pg-pool/testkit/FaultProxy")<FaultProxy, FaultProxy.Service>() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace FaultProxy {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Service {
+    readonly host: string
+    readonly port: number
+    /** The target's URL (credentials, database, parameters) pointing at the proxy instead. */
+    readonly url: Redacted.Redacted<string>
+    readonly mode: Effect.Effect<Mode>
+    /** Resets every open connection, both sides, now. */
+    readonly resetAll: Effect.Effect<void>
+    /** Forwards nothing until `restore`; data is held, not dropped. */
+    readonly blackhole: Effect.Effect<void>
+    /** Resets every new connection right after accepting it; existing ones keep working. */
+    readonly refuse: Effect.Effect<void>
+    /** Delays every chunk by `millis` in each direction (order preserved). */
+    readonly latency: (millis: number) => Effect.Effect<void>
+    /** Back to pass-through; flushes held data in order. */
+    readonly restore: Effect.Effect<void>
+    /** Client connections currently open through the proxy. */
+    readonly openConnections: Effect.Effect<number>
+  }
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Mode = Data.TaggedEnum<{
+  Pass: {}
+  Blackhole: {}
+  Refuse: {}
+  Latency: { readonly millis: number }
+}>
+
+/**
+ * Constructors and matchers for {@link Mode}: `Mode.Latency({ millis: 200 })`, `Mode.$is("Blackhole")(mode)`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Mode = Data.taggedEnum<Mode>()
+
+/**
+ * Where the proxy forwards to; `url`, when given, is rewritten into the proxy's own `url`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Target {
+  readonly host: string
+  readonly port: number
+  readonly url?: Redacted.Redacted<string> | string | undefined
+}
+
+const HOST = "127.0.0.1"
+
+const rewrite = (target: Target, port: number): string => {
+  if (target.url === undefined) return `postgres://${HOST}:${port}/`
+  const url = new URL(Redacted.isRedacted(target.url) ? Redacted.value(target.url) : target.url)
+  url.hostname = HOST
+  url.port = String(port)
+  return url.href
+}
+
+const toMode = (state: internal.State): Mode => {
+  switch (state._tag) {
+    case "Pass":
+      return Mode.Pass()
+    case "Blackhole":
+      return Mode.Blackhole()
+    case "Refuse":
+      return Mode.Refuse()
+    case "Latency":
+      return Mode.Latency({ millis: state.millis })
+  }
+}
+
+/**
+ * A proxy on a free port of 127.0.0.1 in front of `target`, closed with all its connections when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (target: Target): Effect.Effect<FaultProxy.Service, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const proxy = yield* Effect.acquireRelease(
+      Effect.sync(() => new internal.ProxyServer(target)),
+      (proxy) => Effect.promise(() => proxy.close())
+    )
+    // Binding port 0 on the loopback interface has no failure mode worth a typed error.
+    const port = yield* Effect.promise(() => proxy.listen(HOST))
+    const set = (state: internal.State) => Effect.sync(() => proxy.setState(state))
+    return FaultProxy.of({
+      host: HOST,
+      port,
+      url: Redacted.make(rewrite(target, port)),
+      mode: Effect.sync(() => toMode(proxy.state)),
+      resetAll: Effect.sync(() => proxy.resetAll()),
+      blackhole: set({ _tag: "Blackhole" }),
+      refuse: set({ _tag: "Refuse" }),
+      latency: (millis) => set({ _tag: "Latency", millis: Number.isFinite(millis) && millis > 0 ? millis : 0 }),
+      restore: set({ _tag: "Pass" }),
+      openConnections: Effect.sync(() => proxy.pairs.size)
+    })
+  })
+
+/**
+ * A proxy in front of the {@link PgTestServer}; its `url` carries the server's credentials.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<FaultProxy, never, PgTestServer> = Layer.scoped(
+  FaultProxy,
+  Effect.flatMap(PgTestServer, (server) => make({ host: server.host, port: server.port, url: server.url }))
+)
