@@ -5,6 +5,8 @@ export default defineConfig({
     name: "core",
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    hookTimeout: 60_000
+    hookTimeout: 60_000,
+    // builds the embedded PostgreSQL template once, and reaps any server a crashed run left behind
+    globalSetup: ["@effect-pg-pool/testkit/vitestGlobalSetup"]
   }
 })

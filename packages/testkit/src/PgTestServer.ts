@@ -232,7 +232,12 @@ export const make = (options: MakeOptions = {}): Effect.Effect<PgTestServer.Serv
     const fromEnv = yield* Config.option(Config.string("PG_TEST_BACKEND")).pipe(
       Effect.mapError((cause) => invalidConfig(`PG_TEST_BACKEND cannot be read: ${cause.message}`, cause))
     )
-    const backend = options.backend ?? Option.getOrElse(fromEnv, () => "embedded")
+    const backend =
+      options.backend ??
+      Option.getOrElse(
+        Option.filter(fromEnv, (value) => value.trim() !== ""),
+        () => "embedded"
+      )
     switch (backend) {
       case "embedded":
         return yield* makeEmbedded(options.embedded)

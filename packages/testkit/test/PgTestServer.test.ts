@@ -1,6 +1,7 @@
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Module from "node:module"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Redacted, Scope } from "effect"
@@ -16,6 +17,13 @@ const serverProcess = (url: Redacted.Redacted<string>) =>
     const pid = Number(Fs.readFileSync(Path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0])
     return { dataDir, pid }
   })
+
+/** Rows inserted into `table` according to the cumulative statistics, which survive a clean shutdown only. */
+const insertsCounted = (url: Redacted.Redacted<string>, table: string) =>
+  Effect.map(
+    queryOnce<{ n: string }>(url, `SELECT n_tup_ins AS n FROM pg_stat_user_tables WHERE relname = '${table}'`),
+    (rows) => Number(rows[0]!.n)
+  )
 
 const startedAt = (url: Redacted.Redacted<string>) =>
   Effect.map(queryOnce<{ at: Date }>(url, "SELECT pg_postmaster_start_time() AS at"), (rows) => rows[0]!.at.getTime())
@@ -63,6 +71,8 @@ layer(PgTestServer.layerEmbedded(), { timeout: "60 seconds", excludeTestServices
       assert.isTrue(yield* server.isRunning)
       const rows = yield* queryOnce(server.url, "SELECT n, inet_server_port() AS port FROM kept")
       assert.deepStrictEqual(rows, [{ n: 42, port: server.port }])
+      // a clean shutdown keeps the statistics (a crash discards them)
+      assert.deepStrictEqual(yield* insertsCounted(server.url, "kept"), 1)
       // starting a running server is a no-op: same postmaster
       const before = yield* startedAt(server.url)
       yield* server.start
@@ -88,6 +98,8 @@ layer(PgTestServer.layerEmbedded(), { timeout: "60 seconds", excludeTestServices
 
       yield* server.start
       assert.deepStrictEqual(yield* queryOnce(server.url, "SELECT n FROM crash"), [{ n: 7 }])
+      // it was a crash: PostgreSQL discarded its statistics while recovering
+      assert.deepStrictEqual(yield* insertsCounted(server.url, "crash"), 0)
     })
   )
 
@@ -192,6 +204,41 @@ describe("configuration", () => {
   )
 })
 
+describe("start failures", () => {
+  it.live("a server that cannot start fails with StartFailed, quoting its log, never its password", () =>
+    Effect.gen(function* () {
+      const password = "hunter2-do-not-print"
+      const exit = yield* Effect.exit(
+        Effect.scoped(PgTestServer.makeEmbedded({ password, settings: { no_such_setting: 1 } }))
+      )
+      const error = failureOf(exit)
+      assert.strictEqual(error.reason, "StartFailed")
+      assert.include(error.message, 'unrecognized configuration parameter "no_such_setting"')
+      assert.notInclude(error.message, password)
+    })
+  )
+
+  it.live("a fixed port that is taken fails with StartFailed naming the port", () =>
+    Effect.gen(function* () {
+      const blocker = yield* Effect.acquireRelease(
+        Effect.async<Net.Server>((resume) => {
+          const server = Net.createServer()
+          server.listen({ host: "127.0.0.1", port: 0 }, () => resume(Effect.succeed(server)))
+        }),
+        (server) =>
+          Effect.async<void>((resume) => {
+            server.close(() => resume(Effect.void))
+          })
+      )
+      const port = (blocker.address() as Net.AddressInfo).port
+      const error = failureOf(yield* Effect.exit(Effect.scoped(PgTestServer.makeEmbedded({ port }))))
+      assert.strictEqual(error.reason, "StartFailed")
+      assert.include(error.message, `127.0.0.1:${port}`)
+      assert.include(error.message, "Address already in use")
+    }).pipe(Effect.scoped)
+  )
+})
+
 describe("lifecycle", () => {
   it.live("closing the scope stops the server and deletes its files", () =>
     Effect.gen(function* () {
@@ -209,25 +256,32 @@ describe("lifecycle", () => {
     })
   )
 
-  it.live("servers whose owner died are reaped by the next start", () =>
+  it.live("servers whose owner died, or whose owner pid was recycled, are reaped by the next start", () =>
     Effect.gen(function* () {
       const scope = yield* Scope.make()
-      const server = yield* PgTestServer.makeEmbedded().pipe(Scope.extend(scope))
-      const { dataDir, pid } = yield* serverProcess(server.url)
-      // Pretend another process owned this server and died: re-register it under a pid that is gone.
+      // Pretend other processes owned these servers: one died, the other died and its pid went to a new process.
       const dead = ChildProcess.spawnSync("true").pid!
-      const entry = Registry.readAll().find((entry) => entry.dataDir === dataDir)!
-      Fs.writeFileSync(
-        Path.join(Registry.baseDir(), "servers", `${entry.id}.json`),
-        JSON.stringify({ ...entry, ownerPid: dead })
+      const owners = [{ ownerPid: dead }, { ownerPid: process.ppid, ownerStartTime: "0" }]
+      const victims = yield* Effect.forEach(owners, (owner) =>
+        Effect.gen(function* () {
+          const server = yield* PgTestServer.makeEmbedded().pipe(Scope.extend(scope))
+          const victim = yield* serverProcess(server.url)
+          const entry = Registry.readAll().find((entry) => entry.dataDir === victim.dataDir)!
+          Fs.writeFileSync(
+            Path.join(Registry.baseDir(), "servers", `${entry.id}.json`),
+            JSON.stringify({ ...entry, ...owner })
+          )
+          return victim
+        })
       )
 
-      const other = yield* Effect.scoped(PgTestServer.makeEmbedded().pipe(Effect.map((other) => other.port)))
-      assert.notStrictEqual(other, server.port)
+      yield* Effect.scoped(PgTestServer.makeEmbedded())
 
-      assert.isFalse(isAlive(pid), `postmaster ${pid} survived its dead owner`)
-      assert.isFalse(Fs.existsSync(dataDir))
-      // our own finalizers cope with a server that is already gone
+      for (const { dataDir, pid } of victims) {
+        assert.isFalse(isAlive(pid), `postmaster ${pid} survived its dead owner`)
+        assert.isFalse(Fs.existsSync(dataDir))
+      }
+      // our own finalizers cope with servers that are already gone
       yield* Scope.close(scope, Exit.void)
     })
   )
@@ -248,7 +302,7 @@ describe("a server does not outlive its process", () => {
     Effect.async<{ child: ChildProcess.ChildProcess; url: Redacted.Redacted<string> }>((resume) => {
       const child = ChildProcess.spawn(process.execPath, [viteNode, "test/fixtures/holdServer.ts"], {
         cwd: Path.join(import.meta.dirname, ".."),
-        stdio: ["ignore", "pipe", "pipe"]
+        stdio: ["pipe", "pipe", "pipe"]
       })
       let output = ""
       child.stdout.on("data", (chunk) => {
@@ -283,7 +337,7 @@ describe("a server does not outlive its process", () => {
   // (the watchdog, the fallback, needs at least 100 ms).
   it.scopedLive("killed with SIGTERM: gone by the time it exits (signal handler)", () => diesWithOwner("SIGTERM", 0))
 
-  it.scopedLive("killed with SIGKILL: gone soon after (watchdog)", () => diesWithOwner("SIGKILL", 10_000))
+  it.scopedLive("killed with SIGKILL: gone soon after (watchdog)", () => diesWithOwner("SIGKILL", 3_000))
 })
 
 describe("container", () => {

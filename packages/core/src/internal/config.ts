@@ -643,7 +643,7 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
   const maxSize = issues.read("maxSize", ENV.maxSize, raw.maxSize, d.maxSize, integer(1, "e.g. 10"))
   // A default taking part in a conflict is labelled as such: the user never wrote it and may not know it exists.
   const shownOr = (value: unknown, fallback: string) => (value === undefined ? `${fallback}, the default` : show(value))
-  if (issues.valid("minSize", "maxSize") && minSize > maxSize + 100) {
+  if (issues.valid("minSize", "maxSize") && minSize > maxSize) {
     const min = shownOr(raw.minSize, String(d.minSize))
     issues.report(
       "minSize",

@@ -458,14 +458,20 @@ export const make = (options: Options = {}): Effect.Effect<PgTestServer.Service,
           Registry.register({
             id,
             ownerPid: process.pid,
+            ownerStartTime: Processes.startTime(process.pid),
             rootDir,
             dataDir,
             createdAt: new Date().toISOString()
           })
-          Registry.ensureDir(rootDir)
+          try {
+            Registry.ensureDir(rootDir)
+          } catch (error) {
+            Registry.unregister(id)
+            throw error
+          }
         },
         catch: (cause) =>
-          fail("StartFailed", `Cannot create the server directory ${rootDir}: ${describe(cause)}.`, cause)
+          fail("StartFailed", `Cannot register and create the server directory ${rootDir}: ${describe(cause)}.`, cause)
       }),
       () =>
         Effect.promise(async () => {
@@ -514,6 +520,11 @@ export const make = (options: Options = {}): Effect.Effect<PgTestServer.Service,
     // Starts on `port` and waits for a real session (with `pass`), running `sql` in it.
     const boot = (port: number, pass: string, sql: string | undefined, signal: AbortSignal) =>
       spawnPostmaster(settings, port, signal).then(async (postmaster) => {
+        if (!Registry.isActive(id)) {
+          await stopPostmaster(postmaster, "immediate").catch(() => undefined)
+          await Fs.promises.rm(rootDir, { recursive: true, force: true }).catch(() => undefined)
+          throw new StartError("Failed", "the server was reaped while starting: its test run was interrupted")
+        }
         Registry.update(id, { postmasterPid: postmaster.pid, port })
         try {
           await Connect.waitForSession(params(port, pass), Date.now() + startTimeoutMillis, { sql, signal })
@@ -528,17 +539,22 @@ export const make = (options: Options = {}): Effect.Effect<PgTestServer.Service,
         return postmaster
       })
 
-    const startFailed = (port: number | undefined, cause: unknown) =>
-      fail(
+    // Server logs quote failing statements, and the first start runs ALTER ROLE ... PASSWORD.
+    const redact = (text: string) => text.split(password).join("***").split(tmpl.password).join("***")
+
+    const startFailed = (port: number | undefined, error: unknown) => {
+      const cause = error instanceof StartError ? new StartError(error.kind, redact(error.message)) : error
+      return fail(
         "StartFailed",
         `The embedded PostgreSQL ${bins.version} in ${dataDir} did not start${
           port === undefined ? "" : ` on ${Ports.HOST}:${port}`
-        }: ${describe(cause)}` +
+        }: ${redact(describe(cause))}` +
           (cause instanceof StartError && cause.kind === "PortInUse"
             ? `\nAnother process took port ${port} while the server was stopped; stop it, or pass a fixed port.`
             : ""),
         cause
       )
+    }
 
     // Registered before the first start, so that an interruption right after it cannot leak the process.
     yield* Effect.addFinalizer(() =>

@@ -34,6 +34,16 @@ const processState = (pid: number): string | undefined => {
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]
 }
 
+/**
+ * When the process started (clock ticks since boot, Linux only): tells a live owner from a recycled pid.
+ *
+ * @internal
+ */
+export const startTime = (pid: number): string | undefined => {
+  const stat = procStat(pid)
+  return stat === undefined ? undefined : stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]
+}
+
 /** @internal */
 export const parentPid = (pid: number): number | undefined => {
   const stat = procStat(pid)

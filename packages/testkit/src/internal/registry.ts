@@ -83,6 +83,7 @@ export const ensureDir = (dir: string): void => {
 export interface Entry {
   readonly id: string
   readonly ownerPid: number
+  readonly ownerStartTime?: string | undefined
   readonly rootDir: string
   readonly dataDir: string
   readonly createdAt: string
@@ -97,6 +98,8 @@ interface Owned {
 
 interface State {
   readonly owned: Map<string, Owned>
+  orphaned: boolean
+  parentWatched: boolean
   handlers:
     | {
         readonly exit: () => void
@@ -111,6 +114,8 @@ const state = globalValue(
   Symbol.for("@effect-pg-pool/testkit/internal/registry"),
   (): State => ({
     owned: new Map(),
+    orphaned: false,
+    parentWatched: false,
     handlers: undefined
   })
 )
@@ -139,10 +144,24 @@ const writeEntry = (entry: Entry): void => {
  * @internal
  */
 export const register = (entry: Entry): void => {
+  watchParent()
+  if (state.orphaned) {
+    throw new Error(
+      "this vitest worker lost its main process (the run was interrupted), so nobody would stop the server: " +
+        "not starting it"
+    )
+  }
   writeEntry(entry)
-  state.owned.set(entry.id, { entry, watchdog: spawnWatchdog(entry.rootDir) })
+  state.owned.set(entry.id, { entry, watchdog: spawnWatchdog(entry.rootDir, entryFile(entry.id)) })
   installHandlers()
 }
+
+/**
+ * False once the server was reaped (its worker lost the test run): a start still in flight must then stop at once.
+ *
+ * @internal
+ */
+export const isActive = (id: string): boolean => state.owned.has(id)
 
 /** @internal */
 export const update = (id: string, patch: Pick<Entry, "postmasterPid" | "port">): void => {
@@ -237,7 +256,12 @@ export const readAll = (): Array<Entry> => {
 export type Predicate = (entry: Entry) => boolean
 
 /** @internal */
-export const ownerIsDead: Predicate = (entry) => !Processes.isAlive(entry.ownerPid)
+export const ownerIsDead: Predicate = (entry) => {
+  if (!Processes.isAlive(entry.ownerPid)) return true
+  if (entry.ownerStartTime === undefined) return false
+  const started = Processes.startTime(entry.ownerPid)
+  return started !== undefined && started !== entry.ownerStartTime
+}
 
 /**
  * Servers of a vitest run: owned by the given process (the vitest main process) or one of its descendants (its
@@ -312,6 +336,21 @@ export const cleanupOwnedSync = (): void => {
   }
 }
 
+/**
+ * A vitest worker outlives its main process when the run is interrupted (the main exits on Ctrl+C without waiting
+ * for it) and may go on running tests: its servers go as soon as the IPC channel to the main process closes, and
+ * it may not start new ones. Only for vitest workers: other programs may disconnect from their parent on purpose.
+ */
+const watchParent = (): void => {
+  if (state.parentWatched) return
+  state.parentWatched = true
+  if (typeof process.send !== "function" || process.env.VITEST_POOL_ID === undefined) return
+  process.once("disconnect", () => {
+    state.orphaned = true
+    cleanupOwnedSync()
+  })
+}
+
 const SIGNALS: ReadonlyArray<NodeJS.Signals> =
   process.platform === "win32" ? ["SIGINT", "SIGTERM"] : ["SIGINT", "SIGTERM", "SIGHUP"]
 
@@ -359,15 +398,15 @@ if [ -f "$pidfile" ]; then
       kill -KILL "$pid" 2>/dev/null ;;
   esac
 fi
-rm -rf "$1"
+rm -rf "$1" "$2"
 `
 
-const spawnWatchdog = (rootDir: string): ChildProcess.ChildProcess | undefined => {
+const spawnWatchdog = (rootDir: string, registryFile: string): ChildProcess.ChildProcess | undefined => {
   if (process.platform === "win32") return undefined
   try {
     const child = ChildProcess.spawn(
       "/bin/sh",
-      ["-c", 'eval "$WATCHDOG_SCRIPT"', "effect-pg-pool-testkit-watchdog", rootDir],
+      ["-c", 'eval "$WATCHDOG_SCRIPT"', "effect-pg-pool-testkit-watchdog", rootDir, registryFile],
       {
         detached: true,
         stdio: ["pipe", "ignore", "ignore"],

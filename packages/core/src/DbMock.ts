@@ -1,0 +1,305 @@
+/**
+ * A `Db` with no database, for unit tests: statements are answered from a script (rows, failures or a
+ * function of the SQL and parameters) and every statement is recorded for assertions.
+ *
+ * The layer provides `Db`, `SqlClient` and `PgClient` like `Db.layer`, built from the same compiler, so the
+ * SQL a program sends to the mock is the SQL it sends in production (name transforms included), and
+ * transactions, `Db.withConnection`, `reserve`, streams and `listen`/`notify` behave as they do there.
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Db from "./Db.js"
+import * as internal from "./internal/mock.js"
+import type { PoolState } from "./PoolStatistics.js"
+
+/**
+ * Controls the mock in context: what it recorded, and more script.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class DbMock extends Context.Tag("@effect-pg-pool/DbMock")<DbMock, DbMock.Service>() {}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace DbMock {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Service {
+    /** Every statement seen so far, oldest first. */
+    readonly queries: Effect.Effect<ReadonlyArray<RecordedQuery>>
+    /** Forgets the recorded statements; the script stays as it is. */
+    readonly clear: Effect.Effect<void>
+    /** Appends responses to the script: they answer only statements no earlier response matches. */
+    readonly script: (...responses: ReadonlyArray<ScriptedResponse>) => Effect.Effect<void>
+    /**
+     * Waits until a `listen` stream on `channel` is subscribed: a notification sent before that is lost, as it
+     * is with PostgreSQL, and a listener forked by the code under test subscribes at a time of its own.
+     */
+    readonly awaitListener: (channel: string) => Effect.Effect<void>
+    /** What `Db.health` and `Db.statistics` report from now on (initially `healthy`). */
+    readonly setHealth: (status: PoolState, reason?: string) => Effect.Effect<void>
+  }
+}
+
+/**
+ * Which statements a response answers, tested against the compiled SQL with whitespace runs outside quotes
+ * collapsed to one space:
+ * - a string: the SQL contains it (whitespace in the string is collapsed too);
+ * - a `RegExp`: the SQL matches it;
+ * - a predicate of the SQL and the parameters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Matcher = string | RegExp | ((sql: string, params: ReadonlyArray<unknown>) => boolean)
+
+/**
+ * How a statement reached the connection: `execute` for `yield* sql\`…\`` (and `.withoutTransform`),
+ * `values` for `.values`, `stream` for `.stream`, `raw` for `.raw`, `unprepared` for `.unprepared` and for the
+ * transaction statements (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT …`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type QueryKind = "execute" | "values" | "stream" | "raw" | "unprepared"
+
+/**
+ * A statement the mock saw.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RecordedQuery {
+  /** The compiled SQL, whitespace runs outside quotes collapsed to one space. */
+  readonly sql: string
+  readonly params: ReadonlyArray<unknown>
+  readonly kind: QueryKind
+  /**
+   * The connection it ran on, numbered from 1 in order of acquisition. Statements of one transaction, one
+   * `Db.withConnection` or one `reserve` share a number; every other statement gets a number of its own.
+   */
+  readonly connection: number
+}
+
+/**
+ * One entry of the script; build it with `respond`, `respondWith` or `fail`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ScriptedResponse {
+  /** `undefined` answers any statement except transaction control and `pg_notify`. */
+  readonly matcher: Matcher | undefined
+  /** How many statements it answers before it is used up; `Infinity` when reusable. */
+  readonly times: number
+  /** The `rowCount` of `.raw` results; the number of rows when `undefined`. */
+  readonly rowCount: number | undefined
+  /** The rows as the database returns them, before `transformResultNames`, or the failure. */
+  readonly answer: (sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<object>, SqlError>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResponseOptions {
+  /** Answer this many statements, then step aside for later responses. Default: every matching statement. */
+  readonly times?: number | undefined
+  /** The `rowCount` of `.raw` results, e.g. the rows an `UPDATE` touched. Default: the number of rows. */
+  readonly rowCount?: number | undefined
+}
+
+/**
+ * The fields of node-postgres's `DatabaseError` a scripted failure carries, e.g. `code: "23505"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ErrorFields {
+  /** The SQLSTATE, e.g. `"23505"` (unique violation) or `"40001"` (serialization failure). */
+  readonly code?: string | undefined
+  readonly detail?: string | undefined
+  readonly hint?: string | undefined
+  readonly schema?: string | undefined
+  readonly table?: string | undefined
+  readonly column?: string | undefined
+  readonly constraint?: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface MockOptions {
+  /** The initial script; the first response that matches a statement and is not used up answers it. */
+  readonly responses?: ReadonlyArray<ScriptedResponse> | undefined
+  /**
+   * A statement no response matches fails with a `SqlError` naming it, its parameters and the script (`fail`,
+   * the default), or returns no rows (`empty`). Transaction control and `pg_notify` always succeed.
+   */
+  readonly onUnmatched?: "fail" | "empty" | undefined
+  readonly transformResultNames?: ((str: string) => string) | undefined
+  readonly transformQueryNames?: ((str: string) => string) | undefined
+  readonly transformJson?: boolean | undefined
+}
+
+/**
+ * Answers matching statements with `rows`, given as the database returns them: `transformResultNames` applies
+ * to them as it would to real results, and `.values` turns objects into arrays of their values.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const respond = (matcher: Matcher, rows: ReadonlyArray<object>, options?: ResponseOptions): ScriptedResponse =>
+  internal.response(matcher, () => Effect.succeed(rows), options)
+
+/**
+ * What `respondWith` calls: rows, or an effect of rows.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Handler = (
+  sql: string,
+  params: ReadonlyArray<unknown>
+) => ReadonlyArray<object> | Effect.Effect<ReadonlyArray<object>, SqlError>
+
+/**
+ * Answers statements with rows computed from the SQL and parameters, or with an effect (to fail with
+ * `sqlError`, or to wait). Without a matcher it answers every statement except transaction control and
+ * `pg_notify`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const respondWith: {
+  (handler: Handler, options?: ResponseOptions): ScriptedResponse
+  (matcher: Matcher, handler: Handler, options?: ResponseOptions): ScriptedResponse
+} = (first: Matcher | Handler, second?: Handler | ResponseOptions, third?: ResponseOptions): ScriptedResponse =>
+  typeof second === "function"
+    ? internal.response(first as Matcher, internal.fromHandler(second), third)
+    : internal.response(undefined, internal.fromHandler(first as Handler), second)
+
+/**
+ * Fails matching statements as the server would: a `SqlError` with the message the real pool gives
+ * (`Failed to execute statement (SQLSTATE 23505): duplicate key value …`), caused by a node-postgres
+ * `DatabaseError` carrying `message` and `fields`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fail = (
+  matcher: Matcher,
+  message: string,
+  options?: ErrorFields & Pick<ResponseOptions, "times">
+): ScriptedResponse => {
+  const error = sqlError(message, options)
+  return internal.response(matcher, () => Effect.fail(error), options)
+}
+
+/**
+ * The `SqlError` `fail` answers with, for failures computed in `respondWith`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const sqlError: (message: string, fields?: ErrorFields) => SqlError = internal.sqlError
+
+/**
+ * A layer providing `Db`, `SqlClient`, `PgClient` and `DbMock`, with no database behind them.
+ *
+ * @since 0.1.0
+ * @category layers
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { SqlClient } from "@effect/sql"
+ * import { Effect } from "effect"
+ *
+ * const findUser = (id: number) =>
+ *   Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT id, name FROM users WHERE id = ${id}`)
+ *
+ * const test = Effect.gen(function* () {
+ *   const rows = yield* findUser(1) // [{ id: 1, name: "Ann" }]
+ *   const [query] = yield* DbMock.queries // { sql: "SELECT id, name FROM users WHERE id = $1", params: [1], … }
+ * }).pipe(
+ *   Effect.provide(
+ *     DbMock.layer({
+ *       responses: [
+ *         DbMock.respond(/FROM users/, [{ id: 1, name: "Ann" }]),
+ *         DbMock.fail("INSERT INTO users", "duplicate key value violates unique constraint", { code: "23505" })
+ *       ]
+ *     })
+ *   )
+ * )
+ * ```
+ */
+export const layer = (
+  options: MockOptions = {}
+): Layer.Layer<Db.Db | SqlClient.SqlClient | PgClient.PgClient | DbMock> =>
+  Layer.effectContext(
+    Effect.map(internal.make(options), ({ control, db }) =>
+      Context.make(Db.Db, db).pipe(
+        Context.add(SqlClient.SqlClient, db.sql),
+        Context.add(PgClient.PgClient, db.sql),
+        Context.add(DbMock, control)
+      )
+    )
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * Every statement the mock in context has seen, oldest first.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const queries: Effect.Effect<ReadonlyArray<RecordedQuery>, never, DbMock> = Effect.flatMap(
+  DbMock,
+  (mock) => mock.queries
+)
+
+/**
+ * Forgets the recorded statements, e.g. after a test's setup.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const clear: Effect.Effect<void, never, DbMock> = Effect.flatMap(DbMock, (mock) => mock.clear)
+
+/**
+ * Appends responses to the script of the mock in context.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const script = (...responses: ReadonlyArray<ScriptedResponse>): Effect.Effect<void, never, DbMock> =>
+  Effect.flatMap(DbMock, (mock) => mock.script(...responses))
+
+/**
+ * Waits until a `listen` stream on `channel` is subscribed, so that a notification sent next reaches it.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const awaitListener = (channel: string): Effect.Effect<void, never, DbMock> =>
+  Effect.flatMap(DbMock, (mock) => mock.awaitListener(channel))
+
+/**
+ * Sets what `Db.health` and `Db.statistics` report, e.g. to test a readiness endpoint.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const setHealth = (status: PoolState, reason?: string): Effect.Effect<void, never, DbMock> =>
+  Effect.flatMap(DbMock, (mock) => mock.setHealth(status, reason))
