@@ -35,4 +35,9 @@ export * as PoolError from "./PoolError.js"
 /**
  * @since 0.1.0
  */
+export * as PoolLogger from "./PoolLogger.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as PoolStatistics from "./PoolStatistics.js"

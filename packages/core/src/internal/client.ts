@@ -98,24 +98,14 @@ export const make = (
       f: (conn: PooledConnection) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(pool.acquire(restore), (conn) =>
-          Effect.ensuring(
-            restore(f(conn)),
-            Effect.sync(() => pool.release(conn))
-          )
-        )
+        Effect.flatMap(pool.acquire(restore), (conn) => Effect.ensuring(restore(f(conn)), pool.releaseEffect(conn)))
       )
 
     const reserveRaw: Effect.Effect<PooledConnection, SqlError, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
         pool.acquire(restore).pipe(
           Effect.mapError(acquireError),
-          Effect.tap((conn) =>
-            Scope.addFinalizer(
-              scope,
-              Effect.sync(() => pool.release(conn))
-            )
-          )
+          Effect.tap((conn) => Scope.addFinalizer(scope, pool.releaseEffect(conn)))
         )
       )
     )
@@ -150,7 +140,8 @@ export const make = (
           if (err) return Effect.fail(statementError(conn, err))
           // multi-statement queries return one result per statement
           const rows = Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result.rows ?? [])
-          return Effect.succeed(transform !== undefined && !Array.isArray(result) ? transform(rows) : rows)
+          // the row transform recurses into each result of a multi-statement query
+          return Effect.succeed(transform !== undefined ? transform(rows) : rows)
         }
       )
 
@@ -168,13 +159,14 @@ export const make = (
           Effect.async<void>((resume) => {
             cursor.close(() => resume(Effect.void))
           }).pipe(
+            // a finalizer: only the raced wait may be interruptible, or a pending interruption aborts it
+            Effect.interruptible,
             Effect.timeoutOption(config.cancelTimeout),
             Effect.flatMap((closed) =>
               Effect.sync(() => {
                 if (Option.isNone(closed)) conn.broken ??= new Error("a cursor could not be closed in time")
               })
-            ),
-            Effect.interruptible
+            )
           )
         )
         const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {

@@ -220,16 +220,21 @@ export const runQuery = <A>(
   conn: PooledConnection,
   query: Pg.QueryConfig | Pg.QueryArrayConfig | Pg.Submittable,
   onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>,
-  hooks: QueryHooks
+  hooks: QueryHooks,
+  /** Internal round trips (validation, reset, probe) do not count towards maxQueries. */
+  counted = true
 ): Effect.Effect<A, any> =>
   Effect.async<A, any>((resume) => {
     let settled = false
     let onSettled: (() => void) | undefined
     conn.inFlight++
-    conn.queries++
+    if (counted) conn.queries++
     ;(conn.client as any).query(query, (err: Error | undefined, result: any) => {
       conn.inFlight--
       settled = true
+      // After a FATAL error the server ends the session; its socket may not have closed yet when the caller
+      // releases the connection, which must not go back to the pool.
+      if (err != null && isSessionFatal(err)) conn.broken ??= err
       if (onSettled !== undefined) onSettled()
       else resume(onResult(err ?? undefined, result))
     })
@@ -245,18 +250,26 @@ export const runQuery = <A>(
         if (settled) return resumeSettled(Effect.void)
         onSettled = () => resumeSettled(Effect.void)
       })
+      // This runs as the interrupted fiber's finalizer, so only the raced wait may be interruptible: marking the
+      // whole canceler interruptible would let the pending interruption abort it at once.
       return Effect.all([sendCancelRequest(hooks.host, hooks.port, processId, secretKey), querySettled], {
         concurrency: 2,
         discard: true
       }).pipe(
+        Effect.interruptible,
         Effect.timeoutOption(hooks.cancelTimeout),
         Effect.flatMap((completed) =>
           Option.isNone(completed) ? Effect.sync(() => hooks.onCancelFailed(conn, "cancel")) : Effect.void
-        ),
-        Effect.interruptible
+        )
       )
     })
   })
+
+/** FATAL/PANIC (e.g. 57P01 terminated by an administrator) or class 08 (connection exception). */
+const isSessionFatal = (err: Error): boolean => {
+  const { code, severity } = err as { code?: unknown; severity?: unknown }
+  return severity === "FATAL" || severity === "PANIC" || (typeof code === "string" && code.startsWith("08"))
+}
 
 /**
  * Whether a statement might leave session state behind. Plain queries and DML cannot; anything else (SET,

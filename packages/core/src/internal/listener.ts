@@ -8,6 +8,7 @@
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import type * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
@@ -38,7 +39,9 @@ export const make = (options: ListenerOptions): Listener => {
   const subscribers = new Map<string, Set<(payload: string) => void>>()
   let client: Pg.Client | undefined
   let loop: Fiber.RuntimeFiber<void, never> | undefined
-  let lost: (() => void) | undefined
+  // Wakes the loop that owns a connection when that connection breaks. Keyed by connection, so the late `end` of a
+  // connection destroyed by an interrupted loop cannot wake the loop that replaced it.
+  const onLost = new WeakMap<Pg.Client, () => void>()
 
   const send = (sql: string) => {
     client?.query(sql).catch(() => {
@@ -53,7 +56,7 @@ export const make = (options: ListenerOptions): Listener => {
   }
 
   const connectOnce = Effect.gen(function* () {
-    const opened = yield* Connection.connect(options.connectOptions, () => lost?.())
+    const opened = yield* Connection.connect(options.connectOptions, (broken) => onLost.get(broken)?.())
     opened.on("notification", onNotification)
     for (const channel of subscribers.keys()) {
       yield* Effect.tryPromise(() => opened.query(`LISTEN ${Pg.escapeIdentifier(channel)}`))
@@ -76,19 +79,29 @@ export const make = (options: ListenerOptions): Listener => {
       client = opened
       options.log("LISTEN connection established", { channels: [...subscribers.keys()].join(",") })
       yield* Effect.async<void>((resume) => {
-        lost = () => resume(Effect.void)
-        return Effect.sync(() => {
-          lost = undefined
-          client = undefined
-          Connection.destroy(opened)
-        })
+        onLost.set(opened, () => resume(Effect.void))
+        return Effect.sync(() => release(opened))
       })
-      lost = undefined
-      client = undefined
-      Connection.destroy(opened)
+      release(opened)
       options.log("LISTEN connection lost; reconnecting", {})
     }
-  }).pipe(Effect.ensuring(Effect.sync(() => (loop = undefined))))
+  }).pipe(
+    // only the current loop may clear `loop`: an interrupted predecessor finishing late must not orphan the loop a
+    // new subscriber has already started (the next subscriber would start a second one, LISTENing twice)
+    Effect.ensuring(
+      Effect.flatMap(Effect.fiberId, (self) =>
+        Effect.sync(() => {
+          if (loop !== undefined && Equal.equals(loop.id(), self)) loop = undefined
+        })
+      )
+    )
+  )
+
+  const release = (opened: Pg.Client) => {
+    onLost.delete(opened)
+    if (client === opened) client = undefined
+    Connection.destroy(opened)
+  }
 
   const subscribe = (channel: string, emit: (payload: string) => void) => {
     let set = subscribers.get(channel)

@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -98,6 +99,8 @@ export class Pool {
   private nextId = 1
 
   private closing = false
+  /** Connections broke since the last successful open: open one at a time until one succeeds. */
+  private suspect = false
   private reconnecting = false
   private reconnectFiber: Fiber.RuntimeFiber<void, never> | undefined = undefined
   private everConnected = false
@@ -308,7 +311,9 @@ export class Pool {
     startedAtPerf: number,
     site: string | undefined
   ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
+    // acquisition runs uninterruptibly: only the raced round trip may be interrupted by its timeout
     return this.rawQuery(conn, "").pipe(
+      Effect.interruptible,
       Effect.timeout(this.config.validationTimeout),
       Effect.matchEffect({
         onSuccess: () => Effect.succeed(conn),
@@ -339,7 +344,22 @@ export class Pool {
   // release and reset
   // ---------------------------------------------------------------------------------------------------------
 
+  /** Returns a connection; a reset it needs runs in the background. */
   release(conn: PooledConnection): void {
+    const reset = this.settleRelease(conn)
+    if (reset !== undefined) this.fork(reset)
+  }
+
+  /**
+   * Returns a connection, waiting for the reset it needs (a ROLLBACK, DISCARD ALL): the caller's session
+   * state — advisory locks, LISTEN, temp tables — is gone by the time its `withConnection` completes.
+   */
+  releaseEffect(conn: PooledConnection): Effect.Effect<void> {
+    return Effect.suspend(() => this.settleRelease(conn) ?? Effect.void)
+  }
+
+  /** Completes a release synchronously, or returns the reset still to run. */
+  private settleRelease(conn: PooledConnection): Effect.Effect<void> | undefined {
     if (conn.status !== "active") return
     this.metrics.used(performance.now() - conn.acquiredAtPerf)
     if (conn.leakReported) {
@@ -348,15 +368,17 @@ export class Pool {
         heldMillis: this.clock.unsafeCurrentTimeMillis() - conn.acquiredAt
       })
     }
-    if (this.closing) return this.close(conn, "shutdown")
-    if (conn.broken !== undefined || conn.inFlight > 0 || !isQueryable(conn.client)) {
-      return this.close(conn, conn.inFlight > 0 ? "cancel" : "broken")
-    }
-    if (conn.transactionStatus !== "I" || conn.sessionDirty) {
-      this.fork(this.reset(conn))
+    if (this.closing) {
+      this.close(conn, "shutdown")
       return
     }
+    if (conn.broken !== undefined || conn.inFlight > 0 || !isQueryable(conn.client)) {
+      this.close(conn, conn.inFlight > 0 ? "cancel" : "broken")
+      return
+    }
+    if (conn.transactionStatus !== "I" || conn.sessionDirty) return this.reset(conn)
     this.recycleOrOffer(conn)
+    return
   }
 
   private recycleOrOffer(conn: PooledConnection): void {
@@ -372,6 +394,8 @@ export class Pool {
       ? Effect.zipRight(this.rawQuery(conn, "DISCARD ALL"), this.onConnect?.(conn) ?? Effect.void)
       : Effect.void
     return Effect.zipRight(rollback, discard).pipe(
+      // often runs inside a release finalizer: only the raced work may be interrupted by its timeout
+      Effect.interruptible,
       Effect.timeout(this.config.validationTimeout),
       Effect.matchCause({
         onSuccess: () => {
@@ -393,7 +417,13 @@ export class Pool {
 
   /** An internal statement (validation, reset): no row mapping, bounded by the caller. */
   rawQuery(conn: PooledConnection, sql: string): Effect.Effect<void, unknown> {
-    return Connection.runQuery(conn, { text: sql }, (err) => (err ? Effect.fail(err) : Effect.void), this.queryHooks)
+    return Connection.runQuery(
+      conn,
+      { text: sql },
+      (err) => (err ? Effect.fail(err) : Effect.void),
+      this.queryHooks,
+      false
+    )
   }
 
   /** A user statement on a checked-out connection, cancelled server-side on interruption. */
@@ -404,7 +434,18 @@ export class Pool {
     onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>
   ): Effect.Effect<A, any> {
     if (!conn.sessionDirty && Connection.mayLeaveSessionState(sql)) conn.sessionDirty = true
-    return Connection.runQuery(conn, query, onResult, this.queryHooks)
+    const run = Connection.runQuery(conn, query, onResult, this.queryHooks)
+    if (this.config.queryTimeout === undefined) return run
+    // the timeout interrupts the query, which cancels it server-side before the failure surfaces
+    return Effect.timeoutFail(run, {
+      duration: this.config.queryTimeout,
+      onTimeout: () =>
+        new SqlError({
+          message:
+            `The statement exceeded queryTimeout (${Duration.format(this.config.queryTimeout!)}) and was ` +
+            `cancelled: make it faster, or raise DB_POOL_QUERY_TIMEOUT`
+        })
+    })
   }
 
   /** A connection handed out for a long-lived session (withConnection, reserve) is reset on return. */
@@ -419,8 +460,12 @@ export class Pool {
   /** Opens connections for queued callers and up to minSize, unless we are backing off. */
   private fill(): void {
     if (this.closing || this.reconnecting) return
+    // after connections broke, one scout tests the server before the rest follow: a server that just died
+    // sees one connection attempt, not maxSize of them
+    if (this.suspect && this.pending > 0) return
     const minDeficit = this.config.minSize - this.all.size - this.pending
     while (
+      (!this.suspect || this.pending === 0) &&
       this.all.size + this.pending < this.config.maxSize &&
       (this.pending < this.waitingCount + Math.max(0, minDeficit) || this.all.size + this.pending < this.config.minSize)
     ) {
@@ -486,6 +531,7 @@ export class Pool {
   }
 
   private onOpened(conn: PooledConnection): void {
+    this.suspect = false
     if (this.closing) {
       conn.status = "active"
       this.all.add(conn)
@@ -526,6 +572,7 @@ export class Pool {
     conn.status = "closed"
     this.all.delete(conn)
     this.closed[reason]++
+    if (reason === "broken" || reason === "validation") this.suspect = true
     Connection.destroy(conn.client)
     this.metrics.closed(reason, this.idle.length, this.all.size - this.idle.length)
     this.log(reason === "broken" || reason === "cancel" ? "Warning" : "Debug", "connection closed", {
@@ -681,11 +728,14 @@ export class Pool {
       if (self.config.init === "lazy") {
         self.loggedState = "degraded"
         self.openInitialWave()
+        self.fork(self.healthProbeLoop())
         return
       }
       self.initOutcome = yield* Deferred.make<void, DatabaseUnreachable>()
       self.openInitialWave()
       yield* Effect.interruptible(Deferred.await(self.initOutcome))
+      // the first probe runs on a connection, so health reports the database reachable from the start
+      self.fork(self.healthProbeLoop())
       self.log("Info", "pool ready", {
         total: self.all.size,
         elapsedMillis: self.clock.unsafeCurrentTimeMillis() - self.initStartedAt
@@ -907,6 +957,8 @@ export class Pool {
     this.loggedState = state
     this.metrics.state(state)
     if (previous === undefined && state === "healthy") return
+    // "pool shutting down" already says it; "pool is unhealthy" with a stale error would read as an outage
+    if (this.closing) return
     this.log(state === "healthy" ? "Info" : "Warning", `pool is ${state}`, {
       previous: previous ?? "starting",
       ...(this.lastError !== undefined && state !== "healthy" ? { error: this.lastError } : {})
@@ -948,23 +1000,37 @@ export class Pool {
         `saturated: ${this.waitingCount} callers waiting, the oldest for ${this.oldestWaiterMillis} ms; ` +
         `all ${statistics.active} of ${this.config.maxSize} connections busy`
     }
-    return new HealthStatus({
-      status,
-      reason: Option.fromNullable(reason),
-      checkedAt: new Date(this.clock.unsafeCurrentTimeMillis()),
-      database: new DatabaseReachability({
-        reachable: this.probeResult.reachable,
-        latencyMs: Option.fromNullable(this.probeResult.latencyMs),
-        probedAt: Option.fromNullable(this.probeResult.at === undefined ? undefined : new Date(this.probeResult.at))
-      }),
-      statistics
-    })
+    return new HealthStatus(
+      {
+        status,
+        reason: Option.fromNullable(reason),
+        checkedAt: new Date(this.clock.unsafeCurrentTimeMillis()),
+        database: new DatabaseReachability(
+          {
+            reachable: this.probeResult.reachable,
+            latencyMs: Option.fromNullable(this.probeResult.latencyMs),
+            probedAt: Option.fromNullable(this.probeResult.at === undefined ? undefined : new Date(this.probeResult.at))
+          },
+          true
+        ),
+        statistics
+      },
+      true
+    )
   }
 
   /**
    * The background probe behind `health`: a round trip on an idle connection when one is free (never
    * waiting for one), otherwise evidence from the pool itself, or a TCP probe when it holds no connection.
    */
+  /** The probe is not a caller: no acquisition or use-time figures, and the idle clock keeps running. */
+  private returnFromProbe(conn: PooledConnection, releasedAt: number): void {
+    if (this.closing) return this.close(conn, "shutdown")
+    if (conn.broken !== undefined || !isQueryable(conn.client)) return this.close(conn, "broken")
+    this.offer(conn)
+    if (conn.status === "idle") conn.releasedAt = releasedAt
+  }
+
   healthProbeLoop(): Effect.Effect<never> {
     return this.probeOnce().pipe(Effect.zipRight(Effect.sleep(healthProbePeriodMillis)), Effect.forever)
   }
@@ -993,12 +1059,7 @@ export class Pool {
               this.probeResult = { reachable: false, latencyMs: this.probeResult.latencyMs, at: now }
             }
           }),
-          Effect.ensuring(
-            Effect.sync(() => {
-              this.release(conn)
-              if (conn.status === "idle") conn.releasedAt = releasedAt
-            })
-          )
+          Effect.ensuring(Effect.sync(() => this.returnFromProbe(conn, releasedAt)))
         )
       }
       if (this.all.size > 0) {
@@ -1021,30 +1082,34 @@ export class Pool {
     const count = Math.min(this.latencyCount, latencySamples)
     const sorted = count > 0 ? this.latencies.slice(0, count).sort() : undefined
     const percentile = (p: number) => (sorted === undefined ? 0 : sorted[Math.min(count - 1, Math.floor(p * count))]!)
-    return new PoolStatistics({
-      poolName: this.name,
-      total,
-      idle,
-      active: total - idle,
-      pending: this.pending,
-      waiting: this.waitingCount,
-      minSize: this.config.minSize,
-      maxSize: this.config.maxSize,
-      peakActive: this.peakActive,
-      peakWaiting: this.peakWaiting,
-      acquisitions: this.acquisitions,
-      acquisitionTimeAvgMs: this.acquisitions === 0 ? 0 : this.acquisitionTimeTotal / this.acquisitions,
-      acquisitionTimeP95Ms: percentile(0.95),
-      acquisitionTimeP99Ms: percentile(0.99),
-      acquireTimeouts: this.acquireTimeouts,
-      connectionsCreated: this.created,
-      connectionsClosed: new ClosedByReason({ ...this.closed }),
-      reconnectAttempts: this.reconnectAttempts,
-      leaksSuspected: this.leaks,
-      state: this.state(),
-      lastError: Option.fromNullable(this.lastError),
-      upSince: new Date(this.startedAt)
-    })
+    return new PoolStatistics(
+      {
+        poolName: this.name,
+        total,
+        idle,
+        active: total - idle,
+        pending: this.pending,
+        waiting: this.waitingCount,
+        minSize: this.config.minSize,
+        maxSize: this.config.maxSize,
+        peakActive: this.peakActive,
+        peakWaiting: this.peakWaiting,
+        acquisitions: this.acquisitions,
+        acquisitionTimeAvgMs: this.acquisitions === 0 ? 0 : this.acquisitionTimeTotal / this.acquisitions,
+        acquisitionTimeP95Ms: percentile(0.95),
+        acquisitionTimeP99Ms: percentile(0.99),
+        acquireTimeouts: this.acquireTimeouts,
+        connectionsCreated: this.created,
+        connectionsClosed: new ClosedByReason({ ...this.closed }, true),
+        reconnectAttempts: this.reconnectAttempts,
+        leaksSuspected: this.leaks,
+        state: this.state(),
+        lastError: Option.fromNullable(this.lastError),
+        upSince: new Date(this.startedAt)
+        // built from typed fields: skipping Schema's re-validation makes a snapshot ~20× cheaper
+      },
+      true
+    )
   }
 
   redact(cause: unknown): string {
@@ -1106,6 +1171,5 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, never, Scope.Sco
     yield* Effect.addFinalizer(() => pool.shutdown())
     fork(pool.deadlineLoop())
     fork(pool.housekeeping())
-    fork(pool.healthProbeLoop())
     return pool
   })

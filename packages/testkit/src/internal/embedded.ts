@@ -311,7 +311,10 @@ const spawnPostmaster = (settings: Settings, port: number, signal: AbortSignal):
         ...(settings.owner ?? {}),
         env: { ...process.env, LC_ALL: "C", LANG: "C", LC_MESSAGES: "C" },
         // Never inherit our stdout/stderr: server logs are kept for error messages only.
-        stdio: ["ignore", "pipe", "pipe"]
+        stdio: ["ignore", "pipe", "pipe"],
+        // Its own process group: a terminal Ctrl-C goes to our program, which shuts its pool down gracefully
+        // before stopping the server, instead of the server cutting every session at once.
+        detached: true
       })
     } catch (error) {
       return reject(new StartError("Failed", `could not spawn ${settings.postgres}: ${describe(error)}`))

@@ -369,7 +369,9 @@ const installHandlers = (): void => {
     return [sig, handler] as const
   })
   process.on("exit", exit)
-  for (const [sig, handler] of signals) process.on(sig, handler)
+  // Prepended, so that a handler which removes itself when it fires (NodeRuntime.runMain's) is still counted
+  // while ours runs, and its graceful shutdown is not cut short.
+  for (const [sig, handler] of signals) process.prependListener(sig, handler)
   state.handlers = { exit, signals }
 }
 

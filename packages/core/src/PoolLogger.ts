@@ -1,0 +1,263 @@
+/**
+ * Structured logging to a file, with nothing on stdout or stderr: a program that speaks a protocol over its
+ * standard streams (an MCP server over stdio, a CLI piping JSON) dies of a stray log line.
+ *
+ * The layers here replace Effect's console loggers — `Logger.defaultLogger`, the pretty logger that
+ * `NodeRuntime.runMain` swaps in for it, and those of `Logger.json`, `Logger.logFmt`, `Logger.pretty` and
+ * `Logger.structured` — with a logger appending one JSON object per line to a file. Loggers that do not write
+ * to the console (OpenTelemetry's, the tracer's span events, your own) stay.
+ *
+ * Each line holds `timestamp`, `level`, `fiberId`, `message`, the log annotations at the top level (the pool's
+ * `pool`, `event`, `connectionId`, `reason`, durations…; one named like a field above goes under
+ * `annotations`), `spans` (label → elapsed ms), `traceId`/`spanId` inside a span, an Error logged as a message
+ * under `exception` (name, message, fields, cause, stack — Effect's `jsonLogger` drops the stack; several under
+ * `exceptions`), other non-string message parts under `details`, and a logged `Cause` under `cause`, rendered
+ * with its stacks. Every password given to the layer, and the password of every
+ * `postgres://` URL, is replaced by `***` in every string of the line.
+ *
+ * Writes are batched and asynchronous; closing the layer's scope writes what is left. A failing disk never
+ * fails the program: lines are dropped, and the next line that reaches the file says how many were lost.
+ *
+ * Compose the logger layer sequentially, under the layers whose logs it should receive:
+ * `Layer.provideMerge(DatabaseLive, PoolLogger.layerFromEnv())`, never `Layer.merge`. Loggers live in a
+ * `FiberRef`; merged layers are built concurrently, each from the fiber state before the build, so the pool
+ * would start its background fibers (which log every connection opened, lost or recycled) with the console
+ * logger still installed — and write to stdout.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as HashSet from "effect/HashSet"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/logger.js"
+import type { PoolConfig } from "./PoolConfig.js"
+import { PoolConfigError } from "./PoolError.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * Secrets never to write, e.g. the database password (`Redacted` or plain). Passwords inside `postgres://`
+   * URLs are removed whether given or not.
+   */
+  readonly redact?: Iterable<Redacted.Redacted<string> | string | undefined> | undefined
+  /**
+   * The minimum level logged while the layer is in place, for the whole program (as `Logger.minimumLogLevel`):
+   * `"Debug"` records every connection opened and closed. Default: unchanged (Effect's default is `Info`).
+   */
+  readonly minimumLogLevel?: LogLevel.LogLevel | LogLevel.Literal | undefined
+  /** Lines held in memory while the disk is slow, in bytes; beyond, lines are dropped and counted. Default 8 MiB. */
+  readonly maxBufferedBytes?: number | undefined
+}
+
+const defaultMaxBufferedBytes = 8 * 1024 * 1024
+
+const toLogLevel = (level: LogLevel.LogLevel | LogLevel.Literal): LogLevel.LogLevel =>
+  typeof level === "string" ? LogLevel.fromLiteral(level) : level
+
+const secretsOf = (options: Options | undefined): Array<string> => {
+  const secrets: Array<string> = []
+  for (const secret of options?.redact ?? []) {
+    const text = internal.secretText(secret)
+    if (text !== undefined && text !== "") secrets.push(text)
+  }
+  return secrets
+}
+
+const openError = (path: string, error: Error) =>
+  new PoolConfigError({
+    issues: [
+      {
+        field: "logFile",
+        env: "DB_POOL_LOG_FILE",
+        value: path,
+        message:
+          `DB_POOL_LOG_FILE (${path}) cannot be opened for appending (${error.message}): ` +
+          `point it to a file in a writable directory, or unset it`
+      }
+    ]
+  })
+
+/**
+ * The JSON-lines formatter on its own, as a `Logger` producing strings: for tests, or to send the same lines
+ * elsewhere.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const jsonLineLogger = (options?: Pick<Options, "redact">): Logger.Logger<unknown, string> => {
+  const redact = internal.makeRedactor(secretsOf(options))
+  return Logger.make((logOptions) => internal.formatLine(logOptions, redact))
+}
+
+/**
+ * Opens (creating it and its directories) the log file at `path` for appending, and returns a logger
+ * writing to it; closing the scope writes what is buffered and closes the file. Install it yourself, or use
+ * {@link layer}, which also removes the console loggers.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  path: string,
+  options?: Options
+): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const file = internal.LogFile.open(path, options?.maxBufferedBytes ?? defaultMaxBufferedBytes)
+    if (file instanceof Error) return yield* openError(path, file)
+    yield* Effect.addFinalizer(() => file.close())
+    return internal.fileLogger(file, internal.makeRedactor(secretsOf(options)))
+  })
+
+const install = (
+  logger: Logger.Logger<unknown, void> | undefined,
+  minimumLogLevel: LogLevel.LogLevel | LogLevel.Literal | undefined
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.zipRight(
+    Effect.locallyScopedWith(FiberRef.currentLoggers, (loggers) => {
+      const rest = internal.withoutConsoleLoggers(loggers)
+      return logger === undefined ? rest : HashSet.add(rest, logger)
+    }),
+    minimumLogLevel === undefined
+      ? Effect.void
+      : Effect.locallyScoped(FiberRef.currentMinimumLogLevel, toLogLevel(minimumLogLevel))
+  )
+
+/**
+ * Logs to the file at `path` (appending; the file and its directories are created) instead of the console.
+ * Fails with `PoolConfigError` when the file cannot be opened; once open, a failing disk never fails the
+ * program.
+ *
+ * Provide it under the layers that log (`Layer.provideMerge`, see the module's notes), so that the pool's
+ * background fibers inherit it.
+ *
+ * @since 0.1.0
+ * @category layers
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/core"
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Effect, Layer, Redacted } from "effect"
+ *
+ * const MainLive = DatabaseLive.pipe(
+ *   Layer.provideMerge(
+ *     PoolLogger.layer("/var/log/app/pool.jsonl", {
+ *       minimumLogLevel: "Debug",
+ *       redact: [Redacted.make(process.env.PGPASSWORD ?? "")]
+ *     })
+ *   )
+ * )
+ *
+ * const program = Effect.gen(function* () {
+ *   yield* Db.withConnection((sql) => sql`SELECT 1`)
+ *   yield* Effect.log("done") // to the file as well
+ * })
+ *
+ * // A failure that escapes the program is reported by runMain outside every layer, on the console:
+ * // log it inside, and turn the report off, to keep stdout and stderr clean.
+ * program.pipe(
+ *   Effect.tapErrorCause(Effect.logError),
+ *   Effect.provide(MainLive),
+ *   NodeRuntime.runMain({ disableErrorReporting: true })
+ * )
+ * ```
+ */
+export const layer = (path: string, options?: Options): Layer.Layer<never, PoolConfigError> =>
+  Layer.scopedDiscard(Effect.flatMap(make(path, options), (logger) => install(logger, options?.minimumLogLevel)))
+
+/**
+ * Removes the console loggers and installs none: logs go nowhere, except to loggers that do not write to
+ * the console.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.Layer<never> =>
+  Layer.scopedDiscard(install(undefined, options?.minimumLogLevel))
+
+/**
+ * Reads `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL` (`trace`, `debug`, `info`, `warning`, `error`, `fatal`,
+ * `all`, `none`; any case) through `Config`: logs to that file, or — when it is not set — nowhere, and in
+ * either case never to the console. The passwords of `DATABASE_URL` and `PGPASSWORD` are redacted along with
+ * `options.redact`; `options.minimumLogLevel` applies when `DB_POOL_LOG_LEVEL` is not set.
+ *
+ * @since 0.1.0
+ * @category layers
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/core"
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Effect, Layer } from "effect"
+ *
+ * // DB_POOL_LOG_FILE=/var/log/app/pool.jsonl DB_POOL_LOG_LEVEL=debug node server.js
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layerFromEnv()))
+ *
+ * Db.withConnection((sql) => sql`SELECT 1`).pipe(Effect.provide(MainLive), NodeRuntime.runMain)
+ * ```
+ */
+export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigError> =>
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const env = yield* readEnv
+      const level = Option.getOrUndefined(env.level)
+      const parsedLevel = level === undefined ? undefined : internal.parseLogLevel(level)
+      if (level !== undefined && parsedLevel === undefined) {
+        return yield* new PoolConfigError({
+          issues: [
+            {
+              field: "logLevel",
+              env: "DB_POOL_LOG_LEVEL",
+              value: level,
+              message:
+                `DB_POOL_LOG_LEVEL (${level}) must be one of trace, debug, info, warning, error, fatal, all, ` +
+                `none: fix or unset it`
+            }
+          ]
+        })
+      }
+      const minimumLogLevel = parsedLevel ?? options?.minimumLogLevel
+      const file = Option.getOrUndefined(env.file)
+      if (file === undefined) return layerSilent({ minimumLogLevel })
+      const redact = [
+        ...(options?.redact ?? []),
+        ...Option.match(env.url, { onNone: () => [], onSome: internal.passwordsInUrl }),
+        ...Option.toArray(env.password)
+      ]
+      return layer(file, { ...options, redact, minimumLogLevel })
+    })
+  )
+
+const optionalText = (name: string): Effect.Effect<Option.Option<string>> =>
+  Effect.map(
+    Effect.orElseSucceed(Config.option(Config.string(name)), () => Option.none<string>()),
+    Option.filter((value) => value.trim() !== "")
+  )
+
+const readEnv = Effect.all({
+  file: optionalText("DB_POOL_LOG_FILE"),
+  level: optionalText("DB_POOL_LOG_LEVEL"),
+  url: optionalText("DATABASE_URL"),
+  password: optionalText("PGPASSWORD")
+})
+
+/**
+ * Logs to the pool configuration's `logFile` (nowhere when it has none), never to the console, redacting the
+ * configuration's password.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromConfig = (config: PoolConfig, options?: Options): Layer.Layer<never, PoolConfigError> => {
+  const redact = [...(options?.redact ?? []), config.password]
+  if (config.logFile === undefined) return layerSilent(options)
+  return layer(config.logFile, { ...options, redact })
+}
