@@ -107,8 +107,9 @@ export class AcquireTimeout extends Data.TaggedError("AcquireTimeout")<{
   /** @since 0.1.0 */
   override get message(): string {
     const s = this.statistics
+    // a saturated pool reports itself degraded, but its connections are fine: they were all busy
     const cause =
-      s.state === "healthy"
+      s.active >= s.maxSize
         ? `all ${s.active} of ${s.maxSize} connections stayed busy (${s.waiting} callers waiting). ` +
           `Raise DB_POOL_MAX_SIZE, shorten transactions, or raise DB_POOL_ACQUIRE_TIMEOUT.`
         : `the pool is ${s.state}${s.lastError._tag === "Some" ? ` (last error: ${s.lastError.value})` : ""}; ` +

@@ -187,7 +187,10 @@ export class Pool {
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
     return Effect.withFiberRuntime((fiber) => {
-      if (this.closing) return Effect.fail(new PoolClosed({ poolName: this.name }))
+      if (this.closing) {
+        this.metrics.failed(0)
+        return Effect.fail(new PoolClosed({ poolName: this.name }))
+      }
       const startedAtPerf = performance.now()
       const site = this.leakThresholdMillis > 0 ? acquisitionSite(fiber.currentSpan) : undefined
       while (this.idle.length > 0 && this.waitingCount === 0) {
@@ -195,7 +198,7 @@ export class Pool {
         if (!this.usable(conn)) continue
         const now = this.clock.unsafeCurrentTimeMillis()
         if (now - conn.releasedAt > this.validateAfterIdleMillis) {
-          this.checkout(conn, startedAtPerf, site)
+          this.take(conn, site)
           return this.validate(conn, restore, startedAtPerf, site)
         }
         return Effect.succeed(this.checkout(conn, startedAtPerf, site))
@@ -259,19 +262,29 @@ export class Pool {
   }
 
   private checkout(conn: PooledConnection, startedAtPerf: number, site: string | undefined): PooledConnection {
-    const nowPerf = performance.now()
+    this.take(conn, site)
+    return this.handOut(conn, startedAtPerf)
+  }
+
+  /** Takes a connection out of the pool, for the caller or for its validation first. */
+  private take(conn: PooledConnection, site: string | undefined): void {
     conn.status = "active"
     conn.acquiredAt = this.clock.unsafeCurrentTimeMillis()
-    conn.acquiredAtPerf = nowPerf
     conn.leakReported = false
     conn.acquisitionSite = site as any
+    const active = this.all.size - this.idle.length
+    if (active > this.peakActive) this.peakActive = active
+  }
+
+  /** Counts one successful acquisition, once the connection is the caller's. */
+  private handOut(conn: PooledConnection, startedAtPerf: number): PooledConnection {
+    const nowPerf = performance.now()
+    conn.acquiredAtPerf = nowPerf
     const waited = nowPerf - startedAtPerf
     this.acquisitions++
     this.acquisitionTimeTotal += waited
     this.latencies[this.latencyCount++ % latencySamples] = waited
     this.metrics.acquired(waited, this.idle.length, this.all.size - this.idle.length)
-    const active = this.all.size - this.idle.length
-    if (active > this.peakActive) this.peakActive = active
     return conn
   }
 
@@ -311,12 +324,19 @@ export class Pool {
     startedAtPerf: number,
     site: string | undefined
   ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
-    // acquisition runs uninterruptibly: only the raced round trip may be interrupted by its timeout
-    return this.rawQuery(conn, "").pipe(
-      Effect.interruptible,
-      Effect.timeout(this.config.validationTimeout),
+    // Acquisition runs uninterruptibly: only the raced round trip may be interrupted by its timeout. A
+    // connection that does not answer is discarded, not cancelled: marked broken first, its query's canceler
+    // returns at once instead of waiting up to cancelTimeout on the same dead network path.
+    const timedOut = Effect.suspend(() => {
+      const error = new Error(
+        `no answer to the validation round trip within ${Duration.format(this.config.validationTimeout)}`
+      )
+      conn.broken ??= error
+      return Effect.fail(error)
+    }).pipe(Effect.delay(this.config.validationTimeout))
+    return Effect.raceFirst(Effect.interruptible(this.rawQuery(conn, "")), timedOut).pipe(
       Effect.matchEffect({
-        onSuccess: () => Effect.succeed(conn),
+        onSuccess: () => Effect.sync(() => this.handOut(conn, startedAtPerf)),
         onFailure: (cause) => {
           this.log("Warning", "connection failed validation; discarded", {
             connectionId: conn.id,
@@ -330,7 +350,7 @@ export class Pool {
             while (this.idle.length > 0 && this.waitingCount === 0) {
               const next = this.idle.pop()!
               if (!this.usable(next)) continue
-              this.checkout(next, startedAtPerf, site)
+              this.take(next, site)
               return this.validate(next, restore, startedAtPerf, site)
             }
             return this.wait(restore, startedAtPerf, site)
@@ -880,6 +900,7 @@ export class Pool {
       self.settleInit()
       const closedError = new PoolClosed({ poolName: self.name })
       for (let waiter = self.nextWaiter(); waiter !== undefined; waiter = self.nextWaiter()) {
+        self.metrics.failed(performance.now() - waiter.startedAtPerf)
         waiter.done = true
         waiter.settle(Effect.fail(closedError))
       }
@@ -973,33 +994,8 @@ export class Pool {
 
   /** Health from pool state and the last background probe; see Health.ts for the rules. */
   health(): HealthStatus {
-    const statistics = this.statistics()
-    const where = `${this.config.host}:${this.config.port}`
-    let status: PoolState = "healthy"
-    let reason: string | undefined
-    if (this.closing) {
-      status = "unhealthy"
-      reason = "the pool is shut down or shutting down"
-    } else if (this.reconnecting && this.all.size === 0) {
-      status = "unhealthy"
-      reason = `cannot connect to ${where}: ${this.lastError ?? "unknown error"}; retrying with backoff`
-    } else if (this.reconnecting) {
-      status = "degraded"
-      reason =
-        `reconnecting to ${where} after: ${this.lastError ?? "unknown error"}; ${this.all.size} connections ` +
-        `still serve`
-    } else if (!this.everConnected) {
-      status = "degraded"
-      reason = `connecting to ${where}`
-    } else if (this.all.size < this.config.minSize) {
-      status = "degraded"
-      reason = `${this.all.size} of the minimum ${this.config.minSize} connections open`
-    } else if (this.oldestWaiterMillis > saturationThresholdMillis) {
-      status = "degraded"
-      reason =
-        `saturated: ${this.waitingCount} callers waiting, the oldest for ${this.oldestWaiterMillis} ms; ` +
-        `all ${statistics.active} of ${this.config.maxSize} connections busy`
-    }
+    const { reason, status } = this.assess()
+    const statistics = this.statistics(status)
     return new HealthStatus(
       {
         status,
@@ -1047,6 +1043,7 @@ export class Pool {
         conn.status = "active"
         conn.acquiredAt = now
         conn.acquiredAtPerf = performance.now()
+        this.metrics.connections(this.idle.length, this.all.size - this.idle.length)
         const startedAt = performance.now()
         return this.rawQuery(conn, "").pipe(
           Effect.timeout(this.config.validationTimeout),
@@ -1068,7 +1065,7 @@ export class Pool {
       }
       return Effect.map(this.probe(), (open) => {
         this.probeResult = {
-          reachable: false,
+          reachable: open && !this.reconnecting,
           latencyMs: open ? this.lastProbeLatencyMillis : this.probeResult.latencyMs,
           at: now
         }
@@ -1076,12 +1073,58 @@ export class Pool {
     })
   }
 
-  statistics(): PoolStatistics {
+  /** The rules of Health.ts, first match wins: `statistics().state` and `health()` agree by construction. */
+  private assess(): { readonly status: PoolState; readonly reason: string | undefined } {
+    const where = `${this.config.host}:${this.config.port}`
+    if (this.closing) return { status: "unhealthy", reason: "the pool is shut down or shutting down" }
+    if (this.reconnecting && this.all.size === 0) {
+      return {
+        status: "unhealthy",
+        reason: `cannot connect to ${where}: ${this.lastError ?? "unknown error"}; retrying with backoff`
+      }
+    }
+    if (this.reconnecting) {
+      return {
+        status: "degraded",
+        reason:
+          `reconnecting to ${where} after: ${this.lastError ?? "unknown error"}; ${this.all.size} connections ` +
+          `still serve`
+      }
+    }
+    if (!this.everConnected) return { status: "degraded", reason: `connecting to ${where}` }
+    if (this.all.size < this.config.minSize) {
+      return { status: "degraded", reason: `${this.all.size} of the minimum ${this.config.minSize} connections open` }
+    }
+    const oldest = this.oldestWaiterMillis
+    if (oldest > saturationThresholdMillis) {
+      return {
+        status: "degraded",
+        reason:
+          `saturated: ${this.waitingCount} callers waiting, the oldest for ${oldest} ms; ` +
+          `all ${this.all.size - this.idle.length} of ${this.config.maxSize} connections busy`
+      }
+    }
+    return { status: "healthy", reason: undefined }
+  }
+
+  private percentilesCount = 0
+  private percentiles: readonly [number, number] = [0, 0]
+
+  /** p95/p99 of the last acquisitions, sorted only when some were recorded since the last read. */
+  private acquisitionPercentiles(): readonly [number, number] {
+    if (this.latencyCount === this.percentilesCount) return this.percentiles
+    const count = Math.min(this.latencyCount, latencySamples)
+    const sorted = this.latencies.slice(0, count).sort()
+    const at = (p: number) => sorted[Math.min(count - 1, Math.floor(p * count))]!
+    this.percentiles = [at(0.95), at(0.99)]
+    this.percentilesCount = this.latencyCount
+    return this.percentiles
+  }
+
+  statistics(state: PoolState = this.assess().status): PoolStatistics {
     const total = this.all.size
     const idle = this.idle.length
-    const count = Math.min(this.latencyCount, latencySamples)
-    const sorted = count > 0 ? this.latencies.slice(0, count).sort() : undefined
-    const percentile = (p: number) => (sorted === undefined ? 0 : sorted[Math.min(count - 1, Math.floor(p * count))]!)
+    const [p95, p99] = this.acquisitionPercentiles()
     return new PoolStatistics(
       {
         poolName: this.name,
@@ -1096,14 +1139,14 @@ export class Pool {
         peakWaiting: this.peakWaiting,
         acquisitions: this.acquisitions,
         acquisitionTimeAvgMs: this.acquisitions === 0 ? 0 : this.acquisitionTimeTotal / this.acquisitions,
-        acquisitionTimeP95Ms: percentile(0.95),
-        acquisitionTimeP99Ms: percentile(0.99),
+        acquisitionTimeP95Ms: p95,
+        acquisitionTimeP99Ms: p99,
         acquireTimeouts: this.acquireTimeouts,
         connectionsCreated: this.created,
         connectionsClosed: new ClosedByReason({ ...this.closed }, true),
         reconnectAttempts: this.reconnectAttempts,
         leaksSuspected: this.leaks,
-        state: this.state(),
+        state,
         lastError: Option.fromNullable(this.lastError),
         upSince: new Date(this.startedAt)
         // built from typed fields: skipping Schema's re-validation makes a snapshot ~20× cheaper

@@ -1,0 +1,62 @@
+/**
+ * Our pool, through both of its paths: the @effect/sql `SqlClient` (each statement borrows a connection) and
+ * `Db.withConnection` (one connection for the callback).
+ */
+import { Db, Health } from "@effect-pg-pool/core"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type { AdapterOptions, MakeAdapter } from "../adapter.js"
+import { type EffectOps, makeEffectAdapter } from "./effect.js"
+
+const layer = (options: AdapterOptions) =>
+  Db.layer({
+    url: Redacted.make(options.url),
+    maxSize: options.maxSize,
+    ...(options.shutdownTimeoutMs !== undefined ? { shutdownTimeout: options.shutdownTimeoutMs } : {})
+  })
+
+const encodeHealth = Schema.encodeSync(Health.HealthStatus)
+
+const common = Effect.gen(function* () {
+  const db = yield* Db.Db
+  const sql = yield* SqlClient.SqlClient
+  return {
+    db,
+    sql,
+    health: db.health,
+    healthJson: Effect.map(db.health, (status) => JSON.stringify(encodeHealth(status))),
+    sleep: () => sql`SELECT pg_sleep(1)`
+  }
+})
+
+export const makeSql: MakeAdapter = (options) =>
+  makeEffectAdapter(
+    layer(options),
+    Effect.map(
+      common,
+      ({ health, healthJson, sleep, sql }): EffectOps => ({
+        select: () => sql`SELECT 1`,
+        checkout: () => Effect.scoped(sql.reserve),
+        sleep,
+        health,
+        healthJson
+      })
+    )
+  )
+
+export const makeConn: MakeAdapter = (options) =>
+  makeEffectAdapter(
+    layer(options),
+    Effect.map(
+      common,
+      ({ db, health, healthJson, sleep }): EffectOps => ({
+        select: () => db.withConnection((sql) => sql`SELECT 1`),
+        checkout: () => db.withConnection(() => Effect.void),
+        sleep,
+        health,
+        healthJson
+      })
+    )
+  )

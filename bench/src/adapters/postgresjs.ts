@@ -1,0 +1,27 @@
+/**
+ * postgres.js (`postgres`): tagged templates, `sql.reserve()` + `release()` for a checkout.
+ */
+import postgres from "postgres"
+import { type MakeAdapter, promiseBusy, promiseLoop, promiseOutage } from "../adapter.js"
+
+export const make: MakeAdapter = (options) => {
+  let sql: postgres.Sql | undefined
+  const s = () => sql!
+  const select = () => s()`SELECT 1`
+  const checkout = async () => {
+    const reserved = await s().reserve()
+    reserved.release()
+  }
+  return {
+    init: async () => {
+      sql = postgres(options.url, { max: options.maxSize, onnotice: () => undefined })
+      await sql`SELECT 1`
+    },
+    loop: (op, callers, deadline, recorder) =>
+      promiseLoop(callers, deadline, recorder, op === "select" ? select : checkout),
+    outage: (callers, control) => promiseOutage(callers, control, select),
+    busy: (n) => promiseBusy(n, () => s()`SELECT pg_sleep(1)`),
+    close: () =>
+      s().end(options.shutdownTimeoutMs === undefined ? undefined : { timeout: options.shutdownTimeoutMs / 1000 })
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The workers run from an esbuild bundle of bench/src and the workspace packages, as plain JavaScript — the way a
+ * published build of our pool runs — rather than under tsx, whose transform adds a `__name(fn, "…")` call to every
+ * closure our TypeScript sources create (measurable on a hot path, and absent from every peer, which ships
+ * JavaScript). Third-party packages are not bundled: they load from node_modules exactly as published.
+ *
+ * esbuild is not a dependency of the bench; it is the one tsx itself uses. When it cannot be found, workers fall
+ * back to tsx and the results say so.
+ */
+import * as Fs from "node:fs"
+import * as Module from "node:module"
+import * as Path from "node:path"
+import * as Url from "node:url"
+
+interface ResolveResult {
+  readonly path: string
+  readonly errors: ReadonlyArray<unknown>
+}
+
+interface PluginBuild {
+  readonly onResolve: (
+    options: { readonly filter: RegExp },
+    callback: (args: {
+      readonly path: string
+      readonly kind: string
+      readonly resolveDir: string
+      readonly pluginData: unknown
+    }) => Promise<{ readonly path: string; readonly external: boolean } | undefined>
+  ) => void
+  readonly resolve: (
+    path: string,
+    options: { readonly kind: string; readonly resolveDir: string; readonly pluginData: unknown }
+  ) => Promise<ResolveResult>
+}
+
+interface Esbuild {
+  readonly version: string
+  readonly build: (options: Record<string, unknown>) => Promise<{ readonly errors: ReadonlyArray<unknown> }>
+}
+
+const loadEsbuild = (): Esbuild | undefined => {
+  try {
+    const fromTsx = Module.createRequire(Module.createRequire(import.meta.url).resolve("tsx/package.json"))
+    return fromTsx("esbuild") as Esbuild
+  } catch {
+    return undefined
+  }
+}
+
+const builtins = new Set(Module.builtinModules)
+
+export interface Bundle {
+  /** The worker entry to fork with plain `node`, or the TypeScript source to run under tsx. */
+  readonly workerPath: string
+  /** examples/health-server's entry (exampleServer.ts), or why it could not be built. */
+  readonly exampleServer: { readonly path: string } | { readonly error: string }
+  readonly execArgv: ReadonlyArray<string>
+  readonly description: string
+}
+
+const firstError = (errors: ReadonlyArray<unknown>): string => {
+  const error = errors[0] as { readonly text?: string; readonly location?: { readonly file?: string } } | undefined
+  return `${error?.text ?? "unknown error"}${error?.location?.file ? ` (${error.location.file})` : ""}`
+}
+
+/**
+ * @param corePath another copy of packages/core to bundle in place of the workspace's (`--core`), or undefined.
+ */
+export const bundleWorker = async (benchDir: string, corePath: string | undefined): Promise<Bundle> => {
+  const source = Path.join(benchDir, "src", "worker.ts")
+  const exampleSource = Path.join(benchDir, "src", "exampleServer.ts")
+  const esbuild = loadEsbuild()
+  if (esbuild === undefined) {
+    if (corePath !== undefined) throw new Error("--core needs esbuild (from tsx's dependencies), which was not found")
+    return {
+      workerPath: source,
+      exampleServer: { path: exampleSource },
+      execArgv: process.execArgv,
+      description: "workers under tsx (esbuild not found)"
+    }
+  }
+  const outdir = Path.join(benchDir, "dist")
+  Fs.rmSync(outdir, { recursive: true, force: true })
+  const skip = Symbol("resolving")
+  const externalPackages = {
+    name: "external-packages",
+    setup(build: PluginBuild) {
+      // every bare import that is not one of ours stays an import, pinned to the file it resolves to from its
+      // importer (pnpm keeps each package's dependencies next to it, not in bench/node_modules)
+      build.onResolve({ filter: /^[^./]/ }, async (args) => {
+        if (args.pluginData === skip) return undefined
+        if (args.path.startsWith("@effect-pg-pool/")) return undefined
+        if (args.path.startsWith("node:") || builtins.has(args.path)) return { path: args.path, external: true }
+        const resolved = await build.resolve(args.path, {
+          kind: args.kind,
+          resolveDir: args.resolveDir,
+          pluginData: skip
+        })
+        if (resolved.errors.length > 0) return undefined
+        return { path: Url.pathToFileURL(resolved.path).href, external: true }
+      })
+    }
+  }
+  const options = {
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    outdir,
+    logLevel: "silent",
+    plugins: [externalPackages],
+    ...(corePath === undefined ? {} : { alias: { "@effect-pg-pool/core": corePath } })
+  }
+  const result = await esbuild.build({ ...options, entryPoints: [source] })
+  if (result.errors.length > 0) throw new Error(`bundling the worker failed: ${firstError(result.errors)}`)
+  // the example is someone else's moving target: if it does not build, only its row is skipped
+  const example = await esbuild
+    .build({ ...options, entryPoints: [exampleSource], outdir: Path.join(outdir, "example") })
+    .then(
+      (r) =>
+        r.errors.length > 0
+          ? { error: firstError(r.errors) }
+          : { path: Path.join(outdir, "example", "exampleServer.js") },
+      (error: unknown) => ({ error: error instanceof Error ? error.message.split("\n")[0]! : String(error) })
+    )
+  return {
+    workerPath: Path.join(outdir, "worker.js"),
+    exampleServer: example,
+    execArgv: [],
+    description: `workers bundled with esbuild ${esbuild.version}, run by plain node`
+  }
+}
