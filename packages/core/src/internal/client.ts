@@ -48,6 +48,8 @@ export interface Clients {
   ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
 }
 
+const isRollback = (sql: string) => sql === "ROLLBACK" || sql.startsWith("ROLLBACK TO SAVEPOINT")
+
 const ATTR_DB_SYSTEM_NAME = "db.system.name"
 const ATTR_DB_NAMESPACE = "db.namespace"
 const ATTR_SERVER_ADDRESS = "server.address"
@@ -110,14 +112,16 @@ export const make = (
       )
     )
 
-    const statementError = (conn: PooledConnection, cause: Error) => {
-      const lost = conn.broken !== undefined || /Connection terminated|not queryable/.test(cause.message)
+    const statementError = (conn: PooledConnection, cause: Error, sql?: string) => {
+      const lost = conn.broken !== undefined || /Connection terminated|not queryable|ECONNRESET/.test(cause.message)
       const code = (cause as any).code as string | undefined
       const text = pool.redact(cause)
+      // a lost COMMIT has an unknown outcome, unlike any other statement of a transaction: say which it was
+      const what = sql === "COMMIT" ? "COMMIT" : "a statement"
       return new SqlError({
         cause,
         message: lost
-          ? `Connection lost while executing a statement (${text}); it may or may not have been applied: ` +
+          ? `Connection lost while executing ${what} (${text}); it may or may not have been applied: ` +
             `retry only if it is idempotent`
           : `Failed to execute statement${code ? ` (SQLSTATE ${code})` : ""}: ${text}`
       })
@@ -137,7 +141,7 @@ export const make = (
           : { text: sql, values: params as Array<any>, rowMode },
         sql,
         (err, result) => {
-          if (err) return Effect.fail(statementError(conn, err))
+          if (err) return Effect.fail(statementError(conn, err, sql))
           // multi-statement queries return one result per statement
           const rows = Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result.rows ?? [])
           // the row transform recurses into each result of a multi-statement query
@@ -195,7 +199,17 @@ export const make = (
         return run(this.conn, sql, params, undefined, "array")
       }
       executeUnprepared(sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) {
-        return run(this.conn, sql, params, transform)
+        const effect = run(this.conn, sql, params, transform)
+        if (!isRollback(sql)) return effect
+        // A rollback on a lost connection has nothing left to undo: the server discarded the transaction with the
+        // session. Failing it would turn the caller's real error into a defect (withTransaction dies on a failed
+        // rollback), so it succeeds and the caller sees the error that broke the connection.
+        const conn = this.conn
+        return Effect.catchAll(effect, (error) =>
+          conn.broken !== undefined || /Connection terminated|not queryable|ECONNRESET/.test(String(error.cause))
+            ? Effect.succeed([])
+            : Effect.fail(error)
+        )
       }
     }
 
