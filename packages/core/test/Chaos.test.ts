@@ -11,88 +11,94 @@ const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
 const soakMillis = Number(process.env.CHAOS_SOAK_MILLIS ?? 60_000)
 
 layer(Env, { timeout: soakMillis + 120_000, excludeTestServices: true })("chaos soak", (it) => {
-  it.scoped(`random faults and interruptions under 120 callers for ${soakMillis / 1000} s leave nothing behind`, () =>
-    Effect.gen(function* () {
-      const server = yield* PgTestServer.PgTestServer
-      const proxy = yield* FaultProxy.FaultProxy
-      const applicationName = uniqueAppName("chaos")
-      const db = yield* Db.make({
-        url: proxy.url,
-        applicationName,
-        minSize: 10,
-        maxSize: 10,
-        acquireTimeout: "5 seconds",
-        connectTimeout: "1 second",
-        validationTimeout: "500 millis",
-        queryTimeout: "2 seconds",
-        cancelTimeout: "1 second",
-        reconnect: { initialDelay: "200 millis", maxDelay: "1 second" }
-      }).pipe(Effect.provide(Reactivity.layer))
-      const stop = yield* startLoad(db, {
-        callers: 120,
-        // acquireTimeout + queryTimeout + cancelTimeout, with slack for a loaded machine
-        callBoundMillis: 15_000,
-        interruptFraction: 0.2,
-        call: (db, caller) =>
-          caller % 3 === 0
-            ? db.withConnection((sql) => sql.withTransaction(sql`SELECT pg_sleep(0.002)`))
-            : db.sql`SELECT pg_sleep(0.001)`
-      })
-      const faults: Record<string, number> = {}
-      const recoveries: Array<{ fault: string; clearedAt: number }> = []
-      // a fresh referee connection each time: the server-down fault kills any that was open
-      const terminateAll = Effect.scoped(
-        Effect.flatMap(adminClient, (admin) =>
-          adminQuery(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [
-            applicationName
-          ])
+  it.scoped(
+    `random faults and interruptions under 120 callers for ${soakMillis / 1000} s leave nothing behind`,
+    () =>
+      Effect.gen(function* () {
+        const server = yield* PgTestServer.PgTestServer
+        const proxy = yield* FaultProxy.FaultProxy
+        const applicationName = uniqueAppName("chaos")
+        const db = yield* Db.make({
+          url: proxy.url,
+          applicationName,
+          minSize: 10,
+          maxSize: 10,
+          acquireTimeout: "5 seconds",
+          connectTimeout: "1 second",
+          validationTimeout: "500 millis",
+          queryTimeout: "2 seconds",
+          cancelTimeout: "1 second",
+          reconnect: { initialDelay: "200 millis", maxDelay: "1 second" }
+        }).pipe(Effect.provide(Reactivity.layer))
+        const stop = yield* startLoad(db, {
+          callers: 120,
+          // acquireTimeout + queryTimeout + cancelTimeout, with slack for a loaded machine
+          callBoundMillis: 15_000,
+          interruptFraction: 0.2,
+          call: (db, caller) =>
+            caller % 3 === 0
+              ? db.withConnection((sql) => sql.withTransaction(sql`SELECT pg_sleep(0.002)`))
+              : db.sql`SELECT pg_sleep(0.001)`
+        })
+        const faults: Record<string, number> = {}
+        const recoveries: Array<{ fault: string; clearedAt: number }> = []
+        // a fresh referee connection each time: the server-down fault kills any that was open
+        const terminateAll = Effect.scoped(
+          Effect.flatMap(adminClient, (admin) =>
+            adminQuery(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [
+              applicationName
+            ])
+          )
         )
-      )
-      const inject: Record<string, Effect.Effect<void, unknown, PgTestServer.PgTestServer>> = {
-        resetAll: proxy.resetAll,
-        terminate: Effect.asVoid(terminateAll),
-        blackhole: Effect.zipRight(proxy.blackhole, Effect.zipRight(realSleep(1500), proxy.restore)),
-        refuse: Effect.zipRight(proxy.refuse, Effect.zipRight(realSleep(2000), proxy.restore)),
-        latency: Effect.zipRight(proxy.latency(100), Effect.zipRight(realSleep(2000), proxy.restore)),
-        serverDown: Effect.zipRight(server.stop({ mode: "immediate" }), Effect.zipRight(realSleep(2000), server.start))
-      }
-      const kinds = Object.keys(inject)
-      const deadline = Date.now() + soakMillis
-      while (Date.now() < deadline - 5_000) {
-        yield* realSleep(1500 + Math.random() * 2500)
-        const fault = kinds[Math.floor(Math.random() * kinds.length)]!
-        faults[fault] = (faults[fault] ?? 0) + 1
-        yield* inject[fault]!
-        recoveries.push({ fault, clearedAt: Date.now() })
-      }
-      yield* realSleep(Math.max(0, deadline - Date.now()))
-      const totals = yield* stop
-      // recovery: from each fault's end to the first successful call after it
-      let worstRecoveryMillis = 0
-      for (const { clearedAt } of recoveries) {
-        const firstOk = totals.okTimes.find((t) => t >= clearedAt)
-        worstRecoveryMillis = Math.max(worstRecoveryMillis, firstOk === undefined ? Infinity : firstOk - clearedAt)
-      }
-      yield* proxy.restore
-      const admin = yield* adminClient
-      const stats = yield* assertQuiescent(db, admin, applicationName)
-      const leaked = stats.active + stats.waiting
-      yield* report("chaos soak", totals, {
-        calls: totals.ok + totals.interrupted + Object.values(totals.failed).reduce((a, b) => a + b, 0),
-        faults,
-        leaked,
-        worstRecoveryMillis,
-        connectionsCreated: stats.connectionsCreated,
-        closed: stats.connectionsClosed
-      })
-      assert.strictEqual(totals.hung, 0)
-      assert.strictEqual(leaked, 0)
-      for (const tag of Object.keys(totals.failed))
-        assert.match(tag, /^(SqlError|AcquireTimeout|defect\(lost COMMIT\))/)
-      assert.isAbove(totals.ok, 1000)
-      // the longest outage path: backoff capped at 1 s, a connect timeout of 1 s, and a loaded machine
-      assert.isBelow(worstRecoveryMillis, 5_000)
-      yield* assertServes(db)
-    })
+        const inject: Record<string, Effect.Effect<void, unknown, PgTestServer.PgTestServer>> = {
+          resetAll: proxy.resetAll,
+          terminate: Effect.asVoid(terminateAll),
+          blackhole: Effect.zipRight(proxy.blackhole, Effect.zipRight(realSleep(1500), proxy.restore)),
+          refuse: Effect.zipRight(proxy.refuse, Effect.zipRight(realSleep(2000), proxy.restore)),
+          latency: Effect.zipRight(proxy.latency(100), Effect.zipRight(realSleep(2000), proxy.restore)),
+          serverDown: Effect.zipRight(
+            server.stop({ mode: "immediate" }),
+            Effect.zipRight(realSleep(2000), server.start)
+          )
+        }
+        const kinds = Object.keys(inject)
+        const deadline = Date.now() + soakMillis
+        while (Date.now() < deadline - 5_000) {
+          yield* realSleep(1500 + Math.random() * 2500)
+          const fault = kinds[Math.floor(Math.random() * kinds.length)]!
+          faults[fault] = (faults[fault] ?? 0) + 1
+          yield* inject[fault]!
+          recoveries.push({ fault, clearedAt: Date.now() })
+        }
+        yield* realSleep(Math.max(0, deadline - Date.now()))
+        const totals = yield* stop
+        // recovery: from each fault's end to the first successful call after it
+        let worstRecoveryMillis = 0
+        for (const { clearedAt } of recoveries) {
+          const firstOk = totals.okTimes.find((t) => t >= clearedAt)
+          worstRecoveryMillis = Math.max(worstRecoveryMillis, firstOk === undefined ? Infinity : firstOk - clearedAt)
+        }
+        yield* proxy.restore
+        const admin = yield* adminClient
+        const stats = yield* assertQuiescent(db, admin, applicationName)
+        const leaked = stats.active + stats.waiting
+        yield* report("chaos soak", totals, {
+          calls: totals.ok + totals.interrupted + Object.values(totals.failed).reduce((a, b) => a + b, 0),
+          faults,
+          leaked,
+          worstRecoveryMillis,
+          connectionsCreated: stats.connectionsCreated,
+          closed: stats.connectionsClosed
+        })
+        assert.strictEqual(totals.hung, 0)
+        assert.strictEqual(leaked, 0)
+        for (const tag of Object.keys(totals.failed))
+          assert.match(tag, /^(SqlError|AcquireTimeout|defect\(lost COMMIT\))/)
+        assert.isAbove(totals.ok, 1000)
+        // the longest outage path: backoff capped at 1 s, a connect timeout of 1 s, and a loaded machine
+        assert.isBelow(worstRecoveryMillis, 5_000)
+        yield* assertServes(db)
+      }),
+    soakMillis + 90_000
   )
 })
