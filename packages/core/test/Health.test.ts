@@ -4,31 +4,20 @@ import { assert, it, layer } from "@effect/vitest"
 import { Clock, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, TestClock, TestServices } from "effect"
 import * as Db from "../src/Db.js"
 import type { HealthStatus } from "../src/Health.js"
-import { adminClient, adminQuery, backendPids, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
+import {
+  adminClient,
+  adminQuery,
+  backendPids,
+  eventually,
+  hold,
+  makeDb,
+  realSleep,
+  uniqueAppName,
+  waitingIs
+} from "./utils.js"
 
 let poolCounter = 0
 const uniquePoolName = (prefix: string) => `health-${prefix}-${process.pid}-${++poolCounter}`
-
-/**
- * Holds one connection until the returned `release` is completed. The holder lives in the test's scope, so a
- * failed assertion does not leave the pool's shutdown waiting on it.
- */
-const hold = (db: Db.Db.Service) =>
-  Effect.gen(function* () {
-    const acquired = yield* Deferred.make<void>()
-    const release = yield* Deferred.make<void>()
-    const fiber = yield* Effect.forkScoped(
-      db.withConnection(() => Effect.zipRight(Deferred.succeed(acquired, undefined), Deferred.await(release)))
-    )
-    yield* Deferred.await(acquired)
-    return { release: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)), fiber }
-  })
-
-const waitingIs = (db: Db.Db.Service, n: number) =>
-  eventually(
-    `${n} callers wait`,
-    Effect.map(db.statistics, (s) => s.waiting === n)
-  )
 
 const statusIs = (db: Db.Db.Service, status: HealthStatus["status"], timeoutMillis?: number) =>
   eventually(

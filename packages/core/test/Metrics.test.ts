@@ -3,7 +3,6 @@ import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, it, layer } from "@effect/vitest"
 import {
   Cause,
-  Deferred,
   Effect,
   Exit,
   FiberRef,
@@ -20,7 +19,17 @@ import {
 } from "effect"
 import * as Db from "../src/Db.js"
 import { AcquireTimeout, PoolClosed } from "../src/PoolError.js"
-import { adminClient, adminQuery, backendPids, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
+import {
+  adminClient,
+  adminQuery,
+  backendPids,
+  eventually,
+  hold,
+  makeDb,
+  realSleep,
+  uniqueAppName,
+  waitingIs
+} from "./utils.js"
 
 const POOL_TAG = "db.client.connection.pool.name"
 
@@ -71,27 +80,6 @@ const connectionCount = (pool: string) =>
     idle: gauge("db.client.connection.count", pool, { "db.client.connection.state": "idle" }),
     used: gauge("db.client.connection.count", pool, { "db.client.connection.state": "used" })
   })
-
-/**
- * Holds one connection until the returned `release` is completed. The holder lives in the test's scope, so a
- * failed assertion does not leave the pool's shutdown waiting on it.
- */
-const hold = (db: Db.Db.Service) =>
-  Effect.gen(function* () {
-    const acquired = yield* Deferred.make<void>()
-    const release = yield* Deferred.make<void>()
-    const fiber = yield* Effect.forkScoped(
-      db.withConnection(() => Effect.zipRight(Deferred.succeed(acquired, undefined), Deferred.await(release)))
-    )
-    yield* Deferred.await(acquired)
-    return { release: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)), fiber }
-  })
-
-const waitingIs = (db: Db.Db.Service, n: number) =>
-  eventually(
-    `${n} callers wait`,
-    Effect.map(db.statistics, (s) => s.waiting === n)
-  )
 
 /**
  * The pool runs a health probe as soon as it is up (and every 5 s): wait for that round trip, so it does not

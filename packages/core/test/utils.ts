@@ -1,6 +1,6 @@
 import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
-import { Effect, Layer, Redacted } from "effect"
+import { Deferred, Effect, Fiber, Layer, Redacted } from "effect"
 import * as Pg from "pg"
 import * as Db from "../src/Db.js"
 
@@ -61,3 +61,24 @@ export const backendPids = (client: Pg.Client, applicationName: string) =>
 let appCounter = 0
 /** A unique application_name per pool, so server-side checks see only that pool's backends. */
 export const uniqueAppName = (prefix: string) => `${prefix}-${process.pid}-${++appCounter}`
+
+/**
+ * Holds one connection until the returned `release` is completed. The holder lives in the test's scope, so a
+ * failed assertion does not leave the pool's shutdown waiting on it.
+ */
+export const hold = (db: Db.Db.Service) =>
+  Effect.gen(function* () {
+    const acquired = yield* Deferred.make<void>()
+    const release = yield* Deferred.make<void>()
+    const fiber = yield* Effect.forkScoped(
+      db.withConnection(() => Effect.zipRight(Deferred.succeed(acquired, undefined), Deferred.await(release)))
+    )
+    yield* Deferred.await(acquired)
+    return { release: Effect.zipRight(Deferred.succeed(release, undefined), Fiber.join(fiber)), fiber }
+  })
+
+export const waitingIs = (db: Db.Db.Service, n: number) =>
+  eventually(
+    `${n} callers wait`,
+    Effect.map(db.statistics, (s) => s.waiting === n)
+  )
