@@ -26,6 +26,21 @@ import type { AcquireTimeout, DatabaseUnreachable, PoolClosed, PoolConfigError }
 import type { PoolStatistics } from "./PoolStatistics.js"
 
 /**
+ * The pool service. Most code uses the accessors below (`withConnection`, `statistics`, `health`) or `SqlClient`;
+ * take the tag itself to reach several of its members at once.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const report = Effect.gen(function* () {
+ *   const db = yield* Db.Db
+ *   const stats = yield* db.statistics
+ *   yield* Effect.log(`pool ${db.config.name}: ${stats.active} of ${db.config.maxSize} connections busy`)
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -33,9 +48,23 @@ export class Db extends Context.Tag("@effect-pg-pool/Db")<Db, Db.Service>() {}
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export declare namespace Db {
   /**
+   * What the `Db` tag holds.
+   *
+   * @example
+   * ```ts
+   * import { Db } from "@effect-pg-pool/core"
+   * import { Effect } from "effect"
+   *
+   * const countUsers = (db: Db.Db.Service) =>
+   *   Effect.map(db.sql<{ n: number }>`SELECT count(*)::int AS n FROM users`, (rows) => rows[0]!.n)
+   *
+   * const program = Effect.flatMap(Db.Db, countUsers)
+   * ```
+   *
    * @since 0.1.0
    * @category models
    */
@@ -62,6 +91,20 @@ export declare namespace Db {
 /**
  * What `layer` and `make` accept: the pool configuration, @effect/sql-pg's client options, and the names
  * `PgClient.layer` uses for the same settings, so existing options carry over unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Redacted, String as Str } from "effect"
+ *
+ * const options: Db.DbOptions = {
+ *   url: Redacted.make("postgres://app:secret@localhost:5432/app"),
+ *   maxConnections: 20, // PgClient.layer's name for maxSize
+ *   transformResultNames: Str.snakeToCamel,
+ *   onConnect: (sql) => sql`SET search_path TO app, public`
+ * }
+ * const DbLive = Db.layer(options)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -115,6 +158,19 @@ const toConfigInput = (options: DbOptions): PoolConfig.PoolConfigInput => {
  * Builds the pool from a validated configuration in the current scope; closing the scope shuts it down
  * gracefully.
  *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Reactivity } from "@effect/experimental"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const config = yield* PoolConfig.make({ url: Redacted.make("postgres://app:secret@localhost/app") })
+ *   const db = yield* Db.makeWithConfig(config, { onConnect: (sql) => sql`SET TIME ZONE 'UTC'` })
+ *   return yield* db.statistics
+ * }).pipe(Effect.scoped, Effect.provide(Reactivity.layer))
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -155,6 +211,18 @@ export const makeWithConfig = (
 /**
  * Validates `options` and builds the pool in the current scope.
  *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Reactivity } from "@effect/experimental"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const db = yield* Db.make({ url: Redacted.make("postgres://app:secret@localhost/app"), maxSize: 4 })
+ *   return yield* db.withConnection((sql) => sql`SELECT pg_backend_pid() AS pid`)
+ * }).pipe(Effect.scoped, Effect.provide(Reactivity.layer)) // the pool shuts down with the scope
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -169,8 +237,6 @@ const toContext = (db: Db.Service) =>
 /**
  * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
  *
- * @since 0.1.0
- * @category layers
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/core"
@@ -180,6 +246,9 @@ const toContext = (db: Db.Service) =>
  * const program = Db.withConnection((sql) => sql`SELECT 1 AS one`)
  * Effect.runPromise(Effect.provide(program, DbLive))
  * ```
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layer = (
   options: DbOptions
@@ -188,6 +257,17 @@ export const layer = (
 
 /**
  * Like `layer`, with the options read through `Config` (e.g. `Config.redacted("DATABASE_URL")`).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Config } from "effect"
+ *
+ * const DbLive = Db.layerConfig({
+ *   url: Config.redacted("APP_DATABASE_URL"),
+ *   maxSize: Config.integer("APP_DB_MAX_SIZE").pipe(Config.withDefault(10))
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -206,6 +286,18 @@ export const layerConfig = (
  * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the
  * `DB_POOL_*` settings), with extra client options such as name transforms.
  *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { String as Str } from "effect"
+ *
+ * // DATABASE_URL and DB_POOL_* from the environment, plus the options no variable sets
+ * const DbLive = Db.layerFromEnv({
+ *   transformQueryNames: Str.camelToSnake,
+ *   transformResultNames: Str.snakeToCamel
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -222,8 +314,6 @@ export const layerFromEnv = (
 /**
  * The pool configured from the environment: `Effect.provide(DatabaseLive)`.
  *
- * @since 0.1.0
- * @category layers
  * @example
  * ```ts
  * import { DatabaseLive, Db } from "@effect-pg-pool/core"
@@ -236,6 +326,9 @@ export const layerFromEnv = (
  * })
  * Effect.runPromise(Effect.provide(program, DatabaseLive))
  * ```
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const DatabaseLive: Layer.Layer<
   Db | SqlClient.SqlClient | PgClient.PgClient,
@@ -245,8 +338,6 @@ export const DatabaseLive: Layer.Layer<
 /**
  * Runs `f` on one connection of the pool in context.
  *
- * @since 0.1.0
- * @category accessors
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/core"
@@ -259,18 +350,50 @@ export const DatabaseLive: Layer.Layer<
  *   })
  * )
  * ```
+ *
+ * @since 0.1.0
+ * @category accessors
  */
 export const withConnection = <A, E, R>(
   f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R | Db> => Effect.flatMap(Db, (db) => db.withConnection(f))
 
 /**
+ * A snapshot of the figures of the pool in context; no I/O.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect, Schedule } from "effect"
+ *
+ * // the pool's load in the logs every 10 seconds, in the background
+ * const monitor = Db.statistics.pipe(
+ *   Effect.flatMap((s) => Effect.log(`${s.active}/${s.maxSize} busy, ${s.waiting} waiting`)),
+ *   Effect.repeat(Schedule.spaced("10 seconds")),
+ *   Effect.forkScoped
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */
 export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatMap(Db, (db) => db.statistics)
 
 /**
+ * The health of the pool in context, from its state and a background probe; never waits for a connection.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect, Option } from "effect"
+ *
+ * // a readiness check: a degraded pool still serves
+ * const readiness = Effect.map(Db.health, (health) => ({
+ *   ready: health.status !== "unhealthy",
+ *   reason: Option.getOrUndefined(health.reason)
+ * }))
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */

@@ -22,6 +22,19 @@ import type { PoolState } from "./PoolStatistics.js"
 /**
  * Controls the mock in context: what it recorded, and more script.
  *
+ * @example
+ * ```ts
+ * import { Db, DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const test = Effect.gen(function* () {
+ *   const mock = yield* DbMock.DbMock
+ *   yield* mock.script(DbMock.respond("FROM users", [{ id: 1, name: "Ann" }]))
+ *   const rows = yield* Db.withConnection((sql) => sql`SELECT id, name FROM users`)
+ *   const queries = yield* mock.queries
+ * }).pipe(Effect.provide(DbMock.layer()))
+ * ```
+ *
  * @since 0.1.0
  * @category tags
  */
@@ -29,9 +42,22 @@ export class DbMock extends Context.Tag("@effect-pg-pool/DbMock")<DbMock, DbMock
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export declare namespace DbMock {
   /**
+   * What the `DbMock` tag holds.
+   *
+   * @example
+   * ```ts
+   * import { DbMock } from "@effect-pg-pool/core"
+   * import { Array, Effect } from "effect"
+   *
+   * // the statements of each connection: shows what ran inside one transaction
+   * const byConnection = (mock: DbMock.DbMock.Service) =>
+   *   Effect.map(mock.queries, (queries) => Array.groupBy(queries, (query) => String(query.connection)))
+   * ```
+   *
    * @since 0.1.0
    * @category models
    */
@@ -59,6 +85,16 @@ export declare namespace DbMock {
  * - a `RegExp`: the SQL matches it;
  * - a predicate of the SQL and the parameters.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * const byText: DbMock.Matcher = "FROM users WHERE id = $1"
+ * const byPattern: DbMock.Matcher = /^UPDATE users SET/
+ * const byParams: DbMock.Matcher = (sql, params) => sql.startsWith("DELETE") && params[0] === 42
+ * const responses = [DbMock.respond(byText, [{ id: 1 }]), DbMock.respond(byPattern, []), DbMock.respond(byParams, [])]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -69,6 +105,15 @@ export type Matcher = string | RegExp | ((sql: string, params: ReadonlyArray<unk
  * `values` for `.values`, `stream` for `.stream`, `raw` for `.raw`, `unprepared` for `.unprepared` and for the
  * transaction statements (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT …`).
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // statements read through a cursor, e.g. to check that an export does not load a whole table at once
+ * const streamed = Effect.map(DbMock.queries, (queries) => queries.filter((query) => query.kind === "stream"))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -76,6 +121,18 @@ export type QueryKind = "execute" | "values" | "stream" | "raw" | "unprepared"
 
 /**
  * A statement the mock saw.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // "1: BEGIN", "1: INSERT INTO …", "1: COMMIT": one line per statement, for a compact assertion
+ * const transcript = (queries: ReadonlyArray<DbMock.RecordedQuery>) =>
+ *   queries.map((query) => `${query.connection}: ${query.sql}`)
+ *
+ * const current = Effect.map(DbMock.queries, transcript)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -95,6 +152,18 @@ export interface RecordedQuery {
 /**
  * One entry of the script; build it with `respond`, `respondWith` or `fail`.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * // a fixture shared by several test files
+ * const users: ReadonlyArray<DbMock.ScriptedResponse> = [
+ *   DbMock.respond("FROM users WHERE id = $1", [{ id: 1, name: "Ann" }]),
+ *   DbMock.fail("INSERT INTO users", "duplicate key value violates unique constraint", { code: "23505" })
+ * ]
+ * const MockLive = DbMock.layer({ responses: users })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -110,6 +179,19 @@ export interface ScriptedResponse {
 }
 
 /**
+ * How often a response answers, and the `rowCount` it reports.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * const responses: ReadonlyArray<DbMock.ScriptedResponse> = [
+ *   // the first claim takes 3 jobs (the rowCount of `.raw`), later ones find none
+ *   DbMock.respond("UPDATE jobs SET claimed_by", [], { times: 1, rowCount: 3 }),
+ *   DbMock.respond("UPDATE jobs SET claimed_by", [], { rowCount: 0 })
+ * ]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -122,6 +204,19 @@ export interface ResponseOptions {
 
 /**
  * The fields of node-postgres's `DatabaseError` a scripted failure carries, e.g. `code: "23505"`.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * const message = 'duplicate key value violates unique constraint "users_email_key"'
+ * const duplicate = DbMock.fail("INSERT INTO users", message, {
+ *   code: "23505",
+ *   table: "users",
+ *   constraint: "users_email_key",
+ *   detail: "Key (email)=(ann@example.com) already exists."
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -138,6 +233,21 @@ export interface ErrorFields {
 }
 
 /**
+ * How `layer` builds the mock: its script, and the client options of `Db.layer` it honours.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { String as Str } from "effect"
+ *
+ * const options: DbMock.MockOptions = {
+ *   onUnmatched: "empty", // unscripted statements return no rows instead of failing
+ *   transformQueryNames: Str.camelToSnake,
+ *   transformResultNames: Str.snakeToCamel
+ * }
+ * const MockLive = DbMock.layer(options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -158,6 +268,19 @@ export interface MockOptions {
  * Answers matching statements with `rows`, given as the database returns them: `transformResultNames` applies
  * to them as it would to real results, and `.values` turns objects into arrays of their values.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * const MockLive = DbMock.layer({
+ *   responses: [
+ *     DbMock.respond("SELECT nextval", [{ nextval: 1 }], { times: 1 }),
+ *     DbMock.respond("SELECT nextval", [{ nextval: 2 }]),
+ *     DbMock.respond(/FROM users WHERE id = \$1/, [{ id: 1, name: "Ann" }])
+ *   ]
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -166,6 +289,19 @@ export const respond = (matcher: Matcher, rows: ReadonlyArray<object>, options?:
 
 /**
  * What `respondWith` calls: rows, or an effect of rows.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * // an in-memory table behind the mock
+ * const users = new Map([[1, { id: 1, name: "Ann" }]])
+ * const findUser: DbMock.Handler = (_sql, [id]) => {
+ *   const user = users.get(id as number)
+ *   return user === undefined ? [] : [user]
+ * }
+ * const MockLive = DbMock.layer({ responses: [DbMock.respondWith("FROM users WHERE id = $1", findUser)] })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -179,6 +315,19 @@ export type Handler = (
  * Answers statements with rows computed from the SQL and parameters, or with an effect (to fail with
  * `sqlError`, or to wait). Without a matcher it answers every statement except transaction control and
  * `pg_notify`.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const responses = [
+ *   // rows computed from the parameters
+ *   DbMock.respondWith("FROM users WHERE id = $1", (_sql, [id]) => (id === 1 ? [{ id: 1, name: "Ann" }] : [])),
+ *   // a slow statement, to test a timeout under TestClock
+ *   DbMock.respondWith("FROM reports", () => Effect.as(Effect.sleep("10 seconds"), []))
+ * ]
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -196,6 +345,22 @@ export const respondWith: {
  * (`Failed to execute statement (SQLSTATE 23505): duplicate key value …`), caused by a node-postgres
  * `DatabaseError` carrying `message` and `fields`.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ *
+ * // the first attempt hits a serialization failure, the retry goes through
+ * const MockLive = DbMock.layer({
+ *   responses: [
+ *     DbMock.fail("UPDATE accounts", "could not serialize access due to concurrent update", {
+ *       code: "40001",
+ *       times: 1
+ *     }),
+ *     DbMock.respond("UPDATE accounts", [])
+ *   ]
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -211,6 +376,19 @@ export const fail = (
 /**
  * The `SqlError` `fail` answers with, for failures computed in `respondWith`.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // fails for one parameter only
+ * const insertUser = DbMock.respondWith("INSERT INTO users", (_sql, [email]) =>
+ *   email === "ann@example.com"
+ *     ? Effect.fail(DbMock.sqlError("duplicate key value violates unique constraint", { code: "23505" }))
+ *     : [{ id: 2 }]
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -219,8 +397,6 @@ export const sqlError: (message: string, fields?: ErrorFields) => SqlError = int
 /**
  * A layer providing `Db`, `SqlClient`, `PgClient` and `DbMock`, with no database behind them.
  *
- * @since 0.1.0
- * @category layers
  * @example
  * ```ts
  * import { DbMock } from "@effect-pg-pool/core"
@@ -233,17 +409,11 @@ export const sqlError: (message: string, fields?: ErrorFields) => SqlError = int
  * const test = Effect.gen(function* () {
  *   const rows = yield* findUser(1) // [{ id: 1, name: "Ann" }]
  *   const [query] = yield* DbMock.queries // { sql: "SELECT id, name FROM users WHERE id = $1", params: [1], … }
- * }).pipe(
- *   Effect.provide(
- *     DbMock.layer({
- *       responses: [
- *         DbMock.respond(/FROM users/, [{ id: 1, name: "Ann" }]),
- *         DbMock.fail("INSERT INTO users", "duplicate key value violates unique constraint", { code: "23505" })
- *       ]
- *     })
- *   )
- * )
+ * }).pipe(Effect.provide(DbMock.layer({ responses: [DbMock.respond(/FROM users/, [{ id: 1, name: "Ann" }])] })))
  * ```
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layer = (
   options: MockOptions = {}
@@ -261,6 +431,18 @@ export const layer = (
 /**
  * Every statement the mock in context has seen, oldest first.
  *
+ * @example
+ * ```ts
+ * import { Db, DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* Db.withConnection((sql) => sql`SELECT * FROM users WHERE id = ${1}`)
+ *   const queries = yield* DbMock.queries
+ *   // [{ sql: "SELECT * FROM users WHERE id = $1", params: [1], kind: "execute", connection: 1 }]
+ * }).pipe(Effect.provide(DbMock.layer({ onUnmatched: "empty" })))
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */
@@ -272,6 +454,22 @@ export const queries: Effect.Effect<ReadonlyArray<RecordedQuery>, never, DbMock>
 /**
  * Forgets the recorded statements, e.g. after a test's setup.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * declare const seedUsers: Effect.Effect<void>
+ * declare const archiveInactiveUsers: Effect.Effect<void>
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* seedUsers
+ *   yield* DbMock.clear // what follows is what the test asserts on
+ *   yield* archiveInactiveUsers
+ *   const queries = yield* DbMock.queries
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */
@@ -279,6 +477,21 @@ export const clear: Effect.Effect<void, never, DbMock> = Effect.flatMap(DbMock, 
 
 /**
  * Appends responses to the script of the mock in context.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * declare const balance: Effect.Effect<number>
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* DbMock.script(DbMock.respond("SELECT balance", [{ balance: 100 }], { times: 1 }))
+ *   const before = yield* balance // 100
+ *   yield* DbMock.script(DbMock.respond("SELECT balance", [{ balance: 40 }]))
+ *   const after = yield* balance // 40
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category accessors
@@ -289,6 +502,21 @@ export const script = (...responses: ReadonlyArray<ScriptedResponse>): Effect.Ef
 /**
  * Waits until a `listen` stream on `channel` is subscribed, so that a notification sent next reaches it.
  *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/core"
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Effect, Fiber, Stream } from "effect"
+ *
+ * const test = Effect.gen(function* () {
+ *   const sql = yield* PgClient.PgClient
+ *   const received = yield* sql.listen("orders").pipe(Stream.take(1), Stream.runCollect, Effect.fork)
+ *   yield* DbMock.awaitListener("orders") // a notification sent before this would be lost
+ *   yield* sql.notify("orders", "42")
+ *   const payloads = yield* Fiber.join(received) // Chunk("42")
+ * }).pipe(Effect.provide(DbMock.layer()))
+ * ```
+ *
  * @since 0.1.0
  * @category accessors
  */
@@ -297,6 +525,19 @@ export const awaitListener = (channel: string): Effect.Effect<void, never, DbMoc
 
 /**
  * Sets what `Db.health` and `Db.statistics` report, e.g. to test a readiness endpoint.
+ *
+ * @example
+ * ```ts
+ * import { type Db, DbMock } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * declare const readiness: Effect.Effect<{ readonly status: number }, never, Db.Db> // your /ready handler
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* DbMock.setHealth("unhealthy", "database unreachable")
+ *   const response = yield* readiness // expect status 503
+ * }).pipe(Effect.provide(DbMock.layer()))
+ * ```
  *
  * @since 0.1.0
  * @category accessors

@@ -17,6 +17,18 @@ import { PoolState, PoolStatistics } from "./PoolStatistics.js"
 /**
  * A caller waiting longer than this for a connection marks the pool as saturated (degraded).
  *
+ * @example
+ * ```ts
+ * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Effect, TestClock } from "effect"
+ *
+ * // in a test where every connection is held and a caller waits for one
+ * const saturated = Effect.gen(function* () {
+ *   yield* TestClock.adjust(Health.saturationThresholdMillis + 1)
+ *   return (yield* Db.health).status // "degraded"
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category constants
  */
@@ -24,6 +36,19 @@ export const saturationThresholdMillis = 1_000
 
 /**
  * What the last background probe saw of the database.
+ *
+ * @example
+ * ```ts
+ * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Effect, Option } from "effect"
+ *
+ * const describe = (database: Health.DatabaseReachability): string =>
+ *   database.reachable
+ *     ? Option.match(database.latencyMs, { onNone: () => "up", onSome: (ms) => `up, probe took ${ms} ms` })
+ *     : "unreachable"
+ *
+ * const database = Effect.map(Db.health, (health) => describe(health.database))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -36,15 +61,20 @@ export class DatabaseReachability extends Schema.Class<DatabaseReachability>("@e
 }) {}
 
 /**
- * @since 0.1.0
- * @category models
+ * What `Db.health` answers: the status and why, when it was checked, what the last probe saw of the database, and
+ * the pool's statistics.
+ *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
- * import { Effect } from "effect"
+ * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Effect, Schema } from "effect"
  *
- * const ready = Effect.map(Db.health, (health) => health.status !== "unhealthy")
+ * // JSON for a /health endpoint: options become undefined, dates epoch milliseconds
+ * const healthJson = Effect.map(Db.health, Schema.encodeSync(Health.HealthStatus))
  * ```
+ *
+ * @since 0.1.0
+ * @category models
  */
 export class HealthStatus extends Schema.Class<HealthStatus>("@effect-pg-pool/HealthStatus")({
   status: PoolState,

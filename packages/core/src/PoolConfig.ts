@@ -16,6 +16,16 @@ import type { PoolConfigError } from "./PoolError.js"
  * How the pool retries failed connections: `initialDelay`, then multiplied by `factor` after each failure up to
  * `maxDelay` (1 s, 2 s, 4 s, 8 s, 16 s, 16 s, … by default).
  *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { Duration } from "effect"
+ *
+ * // the wait before the next attempt after `failures` failed ones, without jitter
+ * const delayAfter = (reconnect: PoolConfig.ReconnectConfig, failures: number): Duration.Duration =>
+ *   Duration.min(Duration.times(reconnect.initialDelay, reconnect.factor ** (failures - 1)), reconnect.maxDelay)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -39,6 +49,20 @@ export interface ReconnectConfig {
  * `url` is the same connection as a normalised `postgres://` URL for other tools, its `sslmode` and
  * `application_name` rewritten to match `ssl` and `applicationName`; do not hand it to node-postgres as
  * `connectionString`, which reads `sslmode=require` as full certificate verification.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Duration, Effect } from "effect"
+ *
+ * // the settings in force, defaults filled in; url and password stay Redacted
+ * const logSettings = Effect.flatMap(Db.Db, ({ config }) =>
+ *   Effect.log(
+ *     `pool ${config.name}: ${config.host}:${config.port}/${config.database}, ${config.minSize}..${config.maxSize} ` +
+ *       `connections, acquire timeout ${Duration.format(config.acquireTimeout)}`
+ *   )
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -125,6 +149,20 @@ export interface PoolConfig {
  * Durations take Effect's `DurationInput` (`Duration.seconds(5)`, `"5 seconds"`, a number of milliseconds) and the
  * common short forms `"250"` (milliseconds), `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m 30s"`.
  *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Redacted } from "effect"
+ *
+ * // shared by the app's pools; each adds its name and size
+ * const shared: PoolConfig.PoolConfigInput = {
+ *   url: Redacted.make("postgres://app:secret@db.internal:5432/app?sslmode=require"),
+ *   acquireTimeout: "5s",
+ *   maxLifetime: "30m"
+ * }
+ * const ReportsDb = Db.layer({ ...shared, name: "reports", maxSize: 4 })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -174,7 +212,7 @@ export interface PoolConfigInput {
  * @example
  * ```ts
  * import { PoolConfig } from "@effect-pg-pool/core"
- * import { Effect, Redacted } from "effect"
+ * import { Redacted } from "effect"
  *
  * const config = PoolConfig.make({
  *   url: Redacted.make("postgres://app:secret@db.internal:5432/app?sslmode=verify-full"),
@@ -206,12 +244,13 @@ export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolCon
  * const config = PoolConfig.fromEnv
  *
  * // from any other source, e.g. in a test
- * const fixed = PoolConfig.fromEnv.pipe(
- *   Effect.withConfigProvider(ConfigProvider.fromMap(new Map([
+ * const provider = ConfigProvider.fromMap(
+ *   new Map([
  *     ["DATABASE_URL", "postgres://app:secret@localhost:5432/app"],
  *     ["DB_POOL_MAX_SIZE", "20"]
- *   ])))
+ *   ])
  * )
+ * const fixed = PoolConfig.fromEnv.pipe(Effect.withConfigProvider(provider))
  * ```
  *
  * @since 0.1.0
@@ -221,6 +260,19 @@ export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = internal.from
 
 /**
  * The defaults `make` and `fromEnv` fill in. `database` defaults to the user name; `url` and `password` have none.
+ *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Duration, Redacted } from "effect"
+ *
+ * // a batch job's pool: half the default size, connections kept twice as long
+ * const BatchDb = Db.layer({
+ *   url: Redacted.make("postgres://batch:secret@db.internal/app"),
+ *   maxSize: PoolConfig.defaults.maxSize / 2,
+ *   maxLifetime: Duration.times(PoolConfig.defaults.maxLifetime, 2)
+ * })
+ * ```
  *
  * @since 0.1.0
  * @category defaults
@@ -239,6 +291,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = inter
  * import { PoolConfig } from "@effect-pg-pool/core"
  *
  * PoolConfig.redactUrl("postgres://app:s3cret@db:5432/app") // "postgres://app:***@db:5432/app"
+ * PoolConfig.redactUrl("host=db password=s3cret dbname=app") // "host=db password=*** dbname=app"
  * ```
  *
  * @since 0.1.0
@@ -249,6 +302,19 @@ export const redactUrl: (url: string) => string = internal.redactUrl
 /**
  * Removes a password from arbitrary text, such as a driver's error message: every occurrence of the password (plain
  * or percent-encoded) becomes `***`, and any `postgres://` URL in the text is passed through `redactUrl`.
+ *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // a driver error of your own connection code, logged without the pool's password
+ * const logSafely = (error: Error) =>
+ *   Effect.flatMap(Db.Db, ({ config }) => {
+ *     const password = config.password === undefined ? undefined : Redacted.value(config.password)
+ *     return Effect.logError(PoolConfig.redactText(error.message, password))
+ *   })
+ * ```
  *
  * @since 0.1.0
  * @category redaction

@@ -8,18 +8,46 @@ import * as Predicate from "effect/Predicate"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
 /**
+ * The brand every error of the family carries; `isPoolError` tests for it. It is a `Symbol.for` key, so it
+ * holds across two copies of the package, where `instanceof` does not.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "@effect-pg-pool/core"
+ * import { Predicate } from "effect"
+ *
+ * const isPoolError = (u: unknown): u is PoolError.PoolError => Predicate.hasProperty(u, PoolError.TypeId)
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("@effect-pg-pool/PoolError")
 
 /**
+ * The type of `TypeId`.
+ *
  * @since 0.1.0
  * @category type ids
  */
 export type TypeId = typeof TypeId
 
 /**
+ * Whether `u` is one of the pool's errors (`PoolError`).
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * declare const handler: Effect.Effect<{ readonly status: number }, unknown>
+ *
+ * // the pool's errors mean "try again later"
+ * const response = handler.pipe(
+ *   Effect.catchAll((error) => Effect.succeed({ status: PoolError.isPoolError(error) ? 503 : 500 }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category refinements
  */
@@ -27,6 +55,21 @@ export const isPoolError = (u: unknown): u is PoolError => Predicate.hasProperty
 
 /**
  * One invalid configuration field.
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // one structured log line per invalid setting
+ * const config = PoolConfig.fromEnv.pipe(
+ *   Effect.tapErrorTag("PoolConfigError", (error) =>
+ *     Effect.forEach(error.issues, (issue) =>
+ *       Effect.logError(issue.message).pipe(Effect.annotateLogs({ env: issue.env, field: issue.field }))
+ *     )
+ *   )
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -44,6 +87,18 @@ export interface ConfigIssue {
 
 /**
  * Every invalid configuration field, reported at once.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // the message lists every invalid setting at once, each with its variable and the fix
+ * const program = Db.withConnection((sql) => sql`SELECT 1`).pipe(
+ *   Effect.provide(DatabaseLive),
+ *   Effect.catchTag("PoolConfigError", (error) => Effect.logError(error.message))
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -65,6 +120,19 @@ export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
 
 /**
  * The database could not be reached while the pool was being built (eager initialisation).
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Db.withConnection((sql) => sql`SELECT 1`).pipe(
+ *   Effect.provide(DatabaseLive),
+ *   Effect.catchTag("DatabaseUnreachable", (error) =>
+ *     Effect.logError(`no database at ${error.host}:${error.port} after ${error.attempts} attempts`)
+ *   )
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -95,6 +163,19 @@ export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")
 /**
  * No connection became free within `acquireTimeout`.
  *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // shed load instead of failing; the error carries the pool's figures at the time
+ * const recent = Db.withConnection((sql) => sql`SELECT * FROM orders ORDER BY id DESC LIMIT 10`).pipe(
+ *   Effect.catchTag("AcquireTimeout", (error) =>
+ *     Effect.as(Effect.logWarning(`no connection after ${error.waitedMillis} ms`, error.statistics), [])
+ *   )
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -121,6 +202,17 @@ export class AcquireTimeout extends Data.TaggedError("AcquireTimeout")<{
 /**
  * The pool is shutting down or closed; no new work is accepted.
  *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // a background job caught by shutdown stops quietly
+ * const purge = Db.withConnection((sql) => sql`DELETE FROM sessions WHERE expires_at < now()`).pipe(
+ *   Effect.catchTag("PoolClosed", (error) => Effect.logInfo(`pool ${error.poolName} closed, purge skipped`))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -139,6 +231,22 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
 }
 
 /**
+ * Every error of the pool.
+ *
+ * @example
+ * ```ts
+ * import { PoolError } from "@effect-pg-pool/core"
+ * import { Match } from "effect"
+ *
+ * const httpStatus = (error: PoolError.PoolError): number =>
+ *   Match.valueTags(error, {
+ *     AcquireTimeout: () => 503,
+ *     PoolClosed: () => 503,
+ *     DatabaseUnreachable: () => 503,
+ *     PoolConfigError: () => 500
+ *   })
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */

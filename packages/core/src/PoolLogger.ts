@@ -41,6 +41,20 @@ import type { PoolConfig } from "./PoolConfig.js"
 import { PoolConfigError } from "./PoolError.js"
 
 /**
+ * How the file logger redacts, filters and buffers.
+ *
+ * @example
+ * ```ts
+ * import { PoolLogger } from "@effect-pg-pool/core"
+ *
+ * const options: PoolLogger.Options = {
+ *   redact: [process.env.PGPASSWORD, process.env.API_TOKEN],
+ *   minimumLogLevel: "Debug",
+ *   maxBufferedBytes: 32 * 1024 * 1024
+ * }
+ * const LoggerLive = PoolLogger.layer("/var/log/app/pool.jsonl", options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -91,6 +105,20 @@ const openError = (path: string, error: Error) =>
  * The JSON-lines formatter on its own, as a `Logger` producing strings: for tests, or to send the same lines
  * elsewhere.
  *
+ * @example
+ * ```ts
+ * import { PoolLogger } from "@effect-pg-pool/core"
+ * import { Effect, Logger } from "effect"
+ *
+ * // capture the lines a program logs, e.g. to assert on them in a test
+ * const lines: Array<string> = []
+ * const capture = PoolLogger.jsonLineLogger().pipe(Logger.map((line) => void lines.push(line)))
+ * const program = Effect.logInfo("connection opened").pipe(
+ *   Effect.annotateLogs({ connectionId: 1 }),
+ *   Effect.provide(Logger.replace(Logger.defaultLogger, capture))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -103,6 +131,15 @@ export const jsonLineLogger = (options?: Pick<Options, "redact">): Logger.Logger
  * Opens (creating it and its directories) the log file at `path` for appending, and returns a logger
  * writing to it; closing the scope writes what is buffered and closes the file. Install it yourself, or use
  * {@link layer}, which also removes the console loggers.
+ *
+ * @example
+ * ```ts
+ * import { PoolLogger } from "@effect-pg-pool/core"
+ * import { Logger } from "effect"
+ *
+ * // the file logger next to the console loggers, which `layer` would remove
+ * const LoggerLive = Logger.addScoped(PoolLogger.make("/var/log/app/pool.jsonl"))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -138,38 +175,27 @@ const install = (
  * program.
  *
  * Provide it under the layers that log (`Layer.provideMerge`, see the module's notes), so that the pool's
- * background fibers inherit it.
+ * background fibers inherit it. A failure that escapes the program is reported by `runMain` outside every layer,
+ * on the console: log it inside, and turn that report off, to keep stdout and stderr clean.
  *
- * @since 0.1.0
- * @category layers
  * @example
  * ```ts
  * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/core"
  * import { NodeRuntime } from "@effect/platform-node"
- * import { Effect, Layer, Redacted } from "effect"
+ * import { Effect, Layer } from "effect"
  *
- * const MainLive = DatabaseLive.pipe(
- *   Layer.provideMerge(
- *     PoolLogger.layer("/var/log/app/pool.jsonl", {
- *       minimumLogLevel: "Debug",
- *       redact: [Redacted.make(process.env.PGPASSWORD ?? "")]
- *     })
- *   )
- * )
+ * const LoggerLive = PoolLogger.layer("/var/log/app/pool.jsonl", { redact: [process.env.PGPASSWORD] })
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(LoggerLive))
  *
- * const program = Effect.gen(function* () {
- *   yield* Db.withConnection((sql) => sql`SELECT 1`)
- *   yield* Effect.log("done") // to the file as well
- * })
- *
- * // A failure that escapes the program is reported by runMain outside every layer, on the console:
- * // log it inside, and turn the report off, to keep stdout and stderr clean.
- * program.pipe(
+ * Db.withConnection((sql) => sql`SELECT 1`).pipe(
  *   Effect.tapErrorCause(Effect.logError),
  *   Effect.provide(MainLive),
  *   NodeRuntime.runMain({ disableErrorReporting: true })
  * )
  * ```
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layer = (path: string, options?: Options): Layer.Layer<never, PoolConfigError> =>
   Layer.scopedDiscard(Effect.flatMap(make(path, options), (logger) => install(logger, options?.minimumLogLevel)))
@@ -177,6 +203,15 @@ export const layer = (path: string, options?: Options): Layer.Layer<never, PoolC
 /**
  * Removes the console loggers and installs none: logs go nowhere, except to loggers that do not write to
  * the console.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, PoolLogger } from "@effect-pg-pool/core"
+ * import { Layer } from "effect"
+ *
+ * // a CLI that writes JSON to stdout: no log line may reach it
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layerSilent()))
+ * ```
  *
  * @since 0.1.0
  * @category layers
@@ -190,8 +225,6 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
  * either case never to the console. The passwords of `DATABASE_URL` and `PGPASSWORD` are redacted along with
  * `options.redact`; `options.minimumLogLevel` applies when `DB_POOL_LOG_LEVEL` is not set.
  *
- * @since 0.1.0
- * @category layers
  * @example
  * ```ts
  * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/core"
@@ -203,6 +236,9 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
  *
  * Db.withConnection((sql) => sql`SELECT 1`).pipe(Effect.provide(MainLive), NodeRuntime.runMain)
  * ```
+ *
+ * @since 0.1.0
+ * @category layers
  */
 export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigError> =>
   Layer.unwrapEffect(
@@ -252,6 +288,16 @@ const readEnv = Effect.all({
 /**
  * Logs to the pool configuration's `logFile` (nowhere when it has none), never to the console, redacting the
  * configuration's password.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, PoolConfig, PoolLogger } from "@effect-pg-pool/core"
+ * import { Effect, Layer } from "effect"
+ *
+ * // DB_POOL_LOG_FILE read and validated with the rest of the pool's settings
+ * const LoggerLive = Layer.unwrapEffect(Effect.map(PoolConfig.fromEnv, PoolLogger.layerFromConfig))
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(LoggerLive))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -11,12 +11,26 @@ import * as Schema from "effect/Schema"
  * `degraded`: reconnecting, below `minSize`, or saturated — still serving.
  * `unhealthy`: no connection can be made, or the pool is closed.
  *
+ * @example
+ * ```ts
+ * import { PoolStatistics } from "@effect-pg-pool/core"
+ * import { Schema } from "effect"
+ *
+ * // the state as a field of your own API's schema
+ * class Readiness extends Schema.Class<Readiness>("Readiness")({
+ *   pool: PoolStatistics.PoolState,
+ *   ready: Schema.Boolean
+ * }) {}
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
 export const PoolState = Schema.Literal("healthy", "degraded", "unhealthy")
 
 /**
+ * The pool's state: `healthy`, `degraded` or `unhealthy`.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -24,6 +38,15 @@ export type PoolState = typeof PoolState.Type
 
 /**
  * Why connections were closed, counted since the pool started.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // connections found dead (broken sockets, failed validations) rather than recycled on purpose
+ * const lost = Effect.map(Db.statistics, ({ connectionsClosed: closed }) => closed.broken + closed.validation)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -42,14 +65,25 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
 /**
  * The reason a connection left the pool.
  *
+ * @example
+ * ```ts
+ * import { Db, PoolStatistics } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const closedBy = (reason: PoolStatistics.CloseReason) =>
+ *   Effect.map(Db.statistics, (stats) => stats.connectionsClosed[reason])
+ *
+ * const recycled = closedBy("lifetime")
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
 export type CloseReason = keyof typeof ClosedByReason.fields
 
 /**
- * @since 0.1.0
- * @category models
+ * What `Db.statistics` answers: sizes, waiting callers, acquisition latency, churn and state, read from memory.
+ *
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/core"
@@ -60,6 +94,9 @@ export type CloseReason = keyof typeof ClosedByReason.fields
  *   yield* Effect.log(`${stats.active}/${stats.total} busy, ${stats.waiting} waiting`)
  * })
  * ```
+ *
+ * @since 0.1.0
+ * @category models
  */
 export class PoolStatistics extends Schema.Class<PoolStatistics>("@effect-pg-pool/PoolStatistics")({
   /** The pool's name, as used in metric tags and logs. */

@@ -28,21 +28,23 @@ import * as internal from "./internal/faultProxy.js"
 import { PgTestServer } from "./PgTestServer.js"
 
 /**
+ * The running proxy.
+ *
  * @example
  * ```ts
- * import { it } from "@effect/vitest"
  * import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
+ * import { layer } from "@effect/vitest"
  * import { Effect, Layer } from "effect"
  *
  * const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
  *
- * it.layer(Env, { timeout: "30 seconds", excludeTestServices: true })("outages", (it) => {
+ * layer(Env, { timeout: "30 seconds", excludeTestServices: true })("outages", (it) => {
  *   it.effect("fails in-flight queries when the network resets", () =>
- *     Effect.gen(function*() {
- *       const proxy = yield* FaultProxy.FaultProxy
- *       // connect the pool to proxy.url, then:
+ *     Effect.gen(function* () {
+ *       const proxy = yield* FaultProxy.FaultProxy // connect the pool to proxy.url, then:
  *       yield* proxy.resetAll
- *     }))
+ *     })
+ *   )
  * })
  * ```
  *
@@ -53,9 +55,27 @@ export class FaultProxy extends Context.Tag("@effect-pg-pool/testkit/FaultProxy"
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export declare namespace FaultProxy {
   /**
+   * What the `FaultProxy` tag holds.
+   *
+   * @example
+   * ```ts
+   * import { FaultProxy } from "@effect-pg-pool/testkit"
+   * import { Effect } from "effect"
+   *
+   * // a partition that outlasts TCP's patience, then recovery
+   * const partition = (proxy: FaultProxy.FaultProxy.Service) =>
+   *   Effect.gen(function* () {
+   *     yield* proxy.blackhole
+   *     yield* Effect.sleep("5 seconds")
+   *     yield* proxy.resetAll
+   *     yield* proxy.restore
+   *   })
+   * ```
+   *
    * @since 0.1.0
    * @category models
    */
@@ -81,6 +101,8 @@ export declare namespace FaultProxy {
 }
 
 /**
+ * What the proxy does to traffic now; see the module's notes for each mode.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -94,6 +116,20 @@ export type Mode = Data.TaggedEnum<{
 /**
  * Constructors and matchers for {@link Mode}: `Mode.Latency({ millis: 200 })`, `Mode.$is("Blackhole")(mode)`.
  *
+ * @example
+ * ```ts
+ * import { FaultProxy } from "@effect-pg-pool/testkit"
+ * import { Effect } from "effect"
+ *
+ * const describe = FaultProxy.Mode.$match({
+ *   Pass: () => "pass-through",
+ *   Blackhole: () => "black hole",
+ *   Refuse: () => "refusing new connections",
+ *   Latency: ({ millis }) => `+${millis} ms each way`
+ * })
+ * const current = Effect.flatMap(FaultProxy.FaultProxy, (proxy) => Effect.map(proxy.mode, describe))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -101,6 +137,16 @@ export const Mode = Data.taggedEnum<Mode>()
 
 /**
  * Where the proxy forwards to; `url`, when given, is rewritten into the proxy's own `url`.
+ *
+ * @example
+ * ```ts
+ * import { FaultProxy } from "@effect-pg-pool/testkit"
+ * import { Layer } from "effect"
+ *
+ * // a proxy in front of a server the tests did not start
+ * const target: FaultProxy.Target = { host: "db.test", port: 5432, url: "postgres://app:secret@db.test:5432/app" }
+ * const ProxyLive = Layer.scoped(FaultProxy.FaultProxy, FaultProxy.make(target))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -137,6 +183,18 @@ const toMode = (state: internal.State): Mode => {
 /**
  * A proxy on a free port of 127.0.0.1 in front of `target`, closed with all its connections when the scope closes.
  *
+ * @example
+ * ```ts
+ * import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const server = yield* PgTestServer.makeEmbedded()
+ *   const proxy = yield* FaultProxy.make({ host: server.host, port: server.port, url: server.url })
+ *   yield* proxy.latency(50) // a query round trip now takes at least 100 ms
+ * }).pipe(Effect.scoped)
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -165,6 +223,17 @@ export const make = (target: Target): Effect.Effect<FaultProxy.Service, never, S
 
 /**
  * A proxy in front of the {@link PgTestServer}; its `url` carries the server's credentials.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect, Layer } from "effect"
+ *
+ * // the pool under test connects through the proxy
+ * const DbLive = Layer.unwrapEffect(Effect.map(FaultProxy.FaultProxy, (proxy) => Db.layer({ url: proxy.url })))
+ * const Env = DbLive.pipe(Layer.provideMerge(FaultProxy.layer), Layer.provideMerge(PgTestServer.layer))
+ * ```
  *
  * @since 0.1.0
  * @category layers

@@ -24,21 +24,23 @@ import * as internalError from "./internal/error.js"
 import * as external from "./internal/external.js"
 
 /**
- * The running test server.
+ * The running test server. Tests that use it need real time, not `TestClock`: build their layer with
+ * `excludeTestServices`.
  *
  * @example
  * ```ts
- * import { it } from "@effect/vitest"
  * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { layer } from "@effect/vitest"
  * import { Effect } from "effect"
  *
- * it.layer(PgTestServer.layer, { timeout: "30 seconds" })("my pool", (it) => {
+ * layer(PgTestServer.layer, { timeout: "30 seconds", excludeTestServices: true })("my pool", (it) => {
  *   it.effect("rides through a restart", () =>
- *     Effect.gen(function*() {
+ *     Effect.gen(function* () {
  *       const server = yield* PgTestServer.PgTestServer
  *       yield* server.stop({ mode: "immediate" })
  *       yield* server.start // same host, port, password and data
- *     }))
+ *     })
+ *   )
  * })
  * ```
  *
@@ -52,9 +54,22 @@ export class PgTestServer extends Context.Tag("@effect-pg-pool/testkit/PgTestSer
 
 /**
  * @since 0.1.0
+ * @category models
  */
 export declare namespace PgTestServer {
   /**
+   * What the `PgTestServer` tag holds.
+   *
+   * @example
+   * ```ts
+   * import { PgTestServer } from "@effect-pg-pool/testkit"
+   * import { type Duration, Effect } from "effect"
+   *
+   * // the database crashes and comes back after `downFor`, as in the outage drill
+   * const crash = (server: PgTestServer.PgTestServer.Service, downFor: Duration.DurationInput) =>
+   *   server.stop({ mode: "immediate" }).pipe(Effect.zipRight(Effect.sleep(downFor)), Effect.zipRight(server.start))
+   * ```
+   *
    * @since 0.1.0
    * @category models
    */
@@ -81,12 +96,43 @@ export declare namespace PgTestServer {
   }
 
   /**
+   * Where the server runs: see the module's notes.
+   *
+   * @example
+   * ```ts
+   * import { PgTestServer } from "@effect-pg-pool/testkit"
+   * import { Layer } from "effect"
+   *
+   * // a container in CI, embedded elsewhere
+   * const backend: PgTestServer.PgTestServer.Backend = process.env.CI ? "container" : "embedded"
+   * const ServerLive = Layer.scoped(PgTestServer.PgTestServer, PgTestServer.make({ backend }))
+   * ```
+   *
    * @since 0.1.0
    * @category models
    */
   export type Backend = "embedded" | "container" | "external"
 
   /**
+   * How `stop` takes the server down: PostgreSQL's fast shutdown or its crash stop.
+   *
+   * @example
+   * ```ts
+   * import { PgTestServer } from "@effect-pg-pool/testkit"
+   * import { layer } from "@effect/vitest"
+   * import { Effect } from "effect"
+   *
+   * const modes: ReadonlyArray<PgTestServer.PgTestServer.StopMode> = ["fast", "immediate"]
+   *
+   * layer(PgTestServer.layer, { timeout: "30 seconds", excludeTestServices: true })("restarts", (it) => {
+   *   for (const mode of modes) {
+   *     it.effect(`comes back after a ${mode} stop`, () =>
+   *       Effect.flatMap(PgTestServer.PgTestServer, (server) => Effect.zipRight(server.stop({ mode }), server.start))
+   *     )
+   *   }
+   * })
+   * ```
+   *
    * @since 0.1.0
    * @category models
    */
@@ -103,6 +149,21 @@ export declare namespace PgTestServer {
  * - `NotSupported`: the backend cannot do that (stopping an external server);
  * - `InvalidConfig`: bad options or environment (`PG_TEST_BACKEND`, `PG_TEST_URL`).
  *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect } from "effect"
+ *
+ * // an external server cannot be restarted: note it and go on
+ * const skippable: ReadonlyArray<PgTestServer.PgTestServerErrorReason> = ["NotSupported"]
+ * const restart = Effect.flatMap(PgTestServer.PgTestServer, (server) => server.restart).pipe(
+ *   Effect.catchIf(
+ *     (error) => skippable.includes(error.reason),
+ *     (error) => Effect.logWarning(error.message)
+ *   )
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -112,18 +173,47 @@ export type PgTestServerErrorReason = internalError.Reason
  * The one error of this module. `message` says what happened, with the figures, and what to do; `cause` keeps the
  * underlying failure. Passwords never appear in either.
  *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect } from "effect"
+ *
+ * const server = PgTestServer.makeEmbedded().pipe(
+ *   Effect.tapErrorTag("PgTestServerError", (error) =>
+ *     Effect.logError(error.message).pipe(Effect.annotateLogs({ backend: error.backend, reason: error.reason }))
+ *   )
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
 export const PgTestServerError: typeof internalError.PgTestServerError = internalError.PgTestServerError
 
 /**
+ * The type of `PgTestServerError`.
+ *
  * @since 0.1.0
  * @category errors
  */
 export type PgTestServerError = internalError.PgTestServerError
 
 /**
+ * Options of the embedded backend.
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ *
+ * // a fixed port and password to follow along with psql, and every statement in the server's log
+ * const options: PgTestServer.EmbeddedOptions = {
+ *   port: 54329,
+ *   password: "postgres",
+ *   settings: { log_min_duration_statement: 0 }
+ * }
+ * const ServerLive = PgTestServer.layerEmbedded(options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -141,6 +231,17 @@ export interface EmbeddedOptions {
 }
 
 /**
+ * Options of the container backend.
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ *
+ * // a slow CI runner pulling the image for the first time
+ * const options: PgTestServer.ContainerOptions = { image: "postgres:16-alpine", startTimeout: "5 minutes" }
+ * const ServerLive = PgTestServer.layerContainer(options)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -158,6 +259,21 @@ export interface ContainerOptions {
 }
 
 /**
+ * Options of `make`: the backend, and the settings of each.
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Layer } from "effect"
+ *
+ * // PG_TEST_BACKEND still picks the backend; these are the settings for each
+ * const options: PgTestServer.MakeOptions = {
+ *   embedded: { settings: { log_lock_waits: true } },
+ *   container: { image: "postgres:16-alpine", settings: { log_lock_waits: true } }
+ * }
+ * const ServerLive = Layer.scoped(PgTestServer.PgTestServer, PgTestServer.make(options))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -179,7 +295,7 @@ export interface MakeOptions {
  * import { PgTestServer } from "@effect-pg-pool/testkit"
  * import { Effect, Redacted } from "effect"
  *
- * const program = Effect.gen(function*() {
+ * const program = Effect.gen(function* () {
  *   const server = yield* PgTestServer.makeEmbedded()
  *   yield* Effect.log(`PostgreSQL on port ${server.port}`)
  *   return Redacted.value(server.url)
@@ -197,6 +313,17 @@ export const makeEmbedded = (
  * Starts a PostgreSQL container with testcontainers, removed when the scope closes. Fails with
  * `BackendUnavailable` when the module cannot load or no Docker engine answers.
  *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const server = yield* PgTestServer.makeContainer({ image: "postgres:16-alpine" })
+ *   yield* Effect.log(`PostgreSQL 16 on ${server.host}:${server.port}`)
+ * }).pipe(Effect.scoped) // the container is removed here
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -207,6 +334,15 @@ export const makeContainer = (
 /**
  * Uses a server that runs elsewhere. Opens one session to check the URL; `stop`, `start` and `restart` fail with
  * `NotSupported`.
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Config, Effect } from "effect"
+ *
+ * // a server CI runs as a service container
+ * const server = Effect.flatMap(Config.redacted("CI_DATABASE_URL"), PgTestServer.makeExternal)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -223,6 +359,18 @@ const invalidConfig = (message: string, cause?: unknown) =>
 /**
  * Starts the backend named by `PG_TEST_BACKEND` (`embedded` when unset, `container`, or `external` with
  * `PG_TEST_URL`), read through Effect's `Config`.
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect } from "effect"
+ *
+ * // the same program on a container with PG_TEST_BACKEND=container
+ * const program = Effect.gen(function* () {
+ *   const server = yield* PgTestServer.make()
+ *   yield* Effect.log(`${server.backend} PostgreSQL at ${server.host}:${server.port}`)
+ * }).pipe(Effect.scoped)
+ * ```
  *
  * @since 0.1.0
  * @category constructors
@@ -271,12 +419,33 @@ export const make = (options: MakeOptions = {}): Effect.Effect<PgTestServer.Serv
  * The server chosen by `PG_TEST_BACKEND` (see {@link make}). Build it once per test file (`it.layer`): an embedded
  * server starts in a few hundred milliseconds, a container in seconds.
  *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Effect, Layer } from "effect"
+ *
+ * // a pool on the test server, both built once for the whole test file
+ * const DbLive = Layer.unwrapEffect(Effect.map(PgTestServer.PgTestServer, (server) => Db.layer({ url: server.url })))
+ * const Env = DbLive.pipe(Layer.provideMerge(PgTestServer.layer))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
 export const layer: Layer.Layer<PgTestServer, PgTestServerError> = Layer.scoped(PgTestServer, make())
 
 /**
+ * The embedded backend whatever `PG_TEST_BACKEND` says (see `makeEmbedded`).
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ *
+ * // a suite that stops and starts the server, which an external one cannot do
+ * const ServerLive = PgTestServer.layerEmbedded({ startTimeout: "1 minute" })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -284,6 +453,16 @@ export const layerEmbedded = (options?: EmbeddedOptions): Layer.Layer<PgTestServ
   Layer.scoped(PgTestServer, makeEmbedded(options))
 
 /**
+ * The container backend whatever `PG_TEST_BACKEND` says (see `makeContainer`).
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ *
+ * // the suite against the major version production runs
+ * const ServerLive = PgTestServer.layerContainer({ image: "postgres:15-alpine" })
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -291,6 +470,16 @@ export const layerContainer = (options?: ContainerOptions): Layer.Layer<PgTestSe
   Layer.scoped(PgTestServer, makeContainer(options))
 
 /**
+ * A server that runs elsewhere (see `makeExternal`).
+ *
+ * @example
+ * ```ts
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ *
+ * // a local PostgreSQL you started yourself, to look at with psql while the tests run
+ * const ServerLive = PgTestServer.layerExternal("postgres://postgres:postgres@localhost:5432/postgres")
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

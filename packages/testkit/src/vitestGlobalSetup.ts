@@ -18,6 +18,18 @@ import * as embedded from "./internal/embedded.js"
 import * as Registry from "./internal/registry.js"
 
 /**
+ * The setup vitest runs once before the workers start; it returns the teardown.
+ *
+ * @example
+ * ```ts
+ * // vitest.config.ts
+ * import { defineConfig } from "vitest/config"
+ *
+ * export default defineConfig({
+ *   test: { globalSetup: ["@effect-pg-pool/testkit/vitestGlobalSetup"] }
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category vitest
  */
