@@ -1,9 +1,9 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
-import { assert, it } from "@effect/vitest"
+import { assert, it, layer } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, TestClock } from "effect"
 import type { Db } from "../src/Db.js"
 import { AcquireTimeout } from "../src/PoolError.js"
-import { adminClient, adminQuery, backendPids, eventually, makeDb, uniqueAppName } from "./utils.js"
+import { adminClient, adminQuery, backendPids, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
 
 /** Holds one connection until the returned `release` is completed. */
 const hold = (db: Db.Service) =>
@@ -245,6 +245,38 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("ConnectionPool", (it) => {
       yield* TestClock.adjust("2 seconds")
       const second = yield* pidOf(db)
       assert.notStrictEqual(second, first)
+    })
+  )
+})
+
+// real time: the event loop itself is blocked, which a TestClock cannot stand in for
+layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("ConnectionPool in real time", (it) => {
+  it.scoped("a blocked event loop does not make a validation whose answer arrived look timed out", () =>
+    Effect.gen(function* () {
+      const db = yield* makeDb({
+        minSize: 1,
+        maxSize: 1,
+        validateAfterIdle: "50 millis",
+        validationTimeout: "200 millis"
+      })
+      const admin = yield* adminClient
+      const first = yield* pidOf(db)
+      yield* realSleep(100) // idle past the skip window: the next acquisition validates the connection
+      // Resumed from a socket read (the poll phase of the event loop), so that after the block below the loop
+      // runs its timers before it reads sockets again: the order in which a stall hurts.
+      yield* adminQuery(admin, "SELECT 1")
+      const next = yield* Effect.fork(pidOf(db))
+      // microtask hops only, so no I/O is read: until the validation round trip has been written
+      while ((yield* db.statistics).active === 0) yield* Effect.yieldNow()
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      // a long synchronous task: the answer arrives meanwhile and waits, unread, while the deadline passes
+      const blockedUntil = Date.now() + 400
+      while (Date.now() < blockedUntil) {}
+      // the expired timer runs first; the pool must read the socket before it gives up on the connection
+      assert.strictEqual(yield* Fiber.join(next), first)
+      const statistics = yield* db.statistics
+      assert.strictEqual(statistics.connectionsClosed.validation, 0)
+      assert.strictEqual(statistics.connectionsCreated, 1)
     })
   )
 })

@@ -11,9 +11,12 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Statement from "@effect/sql/Statement"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Arr from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Runtime from "effect/Runtime"
 import * as Scope from "effect/Scope"
@@ -24,7 +27,9 @@ import type { PoolConfig } from "../PoolConfig.js"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import { mayLeaveSessionState, type PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
+import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
+import { makeConstructor, type StatementTarget } from "./statement.js"
 
 /** @internal */
 export interface ClientOptions {
@@ -96,12 +101,30 @@ export const make = (
 
     const acquireError = (error: AcquireTimeout | PoolClosed) => new SqlError({ cause: error, message: error.message })
 
+    // Acquire → use → release in as few steps as the fiber runtime allows (this is the hot path): the
+    // release is settled synchronously in the continuation, and only a needed reset adds an effect.
+    const usePooled = <A, E, R, E2>(
+      f: (conn: PooledConnection) => Effect.Effect<A, E, R>,
+      onAcquireError: (error: AcquireTimeout | PoolClosed) => E2
+    ): Effect.Effect<A, E | E2, R> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(pool.acquire(restore), {
+          onFailure: (cause) => Effect.failCause(Cause.map(cause, onAcquireError)),
+          onSuccess: (conn) =>
+            Effect.matchCauseEffect(restore(f(conn)), {
+              onFailure: (cause) => afterRelease(conn, Effect.failCause(cause)),
+              onSuccess: (value) => afterRelease(conn, Effect.succeed(value))
+            })
+        })
+      )
+    const afterRelease = <A, E>(conn: PooledConnection, outcome: Effect.Effect<A, E>): Effect.Effect<A, E> => {
+      const reset = pool.settleRelease(conn)
+      return reset === undefined ? outcome : Effect.zipRight(reset, outcome)
+    }
+
     const withPooled = <A, E, R>(
       f: (conn: PooledConnection) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(pool.acquire(restore), (conn) => Effect.ensuring(restore(f(conn)), pool.releaseEffect(conn)))
-      )
+    ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> => usePooled(f, identity)
 
     const reserveRaw: Effect.Effect<PooledConnection, SqlError, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
@@ -134,23 +157,16 @@ export const make = (
       transform: RowTransform,
       rowMode?: "array"
     ): Effect.Effect<ReadonlyArray<any>, SqlError> =>
-      pool.query(
-        conn,
-        rowMode === undefined
-          ? { text: sql, values: params as Array<any> }
-          : { text: sql, values: params as Array<any>, rowMode },
-        sql,
-        (err, result) => {
-          if (err) return Effect.fail(statementError(conn, err, sql))
-          // multi-statement queries return one result per statement
-          const rows = Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result.rows ?? [])
-          // the row transform recurses into each result of a multi-statement query
-          return Effect.succeed(transform !== undefined ? transform(rows) : rows)
-        }
-      )
+      pool.query(conn, sql, params, rowMode, (err, result) => {
+        if (err) return Effect.fail(statementError(conn, err, sql))
+        // multi-statement queries return one result per statement
+        const rows = Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result.rows ?? [])
+        // the row transform recurses into each result of a multi-statement query
+        return Effect.succeed(transform !== undefined ? transform(rows) : rows)
+      })
 
     const runRaw = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>) =>
-      pool.query(conn, { text: sql, values: params as Array<any> }, sql, (err, result) =>
+      pool.query(conn, sql, params, undefined, (err, result) =>
         err ? Effect.fail(statementError(conn, err)) : Effect.succeed(result)
       )
 
@@ -165,7 +181,7 @@ export const make = (
           }).pipe(
             // a finalizer: only the raced wait may be interruptible, or a pending interruption aborts it
             Effect.interruptible,
-            Effect.timeoutOption(config.cancelTimeout),
+            (close) => timeoutOption(close, config.cancelTimeout),
             Effect.flatMap((closed) =>
               Effect.sync(() => {
                 if (Option.isNone(closed)) conn.broken ??= new Error("a cursor could not be closed in time")
@@ -214,7 +230,7 @@ export const make = (
     }
 
     const borrow = <A>(f: (conn: PooledConnection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-      Effect.mapError(withPooled(f), (e) => (e._tag === "SqlError" ? e : acquireError(e)))
+      usePooled(f, acquireError)
 
     // Statements outside a transaction borrow a connection per call; no Scope is opened for it.
     const pooledConnection: SqlConnection.Connection = {
@@ -237,24 +253,69 @@ export const make = (
         Effect.asVoid(sql`SELECT pg_notify(${channel}, ${payload})`.withoutTransform)
     })
 
-    const build = (
-      acquirer: SqlConnection.Connection.Acquirer,
-      transactionAcquirer: SqlConnection.Connection.Acquirer
-    ) =>
+    // The client's own members come from @effect/sql (transactions, reserve, reactivity); its statements are
+    // PoolStatements (./statement.ts), which run on `target` without a Scope per statement.
+    const finish = (
+      base: SqlClient.SqlClient,
+      target: StatementTarget,
+      transforms: RowTransform
+    ): PgClient.PgClient => {
+      let withoutTransforms: PgClient.PgClient | undefined
+      const sql: PgClient.PgClient = Object.assign(makeConstructor(base, target, spanAttributes, transforms), {
+        [SqlClient.TypeId]: SqlClient.TypeId as SqlClient.TypeId,
+        safe: undefined as unknown as PgClient.PgClient,
+        withTransaction: base.withTransaction,
+        reserve: base.reserve,
+        withoutTransforms: (): PgClient.PgClient =>
+          transforms === undefined ? sql : (withoutTransforms ??= finish(base.withoutTransforms(), target, undefined)),
+        reactive: base.reactive,
+        reactiveMailbox: base.reactiveMailbox,
+        ...listenAndNotify(base)
+      })
+      return Object.assign(sql, { safe: sql })
+    }
+
+    const build = (target: StatementTarget, transactionAcquirer: SqlConnection.Connection.Acquirer) =>
       Effect.map(
-        SqlClient.make({ acquirer, transactionAcquirer, compiler, spanAttributes, transformRows }),
-        (sql): PgClient.PgClient => Object.assign(sql, listenAndNotify(sql))
+        SqlClient.make({
+          acquirer: Effect.succeed(target.connection),
+          transactionAcquirer,
+          compiler,
+          spanAttributes,
+          transformRows
+        }),
+        (base) => finish(base, target, transformRows)
       )
 
-    const client = yield* build(Effect.succeed(pooledConnection), reserve)
+    const client = yield* build({ connection: pooledConnection, joinsTransactions: () => true }, reserve)
 
-    // Pinned clients are built once per physical connection and reused by every later holder of it.
+    // Pinned clients are built once per physical connection and reused by every later holder of it. Their
+    // statements stay on that connection, and their `withTransaction` opens a transaction there, even inside a
+    // transaction another client opened on another connection; statements of other clients inside it join it.
     const runtime = yield* Effect.runtime<Reactivity.Reactivity>()
     const pinned = (conn: PooledConnection): PgClient.PgClient => {
       if (conn.cache !== undefined) return conn.cache as PgClient.PgClient
-      const acquirer = Effect.succeed<SqlConnection.Connection>(new PinnedConnection(conn))
-      const exit = Runtime.runSyncExit(runtime)(build(acquirer, acquirer))
-      const pinnedClient = Exit.isSuccess(exit) ? exit.value : client
+      const connection = new PinnedConnection(conn)
+      const exit = Runtime.runSyncExit(runtime)(
+        build(
+          { connection, joinsTransactions: (transaction) => transaction === connection },
+          Effect.succeed(connection)
+        )
+      )
+      if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
+      const withTransaction = exit.value.withTransaction
+      const pinnedClient = Object.assign(exit.value, {
+        withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
+          Effect.withFiberRuntime((fiber) => {
+            const outer = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+            if (outer._tag === "None" || outer.value[0] === connection) return withTransaction(effect)
+            // the outer transaction is another connection's: this one opens its own
+            return Effect.mapInputContext(
+              withTransaction(effect as Effect.Effect<A, E, Exclude<R, SqlClient.TransactionConnection>>),
+              Context.omit(SqlClient.TransactionConnection)
+            ) as Effect.Effect<A, E | SqlError, R>
+          })
+      })
       conn.cache = pinnedClient
       return pinnedClient
     }

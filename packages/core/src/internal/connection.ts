@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import * as Net from "node:net"
 import * as Pg from "pg"
 import type { CloseReason } from "../PoolStatistics.js"
+import { timeoutOption } from "./deadline.js"
 
 /** @internal */
 export interface ConnectOptions {
@@ -218,7 +219,9 @@ export interface QueryHooks {
  */
 export const runQuery = <A>(
   conn: PooledConnection,
-  query: Pg.QueryConfig | Pg.QueryArrayConfig | Pg.Submittable,
+  /** The text, or a config object when it needs options (rowMode); a text avoids pg's per-call config copy. */
+  query: string | Pg.QueryConfig | Pg.QueryArrayConfig,
+  values: ReadonlyArray<unknown> | undefined,
   onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>,
   hooks: QueryHooks,
   /** Internal round trips (validation, reset, probe) do not count towards maxQueries. */
@@ -229,7 +232,7 @@ export const runQuery = <A>(
     let onSettled: (() => void) | undefined
     conn.inFlight++
     if (counted) conn.queries++
-    ;(conn.client as any).query(query, (err: Error | undefined, result: any) => {
+    ;(conn.client as any).query(query, values, (err: Error | undefined, result: any) => {
       conn.inFlight--
       settled = true
       // After a FATAL error the server ends the session; its socket may not have closed yet when the caller
@@ -257,7 +260,7 @@ export const runQuery = <A>(
         discard: true
       }).pipe(
         Effect.interruptible,
-        Effect.timeoutOption(hooks.cancelTimeout),
+        (cancelled) => timeoutOption(cancelled, hooks.cancelTimeout),
         Effect.flatMap((completed) =>
           Option.isNone(completed) ? Effect.sync(() => hooks.onCancelFailed(conn, "cancel")) : Effect.void
         )

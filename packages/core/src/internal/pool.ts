@@ -31,6 +31,7 @@ import { AcquireTimeout, DatabaseUnreachable, PoolClosed } from "../PoolError.js
 import type { CloseReason, PoolState } from "../PoolStatistics.js"
 import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
 import * as Connection from "./connection.js"
+import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
 
@@ -327,14 +328,14 @@ export class Pool {
     // Acquisition runs uninterruptibly: only the raced round trip may be interrupted by its timeout. A
     // connection that does not answer is discarded, not cancelled: marked broken first, its query's canceler
     // returns at once instead of waiting up to cancelTimeout on the same dead network path.
-    const timedOut = Effect.suspend(() => {
+    const roundTrip = failAfter(Effect.interruptible(this.rawQuery(conn, "")), this.config.validationTimeout, () => {
       const error = new Error(
         `no answer to the validation round trip within ${Duration.format(this.config.validationTimeout)}`
       )
       conn.broken ??= error
-      return Effect.fail(error)
-    }).pipe(Effect.delay(this.config.validationTimeout))
-    return Effect.raceFirst(Effect.interruptible(this.rawQuery(conn, "")), timedOut).pipe(
+      return error
+    })
+    return roundTrip.pipe(
       Effect.matchEffect({
         onSuccess: () => Effect.sync(() => this.handOut(conn, startedAtPerf)),
         onFailure: (cause) => {
@@ -378,8 +379,8 @@ export class Pool {
     return Effect.suspend(() => this.settleRelease(conn) ?? Effect.void)
   }
 
-  /** Completes a release synchronously, or returns the reset still to run. */
-  private settleRelease(conn: PooledConnection): Effect.Effect<void> | undefined {
+  /** Completes a release synchronously, or returns the reset still to run (which must run uninterruptibly). */
+  settleRelease(conn: PooledConnection): Effect.Effect<void> | undefined {
     if (conn.status !== "active") return
     this.metrics.used(performance.now() - conn.acquiredAtPerf)
     if (conn.leakReported) {
@@ -416,7 +417,12 @@ export class Pool {
     return Effect.zipRight(rollback, discard).pipe(
       // often runs inside a release finalizer: only the raced work may be interrupted by its timeout
       Effect.interruptible,
-      Effect.timeout(this.config.validationTimeout),
+      (work) =>
+        failAfter(
+          work,
+          this.config.validationTimeout,
+          () => new Error(`the reset did not finish within ${Duration.format(this.config.validationTimeout)}`)
+        ),
       Effect.matchCause({
         onSuccess: () => {
           conn.sessionDirty = false
@@ -439,7 +445,8 @@ export class Pool {
   rawQuery(conn: PooledConnection, sql: string): Effect.Effect<void, unknown> {
     return Connection.runQuery(
       conn,
-      { text: sql },
+      sql,
+      undefined,
       (err) => (err ? Effect.fail(err) : Effect.void),
       this.queryHooks,
       false
@@ -449,12 +456,15 @@ export class Pool {
   /** A user statement on a checked-out connection, cancelled server-side on interruption. */
   query<A>(
     conn: PooledConnection,
-    query: Pg.QueryConfig | Pg.QueryArrayConfig | Pg.Submittable,
     sql: string,
+    values: ReadonlyArray<unknown>,
+    rowMode: "array" | undefined,
     onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>
   ): Effect.Effect<A, any> {
     if (!conn.sessionDirty && Connection.mayLeaveSessionState(sql)) conn.sessionDirty = true
-    const run = Connection.runQuery(conn, query, onResult, this.queryHooks)
+    // a plain text with its values: pg copies a config object on every call
+    const query = rowMode === undefined ? sql : { text: sql, values: values as Array<unknown>, rowMode }
+    const run = Connection.runQuery(conn, query, rowMode === undefined ? values : undefined, onResult, this.queryHooks)
     if (this.config.queryTimeout === undefined) return run
     // the timeout interrupts the query, which cancels it server-side before the failure surfaces
     return Effect.timeoutFail(run, {
@@ -466,11 +476,6 @@ export class Pool {
             `cancelled: make it faster, or raise DB_POOL_QUERY_TIMEOUT`
         })
     })
-  }
-
-  /** A connection handed out for a long-lived session (withConnection, reserve) is reset on return. */
-  markSession(conn: PooledConnection): void {
-    conn.sessionDirty = true
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -599,7 +604,8 @@ export class Pool {
       connectionId: conn.id,
       reason,
       ageMillis: this.clock.unsafeCurrentTimeMillis() - conn.createdAt,
-      queries: conn.queries
+      queries: conn.queries,
+      ...(conn.broken !== undefined ? { error: this.redact(conn.broken) } : {})
     })
     if (this.closing) {
       if (this.all.size - this.idle.length === 0) this.drained?.()
@@ -1046,7 +1052,12 @@ export class Pool {
         this.metrics.connections(this.idle.length, this.all.size - this.idle.length)
         const startedAt = performance.now()
         return this.rawQuery(conn, "").pipe(
-          Effect.timeout(this.config.validationTimeout),
+          (roundTrip) =>
+            failAfter(
+              roundTrip,
+              this.config.validationTimeout,
+              () => new Error(`no answer to the health probe within ${Duration.format(this.config.validationTimeout)}`)
+            ),
           Effect.matchCause({
             onSuccess: () => {
               this.probeResult = { reachable: true, latencyMs: performance.now() - startedAt, at: now }
