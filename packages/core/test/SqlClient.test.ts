@@ -20,7 +20,8 @@ import {
   Schema,
   Stream,
   String as Str,
-  TestServices
+  TestServices,
+  Tracer
 } from "effect"
 import * as Db from "../src/Db.js"
 import type { PoolStatistics } from "../src/PoolStatistics.js"
@@ -797,6 +798,82 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("SqlClient drop-in", (it) => {
         assert.isTrue(seen.streamed.every((r) => r.app === "pinned-stream"))
         assert.deepStrictEqual(seen.values, [["pinned-stream"]])
         assert.deepStrictEqual(seen.raw, [{ app: "pinned-stream" }])
+      })
+    )
+
+    it.effect(
+      "Db.withConnection inside another connection's transaction: its own connection, its own transaction",
+      () =>
+        Effect.gen(function* () {
+          const pooled = yield* SqlClient.SqlClient
+          const t = uniqueTable("pinned_outer")
+          yield* pooled`CREATE TABLE ${pooled(t)} (id int PRIMARY KEY)`
+          const pidOf = (sql: SqlClient.SqlClient) =>
+            Effect.map(sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`, (rows) => rows[0]!.pid)
+          let outcome: { outerPid: number; inner: { pid: number; joined: number; seen: ReadonlyArray<unknown> } }
+          yield* pooled
+            .withTransaction(
+              Effect.gen(function* () {
+                const outerPid = yield* pidOf(pooled)
+                yield* pooled`INSERT INTO ${pooled(t)} ${pooled.insert({ id: 1 })}`
+                const inner = yield* Db.withConnection((sql) =>
+                  Effect.gen(function* () {
+                    const pid = yield* pidOf(sql)
+                    // a transaction of its own, committed at once: not a savepoint of the outer one
+                    const joined = yield* sql.withTransaction(
+                      Effect.zipRight(sql`INSERT INTO ${sql(t)} ${sql.insert({ id: 2 })}`, pidOf(pooled))
+                    )
+                    const seen = yield* sql<{ id: number }>`SELECT id FROM ${sql(t)} ORDER BY id`
+                    return { pid, joined, seen }
+                  })
+                )
+                outcome = { outerPid, inner }
+                return yield* new Boom() // rolls the outer transaction back
+              })
+            )
+            .pipe(Effect.catchTag("Boom", () => Effect.void))
+          outcome = outcome!
+          assert.notStrictEqual(outcome.inner.pid, outcome.outerPid, "the pinned client kept its own connection")
+          assert.strictEqual(outcome.inner.joined, outcome.inner.pid, "statements inside its transaction joined it")
+          assert.deepStrictEqual(outcome.inner.seen, [{ id: 2 }], "the outer transaction's row was not visible")
+          // the outer transaction rolled back; the pinned one had committed on its own
+          assert.deepStrictEqual(yield* pooled<{ id: number }>`SELECT id FROM ${pooled(t)}`, [{ id: 2 }])
+          assert.strictEqual((yield* settledStatistics).active, 0)
+        })
+    )
+
+    it.effect("statements are traced as sql.execute spans under an installed tracer, pooled and pinned", () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const builtIn = yield* Effect.tracer
+        const spans: Array<Tracer.Span> = []
+        const recording = Tracer.make({
+          span: (...args) => {
+            const span = builtIn.span(...args)
+            spans.push(span)
+            return span
+          },
+          context: builtIn.context
+        })
+        yield* Effect.all([
+          sql`SELECT 1 AS pooled`.pipe(Effect.withSpan("caller")),
+          Db.withConnection((pinned) => pinned`SELECT 2 AS pinned`.values)
+        ]).pipe(Effect.withTracer(recording))
+        const executed = spans.filter((span) => span.name === "sql.execute")
+        assert.deepStrictEqual(
+          executed.map((span) => [span.attributes.get("db.query.text"), span.attributes.get("db.operation.name")]),
+          [
+            ["SELECT 1 AS pooled", "execute"],
+            ["SELECT 2 AS pinned", "executeValues"]
+          ]
+        )
+        for (const span of executed) {
+          assert.strictEqual(span.kind, "client")
+          assert.strictEqual(span.attributes.get("db.system.name"), "postgresql")
+          assert.strictEqual(span.status._tag, "Ended")
+        }
+        const caller = spans.find((span) => span.name === "caller")!
+        assert.strictEqual(Option.getOrThrow(executed[0]!.parent).spanId, caller.spanId)
       })
     )
   })
