@@ -6,7 +6,6 @@ import { Db, Health } from "@effect-pg-pool/core"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import type { AdapterOptions, MakeAdapter } from "../adapter.js"
 import { type EffectOps, makeEffectAdapter } from "./effect.js"
 
@@ -17,8 +16,6 @@ const layer = (options: AdapterOptions) =>
     ...(options.shutdownTimeoutMs !== undefined ? { shutdownTimeout: options.shutdownTimeoutMs } : {})
   })
 
-const encodeHealth = Schema.encodeSync(Health.HealthStatus)
-
 const common = Effect.gen(function* () {
   const db = yield* Db.Db
   const sql = yield* SqlClient.SqlClient
@@ -26,7 +23,7 @@ const common = Effect.gen(function* () {
     db,
     sql,
     health: db.health,
-    healthJson: Effect.map(db.health, (status) => JSON.stringify(encodeHealth(status))),
+    healthJson: Effect.map(db.health, (status) => JSON.stringify(Health.encode(status))),
     sleep: () => sql`SELECT pg_sleep(1)`
   }
 })

@@ -10,11 +10,11 @@
 import { Db, Health, PoolStatistics } from "@effect-pg-pool/core"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { Metrics, Resource } from "@effect/opentelemetry"
-import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
-import { Config, ConfigProvider, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Config, ConfigProvider, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as Http from "node:http"
 
 /** Renders the metrics for a Prometheus scrape. */
@@ -44,8 +44,6 @@ export const PrometheusLive: Layer.Layer<Prometheus> = Layer.unwrapEffect(
   })
 )
 
-const encodeHealth = Schema.encodeSync(Health.HealthStatus)
-const encodeStatistics = Schema.encodeSync(PoolStatistics.PoolStatistics)
 const noStore = { "cache-control": "no-store" }
 
 /** The three routes; they need the pool (`Db`) and the metrics exporter. */
@@ -53,7 +51,7 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get(
     "/health",
     Effect.map(Db.health, (health) =>
-      HttpServerResponse.unsafeJson(encodeHealth(health), {
+      HttpServerResponse.unsafeJson(Health.encode(health), {
         status: health.status === "unhealthy" ? 503 : 200,
         headers: noStore
       })
@@ -61,7 +59,9 @@ export const router = HttpRouter.empty.pipe(
   ),
   HttpRouter.get(
     "/stats",
-    Effect.map(Db.statistics, (stats) => HttpServerResponse.unsafeJson(encodeStatistics(stats), { headers: noStore }))
+    Effect.map(Db.statistics, (stats) =>
+      HttpServerResponse.unsafeJson(PoolStatistics.encode(stats), { headers: noStore })
+    )
   ),
   HttpRouter.get(
     "/metrics",
@@ -87,6 +87,8 @@ export const makeServerLayer = (
   options: { readonly port?: number | undefined; readonly host?: string | undefined } = {}
 ): Layer.Layer<HttpServer.HttpServer, ServeError, Db.Db> =>
   HttpServer.serve(router).pipe(
+    // load balancers poll /health and Prometheus scrapes /metrics many times a minute: a trace per poll is noise
+    HttpMiddleware.withTracerDisabledForUrls(["/health", "/metrics"]),
     Layer.provide(PrometheusLive),
     Layer.provideMerge(
       NodeHttpServer.layer(() => Http.createServer(), {
