@@ -10,6 +10,7 @@ import { PgClient, PgMigrator } from "@effect/sql-pg"
 import { assert, it, type Vitest } from "@effect/vitest"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import {
+  Cause,
   Chunk,
   Effect,
   Exit,
@@ -838,6 +839,64 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("SqlClient drop-in", (it) => {
           assert.deepStrictEqual(outcome.inner.seen, [{ id: 2 }], "the outer transaction's row was not visible")
           // the outer transaction rolled back; the pinned one had committed on its own
           assert.deepStrictEqual(yield* pooled<{ id: number }>`SELECT id FROM ${pooled(t)}`, [{ id: 2 }])
+          assert.strictEqual((yield* settledStatistics).active, 0)
+        })
+    )
+
+    it.effect("a COMMIT that fails is a SqlError, not a defect, and the connection goes back clean", () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const t = uniqueTable("deferred")
+        yield* sql`CREATE TABLE ${sql(t)} (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)`
+        // the duplicate is only checked at COMMIT
+        const exit = yield* Effect.exit(
+          sql.withTransaction(
+            Effect.zipRight(sql`INSERT INTO ${sql(t)} VALUES (1)`, sql`INSERT INTO ${sql(t)} VALUES (1)`)
+          )
+        )
+        assert.isTrue(Exit.isFailure(exit))
+        const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+        assert.isTrue(Option.isSome(failure), "a typed failure, not a defect")
+        assert.include(String((failure as Option.Some<{ message: string }>).value.message), "SQLSTATE 23505")
+        assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(t)}`, [])
+        const after = yield* settledStatistics
+        assert.strictEqual(after.active, 0)
+        assert.strictEqual(after.total, after.idle)
+      })
+    )
+
+    it.effect(
+      "a caught statement error aborts the transaction: its COMMIT is refused instead of silently rolled back",
+      () =>
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const t = uniqueTable("aborted")
+          yield* sql`CREATE TABLE ${sql(t)} (id int)`
+          const exit = yield* Effect.exit(
+            sql.withTransaction(
+              Effect.gen(function* () {
+                yield* sql`INSERT INTO ${sql(t)} VALUES (1)`
+                // caught, but PostgreSQL has aborted the transaction: the COMMIT would answer ROLLBACK, not an error
+                yield* Effect.ignore(sql`SELECT 1 / 0`)
+              })
+            )
+          )
+          assert.isTrue(Exit.isFailure(exit))
+          const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+          assert.isTrue(Option.isSome(failure), "a typed failure, not a defect")
+          assert.include(
+            String((failure as Option.Some<{ message: string }>).value.message),
+            "rolled back, not committed"
+          )
+          assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(t)}`, [])
+          // a savepoint is the way to let a statement fail without losing the transaction
+          yield* sql.withTransaction(
+            Effect.gen(function* () {
+              yield* sql`INSERT INTO ${sql(t)} VALUES (2)`
+              yield* Effect.ignore(sql.withTransaction(sql`SELECT 1 / 0`))
+            })
+          )
+          assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(t)}`, [{ id: 2 }])
           assert.strictEqual((yield* settledStatistics).active, 0)
         })
     )

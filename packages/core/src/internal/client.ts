@@ -13,7 +13,6 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
@@ -30,6 +29,7 @@ import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
 import { makeConstructor, type StatementTarget } from "./statement.js"
+import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
 /** @internal */
 export interface ClientOptions {
@@ -253,21 +253,27 @@ export const make = (
         Effect.asVoid(sql`SELECT pg_notify(${channel}, ${payload})`.withoutTransform)
     })
 
-    // The client's own members come from @effect/sql (transactions, reserve, reactivity); its statements are
-    // PoolStatements (./statement.ts), which run on `target` without a Scope per statement.
+    // The client's own members come from @effect/sql (reserve, reactivity); its statements are PoolStatements
+    // (./statement.ts), which run on `target` without a Scope per statement, and its transactions ours
+    // (./transaction.ts), which fail instead of dying when a COMMIT fails.
+    const pooledOf = (connection: SqlConnection.Connection) =>
+      connection instanceof PinnedConnection ? connection.conn : undefined
     const finish = (
       base: SqlClient.SqlClient,
       target: StatementTarget,
+      transactions: TransactionTarget,
       transforms: RowTransform
     ): PgClient.PgClient => {
       let withoutTransforms: PgClient.PgClient | undefined
       const sql: PgClient.PgClient = Object.assign(makeConstructor(base, target, spanAttributes, transforms), {
         [SqlClient.TypeId]: SqlClient.TypeId as SqlClient.TypeId,
         safe: undefined as unknown as PgClient.PgClient,
-        withTransaction: base.withTransaction,
+        withTransaction: makeWithTransaction(spanAttributes, transactions),
         reserve: base.reserve,
         withoutTransforms: (): PgClient.PgClient =>
-          transforms === undefined ? sql : (withoutTransforms ??= finish(base.withoutTransforms(), target, undefined)),
+          transforms === undefined
+            ? sql
+            : (withoutTransforms ??= finish(base.withoutTransforms(), target, transactions, undefined)),
         reactive: base.reactive,
         reactiveMailbox: base.reactiveMailbox,
         ...listenAndNotify(base)
@@ -275,19 +281,34 @@ export const make = (
       return Object.assign(sql, { safe: sql })
     }
 
-    const build = (target: StatementTarget, transactionAcquirer: SqlConnection.Connection.Acquirer) =>
+    const build = (
+      target: StatementTarget,
+      transactions: TransactionTarget,
+      reserveConnection: SqlConnection.Connection.Acquirer
+    ) =>
       Effect.map(
         SqlClient.make({
           acquirer: Effect.succeed(target.connection),
-          transactionAcquirer,
+          // what `sql.reserve` hands out (@effect/sql's transactions are replaced by ours in `finish`)
+          transactionAcquirer: reserveConnection,
           compiler,
           spanAttributes,
           transformRows
         }),
-        (base) => finish(base, target, transformRows)
+        (base) => finish(base, target, transactions, transformRows)
       )
 
-    const client = yield* build({ connection: pooledConnection, joinsTransactions: () => true }, reserve)
+    const client = yield* build(
+      { connection: pooledConnection, joinsTransactions: () => true },
+      {
+        acquire: Effect.flatMap(Scope.make(), (scope) =>
+          Effect.map(Scope.extend(reserve, scope), (connection) => [scope, connection] as const)
+        ),
+        joins: () => true,
+        pooledOf
+      },
+      reserve
+    )
 
     // Pinned clients are built once per physical connection and reused by every later holder of it. Their
     // statements stay on that connection, and their `withTransaction` opens a transaction there, even inside a
@@ -296,26 +317,16 @@ export const make = (
     const pinned = (conn: PooledConnection): PgClient.PgClient => {
       if (conn.cache !== undefined) return conn.cache as PgClient.PgClient
       const connection = new PinnedConnection(conn)
+      const isThis = (other: SqlConnection.Connection) => other === connection
       const exit = Runtime.runSyncExit(runtime)(
         build(
-          { connection, joinsTransactions: (transaction) => transaction === connection },
+          { connection, joinsTransactions: isThis },
+          { acquire: Effect.succeed([undefined, connection] as const), joins: isThis, pooledOf },
           Effect.succeed(connection)
         )
       )
       if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
-      const withTransaction = exit.value.withTransaction
-      const pinnedClient = Object.assign(exit.value, {
-        withTransaction: <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError, R> =>
-          Effect.withFiberRuntime((fiber) => {
-            const outer = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
-            if (outer._tag === "None" || outer.value[0] === connection) return withTransaction(effect)
-            // the outer transaction is another connection's: this one opens its own
-            return Effect.mapInputContext(
-              withTransaction(effect as Effect.Effect<A, E, Exclude<R, SqlClient.TransactionConnection>>),
-              Context.omit(SqlClient.TransactionConnection)
-            ) as Effect.Effect<A, E | SqlError, R>
-          })
-      })
+      const pinnedClient = exit.value
       conn.cache = pinnedClient
       return pinnedClient
     }

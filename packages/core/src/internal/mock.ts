@@ -23,6 +23,7 @@ import type * as DbMock from "../DbMock.js"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import * as PoolConfig from "../PoolConfig.js"
 import { ClosedByReason, type PoolState, PoolStatistics } from "../PoolStatistics.js"
+import { makeWithTransaction } from "./transaction.js"
 
 type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
@@ -345,13 +346,20 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
     const reactivity = yield* Reactivity.Reactivity
     const build = (
       acquirer: SqlConnection.Connection.Acquirer,
-      transactionAcquirer: SqlConnection.Connection.Acquirer
+      transactionAcquirer: SqlConnection.Connection.Acquirer,
+      joins: (transaction: SqlConnection.Connection) => boolean = () => true
     ) =>
       SqlClient.make({ acquirer, transactionAcquirer, compiler, spanAttributes, transformRows }).pipe(
         Effect.provideService(Reactivity.Reactivity, reactivity),
         Effect.map(
           (sql): PgClient.PgClient =>
             Object.assign(sql, {
+              // the real client's transactions: a failed COMMIT fails, it does not die
+              withTransaction: makeWithTransaction(spanAttributes, {
+                acquire: Effect.map(Effect.scoped(transactionAcquirer), (conn) => [undefined, conn] as const),
+                joins,
+                pooledOf: () => undefined
+              }),
               [PgClient.TypeId]: PgClient.TypeId as PgClient.TypeId,
               config: pgConfig,
               json: (value: unknown) => PgJson(value),
@@ -416,8 +424,12 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
     const db: Db.Db.Service = {
       withConnection: (f) =>
         Effect.suspend(() => {
-          const conn = Effect.succeed(new MockConnection())
-          return Effect.flatMap(build(conn, conn), f)
+          const connection = new MockConnection()
+          const conn = Effect.succeed(connection)
+          return Effect.flatMap(
+            build(conn, conn, (transaction) => transaction === connection),
+            f
+          )
         }),
       statistics: Effect.sync(statistics),
       health: Effect.map(Clock.currentTimeMillis, (now) => {
