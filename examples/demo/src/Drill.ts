@@ -322,18 +322,15 @@ export interface LeakCheck {
 
 /** A separate client, outside the pool, to see what the server sees. */
 export const makeServerView = (
-  config: Db.Db.Service["config"]
+  pool: PgClient.PgClientConfig
 ): Effect.Effect<(applicationName: string) => Effect.Effect<number, string>, never, Scope.Scope> =>
   Effect.gen(function* () {
+    // the pool's own connection settings (db.sql.config), as one more plain @effect/sql-pg connection
     const client = yield* PgClient.make({
-      host: config.host,
-      port: config.port,
-      database: config.database,
-      username: config.user,
-      password: config.password,
-      ssl: config.ssl === false ? false : { rejectUnauthorized: config.ssl.rejectUnauthorized },
+      ...pool,
       applicationName: "effect-pg-pool-demo-check",
       maxConnections: 1,
+      minConnections: 0,
       connectTimeout: "5 seconds"
     }).pipe(Effect.provide(Reactivity.layer), Effect.either)
     return (applicationName: string) =>

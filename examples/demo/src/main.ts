@@ -166,7 +166,7 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
     ]
     yield* Effect.provide(drive(state, db, header, out), context)
 
-    const serverSessions = yield* Drill.makeServerView(config)
+    const serverSessions = yield* Drill.makeServerView(db.sql.config)
     const leak = yield* Effect.provide(Drill.checkLeaks(serverSessions), context)
     const stats = yield* db.statistics
     if (target.kind === "external") {

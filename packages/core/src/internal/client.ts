@@ -60,6 +60,27 @@ const ATTR_DB_NAMESPACE = "db.namespace"
 const ATTR_SERVER_ADDRESS = "server.address"
 const ATTR_SERVER_PORT = "server.port"
 
+/** `PgClient.config` as @effect/sql-pg would report it for the same settings. @internal */
+export const toPgClientConfig = (config: PoolConfig, options: ClientOptions): PgClient.PgClientConfig => ({
+  url: config.url,
+  host: config.host,
+  port: config.port,
+  database: config.database,
+  username: config.user,
+  password: config.password,
+  ssl: config.ssl === false ? false : { rejectUnauthorized: config.ssl.rejectUnauthorized },
+  applicationName: config.applicationName,
+  connectTimeout: config.connectTimeout,
+  idleTimeout: config.maxIdleTime,
+  connectionTTL: config.maxLifetime,
+  maxConnections: config.maxSize,
+  minConnections: config.minSize,
+  spanAttributes: options.spanAttributes,
+  transformResultNames: options.transformResultNames,
+  transformQueryNames: options.transformQueryNames,
+  transformJson: options.transformJson
+})
+
 /** @internal */
 export const make = (
   pool: Pool,
@@ -79,25 +100,7 @@ export const make = (
       [ATTR_SERVER_ADDRESS, config.host],
       [ATTR_SERVER_PORT, config.port]
     ]
-    const pgConfig: PgClient.PgClientConfig = {
-      url: config.url,
-      host: config.host,
-      port: config.port,
-      database: config.database,
-      username: config.user,
-      password: config.password,
-      ssl: config.ssl === false ? false : { rejectUnauthorized: config.ssl.rejectUnauthorized },
-      applicationName: config.applicationName,
-      connectTimeout: config.connectTimeout,
-      idleTimeout: config.maxIdleTime,
-      connectionTTL: config.maxLifetime,
-      maxConnections: config.maxSize,
-      minConnections: config.minSize,
-      spanAttributes: options.spanAttributes,
-      transformResultNames: options.transformResultNames,
-      transformQueryNames: options.transformQueryNames,
-      transformJson: options.transformJson
-    }
+    const pgConfig = toPgClientConfig(config, options)
 
     const acquireError = (error: AcquireTimeout | PoolClosed) => new SqlError({ cause: error, message: error.message })
 

@@ -23,6 +23,8 @@ import type * as DbMock from "../DbMock.js"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import * as PoolConfig from "../PoolConfig.js"
 import { ClosedByReason, type PoolState, PoolStatistics } from "../PoolStatistics.js"
+import { toPgClientConfig } from "./client.js"
+import { noConnectionsClosed } from "./pool.js"
 import { makeWithTransaction } from "./transaction.js"
 
 type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
@@ -180,20 +182,7 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
       database: "postgres",
       password: undefined
     }
-    const pgConfig: PgClient.PgClientConfig = {
-      url: config.url,
-      host: config.host,
-      port: config.port,
-      database: config.database,
-      username: config.user,
-      ssl: false,
-      applicationName: config.applicationName,
-      maxConnections: config.maxSize,
-      minConnections: config.minSize,
-      transformResultNames: options.transformResultNames,
-      transformQueryNames: options.transformQueryNames,
-      transformJson: options.transformJson
-    }
+    const pgConfig = toPgClientConfig(config, options)
 
     const recorded: Array<DbMock.RecordedQuery> = []
     const entries: Array<Entry> = (options.responses ?? []).map((response) => ({ response, used: 0 }))
@@ -404,16 +393,7 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
         acquisitionTimeP99Ms: 0,
         acquireTimeouts: 0,
         connectionsCreated: config.minSize,
-        connectionsClosed: new ClosedByReason({
-          lifetime: 0,
-          idle: 0,
-          maxQueries: 0,
-          broken: 0,
-          validation: 0,
-          reset: 0,
-          cancel: 0,
-          shutdown: 0
-        }),
+        connectionsClosed: new ClosedByReason(noConnectionsClosed()),
         reconnectAttempts: 0,
         leaksSuspected: 0,
         state: health.status,

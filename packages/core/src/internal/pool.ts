@@ -46,6 +46,18 @@ export interface PoolOptions {
   readonly metrics?: PoolMetrics | undefined
 }
 
+/** Closed connections by reason, all zero. @internal */
+export const noConnectionsClosed = (): Record<CloseReason, number> => ({
+  lifetime: 0,
+  idle: 0,
+  maxQueries: 0,
+  broken: 0,
+  validation: 0,
+  reset: 0,
+  cancel: 0,
+  shutdown: 0
+})
+
 /** How often idle connections are checked for lifetime/idle time and held ones for leaks. */
 const housekeepingPeriodMillis = 1_000
 /** How often a down server's port is probed to cut the backoff short. */
@@ -120,16 +132,7 @@ export class Pool {
   private latencyCount = 0
   private acquireTimeouts = 0
   private created = 0
-  private readonly closed: Record<CloseReason, number> = {
-    lifetime: 0,
-    idle: 0,
-    maxQueries: 0,
-    broken: 0,
-    validation: 0,
-    reset: 0,
-    cancel: 0,
-    shutdown: 0
-  }
+  private readonly closed = noConnectionsClosed()
   private reconnectAttempts = 0
   private leaks = 0
   private lastError: string | undefined = undefined
