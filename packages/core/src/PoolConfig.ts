@@ -126,6 +126,14 @@ export interface PoolConfig {
   readonly queryTimeout: Duration.Duration | undefined
   /** TCP keepalive on connections. Default true, `DB_POOL_KEEPALIVE`. */
   readonly keepAlive: boolean
+  /**
+   * What a returned connection gets before the next caller. `auto`: a ROLLBACK if a transaction is open, and
+   * `DISCARD ALL` (+ `onConnect`) only after a statement that may leave session state (`SET`, temp tables,
+   * `LISTEN`, advisory locks, `set_config`…, recognised by its text). `always`: `DISCARD ALL` on every return —
+   * one more round trip per checkout, for code whose functions change session state behind a plain `SELECT`.
+   * Default auto, `DB_POOL_RESET`.
+   */
+  readonly reset: "auto" | "always"
   /** Retry schedule for failed connections. `DB_POOL_RECONNECT_*`. */
   readonly reconnect: ReconnectConfig
   /** `eager` fails startup when the database is unreachable; `lazy` starts degraded. Default eager, `DB_POOL_INIT`. */
@@ -191,6 +199,7 @@ export interface PoolConfigInput {
   readonly cancelTimeout?: Duration.DurationInput | string | undefined
   readonly queryTimeout?: Duration.DurationInput | string | undefined
   readonly keepAlive?: boolean | undefined
+  readonly reset?: "auto" | "always" | undefined
   readonly reconnect?:
     | {
         readonly initialDelay?: Duration.DurationInput | string | undefined

@@ -544,6 +544,18 @@ describe("PoolConfig", () => {
       })
     )
 
+    it.effect("reads the reset mode in any case and rejects unknown modes", () =>
+      Effect.gen(function* () {
+        assert.strictEqual((yield* withEnv({ DATABASE_URL: URL })).reset, "auto")
+        assert.strictEqual((yield* withEnv({ DATABASE_URL: URL, DB_POOL_RESET: "Always" })).reset, "always")
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_RESET: "never" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_RESET (never) must be auto or always: auto discards session state only after statements that " +
+            "may leave some, always runs DISCARD ALL on every return"
+        ])
+      })
+    )
+
     it.effect("reads the init mode in any case and rejects unknown modes", () =>
       Effect.gen(function* () {
         const config = yield* withEnv({ DATABASE_URL: URL, DB_POOL_INIT: "LAZY" })

@@ -32,6 +32,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
   cancelTimeout: Duration.seconds(5),
   queryTimeout: undefined,
   keepAlive: true,
+  reset: "auto",
   reconnect: {
     initialDelay: Duration.seconds(1),
     factor: 2,
@@ -68,6 +69,7 @@ const ENV = {
   cancelTimeout: "DB_POOL_CANCEL_TIMEOUT",
   queryTimeout: "DB_POOL_QUERY_TIMEOUT",
   keepAlive: "DB_POOL_KEEPALIVE",
+  reset: "DB_POOL_RESET",
   initialDelay: "DB_POOL_RECONNECT_INITIAL_DELAY",
   factor: "DB_POOL_RECONNECT_FACTOR",
   maxDelay: "DB_POOL_RECONNECT_MAX_DELAY",
@@ -199,6 +201,16 @@ const init: Parse<"eager" | "lazy"> = (raw) => {
     : Either.left(
         "must be eager or lazy: eager fails startup when the database is unreachable, " +
           "lazy starts degraded and connects in the background"
+      )
+}
+
+const reset: Parse<"auto" | "always"> = (raw) => {
+  const mode = typeof raw === "string" ? raw.trim().toLowerCase() : undefined
+  return mode === "auto" || mode === "always"
+    ? Either.right(mode)
+    : Either.left(
+        "must be auto or always: auto discards session state only after statements that may leave some, " +
+          "always runs DISCARD ALL on every return"
       )
 }
 
@@ -757,6 +769,7 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
     ),
     queryTimeout: optionalPositive("queryTimeout", "a client-side limit per query"),
     keepAlive: issues.read("keepAlive", ENV.keepAlive, raw.keepAlive, d.keepAlive, boolean),
+    reset: issues.read("reset", ENV.reset, raw.reset, d.reset, reset),
     reconnect: {
       initialDelay,
       factor: issues.read("reconnect.factor", ENV.factor, reconnectRaw.factor, r.factor, factor),
@@ -841,6 +854,7 @@ export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.flatMa
       cancelTimeout: env.get(ENV.cancelTimeout),
       queryTimeout: env.get(ENV.queryTimeout),
       keepAlive: env.get(ENV.keepAlive),
+      reset: env.get(ENV.reset),
       reconnect: {
         initialDelay: env.get(ENV.initialDelay),
         factor: env.get(ENV.factor),

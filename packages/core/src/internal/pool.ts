@@ -400,6 +400,7 @@ export class Pool {
       this.close(conn, conn.inFlight > 0 ? "cancel" : "broken")
       return
     }
+    if (this.config.reset === "always") conn.sessionDirty = true
     if (conn.transactionStatus !== "I" || conn.sessionDirty) return this.reset(conn)
     this.recycleOrOffer(conn)
     return
