@@ -3,9 +3,18 @@ import { assert, it, layer } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, TestClock } from "effect"
 import type { Db } from "../src/Db.js"
 import { AcquireTimeout } from "../src/PoolError.js"
-import { adminClient, adminQuery, backendPids, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
+import {
+  adminClient,
+  adminQuery,
+  backendPids,
+  eventually,
+  makeDb,
+  realSleep,
+  uniqueAppName,
+  waitingIs
+} from "./utils.js"
 
-/** Holds one connection until the returned `release` is completed. */
+/** Holds one connection until the returned `release` is completed; reports its backend pid (utils' `hold` does not). */
 const hold = (db: Db.Service) =>
   Effect.gen(function* () {
     const acquired = yield* Deferred.make<number>()
@@ -25,12 +34,6 @@ const pidOf = (db: Db.Service) =>
   Effect.map(
     db.withConnection((sql) => sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`),
     (rows) => rows[0]!.pid
-  )
-
-const waitingIs = (db: Db.Service, n: number) =>
-  eventually(
-    `${n} callers wait`,
-    Effect.map(db.statistics, (s) => s.waiting === n)
   )
 
 it.layer(PgTestServer.layer, { timeout: 60_000 })("ConnectionPool", (it) => {

@@ -194,25 +194,27 @@ const name: Parse<string> = (raw) =>
     ? Either.right(raw)
     : Either.left("must be a non-empty string: name the pool for logs and metrics, e.g. default")
 
-const init: Parse<"eager" | "lazy"> = (raw) => {
-  const mode = typeof raw === "string" ? raw.trim().toLowerCase() : undefined
-  return mode === "eager" || mode === "lazy"
-    ? Either.right(mode)
-    : Either.left(
-        "must be eager or lazy: eager fails startup when the database is unreachable, " +
-          "lazy starts degraded and connects in the background"
-      )
-}
+/** One of two modes, in any case; the message names both and says what each does. */
+const mode =
+  <A extends string, B extends string>(a: A, b: B, explanation: string): Parse<A | B> =>
+  (raw) => {
+    const value = typeof raw === "string" ? raw.trim().toLowerCase() : undefined
+    return value === a || value === b
+      ? Either.right(value as A | B)
+      : Either.left(`must be ${a} or ${b}: ${explanation}`)
+  }
 
-const reset: Parse<"auto" | "always"> = (raw) => {
-  const mode = typeof raw === "string" ? raw.trim().toLowerCase() : undefined
-  return mode === "auto" || mode === "always"
-    ? Either.right(mode)
-    : Either.left(
-        "must be auto or always: auto discards session state only after statements that may leave some, " +
-          "always runs DISCARD ALL on every return"
-      )
-}
+const init = mode(
+  "eager",
+  "lazy",
+  "eager fails startup when the database is unreachable, lazy starts degraded and connects in the background"
+)
+
+const reset = mode(
+  "auto",
+  "always",
+  "auto discards session state only after statements that may leave some, always runs DISCARD ALL on every return"
+)
 
 const UNIT_MILLIS = new Map<string, number>([
   ...["ns", "nano", "nanos"].map((u) => [u, 1e-6] as const),
