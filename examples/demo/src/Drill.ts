@@ -325,9 +325,12 @@ export const makeServerView = (
   pool: PgClient.PgClientConfig
 ): Effect.Effect<(applicationName: string) => Effect.Effect<number, string>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    // the pool's own connection settings (db.sql.config), as one more plain @effect/sql-pg connection
+    // The pool's own connection settings (db.sql.config), as one more plain @effect/sql-pg connection — without
+    // the URL, which carries the pool's application_name and would override this client's (pg lets a connection
+    // string win over fields), so the check would count itself among the pool's sessions.
+    const { url: _url, ...settings } = pool
     const client = yield* PgClient.make({
-      ...pool,
+      ...settings,
       applicationName: "effect-pg-pool-demo-check",
       maxConnections: 1,
       minConnections: 0,
