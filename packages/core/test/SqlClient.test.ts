@@ -811,7 +811,10 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("SqlClient drop-in", (it) => {
           yield* pooled`CREATE TABLE ${pooled(t)} (id int PRIMARY KEY)`
           const pidOf = (sql: SqlClient.SqlClient) =>
             Effect.map(sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`, (rows) => rows[0]!.pid)
-          let outcome: { outerPid: number; inner: { pid: number; joined: number; seen: ReadonlyArray<unknown> } }
+          let outcome: {
+            outerPid: number
+            inner: { pid: number; joined: number; seen: ReadonlyArray<unknown>; streamedPid: number }
+          }
           yield* pooled
             .withTransaction(
               Effect.gen(function* () {
@@ -825,7 +828,10 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("SqlClient drop-in", (it) => {
                       Effect.zipRight(sql`INSERT INTO ${sql(t)} ${sql.insert({ id: 2 })}`, pidOf(pooled))
                     )
                     const seen = yield* sql<{ id: number }>`SELECT id FROM ${sql(t)} ORDER BY id`
-                    return { pid, joined, seen }
+                    const streamed = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.stream.pipe(
+                      Stream.runCollect
+                    )
+                    return { pid, joined, seen, streamedPid: Chunk.unsafeHead(streamed).pid }
                   })
                 )
                 outcome = { outerPid, inner }
@@ -836,6 +842,7 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("SqlClient drop-in", (it) => {
           outcome = outcome!
           assert.notStrictEqual(outcome.inner.pid, outcome.outerPid, "the pinned client kept its own connection")
           assert.strictEqual(outcome.inner.joined, outcome.inner.pid, "statements inside its transaction joined it")
+          assert.strictEqual(outcome.inner.streamedPid, outcome.inner.pid, "its cursors stay on its connection too")
           assert.deepStrictEqual(outcome.inner.seen, [{ id: 2 }], "the outer transaction's row was not visible")
           // the outer transaction rolled back; the pinned one had committed on its own
           assert.deepStrictEqual(yield* pooled<{ id: number }>`SELECT id FROM ${pooled(t)}`, [{ id: 2 }])

@@ -18,7 +18,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Effectable from "effect/Effectable"
 import { identity } from "effect/Function"
-import type * as Stream from "effect/Stream"
+import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 
 type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
@@ -61,8 +61,22 @@ class PoolStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> impl
   compile(withoutTransform?: boolean | undefined) {
     return this.inner.compile(withoutTransform)
   }
+  /** A cursor, through @effect/sql; kept off another connection's transaction like the other operations. */
   get stream(): Stream.Stream<A, SqlError> {
-    return this.inner.stream
+    const { inner, target } = this
+    return Stream.unwrap(
+      Effect.withFiberRuntime((fiber) => {
+        const transaction = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
+        if (transaction._tag === "None" || target.joinsTransactions(transaction.value[0])) {
+          return Effect.succeed(inner.stream)
+        }
+        // @effect/sql's stream takes the transaction's connection when there is one: name ours instead (a stream's
+        // context can be overridden, not narrowed)
+        return Effect.succeed(
+          Stream.provideService(inner.stream, SqlClient.TransactionConnection, [target.connection, 0] as const)
+        )
+      })
+    )
   }
 
   commit(): Effect.Effect<ReadonlyArray<A>, SqlError> {
