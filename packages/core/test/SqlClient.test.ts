@@ -5,7 +5,7 @@
  * expectation is the upstream behaviour and not our guess of it.
  */
 import { NodeContext } from "@effect/platform-node"
-import { Model, SqlClient, SqlResolver, SqlSchema } from "@effect/sql"
+import { Model, SqlClient, SqlResolver, SqlSchema, Statement } from "@effect/sql"
 import { PgClient, PgMigrator } from "@effect/sql-pg"
 import { assert, it, type Vitest } from "@effect/vitest"
 import { PgTestServer } from "@effect-pg-pool/testkit"
@@ -906,6 +906,15 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("SqlClient drop-in", (it) => {
           assert.deepStrictEqual(yield* sql`SELECT id FROM ${sql(t)}`, [{ id: 2 }])
           assert.strictEqual((yield* settledStatistics).active, 0)
         })
+    )
+
+    it.effect("a statement transformer still rewrites statements, pooled and pinned", () =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const rewritten = Statement.withTransformer((_, make) => Effect.succeed(make`SELECT 2 AS n`))
+        assert.deepStrictEqual(yield* rewritten(sql`SELECT 1 AS n`), [{ n: 2 }])
+        assert.deepStrictEqual(yield* rewritten(Db.withConnection((pinned) => pinned`SELECT 1 AS n`.values)), [[2]])
+      })
     )
 
     it.effect("statements are traced as sql.execute spans under an installed tracer, pooled and pinned", () =>

@@ -80,34 +80,56 @@ class PoolStatement<A> extends Effectable.Class<ReadonlyArray<A>, SqlError> impl
   }
 
   commit(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.run("execute", false, this.inner, (conn, sql, params) => conn.execute(sql, params, this.transformRows))
+    return this.run(
+      "execute",
+      false,
+      () => this.inner,
+      (conn, sql, params) => conn.execute(sql, params, this.transformRows)
+    )
   }
   get withoutTransform(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.run("executeWithoutTransform", true, this.inner.withoutTransform, (conn, sql, params) =>
-      conn.execute(sql, params, undefined)
+    return this.run(
+      "executeWithoutTransform",
+      true,
+      () => this.inner.withoutTransform,
+      (conn, sql, params) => conn.execute(sql, params, undefined)
     )
   }
   get raw(): Effect.Effect<unknown, SqlError> {
-    return this.run("executeRaw", true, this.inner.raw, (conn, sql, params) => conn.executeRaw(sql, params))
+    return this.run(
+      "executeRaw",
+      true,
+      () => this.inner.raw,
+      (conn, sql, params) => conn.executeRaw(sql, params)
+    )
   }
   get values(): Effect.Effect<ReadonlyArray<ReadonlyArray<unknown>>, SqlError> {
-    return this.run("executeValues", false, this.inner.values, (conn, sql, params) => conn.executeValues(sql, params))
+    return this.run(
+      "executeValues",
+      false,
+      () => this.inner.values,
+      (conn, sql, params) => conn.executeValues(sql, params)
+    )
   }
   get unprepared(): Effect.Effect<ReadonlyArray<A>, SqlError> {
-    return this.run("executeUnprepared", false, this.inner.unprepared, (conn, sql, params) =>
-      conn.executeUnprepared(sql, params, this.transformRows)
+    return this.run(
+      "executeUnprepared",
+      false,
+      () => this.inner.unprepared,
+      (conn, sql, params) => conn.executeUnprepared(sql, params, this.transformRows)
     )
   }
 
   private run<X>(
     operation: Operation,
     withoutTransform: boolean,
-    viaEffectSql: Effect.Effect<X, SqlError>,
+    /** Built only when a transformer is installed: the getters of @effect/sql build a new effect each time. */
+    viaEffectSql: () => Effect.Effect<X, SqlError>,
     execute: (conn: SqlConnection.Connection, sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<X, SqlError>
   ): Effect.Effect<X, SqlError> {
     return Effect.withFiberRuntime((fiber) => {
       // a transformer rewrites the statement before it runs: @effect/sql's own execution applies it
-      if (fiber.getFiberRef(Statement.currentTransformer)._tag === "Some") return viaEffectSql
+      if (fiber.getFiberRef(Statement.currentTransformer)._tag === "Some") return viaEffectSql()
       const transaction = Context.getOption(fiber.currentContext, SqlClient.TransactionConnection)
       const conn =
         transaction._tag === "Some" && this.target.joinsTransactions(transaction.value[0])
