@@ -1,6 +1,7 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Logger, Option, TestClock } from "effect"
+import type * as Db from "../src/Db.js"
 import { adminClient, adminQuery, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
 
 const runningQueries = (admin: Parameters<typeof adminQuery>[0], applicationName: string) =>
@@ -13,18 +14,25 @@ const runningQueries = (admin: Parameters<typeof adminQuery>[0], applicationName
     (rows) => rows[0]!.n
   )
 
+/** Starts `pg_sleep(30)` on the pool's only connection; returns once the server runs it. */
+const startLongQuery = (db: Db.Db.Service, admin: Parameters<typeof adminQuery>[0], applicationName: string) =>
+  Effect.gen(function* () {
+    const pid = (yield* db.sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid
+    const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
+    yield* eventually(
+      "the query runs",
+      Effect.map(runningQueries(admin, applicationName), (n) => n === 1)
+    )
+    return { pid, fiber }
+  })
+
 layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("query cancellation", (it) => {
   it.scoped("an interrupted query is cancelled server-side and its connection serves the next query", () =>
     Effect.gen(function* () {
       const applicationName = uniqueAppName("cancel")
       const db = yield* makeDb({ minSize: 1, maxSize: 1, applicationName })
       const admin = yield* adminClient
-      const pid = (yield* db.sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid
-      const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
-      yield* eventually(
-        "the query runs",
-        Effect.map(runningQueries(admin, applicationName), (n) => n === 1)
-      )
+      const { pid, fiber } = yield* startLongQuery(db, admin, applicationName)
       yield* realSleep(100)
       const startedAt = Date.now()
       const exit = yield* Fiber.interrupt(fiber)
@@ -81,12 +89,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("query
       const db = yield* makeDb({ minSize: 1, maxSize: 1, applicationName, cancelTimeout: "200 millis" })
       const admin = yield* adminClient
       // a backend that cannot act on the cancel in time: suspended with SIGSTOP (the server runs on this machine)
-      const pid = (yield* db.sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`)[0]!.pid
-      const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
-      yield* eventually(
-        "the query runs",
-        Effect.map(runningQueries(admin, applicationName), (n) => n === 1)
-      )
+      const { pid, fiber } = yield* startLongQuery(db, admin, applicationName)
       process.kill(pid, "SIGSTOP")
       const startedAt = Date.now()
       yield* Fiber.interrupt(fiber)

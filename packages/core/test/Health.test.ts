@@ -10,7 +10,8 @@ import {
   backendPids,
   eventually,
   hold,
-  makeDb,
+  makePool,
+  probed,
   realSleep,
   uniqueAppName,
   waitingIs
@@ -25,22 +26,6 @@ const statusIs = (db: Db.Db.Service, status: HealthStatus["status"], timeoutMill
     Effect.map(db.health, (h) => h.status === status),
     timeoutMillis
   )
-
-/**
- * The pool runs a health probe as soon as it is up (and every 5 s): wait for that round trip, so it does not
- * race what a test checks next.
- */
-const probed = (db: Db.Db.Service) =>
-  eventually(
-    "the first health probe is done",
-    Effect.map(
-      db.health,
-      (h) => Option.isSome(h.database.probedAt) && h.statistics.active === 0 && h.statistics.pending === 0
-    )
-  )
-
-/** A pool on the test server, once its first probe is done. */
-const makePool = (options: Omit<Db.DbOptions, "url">) => Effect.tap(makeDb(options), probed)
 
 const reasonOf = (health: HealthStatus) => Option.getOrElse(health.reason, () => "")
 

@@ -25,7 +25,8 @@ import {
   backendPids,
   eventually,
   hold,
-  makeDb,
+  makePool,
+  probed,
   realSleep,
   uniqueAppName,
   waitingIs
@@ -80,22 +81,6 @@ const connectionCount = (pool: string) =>
     idle: gauge("db.client.connection.count", pool, { "db.client.connection.state": "idle" }),
     used: gauge("db.client.connection.count", pool, { "db.client.connection.state": "used" })
   })
-
-/**
- * The pool runs a health probe as soon as it is up (and every 5 s): wait for that round trip, so it does not
- * race what a test checks next.
- */
-const probed = (db: Db.Db.Service) =>
-  eventually(
-    "the first health probe is done",
-    Effect.map(
-      db.health,
-      (h) => Option.isSome(h.database.probedAt) && h.statistics.active === 0 && h.statistics.pending === 0
-    )
-  )
-
-/** A pool on the test server, once its first probe is done. */
-const makePool = (options: Omit<Db.DbOptions, "url">) => Effect.tap(makeDb(options), probed)
 
 interface LogEntry {
   readonly level: string
@@ -471,6 +456,22 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("metrics", (it) => {
 
 const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
 
+/** One connection behind the fault proxy, validated after 100 ms idle, within 300 ms: for silent-connection tests. */
+const validatingPoolBehindProxy = (prefix: string) =>
+  Effect.gen(function* () {
+    const proxy = yield* FaultProxy.FaultProxy
+    const name = uniquePoolName(prefix)
+    const db = yield* Db.make({
+      url: proxy.url,
+      name,
+      minSize: 1,
+      maxSize: 1,
+      validateAfterIdle: "100 millis",
+      validationTimeout: "300 millis"
+    }).pipe(Effect.provide(Reactivity.layer), Effect.tap(probed))
+    return { proxy, name, db }
+  })
+
 layer(Env, { timeout: 60_000, excludeTestServices: true })("metrics, real time", (it) => {
   it.scoped("the connection count agrees with the statistics while the health probe holds a connection", () =>
     Effect.gen(function* () {
@@ -501,16 +502,7 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("metrics, real time",
 
   it.scoped("closed counts a silent idle connection as failing validation within validationTimeout", () =>
     Effect.gen(function* () {
-      const proxy = yield* FaultProxy.FaultProxy
-      const name = uniquePoolName("validation-timeout")
-      const db = yield* Db.make({
-        url: proxy.url,
-        name,
-        minSize: 1,
-        maxSize: 1,
-        validateAfterIdle: "100 millis",
-        validationTimeout: "300 millis"
-      }).pipe(Effect.provide(Reactivity.layer), Effect.tap(probed))
+      const { proxy, name, db } = yield* validatingPoolBehindProxy("validation-timeout")
       yield* Effect.ensuring(
         Effect.gen(function* () {
           yield* db.sql`SELECT 1`
@@ -536,16 +528,7 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("metrics, real time",
 
   it.scoped("an acquisition whose idle connection fails validation is counted once, with its whole wait", () =>
     Effect.gen(function* () {
-      const proxy = yield* FaultProxy.FaultProxy
-      const name = uniquePoolName("validation")
-      const db = yield* Db.make({
-        url: proxy.url,
-        name,
-        minSize: 1,
-        maxSize: 1,
-        validateAfterIdle: "100 millis",
-        validationTimeout: "300 millis"
-      }).pipe(Effect.provide(Reactivity.layer), Effect.tap(probed))
+      const { proxy, name, db } = yield* validatingPoolBehindProxy("validation")
       yield* Effect.ensuring(
         Effect.gen(function* () {
           yield* db.sql`SELECT 1`

@@ -1,6 +1,6 @@
 import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
-import { Deferred, Effect, Fiber, Layer, Redacted } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Redacted } from "effect"
 import * as Pg from "pg"
 import * as Db from "../src/Db.js"
 
@@ -82,3 +82,19 @@ export const waitingIs = (db: Db.Db.Service, n: number) =>
     `${n} callers wait`,
     Effect.map(db.statistics, (s) => s.waiting === n)
   )
+
+/**
+ * The pool runs a health probe as soon as it is up (and every 5 s): wait for that round trip, so it does not
+ * race what a test checks next.
+ */
+export const probed = (db: Db.Db.Service) =>
+  eventually(
+    "the first health probe is done",
+    Effect.map(
+      db.health,
+      (h) => Option.isSome(h.database.probedAt) && h.statistics.active === 0 && h.statistics.pending === 0
+    )
+  )
+
+/** A pool on the test server, once its first probe is done. */
+export const makePool = (options: Omit<Db.DbOptions, "url">) => Effect.tap(makeDb(options), probed)
