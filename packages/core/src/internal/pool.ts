@@ -34,6 +34,7 @@ import * as Connection from "./connection.js"
 import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
+import { Waiter, WaiterQueue } from "./waiters.js"
 
 type PooledConnection = Connection.PooledConnection
 
@@ -67,28 +68,12 @@ const healthProbePeriodMillis = 5_000
 /** How many acquisition times are kept for the percentiles. */
 const latencySamples = 1024
 
-class Waiter {
-  conn: PooledConnection | undefined = undefined
-  done = false
-  resume: ((effect: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed>) => void) | undefined = undefined
-  outcome: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> | undefined = undefined
-  constructor(
-    readonly enqueuedAt: number,
-    readonly deadline: number,
-    readonly startedAtPerf: number,
-    readonly site: string | undefined
-  ) {}
-
-  settle(outcome: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed>): void {
-    this.done = true
-    if (this.resume !== undefined) this.resume(outcome)
-    else this.outcome = outcome
-  }
-
-  readonly await = Effect.async<PooledConnection, AcquireTimeout | PoolClosed>((resume) => {
-    if (this.outcome !== undefined) return resume(this.outcome)
-    this.resume = resume
-  })
+/** One call to `acquire`: where it stands in the FIFO order and when it must give up. */
+interface Attempt {
+  readonly arrivedAt: number
+  readonly deadline: number
+  readonly startedAtPerf: number
+  readonly site: string | undefined
 }
 
 /** @internal */
@@ -99,15 +84,14 @@ export class Pool {
   private readonly queryHooks: Connection.QueryHooks
   private readonly metrics: PoolMetrics
   private readonly acquireTimeoutMillis: number
+  private readonly validationTimeoutMillis: number
   private readonly validateAfterIdleMillis: number
   private readonly leakThresholdMillis: number
 
   private readonly idle: Array<PooledConnection> = []
   private readonly all = new Set<PooledConnection>()
   private readonly byClient = new WeakMap<Pg.Client, PooledConnection>()
-  private readonly queue: Array<Waiter> = []
-  private queueHead = 0
-  private waitingCount = 0
+  private readonly waiters = new WaiterQueue()
   private pending = 0
   private nextId = 1
 
@@ -152,6 +136,7 @@ export class Pool {
     this.name = config.name
     this.metrics = options.metrics ?? noopMetrics
     this.acquireTimeoutMillis = Duration.toMillis(config.acquireTimeout)
+    this.validationTimeoutMillis = Duration.toMillis(config.validationTimeout)
     this.validateAfterIdleMillis = Duration.toMillis(config.validateAfterIdle)
     this.leakThresholdMillis = Duration.toMillis(config.leakDetectionThreshold)
     this.startedAt = clock.unsafeCurrentTimeMillis()
@@ -183,9 +168,19 @@ export class Pool {
   // acquisition
   // ---------------------------------------------------------------------------------------------------------
 
+  /** Monotonic milliseconds for deadlines, lifetimes and idle times: a wall-clock step (NTP) must not move them. */
+  now(): number {
+    return Number(this.clock.unsafeCurrentTimeNanos()) / 1_000_000
+  }
+
+  private get waitingCount(): number {
+    return this.waiters.size
+  }
+
   /**
-   * Must run uninterruptibly (the callers below do): `restore` makes only the wait interruptible, and a
-   * connection granted to a waiter that is interrupted at the same instant is returned, never lost.
+   * Must run uninterruptibly (the callers below do): `restore` makes only the waits interruptible, and a
+   * connection granted to a waiter that is interrupted at the same instant is returned, never lost. One
+   * deadline, `acquireTimeout` after the call, bounds the whole acquisition, validations included.
    */
   acquire(
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -195,34 +190,48 @@ export class Pool {
         this.metrics.failed(0)
         return Effect.fail(new PoolClosed({ poolName: this.name }))
       }
-      const startedAtPerf = performance.now()
-      const site = this.leakThresholdMillis > 0 ? acquisitionSite(fiber.currentSpan) : undefined
-      while (this.idle.length > 0 && this.waitingCount === 0) {
-        const conn = this.idle.pop()!
-        if (!this.usable(conn)) continue
-        const now = this.clock.unsafeCurrentTimeMillis()
-        if (now - conn.releasedAt > this.validateAfterIdleMillis) {
-          this.take(conn, site)
-          return this.validate(conn, restore, startedAtPerf, site)
-        }
-        return Effect.succeed(this.checkout(conn, startedAtPerf, site))
+      const now = this.now()
+      const attempt: Attempt = {
+        arrivedAt: now,
+        deadline: now + this.acquireTimeoutMillis,
+        startedAtPerf: performance.now(),
+        site: this.leakThresholdMillis > 0 ? acquisitionSite(fiber.currentSpan) : undefined
       }
-      return this.wait(restore, startedAtPerf, site)
+      return this.takeIdleOrWait(restore, attempt, false)
     })
+  }
+
+  /** An idle connection when no one waits (validated first if it idled long), else a place in the queue. */
+  private takeIdleOrWait(
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+    attempt: Attempt,
+    retry: boolean
+  ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
+    while (this.idle.length > 0 && this.waitingCount === 0) {
+      const conn = this.idle.pop()!
+      if (!this.usable(conn)) continue
+      if (this.now() - conn.releasedAt > this.validateAfterIdleMillis) {
+        this.take(conn, attempt.site)
+        return this.validate(conn, restore, attempt)
+      }
+      return Effect.succeed(this.checkout(conn, attempt.startedAtPerf, attempt.site))
+    }
+    return this.wait(restore, attempt, retry)
   }
 
   private wait(
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-    startedAtPerf: number,
-    site: string | undefined
+    attempt: Attempt,
+    retry: boolean
   ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
-    const now = this.clock.unsafeCurrentTimeMillis()
-    const waiter = new Waiter(now, now + this.acquireTimeoutMillis, startedAtPerf, site)
-    this.queue.push(waiter)
-    this.waitingCount++
+    const now = this.now()
+    if (now >= attempt.deadline) return Effect.fail(this.acquireTimedOut(attempt, now))
+    const waiter = new Waiter(attempt.arrivedAt, attempt.deadline, attempt.startedAtPerf, attempt.site)
+    // a retry (after a failed validation) arrived before everyone who queued meanwhile: it keeps its place
+    const isHead = retry ? this.waiters.insertByArrival(waiter) : (this.waiters.push(waiter), this.waitingCount === 1)
     if (this.waitingCount > this.peakWaiting) this.peakWaiting = this.waitingCount
     this.metrics.pendingRequests(this.waitingCount)
-    if (this.waitingCount === 1) this.wakeDeadlines?.()
+    if (isHead) this.wakeDeadlines?.()
     this.fill()
     return Effect.onExit(restore(waiter.await), (exit) => {
       if (Exit.isSuccess(exit)) return Effect.void
@@ -234,35 +243,13 @@ export class Pool {
   private abandon(waiter: Waiter): void {
     if (!waiter.done) {
       waiter.done = true
-      this.waitingCount--
+      this.waiters.remove(waiter)
       this.metrics.pendingRequests(this.waitingCount)
     } else if (waiter.conn !== undefined) {
       const conn = waiter.conn
       waiter.conn = undefined
       this.release(conn)
     }
-  }
-
-  private nextWaiter(): Waiter | undefined {
-    while (this.queueHead < this.queue.length) {
-      const waiter = this.queue[this.queueHead]!
-      this.queue[this.queueHead] = undefined as any
-      this.queueHead++
-      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-        this.queue.splice(0, this.queueHead)
-        this.queueHead = 0
-      }
-      if (!waiter.done) return waiter
-    }
-    return undefined
-  }
-
-  private peekWaiter(): Waiter | undefined {
-    for (let i = this.queueHead; i < this.queue.length; i++) {
-      const waiter = this.queue[i]!
-      if (!waiter.done) return waiter
-    }
-    return undefined
   }
 
   private checkout(conn: PooledConnection, startedAtPerf: number, site: string | undefined): PooledConnection {
@@ -273,7 +260,7 @@ export class Pool {
   /** Takes a connection out of the pool, for the caller or for its validation first. */
   private take(conn: PooledConnection, site: string | undefined): void {
     conn.status = "active"
-    conn.acquiredAt = this.clock.unsafeCurrentTimeMillis()
+    conn.acquiredAt = this.now()
     conn.leakReported = false
     conn.acquisitionSite = site as any
     const active = this.all.size - this.idle.length
@@ -294,9 +281,8 @@ export class Pool {
 
   /** Hands a clean connection to the head waiter, or parks it as idle. */
   private offer(conn: PooledConnection): void {
-    const waiter = this.nextWaiter()
+    const waiter = this.waiters.shift()
     if (waiter !== undefined) {
-      this.waitingCount--
       this.metrics.pendingRequests(this.waitingCount)
       this.checkout(conn, waiter.startedAtPerf, waiter.site)
       waiter.conn = conn
@@ -304,7 +290,7 @@ export class Pool {
       return
     }
     conn.status = "idle"
-    conn.releasedAt = this.clock.unsafeCurrentTimeMillis()
+    conn.releasedAt = this.now()
     this.idle.push(conn)
     this.metrics.connections(this.idle.length, this.all.size - this.idle.length)
   }
@@ -314,8 +300,7 @@ export class Pool {
       this.close(conn, "broken")
       return false
     }
-    const now = this.clock.unsafeCurrentTimeMillis()
-    if (now >= conn.expiresAt) {
+    if (this.now() >= conn.expiresAt) {
       this.close(conn, "lifetime")
       return false
     }
@@ -325,43 +310,59 @@ export class Pool {
   private validate(
     conn: PooledConnection,
     restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-    startedAtPerf: number,
-    site: string | undefined
+    attempt: Attempt
   ): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
-    // Acquisition runs uninterruptibly: only the raced round trip may be interrupted by its timeout. A
+    // Acquisition runs uninterruptibly: only the raced round trip may be interrupted, by its timeout or the
+    // caller's. The round trip gets validationTimeout, or what is left of the caller's acquireTimeout. A
     // connection that does not answer is discarded, not cancelled: marked broken first, its query's canceler
     // returns at once instead of waiting up to cancelTimeout on the same dead network path.
-    const roundTrip = failAfter(Effect.interruptible(this.rawQuery(conn, "")), this.config.validationTimeout, () => {
-      const error = new Error(
-        `no answer to the validation round trip within ${Duration.format(this.config.validationTimeout)}`
-      )
-      conn.broken ??= error
-      return error
-    })
-    return roundTrip.pipe(
-      Effect.matchEffect({
-        onSuccess: () => Effect.sync(() => this.handOut(conn, startedAtPerf)),
-        onFailure: (cause) => {
-          this.log("Warning", "connection failed validation; discarded", {
-            connectionId: conn.id,
-            error: this.redact(cause)
-          })
-          conn.broken ??= cause
-          this.close(conn, "validation")
-          // the acquisition continues as if that connection had never been idle
-          return Effect.withFiberRuntime<PooledConnection, AcquireTimeout | PoolClosed>(() => {
-            if (this.closing) return Effect.fail(new PoolClosed({ poolName: this.name }))
-            while (this.idle.length > 0 && this.waitingCount === 0) {
-              const next = this.idle.pop()!
-              if (!this.usable(next)) continue
-              this.take(next, site)
-              return this.validate(next, restore, startedAtPerf, site)
-            }
-            return this.wait(restore, startedAtPerf, site)
-          })
-        }
+    const limit = Math.max(0, Math.min(this.validationTimeoutMillis, attempt.deadline - this.now()))
+    const roundTrip = restore(
+      failAfter(Effect.interruptible(this.rawQuery(conn, "")), limit, () => {
+        const error = new Error(`no answer to the validation round trip within ${Math.round(limit)} ms`)
+        conn.broken ??= error
+        return error
       })
     )
+    return Effect.matchCauseEffect(roundTrip, {
+      onSuccess: () => Effect.sync(() => this.handOut(conn, attempt.startedAtPerf)),
+      onFailure: (cause) => {
+        if (Cause.isInterruptedOnly(cause)) {
+          // the caller gave up during the round trip, which was cancelled and settled: the connection answered
+          if (conn.broken === undefined && isQueryable(conn.client)) this.offer(conn)
+          else this.close(conn, "validation")
+          return Effect.failCause(cause as Cause.Cause<never>)
+        }
+        this.log("Warning", "connection failed validation; discarded", {
+          connectionId: conn.id,
+          error: this.redact(Cause.squash(cause))
+        })
+        conn.broken ??= Cause.squash(cause)
+        this.close(conn, "validation")
+        // the acquisition continues as if that connection had never been idle, with the time it has left
+        return Effect.suspend(() =>
+          this.closing
+            ? Effect.fail(new PoolClosed({ poolName: this.name }))
+            : this.takeIdleOrWait(restore, attempt, true)
+        )
+      }
+    })
+  }
+
+  /** The failure of an acquisition whose deadline passed, counted and logged once. */
+  private acquireTimedOut(attempt: Attempt, now: number): AcquireTimeout {
+    this.acquireTimeouts++
+    this.metrics.timedOut(performance.now() - attempt.startedAtPerf)
+    const waited = Math.round(now - attempt.arrivedAt)
+    const statistics = this.statistics()
+    this.log("Warning", "timed out waiting for a connection", {
+      waitedMillis: waited,
+      active: statistics.active,
+      total: statistics.total,
+      waiting: statistics.waiting,
+      state: statistics.state
+    })
+    return new AcquireTimeout({ waitedMillis: waited, statistics })
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -389,7 +390,7 @@ export class Pool {
     if (conn.leakReported) {
       this.log("Info", "connection suspected of leaking was returned", {
         connectionId: conn.id,
-        heldMillis: this.clock.unsafeCurrentTimeMillis() - conn.acquiredAt
+        heldMillis: Math.round(this.now() - conn.acquiredAt)
       })
     }
     if (this.closing) {
@@ -408,7 +409,7 @@ export class Pool {
 
   private recycleOrOffer(conn: PooledConnection): void {
     if (conn.queries >= this.config.maxQueries) return this.close(conn, "maxQueries")
-    if (this.clock.unsafeCurrentTimeMillis() >= conn.expiresAt) return this.close(conn, "lifetime")
+    if (this.now() >= conn.expiresAt) return this.close(conn, "lifetime")
     this.offer(conn)
   }
 
@@ -816,21 +817,26 @@ export class Pool {
   // ---------------------------------------------------------------------------------------------------------
 
   /**
-   * Every waiter has the same timeout, so deadlines grow with the queue: one fiber sleeping until the head's
-   * deadline serves them all, instead of a timer per waiter.
+   * Every acquisition has the same timeout and the queue is in arrival order, so deadlines grow along it: one
+   * fiber sleeping until the head's deadline serves them all, instead of a timer per waiter. It is woken when
+   * the head changes to an earlier deadline (a first waiter, or a retry put back at the front).
    */
   deadlineLoop(): Effect.Effect<never> {
     const wakeUp = Effect.async<void>((resume) => {
-      this.wakeDeadlines = () => {
+      const wake = () => {
         this.wakeDeadlines = undefined
         resume(Effect.void)
       }
+      this.wakeDeadlines = wake
+      return Effect.sync(() => {
+        if (this.wakeDeadlines === wake) this.wakeDeadlines = undefined
+      })
     })
     return Effect.suspend(() => {
-      const head = this.peekWaiter()
+      const head = this.waiters.head
       if (head === undefined) return wakeUp
-      const now = this.clock.unsafeCurrentTimeMillis()
-      if (head.deadline > now) return Effect.sleep(head.deadline - now)
+      const now = this.now()
+      if (head.deadline > now) return Effect.raceFirst(Effect.sleep(head.deadline - now), wakeUp)
       this.timeOut(head, now)
       return Effect.void
     }).pipe(Effect.forever)
@@ -838,23 +844,9 @@ export class Pool {
 
   private timeOut(waiter: Waiter, now: number): void {
     waiter.done = true
-    this.waitingCount--
-    this.acquireTimeouts++
+    this.waiters.remove(waiter)
     this.metrics.pendingRequests(this.waitingCount)
-    this.metrics.timedOut(performance.now() - waiter.startedAtPerf)
-    const waited = now - waiter.enqueuedAt
-    const statistics = this.statistics()
-    this.log("Warning", "timed out waiting for a connection", {
-      waitedMillis: waited,
-      active: statistics.active,
-      total: statistics.total,
-      waiting: statistics.waiting,
-      state: statistics.state
-    })
-    const error = new AcquireTimeout({ waitedMillis: waited, statistics })
-    waiter.done = true
-    if (waiter.resume !== undefined) waiter.resume(Effect.fail(error))
-    else waiter.outcome = Effect.fail(error)
+    waiter.settle(Effect.fail(this.acquireTimedOut(waiter, now)))
   }
 
   housekeeping(): Effect.Effect<never> {
@@ -866,7 +858,7 @@ export class Pool {
 
   private housekeep(): void {
     if (this.closing) return
-    const now = this.clock.unsafeCurrentTimeMillis()
+    const now = this.now()
     const maxIdle = Duration.toMillis(this.config.maxIdleTime)
     // oldest idle first (the stack's bottom), so the warm ones stay
     for (const conn of [...this.idle]) {
@@ -901,7 +893,7 @@ export class Pool {
     const self = this
     return Effect.gen(function* () {
       if (self.closing) return
-      const startedAt = self.clock.unsafeCurrentTimeMillis()
+      const startedAt = self.now()
       self.closing = true
       const busyAtStart = self.all.size - self.idle.length
       const waitersAtStart = self.waitingCount
@@ -909,12 +901,11 @@ export class Pool {
       self.updateState()
       self.settleInit()
       const closedError = new PoolClosed({ poolName: self.name })
-      for (let waiter = self.nextWaiter(); waiter !== undefined; waiter = self.nextWaiter()) {
+      for (let waiter = self.waiters.shift(); waiter !== undefined; waiter = self.waiters.shift()) {
         self.metrics.failed(performance.now() - waiter.startedAtPerf)
         waiter.done = true
         waiter.settle(Effect.fail(closedError))
       }
-      self.waitingCount = 0
       self.metrics.pendingRequests(0)
       for (const conn of [...self.idle]) self.close(conn, "shutdown")
       let cancelled = 0
@@ -932,7 +923,7 @@ export class Pool {
         }
       }
       self.log("Info", "pool shut down", {
-        elapsedMillis: self.clock.unsafeCurrentTimeMillis() - startedAt,
+        elapsedMillis: Math.round(self.now() - startedAt),
         activeAtStart: busyAtStart,
         waitersWoken: waitersAtStart,
         cancelledAfterTimeout: cancelled,
@@ -977,8 +968,8 @@ export class Pool {
   }
 
   get oldestWaiterMillis(): number {
-    const head = this.peekWaiter()
-    return head === undefined ? 0 : this.clock.unsafeCurrentTimeMillis() - head.enqueuedAt
+    const head = this.waiters.head
+    return head === undefined ? 0 : Math.round(this.now() - head.arrivedAt)
   }
 
   private updateState(): void {
@@ -1045,13 +1036,14 @@ export class Pool {
     return Effect.suspend(() => {
       if (this.closing) return Effect.void
       const now = this.clock.unsafeCurrentTimeMillis()
+      const nowMonotonic = this.now()
       if (this.idle.length > 0 && this.waitingCount === 0) {
         const conn = this.idle.pop()!
         if (!this.usable(conn)) return Effect.void
         // the probe must not make an idle connection look recently used, or it would never idle out
         const releasedAt = conn.releasedAt
         conn.status = "active"
-        conn.acquiredAt = now
+        conn.acquiredAt = nowMonotonic
         conn.acquiredAtPerf = performance.now()
         this.metrics.connections(this.idle.length, this.all.size - this.idle.length)
         const startedAt = performance.now()
