@@ -200,7 +200,9 @@ export const makeWithConfig = (
     yield* pool.initialize()
     const { pinned, withPooled } = clients
     return {
-      withConnection: (f) => withPooled((conn) => f(pinned(conn))),
+      // suspended: a callback that throws instead of returning an effect is a defect inside the guarded region,
+      // so its connection is returned like on any other failure
+      withConnection: (f) => withPooled((conn) => Effect.suspend(() => f(pinned(conn)))),
       statistics: Effect.sync(() => pool.statistics()),
       health: Effect.sync(() => pool.health()),
       sql: clients.client,

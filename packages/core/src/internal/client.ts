@@ -24,6 +24,7 @@ import type * as Pg from "pg"
 import Cursor from "pg-cursor"
 import type { PoolConfig } from "../PoolConfig.js"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
+import * as Connection from "./connection.js"
 import { mayLeaveSessionState, type PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
@@ -173,31 +174,63 @@ export const make = (
         err ? Effect.fail(statementError(conn, err)) : Effect.succeed(result)
       )
 
+    // A cursor holds its connection until it is closed: it counts as in flight (shutdown cancels it, a release
+    // while it is open discards the connection) and nothing else may run on the connection meanwhile. A read
+    // interrupted on the server's time is cancelled there, as a statement is.
     const stream = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) =>
       Effect.gen(function* () {
         if (mayLeaveSessionState(sql)) conn.sessionDirty = true
+        if (conn.blockedByCursor()) {
+          return yield* Effect.fail(
+            new SqlError({
+              message:
+                "Cannot open a stream on a connection whose other stream (cursor) is still open: PostgreSQL runs one " +
+                "at a time per connection. Consume or end the first stream, or open this one on the pool"
+            })
+          )
+        }
         const cursor = conn.client.query(new Cursor(sql, params as Array<any>))
         conn.queries++
+        conn.inFlight++
+        conn.cursor = cursor as unknown as { readonly state: string }
+        let reading = false
+        const forget = (closed: boolean) =>
+          Effect.sync(() => {
+            conn.inFlight--
+            if (conn.cursor === (cursor as unknown)) conn.cursor = undefined
+            if (!closed) conn.broken ??= new Error("a cursor could not be closed in time")
+          })
         yield* Effect.addFinalizer(() =>
-          Effect.async<void>((resume) => {
-            cursor.close(() => resume(Effect.void))
-          }).pipe(
-            // a finalizer: only the raced wait may be interruptible, or a pending interruption aborts it
-            Effect.interruptible,
-            (close) => timeoutOption(close, config.cancelTimeout),
-            Effect.flatMap((closed) =>
-              Effect.sync(() => {
-                if (Option.isNone(closed)) conn.broken ??= new Error("a cursor could not be closed in time")
-              })
-            )
-          )
+          Effect.suspend(() => {
+            // still queued behind another statement: never sent, nothing to close or cancel
+            if (Connection.unqueue(conn.client, cursor)) return forget(true)
+            const close = Effect.async<void>((resume) => {
+              cursor.close(() => resume(Effect.void))
+            })
+            const target = reading ? conn.cancelTarget() : undefined
+            const closed =
+              target === undefined
+                ? Effect.interruptible(close).pipe((work) => timeoutOption(work, config.cancelTimeout))
+                : Effect.asSome(
+                    Connection.cancelAndAwait(target, close, config.cancelTimeout, () => {
+                      conn.broken ??= new Error("a cursor could not be cancelled in time")
+                    })
+                  )
+            return Effect.flatMap(closed, (done) => forget(Option.isSome(done)))
+          })
         )
         const pull = Effect.async<Chunk.Chunk<any>, Option.Option<SqlError>>((resume) => {
+          reading = true
           cursor.read(128, (err, rows) => {
-            if (err) resume(Effect.fail(Option.some(statementError(conn, err))))
-            else if (Arr.isNonEmptyArray(rows)) {
+            reading = false
+            if (err) return resume(Effect.fail(Option.some(statementError(conn, err))))
+            if (!Arr.isNonEmptyArray(rows)) return resume(Effect.fail(Option.none()))
+            try {
               resume(Effect.succeed(Chunk.unsafeFromArray(transform ? transform(rows) : rows)))
-            } else resume(Effect.fail(Option.none()))
+            } catch (defect) {
+              // a throwing transform (user code) is a defect of the stream, never a throw inside pg
+              resume(Effect.die(defect))
+            }
           })
         })
         return Stream.repeatEffectChunkOption(pull)
@@ -304,9 +337,15 @@ export const make = (
     const client = yield* build(
       { connection: pooledConnection, joinsTransactions: () => true },
       {
-        acquire: Effect.flatMap(Scope.make(), (scope) =>
-          Effect.map(Scope.extend(reserve, scope), (connection) => [scope, connection] as const)
-        ),
+        // the wait is interruptible where the caller is; once granted, the connection is the scope's to return
+        acquire: (restore) =>
+          Effect.flatMap(Scope.make(), (scope) =>
+            pool.acquire(restore).pipe(
+              Effect.mapError(acquireError),
+              Effect.tap((conn) => Scope.addFinalizer(scope, pool.releaseEffect(conn))),
+              Effect.map((conn) => [scope, new PinnedConnection(conn)] as const)
+            )
+          ),
         joins: () => true,
         pooledOf
       },
@@ -324,7 +363,7 @@ export const make = (
       const exit = Runtime.runSyncExit(runtime)(
         build(
           { connection, joinsTransactions: isThis },
-          { acquire: Effect.succeed([undefined, connection] as const), joins: isThis, pooledOf },
+          { acquire: () => Effect.succeed([undefined, connection] as const), joins: isThis, pooledOf },
           Effect.succeed(connection)
         )
       )

@@ -47,6 +47,8 @@ export class PooledConnection {
   /** Set when the socket errored or ended, or a cancellation failed: never hand it out again. */
   broken: unknown = undefined
   inFlight = 0
+  /** The cursor (stream) open on it, if any: pg runs nothing else on the connection until it has finished. */
+  cursor: { readonly state: string } | undefined = undefined
   leakReported = false
   /** Where the current holder acquired it, captured only when leak detection is on. */
   acquisitionSite: Error | undefined = undefined
@@ -64,9 +66,44 @@ export class PooledConnection {
     this.releasedAt = createdAt
   }
 
-  get processId(): number | undefined {
-    return (this.client as any).processID ?? undefined
+  private cancelTo: CancelTarget | undefined = undefined
+
+  /** Whether an unfinished cursor holds the connection: anything else sent now would wait for it forever. */
+  blockedByCursor(): boolean {
+    const state = this.cursor?.state
+    return state !== undefined && state !== "done" && state !== "error"
   }
+
+  /**
+   * Where a CancelRequest for this session goes: the address its socket is connected to (a host name may
+   * resolve to several addresses, each maybe another server), or its Unix socket; undefined before the
+   * server sent the backend key.
+   */
+  cancelTarget(): CancelTarget | undefined {
+    if (this.cancelTo !== undefined) return this.cancelTo
+    const client = this.client as any
+    const processId = client.processID as number | null | undefined
+    const secretKey = client.secretKey as number | null | undefined
+    if (processId == null || secretKey == null) return undefined
+    const socket = client.connection?.stream as Net.Socket | undefined
+    const host = client.host as string
+    const port = client.port as number
+    const address =
+      socket?.remoteAddress !== undefined
+        ? { host: socket.remoteAddress, port: socket.remotePort ?? port }
+        : host.startsWith("/")
+          ? { path: `${host}/.s.PGSQL.${port}` }
+          : { host, port }
+    this.cancelTo = { address, processId, secretKey }
+    return this.cancelTo
+  }
+}
+
+/** @internal */
+export interface CancelTarget {
+  readonly address: { readonly host: string; readonly port: number } | { readonly path: string }
+  readonly processId: number
+  readonly secretKey: number
 }
 
 /** @internal */
@@ -170,14 +207,9 @@ export const destroy = (client: Pg.Client): void => {
  *
  * @internal
  */
-export const sendCancelRequest = (
-  host: string,
-  port: number,
-  processId: number,
-  secretKey: number
-): Effect.Effect<void> =>
+export const sendCancelRequest = ({ address, processId, secretKey }: CancelTarget): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
-    const socket = Net.connect({ host, port })
+    const socket = Net.connect(address)
     let done = false
     const finish = () => {
       if (done) return
@@ -204,8 +236,6 @@ export const sendCancelRequest = (
 /** @internal */
 export interface QueryHooks {
   readonly cancelTimeout: Duration.Duration
-  readonly host: string
-  readonly port: number
   readonly onCancelFailed: (conn: PooledConnection, reason: CloseReason) => void
 }
 
@@ -213,7 +243,9 @@ export interface QueryHooks {
  * Runs one query on a checked-out connection. On interruption the query is cancelled server-side and the
  * interruption completes only once the backend is idle again, so the connection can be handed to the next
  * caller without a late cancel hitting their query. If that takes longer than `cancelTimeout`, the
- * connection is marked broken and the pool discards it.
+ * connection is marked broken and the pool discards it. A query still queued behind another one on the same
+ * connection (concurrent statements of one pinned client or transaction) has not been sent: interrupting it
+ * takes it out of the queue, unsent, and never cancels what runs — that is a sibling's statement.
  *
  * @internal
  */
@@ -228,24 +260,36 @@ export const runQuery = <A>(
   counted = true
 ): Effect.Effect<A, any> =>
   Effect.async<A, any>((resume) => {
+    // pg would queue the statement behind the open cursor, which waits for the caller: a deadlock
+    if (conn.blockedByCursor()) return resume(settle(onResult, cursorOpenError(), undefined))
     let settled = false
     let onSettled: (() => void) | undefined
     conn.inFlight++
     if (counted) conn.queries++
-    ;(conn.client as any).query(query, values, (err: Error | undefined, result: any) => {
-      conn.inFlight--
-      settled = true
-      // After a FATAL error the server ends the session; its socket may not have closed yet when the caller
-      // releases the connection, which must not go back to the pool.
-      if (err != null && isSessionFatal(err)) conn.broken ??= err
-      if (onSettled !== undefined) onSettled()
-      else resume(onResult(err ?? undefined, result))
-    })
+    const submitted = new Pg.Query(
+      query as any,
+      values as Array<unknown> | undefined,
+      ((err: Error | undefined, result: any) => {
+        conn.inFlight--
+        settled = true
+        // After a FATAL error the server ends the session; its socket may not have closed yet when the caller
+        // releases the connection, which must not go back to the pool.
+        if (err != null && isSessionFatal(err)) conn.broken ??= err
+        if (onSettled !== undefined) onSettled()
+        else resume(settle(onResult, err ?? undefined, result))
+      }) as any
+    )
+    conn.client.query(submitted)
     return Effect.suspend(() => {
       if (settled) return Effect.void
-      const processId = (conn.client as any).processID as number | null
-      const secretKey = (conn.client as any).secretKey as number | null
-      if (processId == null || secretKey == null || conn.broken !== undefined) {
+      if (unqueue(conn.client, submitted)) {
+        settled = true
+        conn.inFlight--
+        if (counted) conn.queries--
+        return Effect.void
+      }
+      const target = conn.cancelTarget()
+      if (target === undefined || conn.broken !== undefined) {
         hooks.onCancelFailed(conn, "cancel")
         return Effect.void
       }
@@ -253,20 +297,62 @@ export const runQuery = <A>(
         if (settled) return resumeSettled(Effect.void)
         onSettled = () => resumeSettled(Effect.void)
       })
-      // This runs as the interrupted fiber's finalizer, so only the raced wait may be interruptible: marking the
-      // whole canceler interruptible would let the pending interruption abort it at once.
-      return Effect.all([sendCancelRequest(hooks.host, hooks.port, processId, secretKey), querySettled], {
-        concurrency: 2,
-        discard: true
-      }).pipe(
-        Effect.interruptible,
-        (cancelled) => timeoutOption(cancelled, hooks.cancelTimeout),
-        Effect.flatMap((completed) =>
-          Option.isNone(completed) ? Effect.sync(() => hooks.onCancelFailed(conn, "cancel")) : Effect.void
-        )
-      )
+      return cancelAndAwait(target, querySettled, hooks.cancelTimeout, () => hooks.onCancelFailed(conn, "cancel"))
     })
   })
+
+/**
+ * Sends the CancelRequest and waits until the statement has settled, both bounded by `cancelTimeout`; calls
+ * `onTimeout` if they do not finish by then. Runs as an interrupted fiber's finalizer, so only the raced wait
+ * may be interruptible: marking the whole canceler interruptible would let the pending interruption abort it
+ * at once.
+ *
+ * @internal
+ */
+export const cancelAndAwait = (
+  target: CancelTarget,
+  settled: Effect.Effect<void>,
+  cancelTimeout: Duration.Duration,
+  onTimeout: () => void
+): Effect.Effect<void> =>
+  Effect.all([sendCancelRequest(target), settled], { concurrency: 2, discard: true }).pipe(
+    Effect.interruptible,
+    (cancelled) => timeoutOption(cancelled, cancelTimeout),
+    Effect.flatMap((completed) => (Option.isNone(completed) ? Effect.sync(onTimeout) : Effect.void))
+  )
+
+/** The outcome of a statement: a transform (user code) that throws is a defect, never a throw inside pg. */
+const settle = <A>(
+  onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>,
+  err: Error | undefined,
+  result: any
+): Effect.Effect<A, any> => {
+  try {
+    return onResult(err, result)
+  } catch (defect) {
+    return Effect.die(defect)
+  }
+}
+
+/**
+ * Takes a statement (or cursor) out of pg's queue if it is still there, i.e. not sent yet.
+ *
+ * @internal
+ */
+export const unqueue = (client: Pg.Client, query: object): boolean => {
+  const queue = (client as any)._queryQueue as Array<unknown> | undefined
+  const index = queue === undefined ? -1 : queue.indexOf(query)
+  if (index === -1) return false
+  queue!.splice(index, 1)
+  return true
+}
+
+const cursorOpenError = () =>
+  new Error(
+    "a stream (cursor) is still open on this connection, and PostgreSQL runs nothing else on a connection until " +
+      "its cursor is closed: consume or end the stream first, or run this statement on the pool (outside " +
+      "withConnection / the transaction)"
+  )
 
 /** FATAL/PANIC (e.g. 57P01 terminated by an administrator) or class 08 (connection exception). */
 const isSessionFatal = (err: Error): boolean => {

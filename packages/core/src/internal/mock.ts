@@ -345,7 +345,7 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
             Object.assign(sql, {
               // the real client's transactions: a failed COMMIT fails, it does not die
               withTransaction: makeWithTransaction(spanAttributes, {
-                acquire: Effect.map(Effect.scoped(transactionAcquirer), (conn) => [undefined, conn] as const),
+                acquire: () => Effect.map(Effect.scoped(transactionAcquirer), (conn) => [undefined, conn] as const),
                 joins,
                 pooledOf: () => undefined
               }),

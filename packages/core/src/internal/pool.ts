@@ -156,8 +156,6 @@ export class Pool {
     }
     this.queryHooks = {
       cancelTimeout: config.cancelTimeout,
-      host: config.host,
-      port: config.port,
       onCancelFailed: (conn) => {
         conn.broken ??= new Error("the query could not be cancelled in time")
       }
@@ -228,7 +226,7 @@ export class Pool {
     if (now >= attempt.deadline) return Effect.fail(this.acquireTimedOut(attempt, now))
     const waiter = new Waiter(attempt.arrivedAt, attempt.deadline, attempt.startedAtPerf, attempt.site)
     // a retry (after a failed validation) arrived before everyone who queued meanwhile: it keeps its place
-    const isHead = retry ? this.waiters.insertByArrival(waiter) : (this.waiters.push(waiter), this.waitingCount === 1)
+    const isHead = retry ? this.waiters.insertByArrival(waiter) : this.waiters.push(waiter)
     if (this.waitingCount > this.peakWaiting) this.peakWaiting = this.waitingCount
     this.metrics.pendingRequests(this.waitingCount)
     if (isHead) this.wakeDeadlines?.()
@@ -934,14 +932,10 @@ export class Pool {
   }
 
   private cancelAndClose(conn: PooledConnection): Effect.Effect<void> {
-    const processId = (conn.client as any).processID as number | null
-    const secretKey = (conn.client as any).secretKey as number | null
+    const target = conn.cancelTarget()
     const cancel =
-      conn.inFlight > 0 && processId != null && secretKey != null
-        ? Connection.sendCancelRequest(this.config.host, this.config.port, processId, secretKey).pipe(
-            Effect.timeoutOption(1_000),
-            Effect.interruptible
-          )
+      conn.inFlight > 0 && target !== undefined
+        ? Connection.sendCancelRequest(target).pipe(Effect.timeoutOption(1_000), Effect.interruptible)
         : Effect.void
     return Effect.zipRight(
       cancel,

@@ -27,8 +27,13 @@ import type { PooledConnection } from "./connection.js"
 
 /** Where a client's transactions run. */
 export interface TransactionTarget {
-  /** A connection for a new transaction, with the scope that returns it (none: nothing to return). */
-  readonly acquire: Effect.Effect<readonly [Scope.CloseableScope | undefined, SqlConnection.Connection], SqlError>
+  /**
+   * A connection for a new transaction, with the scope that returns it (none: nothing to return). Called
+   * uninterruptibly; `restore` makes the wait for the connection interruptible, as the caller was.
+   */
+  readonly acquire: (
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<readonly [Scope.CloseableScope | undefined, SqlConnection.Connection], SqlError>
   /** Whether an open transaction of the fiber (on `connection`) takes a nested call as a savepoint. */
   readonly joins: (connection: SqlConnection.Connection) => boolean
   /** The pooled connection behind one of our `SqlConnection`s. */
@@ -49,9 +54,10 @@ export const makeWithTransaction =
           const outer = Context.getOption(context, SqlClient.TransactionConnection)
           const nested = outer._tag === "Some" && target.joins(outer.value[0])
           const id = nested ? outer.value[1] + 1 : 0
-          const acquired = nested ? Effect.succeed([undefined, outer.value[0]] as const) : target.acquire
+          const acquired = nested ? Effect.succeed([undefined, outer.value[0]] as const) : target.acquire(restore)
           return Effect.flatMap(acquired, ([scope, conn]) =>
-            (id === 0 ? execute(conn, "BEGIN") : execute(conn, `SAVEPOINT effect_sql_${id}`)).pipe(
+            // BEGIN may be interrupted like any statement: the transaction then ends as a failed one (rolled back)
+            restore(id === 0 ? execute(conn, "BEGIN") : execute(conn, `SAVEPOINT effect_sql_${id}`)).pipe(
               Effect.zipRight(
                 Effect.locally(
                   restore(effect),

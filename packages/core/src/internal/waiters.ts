@@ -51,9 +51,10 @@ export class WaiterQueue {
   private tail: Waiter | undefined = undefined
   size = 0
 
-  /** Appends a new arrival. */
-  push(waiter: Waiter): void {
+  /** Appends a new arrival. Returns whether it became the head. */
+  push(waiter: Waiter): boolean {
     this.link(waiter, this.tail, undefined)
+    return this.size === 1
   }
 
   /**
@@ -62,7 +63,7 @@ export class WaiterQueue {
    * the oldest there are, so the walk from the head is short. Returns whether it became the head.
    */
   insertByArrival(waiter: Waiter): boolean {
-    let before: Waiter | undefined = undefined
+    let before: Waiter | undefined
     let after = this.head
     while (after !== undefined && after.arrivedAt <= waiter.arrivedAt) {
       before = after
