@@ -8,6 +8,7 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Redacted from "effect/Redacted"
 import * as internal from "./internal/config.js"
 import type { PoolConfigError } from "./PoolError.js"
@@ -145,9 +146,62 @@ export interface PoolConfig {
    * `application_name`.
    */
   readonly applicationName: string
-  /** Path of the JSON-lines log file. Default none, `DB_POOL_LOG_FILE`. */
+  /**
+   * Path of the JSON-lines log file that receives the pool's own events, and nothing of them reaches the console.
+   * Default none (the events go to the program's loggers), `DB_POOL_LOG_FILE`.
+   */
   readonly logFile: string | undefined
+  /**
+   * The lowest level of the pool's own events (`Debug` adds every connection opened and closed); also the
+   * program's with `PoolLogger.layerFromEnv`. Default: the program's (Effect's is `Info`), `DB_POOL_LOG_LEVEL`.
+   */
+  readonly logLevel: LogLevel.LogLevel | undefined
+  /**
+   * How the configuration named each setting, so that messages name what the user wrote: the option
+   * (`maxSize`, or `maxConnections` where that alias was used), the `Config` key (`PG_MAX`), or the
+   * environment variable (`DB_POOL_MAX_SIZE`).
+   */
+  readonly settingNames: SettingNames
 }
+
+/**
+ * A setting of the pool, by its option name; the reconnect schedule's as `reconnect.initialDelay` and so on.
+ *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // advice that names the setting as the configuration wrote it: maxSize, PG_MAX or DB_POOL_MAX_SIZE
+ * const advise = (setting: PoolConfig.Setting) =>
+ *   Effect.flatMap(Db.Db, ({ config }) => Effect.logWarning(`consider raising ${config.settingNames[setting]}`))
+ * const saturated = advise("maxSize")
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Setting = Exclude<keyof PoolConfig, "reconnect" | "settingNames"> | `reconnect.${keyof ReconnectConfig}`
+
+/**
+ * The name of every setting as its configuration wrote it (see `PoolConfig.settingNames`).
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // written in code, settings are named by option: names.maxSize is "maxSize", from the environment "DB_POOL_MAX_SIZE"
+ * const names = Effect.map(
+ *   PoolConfig.make({ url: Redacted.make("postgres://localhost/app"), maxSize: 4 }),
+ *   (config): PoolConfig.SettingNames => config.settingNames
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SettingNames = { readonly [K in Setting]: string }
 
 /**
  * What `make` accepts: every field is optional except a connection, given as `url` or as
@@ -213,6 +267,8 @@ export interface PoolConfigInput {
   readonly statementTimeout?: Duration.DurationInput | string | undefined
   readonly applicationName?: string | undefined
   readonly logFile?: string | undefined
+  /** `"Debug"`, `"Info"`, … or a `LogLevel`; the environment's names (`debug`, `warning`, …) work too. */
+  readonly logLevel?: LogLevel.LogLevel | LogLevel.Literal | undefined
 }
 
 /**

@@ -26,19 +26,18 @@
  *
  * @since 0.1.0
  */
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Config from "./internal/config.js"
 import * as internal from "./internal/logger.js"
 import type { PoolConfig } from "./PoolConfig.js"
-import { PoolConfigError } from "./PoolError.js"
+import type { PoolConfigError } from "./PoolError.js"
 
 /**
  * How the file logger redacts, filters and buffers.
@@ -73,8 +72,6 @@ export interface Options {
   readonly maxBufferedBytes?: number | undefined
 }
 
-const defaultMaxBufferedBytes = 8 * 1024 * 1024
-
 const toLogLevel = (level: LogLevel.LogLevel | LogLevel.Literal): LogLevel.LogLevel =>
   typeof level === "string" ? LogLevel.fromLiteral(level) : level
 
@@ -86,20 +83,6 @@ const secretsOf = (options: Options | undefined): Array<string> => {
   }
   return secrets
 }
-
-const openError = (path: string, error: Error) =>
-  new PoolConfigError({
-    issues: [
-      {
-        field: "logFile",
-        env: "DB_POOL_LOG_FILE",
-        value: path,
-        message:
-          `DB_POOL_LOG_FILE (${path}) cannot be opened for appending (${error.message}): ` +
-          `point it to a file in a writable directory, or unset it`
-      }
-    ]
-  })
 
 /**
  * The JSON-lines formatter on its own, as a `Logger` producing strings: for tests, or to send the same lines
@@ -147,10 +130,17 @@ export const jsonLineLogger = (options?: Pick<Options, "redact">): Logger.Logger
 export const make = (
   path: string,
   options?: Options
+): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> => makeNamed(path, options, "the log file")
+
+/** `setting` names the path in the error as the user gave it (`DB_POOL_LOG_FILE`, `logFile`). */
+const makeNamed = (
+  path: string,
+  options: Options | undefined,
+  setting: string
 ): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> =>
   Effect.gen(function* () {
-    const file = internal.LogFile.open(path, options?.maxBufferedBytes ?? defaultMaxBufferedBytes)
-    if (file instanceof Error) return yield* openError(path, file)
+    const file = internal.LogFile.open(path, options?.maxBufferedBytes ?? internal.defaultMaxBufferedBytes)
+    if (file instanceof Error) return yield* internal.openError(path, file, setting)
     yield* Effect.addFinalizer(() => file.close())
     return internal.fileLogger(file, internal.makeRedactor(secretsOf(options)))
   })
@@ -198,7 +188,12 @@ const install = (
  * @category layers
  */
 export const layer = (path: string, options?: Options): Layer.Layer<never, PoolConfigError> =>
-  Layer.scopedDiscard(Effect.flatMap(make(path, options), (logger) => install(logger, options?.minimumLogLevel)))
+  layerNamed(path, options, "the log file")
+
+const layerNamed = (path: string, options: Options | undefined, setting: string): Layer.Layer<never, PoolConfigError> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(makeNamed(path, options, setting), (logger) => install(logger, options?.minimumLogLevel))
+  )
 
 /**
  * Removes the console loggers and installs none: logs go nowhere, except to loggers that do not write to
@@ -242,48 +237,17 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
  */
 export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigError> =>
   Layer.unwrapEffect(
-    Effect.gen(function* () {
-      const env = yield* readEnv
-      const level = Option.getOrUndefined(env.level)
-      const parsedLevel = level === undefined ? undefined : internal.parseLogLevel(level)
-      if (level !== undefined && parsedLevel === undefined) {
-        return yield* new PoolConfigError({
-          issues: [
-            {
-              field: "logLevel",
-              env: "DB_POOL_LOG_LEVEL",
-              value: level,
-              message:
-                `DB_POOL_LOG_LEVEL (${level}) must be one of trace, debug, info, warning, error, fatal, all, ` +
-                `none: fix or unset it`
-            }
-          ]
-        })
-      }
-      const minimumLogLevel = parsedLevel ?? options?.minimumLogLevel
-      const file = Option.getOrUndefined(env.file)
-      if (file === undefined) return layerSilent({ minimumLogLevel })
+    Effect.map(Config.loggingFromEnv, (env) => {
+      const minimumLogLevel = env.logLevel ?? options?.minimumLogLevel
+      if (env.logFile === undefined) return layerSilent({ minimumLogLevel })
       const redact = [
         ...(options?.redact ?? []),
-        ...Option.match(env.url, { onNone: () => [], onSome: internal.passwordsInUrl }),
-        ...Option.toArray(env.password)
+        ...(env.url === undefined ? [] : internal.passwordsInUrl(env.url)),
+        ...(env.password === undefined ? [] : [env.password])
       ]
-      return layer(file, { ...options, redact, minimumLogLevel })
+      return layerNamed(env.logFile, { ...options, redact, minimumLogLevel }, "DB_POOL_LOG_FILE")
     })
   )
-
-const optionalText = (name: string): Effect.Effect<Option.Option<string>> =>
-  Effect.map(
-    Effect.orElseSucceed(Config.option(Config.string(name)), () => Option.none<string>()),
-    Option.filter((value) => value.trim() !== "")
-  )
-
-const readEnv = Effect.all({
-  file: optionalText("DB_POOL_LOG_FILE"),
-  level: optionalText("DB_POOL_LOG_LEVEL"),
-  url: optionalText("DATABASE_URL"),
-  password: optionalText("PGPASSWORD")
-})
 
 /**
  * Logs to the pool configuration's `logFile` (nowhere when it has none), never to the console, redacting the
@@ -304,6 +268,7 @@ const readEnv = Effect.all({
  */
 export const layerFromConfig = (config: PoolConfig, options?: Options): Layer.Layer<never, PoolConfigError> => {
   const redact = [...(options?.redact ?? []), config.password]
-  if (config.logFile === undefined) return layerSilent(options)
-  return layer(config.logFile, { ...options, redact })
+  const minimumLogLevel = config.logLevel ?? options?.minimumLogLevel
+  if (config.logFile === undefined) return layerSilent({ minimumLogLevel })
+  return layerNamed(config.logFile, { ...options, redact, minimumLogLevel }, config.settingNames.logFile)
 }

@@ -851,7 +851,8 @@ export class Pool {
       waiting: statistics.waiting,
       state: statistics.state
     })
-    const error = new AcquireTimeout({ waitedMillis: waited, statistics })
+    const { acquireTimeout, maxSize } = this.config.settingNames
+    const error = new AcquireTimeout({ waitedMillis: waited, statistics, settingNames: { maxSize, acquireTimeout } })
     waiter.done = true
     if (waiter.resume !== undefined) waiter.resume(Effect.fail(error))
     else waiter.outcome = Effect.fail(error)
