@@ -455,28 +455,30 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
     )
   }
 
-  it.scoped("DB_POOL_LOG_FILE under /proc fails the layer with PoolConfigError instead of spinning forever", () =>
-    Effect.gen(function* () {
-      const server = yield* PgTestServer.PgTestServer
-      const result = Path.join(yield* tempDir, "result.txt")
-      const { code, stderr, stdout } = yield* runFixture(
-        "test/fixtures/wiringProgram.ts",
-        {
-          WIRING: "alone",
-          RESULT_FILE: result,
-          DATABASE_URL: Redacted.value(server.url),
-          DB_POOL_LOG_FILE: "/proc/effect-pg-pool/logs/pool.jsonl"
-        },
-        30_000
-      )
-      assert.strictEqual(code, 0, `the program did not end by itself:\n${stdout}${stderr}`)
-      assert.strictEqual(stdout + stderr, "")
-      assert.include(
-        Fs.readFileSync(result, "utf8"),
-        "DB_POOL_LOG_FILE (/proc/effect-pg-pool/logs/pool.jsonl) cannot be opened for appending"
-      )
-    })
-  )
+  for (const wiring of ["alone", "provideMerge"]) {
+    it.scoped(`DB_POOL_LOG_FILE under /proc (${wiring}) fails the layer with PoolConfigError, never spins`, () =>
+      Effect.gen(function* () {
+        const server = yield* PgTestServer.PgTestServer
+        const result = Path.join(yield* tempDir, "result.txt")
+        const { code, stderr, stdout } = yield* runFixture(
+          "test/fixtures/wiringProgram.ts",
+          {
+            WIRING: wiring,
+            RESULT_FILE: result,
+            DATABASE_URL: Redacted.value(server.url),
+            DB_POOL_LOG_FILE: "/proc/effect-pg-pool/logs/pool.jsonl"
+          },
+          30_000
+        )
+        assert.strictEqual(code, 0, `the program did not end by itself:\n${stdout}${stderr}`)
+        assert.strictEqual(stdout + stderr, "")
+        assert.include(
+          Fs.readFileSync(result, "utf8"),
+          "DB_POOL_LOG_FILE (/proc/effect-pg-pool/logs/pool.jsonl) cannot be opened for appending"
+        )
+      })
+    )
+  }
 
   it.scoped(
     "a real program under NodeRuntime.runMain writes nothing to stdout or stderr, every event to the file",
