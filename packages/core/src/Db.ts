@@ -92,7 +92,9 @@ export declare namespace Db {
 
 /**
  * What `layer` and `make` accept: the pool configuration, @effect/sql-pg's client options, and the names
- * `PgClient.layer` uses for the same settings, so existing options carry over unchanged.
+ * `PgClient.layer` uses for the same settings, so existing options carry over unchanged. Giving both names of one
+ * setting (`maxConnections` and `maxSize`) with different values is a `PoolConfigError`; messages name the
+ * setting as it was written.
  *
  * @example
  * ```ts
@@ -121,7 +123,10 @@ export interface DbOptions extends PoolConfig.PoolConfigInput {
   readonly transformJson?: boolean | undefined
   /** `PgClient.layer` name for `user`. */
   readonly username?: string | undefined
-  /** `PgClient.layer` name for `maxSize`. */
+  /**
+   * `PgClient.layer` name for `maxSize`. Without a minimum, the pool then keeps none open when idle (`minSize` 0),
+   * as `PgClient.layer` does.
+   */
   readonly maxConnections?: number | undefined
   /** `PgClient.layer` name for `minSize`. */
   readonly minConnections?: number | undefined
@@ -146,7 +151,8 @@ const toConfigInput = (options: DbOptions): InternalConfig.RawInput =>
 
 /**
  * Builds the pool from a validated configuration in the current scope; closing the scope shuts it down
- * gracefully.
+ * gracefully. With `logFile` set, the pool's own events go to that file and nowhere else (it fails with
+ * `PoolConfigError` when the file cannot be opened).
  *
  * @example
  * ```ts

@@ -1,8 +1,14 @@
 /**
  * The pool's configuration: what it is, where it comes from (code or environment), and how it is validated.
  *
- * Every invalid field is reported at once in one `PoolConfigError`, each issue naming the environment variable,
- * the offending value (a URL shown with its password replaced by `***`, a password never) and what to do.
+ * Every invalid field is reported at once in one `PoolConfigError`, each issue naming the setting as the user wrote
+ * it — the option in code (`maxSize`, or `maxConnections` where that alias was used), the `Config` key with
+ * `Db.layerConfig` (`PG_MAX`), the environment variable with `fromEnv` (`DB_POOL_MAX_SIZE`) — the offending
+ * value (a URL shown with its password replaced by `***`, a password never) and what to do.
+ *
+ * Bounds: sizes are integers written in decimal digits, `maxSize` at most 10 000; every duration is 0 (where
+ * allowed) or from 1 ms to 2^31−1 ms (about 24.8 days, the longest a timer can wait and the largest timeout
+ * PostgreSQL accepts).
  *
  * @since 0.1.0
  */
@@ -90,9 +96,12 @@ export interface PoolConfig {
    * between TLS and plain connections, so it cannot negotiate the way libpq does. Default `false`.
    */
   readonly ssl: false | { readonly rejectUnauthorized: boolean }
-  /** Connections kept open even when idle. Default 2, `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`. */
+  /**
+   * Connections kept open even when idle. Default 2, capped at `maxSize` (0 when the maximum is given as
+   * `PgClient.layer`'s `maxConnections`, as that layer does), `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`.
+   */
   readonly minSize: number
-  /** Most connections open at once. Default 10, `DB_POOL_MAX_SIZE`, integer ≥ 1. */
+  /** Most connections open at once. Default 10, `DB_POOL_MAX_SIZE`, integer from 1 to 10 000. */
   readonly maxSize: number
   /** How long a caller waits for a connection. Default 30 s, `DB_POOL_ACQUIRE_TIMEOUT`, > 0. */
   readonly acquireTimeout: Duration.Duration
@@ -209,7 +218,8 @@ export type SettingNames = { readonly [K in Setting]: string }
  * `applicationName` over its `sslmode` and `application_name`).
  *
  * Durations take Effect's `DurationInput` (`Duration.seconds(5)`, `"5 seconds"`, a number of milliseconds) and the
- * common short forms `"250"` (milliseconds), `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m 30s"`.
+ * common short forms `"250"` (milliseconds), `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m 30s"`, from 1 ms to
+ * 2^31−1 ms.
  *
  * @example
  * ```ts

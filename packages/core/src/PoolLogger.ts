@@ -18,11 +18,14 @@
  * Writes are batched and asynchronous; closing the layer's scope writes what is left. A failing disk never
  * fails the program: lines are dropped, and the next line that reaches the file says how many were lost.
  *
- * Compose the logger layer sequentially, under the layers whose logs it should receive:
- * `Layer.provideMerge(DatabaseLive, PoolLogger.layerFromEnv())`, never `Layer.merge`. Loggers live in a
- * `FiberRef`; merged layers are built concurrently, each from the fiber state before the build, so the pool
- * would start its background fibers (which log every connection opened, lost or recycled) with the console
- * logger still installed — and write to stdout.
+ * The pool's own events do not need these layers: with `DB_POOL_LOG_FILE` (or `logFile`) set, the pool writes
+ * them to that file and nowhere else, from its background fibers too, however the layers are composed — with
+ * `PoolLogger.layerFromEnv()` beside it (`Layer.merge`, `Effect.provide([...])`), under it or not at all; a
+ * `PoolLogger` layer on the same file shares it, each line written once. These layers are for the rest of the
+ * program's logs. Compose them sequentially, under the layers whose logs they should receive
+ * (`Layer.provideMerge(AppLive, PoolLogger.layerFromEnv())`): loggers live in a `FiberRef`, and merged layers are
+ * built concurrently, each from the fiber state before the build, so a merged layer's fibers keep the console
+ * loggers. A pool without a log file logs to the loggers it was built under.
  *
  * @since 0.1.0
  */
@@ -164,8 +167,8 @@ const install = (
  * Fails with `PoolConfigError` when the file cannot be opened; once open, a failing disk never fails the
  * program.
  *
- * Provide it under the layers that log (`Layer.provideMerge`, see the module's notes), so that the pool's
- * background fibers inherit it. A failure that escapes the program is reported by `runMain` outside every layer,
+ * Provide it under the layers that log (`Layer.provideMerge`, see the module's notes), so that their background
+ * fibers inherit it. A failure that escapes the program is reported by `runMain` outside every layer,
  * on the console: log it inside, and turn that report off, to keep stdout and stderr clean.
  *
  * @example
@@ -216,8 +219,8 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
 
 /**
  * Reads `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL` (`trace`, `debug`, `info`, `warning`, `error`, `fatal`,
- * `all`, `none`; any case) through `Config`: logs to that file, or — when it is not set — nowhere, and in
- * either case never to the console. The passwords of `DATABASE_URL` and `PGPASSWORD` are redacted along with
+ * `all`, `none`; any case) through `Config`, validated as `PoolConfig.fromEnv` validates them: logs to that file,
+ * or — when it is not set — nowhere, and in either case never to the console. The passwords of `DATABASE_URL` and `PGPASSWORD` are redacted along with
  * `options.redact`; `options.minimumLogLevel` applies when `DB_POOL_LOG_LEVEL` is not set.
  *
  * @example
