@@ -308,7 +308,10 @@ export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolCon
  *
  * The connection comes from `DATABASE_URL`; when it is not set, from libpq's `PGHOST`, `PGPORT`, `PGUSER`,
  * `PGPASSWORD`, `PGDATABASE` and `PGSSLMODE` (which are ignored when `DATABASE_URL` is set). Everything else comes
- * from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not set.
+ * from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not set. A
+ * `DB_POOL_*` variable that is not a setting (a typo such as `DB_POOL_MAXSIZE`) is listed, with the setting it
+ * was probably meant as, among the issues of an invalid configuration; `DatabaseLive` also logs it as a warning
+ * when it starts.
  *
  * @example
  * ```ts

@@ -13,6 +13,46 @@ import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
 // defaults and environment names
 // ---------------------------------------------------------------------------
 
+/** @internal */
+export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
+  name: "default",
+  host: "localhost",
+  port: 5432,
+  user: "postgres",
+  ssl: false,
+  minSize: 2,
+  maxSize: 10,
+  acquireTimeout: Duration.seconds(30),
+  connectTimeout: Duration.seconds(5),
+  validateAfterIdle: Duration.seconds(1),
+  validationTimeout: Duration.seconds(2),
+  maxLifetime: Duration.seconds(3600),
+  maxIdleTime: Duration.seconds(60),
+  maxQueries: 50_000,
+  leakDetectionThreshold: Duration.seconds(30),
+  shutdownTimeout: Duration.seconds(30),
+  cancelTimeout: Duration.seconds(5),
+  queryTimeout: undefined,
+  keepAlive: true,
+  reset: "auto",
+  reconnect: {
+    initialDelay: Duration.seconds(1),
+    factor: 2,
+    maxDelay: Duration.seconds(16),
+    initialAttempts: 5,
+    jitter: false
+  },
+  init: "eager",
+  statementTimeout: undefined,
+  applicationName: "effect-pg-pool",
+  logFile: undefined,
+  logLevel: undefined,
+  // read on access: the table is built from the environment names below
+  get settingNames() {
+    return SETTING_OPTION
+  }
+}
+
 const ENV = {
   url: "DATABASE_URL",
   host: "PGHOST",
@@ -88,43 +128,6 @@ const SETTING_ENV: SettingNames = {
 
 /** A configuration written in code names its settings by their option names. */
 const SETTING_OPTION = Object.fromEntries(Object.keys(SETTING_ENV).map((key) => [key, key])) as SettingNames
-
-/** @internal */
-export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
-  name: "default",
-  host: "localhost",
-  port: 5432,
-  user: "postgres",
-  ssl: false,
-  minSize: 2,
-  maxSize: 10,
-  acquireTimeout: Duration.seconds(30),
-  connectTimeout: Duration.seconds(5),
-  validateAfterIdle: Duration.seconds(1),
-  validationTimeout: Duration.seconds(2),
-  maxLifetime: Duration.seconds(3600),
-  maxIdleTime: Duration.seconds(60),
-  maxQueries: 50_000,
-  leakDetectionThreshold: Duration.seconds(30),
-  shutdownTimeout: Duration.seconds(30),
-  cancelTimeout: Duration.seconds(5),
-  queryTimeout: undefined,
-  keepAlive: true,
-  reset: "auto",
-  reconnect: {
-    initialDelay: Duration.seconds(1),
-    factor: 2,
-    maxDelay: Duration.seconds(16),
-    initialAttempts: 5,
-    jitter: false
-  },
-  init: "eager",
-  statementTimeout: undefined,
-  applicationName: "effect-pg-pool",
-  logFile: undefined,
-  logLevel: undefined,
-  settingNames: SETTING_OPTION
-}
 
 const EXAMPLE_URL = "postgres://user:password@localhost:5432/mydb"
 
@@ -656,20 +659,16 @@ class Issues {
     }
   }
 
-  /** The name a message gives `setting`: what the user wrote for it, or the option or variable it stands for. */
-  nameOf(setting: Setting): string {
-    return this.names[setting]
+  /**
+   * The name a message gives `setting`: what the user wrote for it, or the option or variable it stands for (a
+   * field outside the table, such as a URL's part, is named as given).
+   */
+  nameOf(setting: string): string {
+    return Object.hasOwn(this.names, setting) ? this.names[setting as Setting] : setting
   }
 
-  report(field: string, env: string, value: string, message: string, setting?: Setting): void {
-    this.list.push({
-      field,
-      env,
-      setting:
-        setting !== undefined ? this.nameOf(setting) : field in this.names ? this.nameOf(field as Setting) : field,
-      value,
-      message
-    })
+  report(field: string, env: string, value: string, message: string, setting: string = field): void {
+    this.list.push({ field, env, setting: this.nameOf(setting), value, message })
     this.invalid.add(field)
   }
 
@@ -679,7 +678,7 @@ class Issues {
 
   // On failure the fallback stands in so resolution can go on and find the other problems; it is never returned
   // to the caller because any issue fails the whole configuration.
-  read<A>(field: Setting, env: string, raw: unknown, fallback: A, parse: Parse<A>): A {
+  read<A>(field: string, env: string, raw: unknown, fallback: A, parse: Parse<A>): A {
     if (raw === undefined) return fallback
     const result = parse(raw)
     if (Either.isRight(result)) return result.right
