@@ -1160,10 +1160,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolC
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer
       const name = uniqueAppName("one")
-      const live =
-        Object.keys(env).length === 0
-          ? Db.layer({ url: server.url, name, ...options })
-          : Layer.unwrapEffect(Effect.succeed(Db.DatabaseLive))
+      const live = Object.keys(env).length === 0 ? Db.layer({ url: server.url, name, ...options }) : Db.DatabaseLive
       const provider = ConfigProvider.fromMap(
         new Map(Object.entries({ DATABASE_URL: Redacted.value(server.url), DB_POOL_NAME: name, ...env }))
       )
