@@ -18,10 +18,12 @@ import type * as Scope from "effect/Scope"
 import type * as Pg from "pg"
 import type { HealthStatus } from "./Health.js"
 import * as Client from "./internal/client.js"
+import * as InternalConfig from "./internal/config.js"
 import * as Listener from "./internal/listener.js"
+import * as Logging from "./internal/logger.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
-import * as PoolConfig from "./PoolConfig.js"
+import type * as PoolConfig from "./PoolConfig.js"
 import type { AcquireTimeout, DatabaseUnreachable, PoolClosed, PoolConfigError } from "./PoolError.js"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
@@ -90,7 +92,9 @@ export declare namespace Db {
 
 /**
  * What `layer` and `make` accept: the pool configuration, @effect/sql-pg's client options, and the names
- * `PgClient.layer` uses for the same settings, so existing options carry over unchanged.
+ * `PgClient.layer` uses for the same settings, so existing options carry over unchanged. Giving both names of one
+ * setting (`maxConnections` and `maxSize`) with different values is a `PoolConfigError`; messages name the
+ * setting as it was written.
  *
  * @example
  * ```ts
@@ -119,7 +123,10 @@ export interface DbOptions extends PoolConfig.PoolConfigInput {
   readonly transformJson?: boolean | undefined
   /** `PgClient.layer` name for `user`. */
   readonly username?: string | undefined
-  /** `PgClient.layer` name for `maxSize`. */
+  /**
+   * `PgClient.layer` name for `maxSize`. Without a minimum, the pool then keeps none open when idle (`minSize` 0),
+   * as `PgClient.layer` does.
+   */
   readonly maxConnections?: number | undefined
   /** `PgClient.layer` name for `minSize`. */
   readonly minConnections?: number | undefined
@@ -129,34 +136,23 @@ export interface DbOptions extends PoolConfig.PoolConfigInput {
   readonly connectionTTL?: Duration.DurationInput | undefined
 }
 
-const toConfigInput = (options: DbOptions): PoolConfig.PoolConfigInput => {
-  const {
-    connectionTTL,
-    idleTimeout,
-    maxConnections,
-    minConnections,
-    onConnect: _onConnect,
-    spanAttributes: _spanAttributes,
-    transformJson: _transformJson,
-    transformQueryNames: _transformQueryNames,
-    transformResultNames: _transformResultNames,
-    types: _types,
-    username,
-    ...input
-  } = options
-  return {
-    ...input,
-    ...(input.user === undefined && username !== undefined ? { user: username } : {}),
-    ...(input.maxSize === undefined && maxConnections !== undefined ? { maxSize: maxConnections } : {}),
-    ...(input.minSize === undefined && minConnections !== undefined ? { minSize: minConnections } : {}),
-    ...(input.maxIdleTime === undefined && idleTimeout !== undefined ? { maxIdleTime: idleTimeout } : {}),
-    ...(input.maxLifetime === undefined && connectionTTL !== undefined ? { maxLifetime: connectionTTL } : {})
-  }
-}
+// The options that are not settings of the pool's configuration: the client's, and the hook.
+const clientOptions = new Set([
+  "onConnect",
+  "spanAttributes",
+  "transformJson",
+  "transformQueryNames",
+  "transformResultNames",
+  "types"
+])
+
+const toConfigInput = (options: DbOptions): InternalConfig.RawInput =>
+  Object.fromEntries(Object.entries(options).filter(([key]) => !clientOptions.has(key)))
 
 /**
  * Builds the pool from a validated configuration in the current scope; closing the scope shuts it down
- * gracefully.
+ * gracefully. With `logFile` set, the pool's own events go to that file and nowhere else (it fails with
+ * `PoolConfigError` when the file cannot be opened).
  *
  * @example
  * ```ts
@@ -177,19 +173,37 @@ const toConfigInput = (options: DbOptions): PoolConfig.PoolConfigInput => {
 export const makeWithConfig = (
   config: PoolConfig.PoolConfig,
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
-): Effect.Effect<Db.Service, DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
+): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
+  build(config, options, [])
+
+const build = (
+  config: PoolConfig.PoolConfig,
+  options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput>,
+  unknownVariables: ReadonlyArray<InternalConfig.UnknownVariable>
+): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
     let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
-    const pool = yield* InternalPool.make({
-      config,
-      types: options.types,
-      metrics: Metrics.make(config.name, config.minSize, config.maxSize),
-      onConnect:
-        userOnConnect === undefined
-          ? undefined
-          : (conn) => Effect.suspend(() => Effect.asVoid(userOnConnect(clients!.pinned(conn))))
-    })
+    // The pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
+    // file (and only it) however the program composes its layers.
+    const poolLogging = yield* Logging.poolLogging(config)
+    const pool = yield* poolLogging(
+      InternalPool.make({
+        config,
+        types: options.types,
+        metrics: Metrics.make(config.name, config.minSize, config.maxSize),
+        onConnect:
+          userOnConnect === undefined
+            ? undefined
+            : (conn) => Effect.suspend(() => Effect.asVoid(userOnConnect(clients!.pinned(conn))))
+      })
+    )
+    for (const variable of unknownVariables) {
+      pool.log("Warning", InternalConfig.unknownVariableMessage(variable), {
+        variable: variable.name,
+        closest: variable.closest
+      })
+    }
     const listener = Listener.make({
       connectOptions: pool.connectOptions,
       reconnect: config.reconnect,
@@ -231,7 +245,13 @@ export const makeWithConfig = (
 export const make = (
   options: DbOptions
 ): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
-  Effect.flatMap(PoolConfig.make(toConfigInput(options)), (config) => makeWithConfig(config, options))
+  makeNamed(options, {})
+
+/** `written` holds the `Config` keys `layerConfig` read options under, for messages to name them. */
+const makeNamed = (options: DbOptions, written: InternalConfig.WrittenNames) =>
+  Effect.flatMap(InternalConfig.fromOptions(toConfigInput(options), written), (config) =>
+    makeWithConfig(config, options)
+  )
 
 const toContext = (db: Db.Service) =>
   Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
@@ -280,9 +300,12 @@ export const layerConfig = (
   Db | SqlClient.SqlClient | PgClient.PgClient,
   ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable
 > =>
-  Layer.scopedContext(Effect.map(Effect.flatMap(Config.unwrap(config), make), toContext)).pipe(
-    Layer.provide(Reactivity.layer)
-  )
+  Layer.scopedContext(
+    Effect.map(
+      Effect.flatMap(Config.unwrap(config), (options) => makeNamed(options, InternalConfig.configKeys(config))),
+      toContext
+    )
+  ).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the
@@ -308,7 +331,7 @@ export const layerFromEnv = (
 ): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
   Layer.scopedContext(
     Effect.map(
-      Effect.flatMap(PoolConfig.fromEnv, (config) => makeWithConfig(config, options)),
+      Effect.flatMap(InternalConfig.fromEnvChecked, ({ config, unknown }) => build(config, options, unknown)),
       toContext
     )
   ).pipe(Layer.provide(Reactivity.layer))

@@ -1,13 +1,20 @@
 /**
  * The pool's configuration: what it is, where it comes from (code or environment), and how it is validated.
  *
- * Every invalid field is reported at once in one `PoolConfigError`, each issue naming the environment variable,
- * the offending value (a URL shown with its password replaced by `***`, a password never) and what to do.
+ * Every invalid field is reported at once in one `PoolConfigError`, each issue naming the setting as the user wrote
+ * it — the option in code (`maxSize`, or `maxConnections` where that alias was used), the `Config` key with
+ * `Db.layerConfig` (`PG_MAX`), the environment variable with `fromEnv` (`DB_POOL_MAX_SIZE`) — the offending
+ * value (a URL shown with its password replaced by `***`, a password never) and what to do.
+ *
+ * Bounds: sizes are integers written in decimal digits, `maxSize` at most 10 000; every duration is 0 (where
+ * allowed) or from 1 ms to 2^31−1 ms (about 24.8 days, the longest a timer can wait and the largest timeout
+ * PostgreSQL accepts).
  *
  * @since 0.1.0
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Redacted from "effect/Redacted"
 import * as internal from "./internal/config.js"
 import type { PoolConfigError } from "./PoolError.js"
@@ -89,9 +96,12 @@ export interface PoolConfig {
    * between TLS and plain connections, so it cannot negotiate the way libpq does. Default `false`.
    */
   readonly ssl: false | { readonly rejectUnauthorized: boolean }
-  /** Connections kept open even when idle. Default 2, `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`. */
+  /**
+   * Connections kept open even when idle. Default 2, capped at `maxSize` (0 when the maximum is given as
+   * `PgClient.layer`'s `maxConnections`, as that layer does), `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`.
+   */
   readonly minSize: number
-  /** Most connections open at once. Default 10, `DB_POOL_MAX_SIZE`, integer ≥ 1. */
+  /** Most connections open at once. Default 10, `DB_POOL_MAX_SIZE`, integer from 1 to 10 000. */
   readonly maxSize: number
   /** How long a caller waits for a connection. Default 30 s, `DB_POOL_ACQUIRE_TIMEOUT`, > 0. */
   readonly acquireTimeout: Duration.Duration
@@ -145,9 +155,62 @@ export interface PoolConfig {
    * `application_name`.
    */
   readonly applicationName: string
-  /** Path of the JSON-lines log file. Default none, `DB_POOL_LOG_FILE`. */
+  /**
+   * Path of the JSON-lines log file that receives the pool's own events, and nothing of them reaches the console.
+   * Default none (the events go to the program's loggers), `DB_POOL_LOG_FILE`.
+   */
   readonly logFile: string | undefined
+  /**
+   * The lowest level of the pool's own events (`Debug` adds every connection opened and closed); also the
+   * program's with `PoolLogger.layerFromEnv`. Default: the program's (Effect's is `Info`), `DB_POOL_LOG_LEVEL`.
+   */
+  readonly logLevel: LogLevel.LogLevel | undefined
+  /**
+   * How the configuration named each setting, so that messages name what the user wrote: the option
+   * (`maxSize`, or `maxConnections` where that alias was used), the `Config` key (`PG_MAX`), or the
+   * environment variable (`DB_POOL_MAX_SIZE`).
+   */
+  readonly settingNames: SettingNames
 }
+
+/**
+ * A setting of the pool, by its option name; the reconnect schedule's as `reconnect.initialDelay` and so on.
+ *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * // advice that names the setting as the configuration wrote it: maxSize, PG_MAX or DB_POOL_MAX_SIZE
+ * const advise = (setting: PoolConfig.Setting) =>
+ *   Effect.flatMap(Db.Db, ({ config }) => Effect.logWarning(`consider raising ${config.settingNames[setting]}`))
+ * const saturated = advise("maxSize")
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Setting = Exclude<keyof PoolConfig, "reconnect" | "settingNames"> | `reconnect.${keyof ReconnectConfig}`
+
+/**
+ * The name of every setting as its configuration wrote it (see `PoolConfig.settingNames`).
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { Effect, Redacted } from "effect"
+ *
+ * // written in code, settings are named by option: names.maxSize is "maxSize", from the environment "DB_POOL_MAX_SIZE"
+ * const names = Effect.map(
+ *   PoolConfig.make({ url: Redacted.make("postgres://localhost/app"), maxSize: 4 }),
+ *   (config): PoolConfig.SettingNames => config.settingNames
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SettingNames = { readonly [K in Setting]: string }
 
 /**
  * What `make` accepts: every field is optional except a connection, given as `url` or as
@@ -155,7 +218,8 @@ export interface PoolConfig {
  * `applicationName` over its `sslmode` and `application_name`).
  *
  * Durations take Effect's `DurationInput` (`Duration.seconds(5)`, `"5 seconds"`, a number of milliseconds) and the
- * common short forms `"250"` (milliseconds), `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m 30s"`.
+ * common short forms `"250"` (milliseconds), `"500ms"`, `"5s"`, `"1.5s"`, `"2m"`, `"1h"`, `"1m 30s"`, from 1 ms to
+ * 2^31−1 ms.
  *
  * @example
  * ```ts
@@ -213,6 +277,8 @@ export interface PoolConfigInput {
   readonly statementTimeout?: Duration.DurationInput | string | undefined
   readonly applicationName?: string | undefined
   readonly logFile?: string | undefined
+  /** `"Debug"`, `"Info"`, … or a `LogLevel`; the environment's names (`debug`, `warning`, …) work too. */
+  readonly logLevel?: LogLevel.LogLevel | LogLevel.Literal | undefined
 }
 
 /**
@@ -242,7 +308,10 @@ export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolCon
  *
  * The connection comes from `DATABASE_URL`; when it is not set, from libpq's `PGHOST`, `PGPORT`, `PGUSER`,
  * `PGPASSWORD`, `PGDATABASE` and `PGSSLMODE` (which are ignored when `DATABASE_URL` is set). Everything else comes
- * from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not set.
+ * from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not set. A
+ * `DB_POOL_*` variable that is not a setting (a typo such as `DB_POOL_MAXSIZE`) is listed, with the setting it
+ * was probably meant as, among the issues of an invalid configuration; `DatabaseLive` also logs it as a warning
+ * when it starts.
  *
  * @example
  * ```ts

@@ -79,6 +79,11 @@ export interface ConfigIssue {
   readonly field: string
   /** The environment variable that sets it, e.g. `DB_POOL_MIN_SIZE`. */
   readonly env: string
+  /**
+   * The name the configuration gave it, which the message uses: the option (`minSize`, or `minConnections`
+   * where that alias was used), the `Config` key (`PG_MIN`) or the environment variable.
+   */
+  readonly setting: string
   /** What was given, already redacted where it could hold a secret. */
   readonly value: string
   /** What is wrong and how to fix it. */
@@ -182,17 +187,24 @@ export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")
 export class AcquireTimeout extends Data.TaggedError("AcquireTimeout")<{
   readonly waitedMillis: number
   readonly statistics: PoolStatistics
+  /**
+   * How the pool's configuration named the settings the remedy mentions (`maxSize`, `PG_MAX`,
+   * `DB_POOL_MAX_SIZE`…); the environment variables when absent.
+   */
+  readonly settingNames?: { readonly maxSize: string; readonly acquireTimeout: string } | undefined
 }> {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
     const s = this.statistics
+    const maxSize = this.settingNames?.maxSize ?? "DB_POOL_MAX_SIZE"
+    const acquireTimeout = this.settingNames?.acquireTimeout ?? "DB_POOL_ACQUIRE_TIMEOUT"
     // a saturated pool reports itself degraded, but its connections are fine: they were all busy
     const cause =
       s.active >= s.maxSize
         ? `all ${s.active} of ${s.maxSize} connections stayed busy (${s.waiting} callers waiting). ` +
-          `Raise DB_POOL_MAX_SIZE, shorten transactions, or raise DB_POOL_ACQUIRE_TIMEOUT.`
+          `Raise ${maxSize}, shorten transactions, or raise ${acquireTimeout}.`
         : `the pool is ${s.state}${s.lastError._tag === "Some" ? ` (last error: ${s.lastError.value})` : ""}; ` +
           `${s.total} of ${s.maxSize} connections open, ${s.waiting} callers waiting. Check the database.`
     return `Timed out after ${this.waitedMillis} ms waiting for a database connection: ${cause}`

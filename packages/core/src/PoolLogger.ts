@@ -18,27 +18,29 @@
  * Writes are batched and asynchronous; closing the layer's scope writes what is left. A failing disk never
  * fails the program: lines are dropped, and the next line that reaches the file says how many were lost.
  *
- * Compose the logger layer sequentially, under the layers whose logs it should receive:
- * `Layer.provideMerge(DatabaseLive, PoolLogger.layerFromEnv())`, never `Layer.merge`. Loggers live in a
- * `FiberRef`; merged layers are built concurrently, each from the fiber state before the build, so the pool
- * would start its background fibers (which log every connection opened, lost or recycled) with the console
- * logger still installed — and write to stdout.
+ * The pool's own events do not need these layers: with `DB_POOL_LOG_FILE` (or `logFile`) set, the pool writes
+ * them to that file and nowhere else, from its background fibers too, however the layers are composed — with
+ * `PoolLogger.layerFromEnv()` beside it (`Layer.merge`, `Effect.provide([...])`), under it or not at all; a
+ * `PoolLogger` layer on the same file shares it, each line written once. These layers are for the rest of the
+ * program's logs. Compose them sequentially, under the layers whose logs they should receive
+ * (`Layer.provideMerge(AppLive, PoolLogger.layerFromEnv())`): loggers live in a `FiberRef`, and merged layers are
+ * built concurrently, each from the fiber state before the build, so a merged layer's fibers keep the console
+ * loggers. A pool without a log file logs to the loggers it was built under.
  *
  * @since 0.1.0
  */
-import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
-import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Config from "./internal/config.js"
 import * as internal from "./internal/logger.js"
 import type { PoolConfig } from "./PoolConfig.js"
-import { PoolConfigError } from "./PoolError.js"
+import type { PoolConfigError } from "./PoolError.js"
 
 /**
  * How the file logger redacts, filters and buffers.
@@ -73,8 +75,6 @@ export interface Options {
   readonly maxBufferedBytes?: number | undefined
 }
 
-const defaultMaxBufferedBytes = 8 * 1024 * 1024
-
 const toLogLevel = (level: LogLevel.LogLevel | LogLevel.Literal): LogLevel.LogLevel =>
   typeof level === "string" ? LogLevel.fromLiteral(level) : level
 
@@ -86,20 +86,6 @@ const secretsOf = (options: Options | undefined): Array<string> => {
   }
   return secrets
 }
-
-const openError = (path: string, error: Error) =>
-  new PoolConfigError({
-    issues: [
-      {
-        field: "logFile",
-        env: "DB_POOL_LOG_FILE",
-        value: path,
-        message:
-          `DB_POOL_LOG_FILE (${path}) cannot be opened for appending (${error.message}): ` +
-          `point it to a file in a writable directory, or unset it`
-      }
-    ]
-  })
 
 /**
  * The JSON-lines formatter on its own, as a `Logger` producing strings: for tests, or to send the same lines
@@ -147,10 +133,17 @@ export const jsonLineLogger = (options?: Pick<Options, "redact">): Logger.Logger
 export const make = (
   path: string,
   options?: Options
+): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> => makeNamed(path, options, "the log file")
+
+/** `setting` names the path in the error as the user gave it (`DB_POOL_LOG_FILE`, `logFile`). */
+const makeNamed = (
+  path: string,
+  options: Options | undefined,
+  setting: string
 ): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> =>
   Effect.gen(function* () {
-    const file = internal.LogFile.open(path, options?.maxBufferedBytes ?? defaultMaxBufferedBytes)
-    if (file instanceof Error) return yield* openError(path, file)
+    const file = internal.LogFile.open(path, options?.maxBufferedBytes ?? internal.defaultMaxBufferedBytes)
+    if (file instanceof Error) return yield* internal.openError(path, file, setting)
     yield* Effect.addFinalizer(() => file.close())
     return internal.fileLogger(file, internal.makeRedactor(secretsOf(options)))
   })
@@ -174,8 +167,8 @@ const install = (
  * Fails with `PoolConfigError` when the file cannot be opened; once open, a failing disk never fails the
  * program.
  *
- * Provide it under the layers that log (`Layer.provideMerge`, see the module's notes), so that the pool's
- * background fibers inherit it. A failure that escapes the program is reported by `runMain` outside every layer,
+ * Provide it under the layers that log (`Layer.provideMerge`, see the module's notes), so that their background
+ * fibers inherit it. A failure that escapes the program is reported by `runMain` outside every layer,
  * on the console: log it inside, and turn that report off, to keep stdout and stderr clean.
  *
  * @example
@@ -198,7 +191,12 @@ const install = (
  * @category layers
  */
 export const layer = (path: string, options?: Options): Layer.Layer<never, PoolConfigError> =>
-  Layer.scopedDiscard(Effect.flatMap(make(path, options), (logger) => install(logger, options?.minimumLogLevel)))
+  layerNamed(path, options, "the log file")
+
+const layerNamed = (path: string, options: Options | undefined, setting: string): Layer.Layer<never, PoolConfigError> =>
+  Layer.scopedDiscard(
+    Effect.flatMap(makeNamed(path, options, setting), (logger) => install(logger, options?.minimumLogLevel))
+  )
 
 /**
  * Removes the console loggers and installs none: logs go nowhere, except to loggers that do not write to
@@ -221,8 +219,8 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
 
 /**
  * Reads `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL` (`trace`, `debug`, `info`, `warning`, `error`, `fatal`,
- * `all`, `none`; any case) through `Config`: logs to that file, or — when it is not set — nowhere, and in
- * either case never to the console. The passwords of `DATABASE_URL` and `PGPASSWORD` are redacted along with
+ * `all`, `none`; any case) through `Config`, validated as `PoolConfig.fromEnv` validates them: logs to that file,
+ * or — when it is not set — nowhere, and in either case never to the console. The passwords of `DATABASE_URL` and `PGPASSWORD` are redacted along with
  * `options.redact`; `options.minimumLogLevel` applies when `DB_POOL_LOG_LEVEL` is not set.
  *
  * @example
@@ -242,48 +240,17 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
  */
 export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigError> =>
   Layer.unwrapEffect(
-    Effect.gen(function* () {
-      const env = yield* readEnv
-      const level = Option.getOrUndefined(env.level)
-      const parsedLevel = level === undefined ? undefined : internal.parseLogLevel(level)
-      if (level !== undefined && parsedLevel === undefined) {
-        return yield* new PoolConfigError({
-          issues: [
-            {
-              field: "logLevel",
-              env: "DB_POOL_LOG_LEVEL",
-              value: level,
-              message:
-                `DB_POOL_LOG_LEVEL (${level}) must be one of trace, debug, info, warning, error, fatal, all, ` +
-                `none: fix or unset it`
-            }
-          ]
-        })
-      }
-      const minimumLogLevel = parsedLevel ?? options?.minimumLogLevel
-      const file = Option.getOrUndefined(env.file)
-      if (file === undefined) return layerSilent({ minimumLogLevel })
+    Effect.map(Config.loggingFromEnv, (env) => {
+      const minimumLogLevel = env.logLevel ?? options?.minimumLogLevel
+      if (env.logFile === undefined) return layerSilent({ minimumLogLevel })
       const redact = [
         ...(options?.redact ?? []),
-        ...Option.match(env.url, { onNone: () => [], onSome: internal.passwordsInUrl }),
-        ...Option.toArray(env.password)
+        ...(env.url === undefined ? [] : internal.passwordsInUrl(env.url)),
+        ...(env.password === undefined ? [] : [env.password])
       ]
-      return layer(file, { ...options, redact, minimumLogLevel })
+      return layerNamed(env.logFile, { ...options, redact, minimumLogLevel }, "DB_POOL_LOG_FILE")
     })
   )
-
-const optionalText = (name: string): Effect.Effect<Option.Option<string>> =>
-  Effect.map(
-    Effect.orElseSucceed(Config.option(Config.string(name)), () => Option.none<string>()),
-    Option.filter((value) => value.trim() !== "")
-  )
-
-const readEnv = Effect.all({
-  file: optionalText("DB_POOL_LOG_FILE"),
-  level: optionalText("DB_POOL_LOG_LEVEL"),
-  url: optionalText("DATABASE_URL"),
-  password: optionalText("PGPASSWORD")
-})
 
 /**
  * Logs to the pool configuration's `logFile` (nowhere when it has none), never to the console, redacting the
@@ -304,6 +271,7 @@ const readEnv = Effect.all({
  */
 export const layerFromConfig = (config: PoolConfig, options?: Options): Layer.Layer<never, PoolConfigError> => {
   const redact = [...(options?.redact ?? []), config.password]
-  if (config.logFile === undefined) return layerSilent(options)
-  return layer(config.logFile, { ...options, redact })
+  const minimumLogLevel = config.logLevel ?? options?.minimumLogLevel
+  if (config.logFile === undefined) return layerSilent({ minimumLogLevel })
+  return layerNamed(config.logFile, { ...options, redact, minimumLogLevel }, config.settingNames.logFile)
 }

@@ -85,7 +85,7 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("ConnectionPool", (it) => {
       assert.strictEqual(timeout.statistics.maxSize, 1)
       assert.include(timeout.message, "Timed out after 2000 ms waiting for a database connection")
       assert.include(timeout.message, "all 1 of 1 connections stayed busy")
-      assert.include(timeout.message, "DB_POOL_MAX_SIZE")
+      assert.include(timeout.message, "Raise maxSize, shorten transactions, or raise acquireTimeout.")
       const stats = yield* db.statistics
       assert.strictEqual(stats.acquireTimeouts, 1)
       assert.strictEqual(stats.waiting, 0)

@@ -1,7 +1,13 @@
-import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Either, Redacted } from "effect"
+import { PgTestServer } from "@effect-pg-pool/testkit"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Cause, Config, ConfigProvider, Duration, Effect, Either, Exit, Layer, LogLevel, Redacted } from "effect"
+import * as Db from "../src/Db.js"
+import * as InternalConfig from "../src/internal/config.js"
 import * as PoolConfig from "../src/PoolConfig.js"
-import type { PoolConfigError } from "../src/PoolError.js"
+import { AcquireTimeout, type PoolConfigError } from "../src/PoolError.js"
+import * as PoolLogger from "../src/PoolLogger.js"
+import type * as PoolStatistics from "../src/PoolStatistics.js"
+import { uniqueAppName } from "./utils.js"
 
 const PASSWORD = "s3cr3t-PW"
 const URL = `postgres://app:${PASSWORD}@db.example.com:5433/appdb`
@@ -68,9 +74,12 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const fromCode = yield* PoolConfig.make({ url: URL })
         const fromEnv = yield* withEnv({ DATABASE_URL: URL })
-        const { password: _p1, url: _u1, ...code } = fromCode
-        const { password: _p2, url: _u2, ...env } = fromEnv
+        const { password: _p1, settingNames: codeNames, url: _u1, ...code } = fromCode
+        const { password: _p2, settingNames: envNames, url: _u2, ...env } = fromEnv
         assert.deepStrictEqual(env, code)
+        // the same settings, named as each source names them
+        assert.strictEqual(codeNames.maxSize, "maxSize")
+        assert.strictEqual(envNames.maxSize, "DB_POOL_MAX_SIZE")
         assert.strictEqual(Redacted.value(fromEnv.url), Redacted.value(fromCode.url))
       })
     )
@@ -262,7 +271,7 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: `${URL}?sslmode=requir` }))
         assert.deepStrictEqual(messages(error), [
-          "DATABASE_URL (postgres://app:***@db.example.com:5433/appdb?sslmode=requir) " +
+          "url (postgres://app:***@db.example.com:5433/appdb?sslmode=requir) " +
             `has an unknown sslmode (requir): ${SSL_FIX}`
         ])
         assert.strictEqual(error.issues[0]!.field, "ssl")
@@ -327,6 +336,7 @@ describe("PoolConfig", () => {
         assert.deepStrictEqual(error.issues[0], {
           field: "acquireTimeout",
           env: "DB_POOL_ACQUIRE_TIMEOUT",
+          setting: "DB_POOL_ACQUIRE_TIMEOUT",
           value: "5 parsecs",
           message: `DB_POOL_ACQUIRE_TIMEOUT (5 parsecs) is not a duration: ${FIX_DURATION}`
         })
@@ -337,8 +347,8 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: URL, acquireTimeout: 0, connectTimeout: "-5s" }))
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_ACQUIRE_TIMEOUT (0) must be > 0: set how long a caller may wait for a connection, e.g. 30s",
-          "DB_POOL_CONNECT_TIMEOUT (-5s) must be > 0: set how long one connection attempt may take, e.g. 5s"
+          "acquireTimeout (0) must be > 0: set how long a caller may wait for a connection, e.g. 30s",
+          "connectTimeout (-5s) must be > 0: set how long one connection attempt may take, e.g. 5s"
         ])
       })
     )
@@ -371,7 +381,7 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: URL, maxLifetime: Duration.infinity }))
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_MAX_LIFETIME (Infinity) must be a finite duration: " +
+          "maxLifetime (Infinity) must be a finite duration: " +
             "set how long a connection may live before it is replaced, e.g. 1h"
         ])
       })
@@ -388,10 +398,10 @@ describe("PoolConfig", () => {
         assert.strictEqual(millis(config.statementTimeout), 60_000)
         const error = yield* failure(PoolConfig.make({ url: URL, queryTimeout: 0, statementTimeout: "0s" }))
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_QUERY_TIMEOUT (0) must be > 0: set a client-side limit per query such as 30s, " +
-            "or leave DB_POOL_QUERY_TIMEOUT unset for none",
-          "DB_POOL_STATEMENT_TIMEOUT (0s) must be > 0: set a server-side limit per statement such as 30s, " +
-            "or leave DB_POOL_STATEMENT_TIMEOUT unset for none"
+          "queryTimeout (0) must be > 0: set a client-side limit per query such as 30s, " +
+            "or leave queryTimeout unset for none",
+          "statementTimeout (0s) must be > 0: set a server-side limit per statement such as 30s, " +
+            "or leave statementTimeout unset for none"
         ])
       })
     )
@@ -517,7 +527,7 @@ describe("PoolConfig", () => {
         ])
         const fromCode = yield* failure(PoolConfig.make({ maxSize: 5 }))
         assert.deepStrictEqual(messages(fromCode), [
-          "DATABASE_URL is not set: pass url, e.g. postgres://user:password@localhost:5432/mydb, " +
+          "no connection is configured: pass url, e.g. postgres://user:password@localhost:5432/mydb, " +
             "or host, port, user, password and database"
         ])
       })
@@ -579,21 +589,28 @@ describe("PoolConfig", () => {
         assert.deepStrictEqual(error.issues[0], {
           field: "minSize",
           env: "DB_POOL_MIN_SIZE",
+          setting: "DB_POOL_MIN_SIZE",
           value: "5",
           message:
             "DB_POOL_MIN_SIZE (5) must be ≤ DB_POOL_MAX_SIZE (2): lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE"
         })
         const fromCode = yield* failure(PoolConfig.make({ url: URL, minSize: 5, maxSize: 2 }))
-        assert.deepStrictEqual(messages(fromCode), messages(error))
+        assert.deepStrictEqual(messages(fromCode), [
+          "minSize (5) must be ≤ maxSize (2): lower minSize or raise maxSize"
+        ])
       })
     )
 
-    it.effect("says when the conflicting minSize is the default", () =>
+    it.effect("caps the default minSize at an explicit maxSize instead of reporting a conflict", () =>
       Effect.gen(function* () {
-        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: "1" }))
+        const fromEnv = yield* withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: "1" })
+        assert.deepStrictEqual([fromEnv.minSize, fromEnv.maxSize], [1, 1])
+        const fromCode = yield* PoolConfig.make({ url: URL, maxSize: 1 })
+        assert.deepStrictEqual([fromCode.minSize, fromCode.maxSize], [1, 1])
+        // an explicit minimum above the default maximum is still the user's conflict, and says which is the default
+        const error = yield* failure(PoolConfig.make({ url: URL, minSize: 20 }))
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_MIN_SIZE (2, the default) must be ≤ DB_POOL_MAX_SIZE (1): " +
-            "lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE"
+          "minSize (20) must be ≤ maxSize (10, the default): lower minSize or raise maxSize"
         ])
       })
     )
@@ -610,14 +627,15 @@ describe("PoolConfig", () => {
           })
         )
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_MIN_SIZE (2.5) must be an integer ≥ 0: e.g. 2",
-          "DB_POOL_MAX_SIZE (0) must be an integer ≥ 1: e.g. 10",
+          "DB_POOL_MAX_SIZE (0) must be an integer from 1 to 10000: " +
+            "e.g. 10; PostgreSQL's default max_connections is 100; put PgBouncer in front for more clients",
+          "DB_POOL_MIN_SIZE (2.5) must be an integer from 0 to 10000: e.g. 2",
           "DB_POOL_MAX_QUERIES (ten) must be an integer ≥ 1: e.g. 50000",
           "DB_POOL_RECONNECT_INITIAL_ATTEMPTS (0) must be an integer ≥ 1: " +
             "set how many attempts startup makes before it fails, e.g. 5"
         ])
         const negative = yield* failure(PoolConfig.make({ url: URL, minSize: -1 }))
-        assert.deepStrictEqual(messages(negative), ["DB_POOL_MIN_SIZE (-1) must be an integer ≥ 0: e.g. 2"])
+        assert.deepStrictEqual(messages(negative), ["minSize (-1) must be an integer from 0 to 10000: e.g. 2"])
       })
     )
 
@@ -630,9 +648,9 @@ describe("PoolConfig", () => {
           })
         )
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_RECONNECT_MAX_DELAY (500ms) must be ≥ DB_POOL_RECONNECT_INITIAL_DELAY (2s): " +
-            "raise DB_POOL_RECONNECT_MAX_DELAY or lower DB_POOL_RECONNECT_INITIAL_DELAY",
-          "DB_POOL_RECONNECT_FACTOR (1) must be a number > 1: use e.g. 2 to double the delay after each failed attempt"
+          "reconnect.maxDelay (500ms) must be ≥ reconnect.initialDelay (2s): " +
+            "raise reconnect.maxDelay or lower reconnect.initialDelay",
+          "reconnect.factor (1) must be a number > 1: use e.g. 2 to double the delay after each failed attempt"
         ])
         const againstDefault = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_RECONNECT_INITIAL_DELAY: "20s" }))
         assert.deepStrictEqual(messages(againstDefault), [
@@ -646,7 +664,7 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: URL, name: " " }))
         assert.deepStrictEqual(messages(error), [
-          "DB_POOL_NAME ( ) must be a non-empty string: name the pool for logs and metrics, e.g. default"
+          "name ( ) must be a non-empty string: name the pool for logs and metrics, e.g. default"
         ])
       })
     )
@@ -680,12 +698,339 @@ describe("PoolConfig", () => {
     )
   })
 
+  describe("setting names", () => {
+    it.effect("names a setting made in code by its option, and one from the environment by its variable", () =>
+      Effect.gen(function* () {
+        const fromCode = yield* failure(PoolConfig.make({ url: URL, minSize: 20, acquireTimeout: "soon" }))
+        assert.deepStrictEqual(messages(fromCode), [
+          "minSize (20) must be ≤ maxSize (10, the default): lower minSize or raise maxSize",
+          `acquireTimeout (soon) is not a duration: ${FIX_DURATION}`
+        ])
+        assert.deepStrictEqual(
+          fromCode.issues.map((issue) => [issue.setting, issue.env]),
+          [
+            ["minSize", "DB_POOL_MIN_SIZE"],
+            ["acquireTimeout", "DB_POOL_ACQUIRE_TIMEOUT"]
+          ]
+        )
+        const fromEnv = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_MIN_SIZE: "20" }))
+        assert.deepStrictEqual(messages(fromEnv), [
+          "DB_POOL_MIN_SIZE (20) must be ≤ DB_POOL_MAX_SIZE (10, the default): " +
+            "lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE"
+        ])
+      })
+    )
+
+    it.effect("names PgClient.layer's alias when that is what the options used", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(InternalConfig.fromOptions({ url: URL, maxConnections: 0, minConnections: 3 }))
+        assert.deepStrictEqual(messages(error), [
+          "maxConnections (0) must be an integer from 1 to 10000: " +
+            "e.g. 10; PostgreSQL's default max_connections is 100; put PgBouncer in front for more clients"
+        ])
+        const config = yield* InternalConfig.fromOptions({ url: URL, maxConnections: 4, idleTimeout: "5s" })
+        assert.strictEqual(config.settingNames.maxSize, "maxConnections")
+        assert.strictEqual(config.settingNames.maxIdleTime, "idleTimeout")
+        assert.strictEqual(config.settingNames.minSize, "minSize")
+      })
+    )
+
+    it.effect("names the Config key of a layerConfig option, through mappings, defaults and nesting", () =>
+      Effect.gen(function* () {
+        const provider = ConfigProvider.fromMap(
+          new Map([
+            ["APP_URL", URL],
+            ["PG_MAX", "0"],
+            ["PG.RETRY_MAX", "10ms"],
+            ["PG_IDLE", "-1s"]
+          ])
+        )
+        const exit = yield* Effect.exit(
+          Effect.provide(
+            Effect.void,
+            Db.layerConfig({
+              url: Config.redacted("APP_URL"),
+              maxConnections: Config.integer("PG_MAX").pipe(Config.withDefault(10)),
+              maxIdleTime: Config.string("PG_IDLE").pipe(Config.map((s) => s.trim())),
+              reconnect: { maxDelay: Config.nested(Config.string("RETRY_MAX"), "PG") }
+            })
+          ).pipe(Effect.withConfigProvider(provider))
+        )
+        const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        assert.strictEqual((error as PoolConfigError)?._tag, "PoolConfigError")
+        const texts = messages(error as PoolConfigError)
+        assert.deepStrictEqual(
+          (error as PoolConfigError).issues.map((issue) => issue.setting),
+          ["PG_MAX", "PG.RETRY_MAX", "PG_IDLE"]
+        )
+        assert.isTrue(texts[0]!.startsWith("PG_MAX (0) must be an integer from 1 to 10000"), texts[0])
+        assert.isTrue(texts[1]!.startsWith("PG.RETRY_MAX (10ms) must be ≥ reconnect.initialDelay (1s, the default)"))
+        assert.isTrue(texts[2]!.startsWith("PG_IDLE (-1s) must be > 0"), texts[2])
+        for (const text of texts) assert.notInclude(text, "DB_POOL_")
+      })
+    )
+
+    it("AcquireTimeout's remedy names the settings as the configuration wrote them", () => {
+      const statistics = { active: 2, maxSize: 2, waiting: 3 } as unknown as PoolStatistics.PoolStatistics
+      const fromCode = new AcquireTimeout({
+        waitedMillis: 100,
+        statistics,
+        settingNames: { maxSize: "maxConnections", acquireTimeout: "acquireTimeout" }
+      })
+      assert.include(fromCode.message, "Raise maxConnections, shorten transactions, or raise acquireTimeout.")
+      assert.include(
+        new AcquireTimeout({ waitedMillis: 100, statistics }).message,
+        "Raise DB_POOL_MAX_SIZE, shorten transactions, or raise DB_POOL_ACQUIRE_TIMEOUT."
+      )
+    })
+  })
+
+  describe("aliases", () => {
+    it.effect("rejects PgClient.layer's name and ours for one setting when they disagree", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(InternalConfig.fromOptions({ url: URL, maxConnections: 3, maxSize: 7 }))
+        assert.deepStrictEqual(messages(error), [
+          "maxConnections (3) and maxSize (7) are two names for the same setting and disagree: keep one of them"
+        ])
+        const durations = yield* failure(
+          InternalConfig.fromOptions({ url: URL, connectionTTL: "1h", maxLifetime: "30m", username: "a", user: "b" })
+        )
+        assert.deepStrictEqual(
+          durations.issues.map((issue) => issue.field),
+          ["user", "maxLifetime"]
+        )
+      })
+    )
+
+    it.effect("accepts both names when they agree, however each is written", () =>
+      Effect.gen(function* () {
+        const config = yield* InternalConfig.fromOptions({
+          url: URL,
+          maxConnections: 5,
+          maxSize: 5,
+          idleTimeout: "60s",
+          maxIdleTime: Duration.minutes(1)
+        })
+        assert.strictEqual(config.maxSize, 5)
+        assert.strictEqual(millis(config.maxIdleTime), 60_000)
+      })
+    )
+
+    it.effect("takes PgClient.layer's default minimum (0) with its maxConnections, and caps ours at maxSize", () =>
+      Effect.gen(function* () {
+        const pgClientStyle = yield* InternalConfig.fromOptions({ url: URL, maxConnections: 1 })
+        assert.deepStrictEqual([pgClientStyle.minSize, pgClientStyle.maxSize], [0, 1])
+        const ours = yield* InternalConfig.fromOptions({ url: URL, maxSize: 1 })
+        assert.deepStrictEqual([ours.minSize, ours.maxSize], [1, 1])
+        const both = yield* InternalConfig.fromOptions({ url: URL, maxConnections: 8, minConnections: 3 })
+        assert.deepStrictEqual([both.minSize, both.maxSize], [3, 8])
+      })
+    )
+  })
+
+  describe("bounds", () => {
+    it.effect("reads integers written in decimal digits only", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: "1e1", DB_POOL_MAX_QUERIES: "10.0", PGPORT: "5432" })
+        )
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MAX_SIZE (1e1) must be written in decimal digits: " +
+            "e.g. 10; PostgreSQL's default max_connections is 100; put PgBouncer in front for more clients",
+          "DB_POOL_MAX_QUERIES (10.0) must be written in decimal digits: e.g. 50000"
+        ])
+        const port = yield* failure(withEnv({ PGHOST: "db", PGPORT: "5.432e3" }))
+        assert.deepStrictEqual(messages(port), [
+          "PGPORT (5.432e3) must be an integer from 1 to 65535: PostgreSQL listens on 5432 unless configured otherwise"
+        ])
+        assert.strictEqual((yield* withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: " +12 " })).maxSize, 12)
+      })
+    )
+
+    it.effect("bounds the pool at 10 000 connections", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(PoolConfig.make({ url: URL, maxSize: 100_000 }))
+        assert.deepStrictEqual(messages(error), [
+          "maxSize (100000) must be an integer from 1 to 10000: " +
+            "e.g. 10; PostgreSQL's default max_connections is 100; put PgBouncer in front for more clients"
+        ])
+        assert.strictEqual((yield* PoolConfig.make({ url: URL, maxSize: 10_000, minSize: 10_000 })).maxSize, 10_000)
+      })
+    )
+
+    const durationFields = [
+      "acquireTimeout",
+      "connectTimeout",
+      "validateAfterIdle",
+      "validationTimeout",
+      "maxLifetime",
+      "maxIdleTime",
+      "leakDetectionThreshold",
+      "shutdownTimeout",
+      "cancelTimeout",
+      "queryTimeout",
+      "statementTimeout"
+    ] as const
+    const MAX = 2 ** 31 - 1
+
+    it.effect("rejects every duration longer than the longest timer, 2^31−1 ms", () =>
+      Effect.gen(function* () {
+        const tooLong = Object.fromEntries(durationFields.map((field) => [field, MAX + 1]))
+        const error = yield* failure(
+          PoolConfig.make({ url: URL, ...tooLong, reconnect: { initialDelay: "25d", maxDelay: "30d" } })
+        )
+        assert.deepStrictEqual(
+          error.issues.map((issue) => issue.field).sort(),
+          [...durationFields, "reconnect.initialDelay", "reconnect.maxDelay"].sort()
+        )
+        for (const message of messages(error)) {
+          assert.include(message, "must be at most 2147483647ms (about 24.8 days, the longest a timer can wait")
+        }
+        assert.strictEqual(
+          messages(error).find((m) => m.startsWith("connectTimeout"))!,
+          "connectTimeout (2147483648) must be at most 2147483647ms (about 24.8 days, the longest a " +
+            "timer can wait and the largest timeout PostgreSQL accepts): " +
+            "set how long one connection attempt may take, e.g. 5s"
+        )
+        const longest = Object.fromEntries(durationFields.map((field) => [field, MAX]))
+        const config = yield* PoolConfig.make({ url: URL, ...longest, reconnect: { initialDelay: MAX, maxDelay: MAX } })
+        assert.strictEqual(millis(config.statementTimeout), MAX)
+      })
+    )
+
+    it.effect("rejects a non-zero duration under 1 ms, which would round to 0", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          withEnv({
+            DATABASE_URL: URL,
+            DB_POOL_STATEMENT_TIMEOUT: "0.5ms",
+            DB_POOL_LEAK_DETECTION_THRESHOLD: "500us",
+            DB_POOL_CONNECT_TIMEOUT: "0.4"
+          })
+        )
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_CONNECT_TIMEOUT (0.4) must be at least 1ms (timers and PostgreSQL count whole milliseconds: " +
+            "a shorter one rounds to 0): set how long one connection attempt may take, e.g. 5s",
+          "DB_POOL_LEAK_DETECTION_THRESHOLD (500us) must be at least 1ms (timers and PostgreSQL count whole " +
+            "milliseconds: a shorter one rounds to 0) or 0: use 0 to disable leak detection, or a duration such as 30s",
+          "DB_POOL_STATEMENT_TIMEOUT (0.5ms) must be at least 1ms (timers and PostgreSQL count whole milliseconds: " +
+            "a shorter one rounds to 0): set a server-side limit per statement such as 30s, " +
+            "or leave DB_POOL_STATEMENT_TIMEOUT unset for none"
+        ])
+        assert.strictEqual(
+          millis((yield* withEnv({ DATABASE_URL: URL, DB_POOL_STATEMENT_TIMEOUT: "1ms" })).statementTimeout),
+          1
+        )
+      })
+    )
+  })
+
+  describe("unknown variables and the log level", () => {
+    it.effect("finds a DB_POOL_* variable that is not a setting, and the setting it was probably meant as", () =>
+      Effect.gen(function* () {
+        const provider = ConfigProvider.fromMap(
+          new Map([
+            ["DATABASE_URL", URL],
+            ["DB_POOL_MAXSIZE", "3"],
+            ["DB_POOL_LOGFILE", "/tmp/x"],
+            ["DB_POOL_MAX_SIZE", "4"],
+            ["OTHER_DB_POOL_X", "1"]
+          ])
+        )
+        const { config, unknown } = yield* InternalConfig.fromEnvChecked.pipe(Effect.withConfigProvider(provider))
+        assert.strictEqual(config.maxSize, 4)
+        assert.deepStrictEqual(unknown, [
+          { name: "DB_POOL_LOGFILE", closest: "DB_POOL_LOG_FILE" },
+          { name: "DB_POOL_MAXSIZE", closest: "DB_POOL_MAX_SIZE" }
+        ])
+        assert.strictEqual(
+          InternalConfig.unknownVariableMessage(unknown[1]!),
+          "DB_POOL_MAXSIZE is not a setting of the pool and is ignored: did you mean DB_POOL_MAX_SIZE?"
+        )
+      })
+    )
+
+    it.effect("walks the environment too, where a name splits at each underscore", () => {
+      const set = { DATABASE_URL: URL, DB_POOL_MAXSIZE: "3", DB_POOL_MAX: "3", DB_POOL_MAX_SIZE: "4" }
+      return Effect.acquireUseRelease(
+        Effect.sync(() => {
+          const saved = Object.keys(set).map((key) => [key, process.env[key]] as const)
+          Object.assign(process.env, set)
+          return saved
+        }),
+        () =>
+          Effect.gen(function* () {
+            const { config, unknown } = yield* InternalConfig.fromEnvChecked.pipe(
+              Effect.withConfigProvider(ConfigProvider.fromEnv())
+            )
+            assert.strictEqual(config.maxSize, 4)
+            // DB_POOL_MAX is both a variable and a prefix of DB_POOL_MAX_SIZE
+            assert.includeMembers(
+              unknown.map((u) => u.name),
+              ["DB_POOL_MAX", "DB_POOL_MAXSIZE"]
+            )
+            assert.notInclude(
+              unknown.map((u) => u.name),
+              "DB_POOL_MAX_SIZE"
+            )
+          }),
+        (saved) =>
+          Effect.sync(() => {
+            for (const [key, value] of saved) {
+              if (value === undefined) delete process.env[key]
+              else process.env[key] = value
+            }
+          })
+      )
+    })
+
+    it.effect("reports unknown variables with the issues when the configuration fails anyway", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(withEnv({ DATABASE_URL: URL, DB_POOL_MIN_SIZE: "12", DB_POOL_MAXSIZE: "20" }))
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MIN_SIZE (12) must be ≤ DB_POOL_MAX_SIZE (10, the default): " +
+            "lower DB_POOL_MIN_SIZE or raise DB_POOL_MAX_SIZE",
+          "DB_POOL_MAXSIZE is not a setting of the pool and is ignored: did you mean DB_POOL_MAX_SIZE?"
+        ])
+      })
+    )
+
+    it.effect("validates DB_POOL_LOG_LEVEL with the other settings, and PoolLogger the same way", () =>
+      Effect.gen(function* () {
+        const env = { DATABASE_URL: URL, DB_POOL_LOG_LEVEL: "loud", DB_POOL_MAX_SIZE: "many" }
+        const error = yield* failure(withEnv(env))
+        const levelMessage =
+          "DB_POOL_LOG_LEVEL (loud) must be trace, debug, info, warning, error, fatal, all or none (any case): " +
+          "the lowest level of the pool's log lines, e.g. info"
+        assert.deepStrictEqual(messages(error), [
+          "DB_POOL_MAX_SIZE (many) must be an integer from 1 to 10000: " +
+            "e.g. 10; PostgreSQL's default max_connections is 100; put PgBouncer in front for more clients",
+          levelMessage
+        ])
+        const logger = yield* Effect.exit(
+          Effect.provide(Effect.void, PoolLogger.layerFromEnv()).pipe(
+            Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+          )
+        )
+        const loggerError = Exit.isFailure(logger) ? (Cause.squash(logger.cause) as PoolConfigError) : undefined
+        assert.deepStrictEqual(
+          loggerError?.issues.map((issue) => issue.message),
+          [levelMessage]
+        )
+
+        const config = yield* withEnv({ DATABASE_URL: URL, DB_POOL_LOG_LEVEL: "Warning" })
+        assert.strictEqual(config.logLevel, LogLevel.Warning)
+        assert.strictEqual((yield* PoolConfig.make({ url: URL, logLevel: "Debug" })).logLevel, LogLevel.Debug)
+      })
+    )
+  })
+
   describe("URL problems", () => {
     it.effect("requires the postgres:// or postgresql:// scheme", () =>
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: `mysql://app:${PASSWORD}@db.example.com/appdb` }))
         assert.deepStrictEqual(messages(error), [
-          "DATABASE_URL (mysql://app:***@db.example.com/appdb) must start with postgres:// or postgresql://: " +
+          "url (mysql://app:***@db.example.com/appdb) must start with postgres:// or postgresql://: " +
             "use e.g. postgres://user:password@localhost:5432/mydb"
         ])
       })
@@ -715,7 +1060,7 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db.example.com:99999/appdb` }))
         assert.deepStrictEqual(messages(error), [
-          "DATABASE_URL (postgres://app:***@db.example.com:99999/appdb) has an invalid port (99999): " +
+          "url (postgres://app:***@db.example.com:99999/appdb) has an invalid port (99999): " +
             "use an integer from 1 to 65535, e.g. postgres://user:password@localhost:5432/mydb"
         ])
         const word = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db:pg/appdb` }))
@@ -750,7 +1095,7 @@ describe("PoolConfig", () => {
       Effect.gen(function* () {
         const error = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db1:5432,db2:5432/appdb` }))
         assert.deepStrictEqual(messages(error), [
-          "DATABASE_URL (postgres://app:***@db1:5432,db2:5432/appdb) lists several hosts: multi-host connections " +
+          "url (postgres://app:***@db1:5432,db2:5432/appdb) lists several hosts: multi-host connections " +
             "are not supported yet, give a single host, e.g. postgres://user:password@db.example.com:5432/mydb"
         ])
       })
@@ -807,4 +1152,34 @@ describe("PoolConfig", () => {
       assert.strictEqual(PoolConfig.redactText("no secret", ""), "no secret")
     })
   })
+})
+
+layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolConfig with a server", (it) => {
+  // code written for PgClient.layer with a one-connection pool: each way of saying it builds
+  const oneConnection = (options: Omit<Db.DbOptions, "url">, env: Record<string, string> = {}) =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      const name = uniqueAppName("one")
+      const live = Object.keys(env).length === 0 ? Db.layer({ url: server.url, name, ...options }) : Db.DatabaseLive
+      const provider = ConfigProvider.fromMap(
+        new Map(Object.entries({ DATABASE_URL: Redacted.value(server.url), DB_POOL_NAME: name, ...env }))
+      )
+      return yield* Effect.flatMap(Db.Db, (db) =>
+        Effect.map(
+          db.withConnection((sql) => sql`SELECT 1 AS one`),
+          () => [db.config.minSize, db.config.maxSize]
+        )
+      ).pipe(
+        Effect.provide(live.pipe(Layer.provideMerge(PoolLogger.layerSilent()))),
+        Effect.withConfigProvider(provider)
+      )
+    })
+
+  it.effect("builds a one-connection pool from maxSize: 1, maxConnections: 1 or DB_POOL_MAX_SIZE=1", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* oneConnection({ maxSize: 1 }), [1, 1])
+      assert.deepStrictEqual(yield* oneConnection({ maxConnections: 1 }), [0, 1])
+      assert.deepStrictEqual(yield* oneConnection({}, { DB_POOL_MAX_SIZE: "1" }), [1, 1])
+    })
+  )
 })

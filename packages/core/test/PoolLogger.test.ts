@@ -213,17 +213,23 @@ describe("PoolLogger", () => {
     })
   )
 
-  it.scoped("fails with PoolConfigError naming DB_POOL_LOG_FILE when the file cannot be opened", () =>
+  it.scoped("fails with PoolConfigError naming the setting when the file cannot be opened", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
       const blocker = Path.join(dir, "not-a-directory")
       Fs.writeFileSync(blocker, "")
-      const exit = yield* Effect.exit(Effect.provide(Effect.void, PoolLogger.layer(Path.join(blocker, "pool.jsonl"))))
+      const path = Path.join(blocker, "logs", "pool.jsonl")
+      const exit = yield* Effect.exit(Effect.provide(Effect.void, PoolLogger.layer(path)))
       assert.isTrue(Exit.isFailure(exit))
       const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
       assert.instanceOf(error, PoolConfigError)
-      assert.include((error as PoolConfigError).message, "DB_POOL_LOG_FILE")
-      assert.include((error as PoolConfigError).message, "cannot be opened")
+      assert.include((error as PoolConfigError).message, `the log file (${path}) cannot be opened for appending`)
+      const fromEnv = yield* Effect.exit(
+        Effect.provide(Effect.void, PoolLogger.layerFromEnv()).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["DB_POOL_LOG_FILE", path]])))
+        )
+      )
+      assert.include(Exit.isFailure(fromEnv) ? Cause.squash(fromEnv.cause) + "" : "", `DB_POOL_LOG_FILE (${path})`)
 
       const badLevel = yield* Effect.exit(
         Effect.provide(Effect.void, PoolLogger.layerFromEnv()).pipe(
@@ -330,6 +336,55 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
     })
   )
 
+  it.scoped("with logFile set, the pool's events go to that file only, once, however PoolLogger is wired", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const server = yield* PgTestServer.PgTestServer
+      const printed: Array<string> = []
+      const base = yield* Effect.console
+      const capture = (...args: ReadonlyArray<unknown>) => void printed.push(args.map(String).join(" "))
+      const testConsole = { ...base, unsafe: { ...base.unsafe, log: capture, info: capture, error: capture } }
+      const query = Db.withConnection((sql) => sql`SELECT 1 AS one`)
+      const run = (wire: (db: Layer.Layer<Db.Db, unknown>, path: string) => Layer.Layer<Db.Db, unknown>) =>
+        Effect.gen(function* () {
+          const name = uniqueAppName("routed")
+          const path = Path.join(dir, `${name}.jsonl`)
+          const DbLive = Db.layer({ url: server.url, name, minSize: 2, logFile: path, logLevel: "Debug" })
+          yield* query.pipe(Effect.provide(wire(DbLive, path)), Effect.withConsole(testConsole))
+          return readLines(path).filter((line) => line.pool === name)
+        })
+      const wirings = {
+        alone: (db: Layer.Layer<Db.Db, unknown>) => db,
+        merged: (db: Layer.Layer<Db.Db, unknown>, path: string) => Layer.merge(db, PoolLogger.layer(path)),
+        sequential: (db: Layer.Layer<Db.Db, unknown>, path: string) =>
+          db.pipe(Layer.provideMerge(PoolLogger.layer(path)))
+      }
+      for (const [wiring, wire] of Object.entries(wirings)) {
+        const lines = yield* run(wire)
+        const events = lines.map((line) => line.event)
+        assert.strictEqual(events.filter((event) => event === "connection opened").length, 2, wiring)
+        assert.strictEqual(events.filter((event) => event === "pool starting").length, 1, wiring)
+        assert.strictEqual(events.at(-1), "pool shut down", wiring)
+      }
+      assert.deepStrictEqual(printed, [])
+    })
+  )
+
+  it.scoped("fails with PoolConfigError, at once, for a logFile under a directory that cannot be made", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      const dir = yield* tempDir
+      const blocker = Path.join(dir, "file")
+      Fs.writeFileSync(blocker, "")
+      const exit = yield* Effect.exit(
+        Effect.provide(Db.statistics, Db.layer({ url: server.url, logFile: Path.join(blocker, "a", "pool.jsonl") }))
+      )
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      assert.instanceOf(error, PoolConfigError)
+      assert.include(String(error), `logFile (${Path.join(blocker, "a", "pool.jsonl")}) cannot be opened`)
+    })
+  )
+
   const viteNode = Path.join(
     Path.dirname(
       Module.createRequire(Module.createRequire(import.meta.url).resolve("vitest/package.json")).resolve(
@@ -339,8 +394,11 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
     "vite-node.mjs"
   )
 
-  /** Runs a fixture program to its end with only the given environment (plus PATH and HOME). */
-  const runFixture = (file: string, env: Record<string, string>) =>
+  /**
+   * Runs a fixture program to its end with only the given environment (plus PATH and HOME); one still running
+   * after `timeoutMillis` is killed, and reported with `code` null.
+   */
+  const runFixture = (file: string, env: Record<string, string>, timeoutMillis = 60_000) =>
     Effect.async<{ code: number | null; stdout: string; stderr: string }>((resume) => {
       const child = ChildProcess.spawn(process.execPath, [viteNode, file], {
         cwd: Path.join(import.meta.dirname, ".."),
@@ -349,11 +407,78 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
       })
       let stdout = ""
       let stderr = ""
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMillis)
       child.stdout.on("data", (chunk) => (stdout += chunk))
       child.stderr.on("data", (chunk) => (stderr += chunk))
-      child.once("close", (code) => resume(Effect.succeed({ code, stdout, stderr })))
-      return Effect.sync(() => child.kill("SIGKILL"))
+      child.once("close", (code) => {
+        clearTimeout(timer)
+        resume(Effect.succeed({ code, stdout, stderr }))
+      })
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        child.kill("SIGKILL")
+      })
     })
+
+  for (const wiring of ["alone", "provide-array", "merge", "provide", "provideMerge"]) {
+    it.scoped(
+      `DatabaseLive with DB_POOL_LOG_FILE (${wiring}): nothing on stdout or stderr, the pool's events in the file`,
+      () =>
+        Effect.gen(function* () {
+          const server = yield* PgTestServer.PgTestServer
+          const logFile = Path.join(yield* tempDir, "logs", "pool.jsonl")
+          const name = uniqueAppName("wiring")
+          const { code, stderr, stdout } = yield* runFixture("test/fixtures/wiringProgram.ts", {
+            WIRING: wiring,
+            DATABASE_URL: Redacted.value(server.url),
+            DB_POOL_LOG_FILE: logFile,
+            DB_POOL_LOG_LEVEL: "debug",
+            DB_POOL_NAME: name,
+            DB_POOL_APPLICATION_NAME: name,
+            DB_POOL_MAXSIZE: "3"
+          })
+          assert.strictEqual(code, 0, `the program failed:\n${stdout}${stderr}`)
+          assert.strictEqual(stdout, "", "stdout")
+          assert.strictEqual(stderr, "", "stderr")
+          const pool = readLines(logFile).filter((line) => line.pool === name)
+          const events = pool.map((line) => line.event)
+          assert.strictEqual(events.filter((event) => event === "pool starting").length, 1, "one line per event")
+          assert.isAtLeast(events.filter((event) => event === "connection opened").length, 3)
+          assert.isTrue(pool.some((line) => line.event === "connection closed" && line.reason === "broken"))
+          assert.strictEqual(events.at(-1), "pool shut down")
+          // the typo is reported where the pool's events go, naming the setting it was probably meant as
+          const typo = pool.find((line) => line.variable === "DB_POOL_MAXSIZE")!
+          assert.strictEqual(typo.level, "WARN")
+          assert.strictEqual(typo.closest, "DB_POOL_MAX_SIZE")
+        }),
+      { timeout: 90_000 }
+    )
+  }
+
+  for (const wiring of ["alone", "provideMerge"]) {
+    it.scoped(`DB_POOL_LOG_FILE under /proc (${wiring}) fails the layer with PoolConfigError, never spins`, () =>
+      Effect.gen(function* () {
+        const server = yield* PgTestServer.PgTestServer
+        const result = Path.join(yield* tempDir, "result.txt")
+        const { code, stderr, stdout } = yield* runFixture(
+          "test/fixtures/wiringProgram.ts",
+          {
+            WIRING: wiring,
+            RESULT_FILE: result,
+            DATABASE_URL: Redacted.value(server.url),
+            DB_POOL_LOG_FILE: "/proc/effect-pg-pool/logs/pool.jsonl"
+          },
+          30_000
+        )
+        assert.strictEqual(code, 0, `the program did not end by itself:\n${stdout}${stderr}`)
+        assert.strictEqual(stdout + stderr, "")
+        assert.include(
+          Fs.readFileSync(result, "utf8"),
+          "DB_POOL_LOG_FILE (/proc/effect-pg-pool/logs/pool.jsonl) cannot be opened for appending"
+        )
+      })
+    )
+  }
 
   it.scoped(
     "a real program under NodeRuntime.runMain writes nothing to stdout or stderr, every event to the file",

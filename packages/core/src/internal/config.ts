@@ -1,10 +1,12 @@
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
+import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import type { PoolConfig, PoolConfigInput } from "../PoolConfig.js"
+import type { PoolConfig, PoolConfigInput, Setting, SettingNames } from "../PoolConfig.js"
 import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
 
 // ---------------------------------------------------------------------------
@@ -43,7 +45,12 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
   init: "eager",
   statementTimeout: undefined,
   applicationName: "effect-pg-pool",
-  logFile: undefined
+  logFile: undefined,
+  logLevel: undefined,
+  // read on access: the table is built from the environment names below
+  get settingNames() {
+    return SETTING_OPTION
+  }
 }
 
 const ENV = {
@@ -78,8 +85,49 @@ const ENV = {
   init: "DB_POOL_INIT",
   statementTimeout: "DB_POOL_STATEMENT_TIMEOUT",
   applicationName: "DB_POOL_APPLICATION_NAME",
-  logFile: "DB_POOL_LOG_FILE"
+  logFile: "DB_POOL_LOG_FILE",
+  logLevel: "DB_POOL_LOG_LEVEL"
 } as const
+
+/** Each setting's environment variable: the one table `fromEnv`, `PoolLogger.layerFromEnv` and messages share. */
+const SETTING_ENV: SettingNames = {
+  name: ENV.name,
+  url: ENV.url,
+  host: ENV.host,
+  port: ENV.port,
+  database: ENV.database,
+  user: ENV.user,
+  password: ENV.password,
+  ssl: ENV.sslmode,
+  minSize: ENV.minSize,
+  maxSize: ENV.maxSize,
+  acquireTimeout: ENV.acquireTimeout,
+  connectTimeout: ENV.connectTimeout,
+  validateAfterIdle: ENV.validateAfterIdle,
+  validationTimeout: ENV.validationTimeout,
+  maxLifetime: ENV.maxLifetime,
+  maxIdleTime: ENV.maxIdleTime,
+  maxQueries: ENV.maxQueries,
+  leakDetectionThreshold: ENV.leakDetectionThreshold,
+  shutdownTimeout: ENV.shutdownTimeout,
+  cancelTimeout: ENV.cancelTimeout,
+  queryTimeout: ENV.queryTimeout,
+  keepAlive: ENV.keepAlive,
+  reset: ENV.reset,
+  "reconnect.initialDelay": ENV.initialDelay,
+  "reconnect.factor": ENV.factor,
+  "reconnect.maxDelay": ENV.maxDelay,
+  "reconnect.initialAttempts": ENV.initialAttempts,
+  "reconnect.jitter": ENV.jitter,
+  init: ENV.init,
+  statementTimeout: ENV.statementTimeout,
+  applicationName: ENV.applicationName,
+  logFile: ENV.logFile,
+  logLevel: ENV.logLevel
+}
+
+/** A configuration written in code names its settings by their option names. */
+const SETTING_OPTION = Object.fromEntries(Object.keys(SETTING_ENV).map((key) => [key, key])) as SettingNames
 
 const EXAMPLE_URL = "postgres://user:password@localhost:5432/mydb"
 
@@ -143,19 +191,36 @@ const toNumber = (raw: unknown): number | undefined => {
   return undefined
 }
 
+// Decimal digits only: "1e1" or "10.0" read as 10, but nobody writes a pool size that way on purpose.
+const INTEGER_TEXT = /^\s*[-+]?\d+\s*$/
+
 const integer =
-  (min: number, fix: string): Parse<number> =>
+  (min: number, max: number | undefined, fix: string): Parse<number> =>
   (raw) => {
     const n = toNumber(raw)
-    return n !== undefined && Number.isSafeInteger(n) && n >= min
+    if (typeof raw === "string" && !INTEGER_TEXT.test(raw) && Number.isInteger(n)) {
+      return Either.left(`must be written in decimal digits: ${fix}`)
+    }
+    return n !== undefined && Number.isSafeInteger(n) && n >= min && (max === undefined || n <= max)
       ? Either.right(n)
-      : Either.left(`must be an integer ≥ ${min}: ${fix}`)
+      : Either.left(
+          max === undefined ? `must be an integer ≥ ${min}: ${fix}` : `must be an integer from ${min} to ${max}: ${fix}`
+        )
   }
+
+/**
+ * The largest pool: PostgreSQL's default `max_connections` is 100 and every connection is a server process with
+ * its own memory, so a bigger figure is a typo (an extra zero) rather than a plan; more clients than this belong
+ * behind PgBouncer. It is also far below 262 143, the most `max_connections` PostgreSQL can be configured with.
+ */
+const MAX_POOL_SIZE = 10_000
+
+const SIZE_FIX = `PostgreSQL's default max_connections is 100; put PgBouncer in front for more clients`
 
 const PORT_RULE = "must be an integer from 1 to 65535: PostgreSQL listens on 5432 unless configured otherwise"
 
 const port: Parse<number> = (raw) => {
-  const n = toNumber(raw)
+  const n = typeof raw === "string" && !INTEGER_TEXT.test(raw) ? undefined : toNumber(raw)
   return n !== undefined && Number.isInteger(n) && n >= 1 && n <= 65535 ? Either.right(n) : Either.left(PORT_RULE)
 }
 
@@ -266,6 +331,19 @@ const durationMillis = (raw: unknown): number | undefined => {
 const NOT_A_DURATION =
   "is not a duration: use milliseconds (250), a short form (500ms, 1.5s, 2m, 1h) or Effect's form (5 seconds)"
 
+/**
+ * The longest duration a setting may have: 2^31−1 ms (about 24.8 days) is the longest delay a Node.js timer (and
+ * Effect's clock) can wait — a longer `setTimeout` fires at once, a longer `Effect.sleep` never — and the largest
+ * `statement_timeout` PostgreSQL accepts, so a longer one would be refused by every connection at login.
+ */
+const MAX_DURATION_MILLIS = 2 ** 31 - 1
+
+const TOO_LONG = `must be at most ${MAX_DURATION_MILLIS}ms (about 24.8 days, the longest a timer can wait and the largest timeout PostgreSQL accepts)`
+
+// Timers and PostgreSQL count whole milliseconds: a shorter non-zero duration rounds to 0, which disables
+// `statement_timeout` and makes a timeout fire at once.
+const TOO_SHORT = "must be at least 1ms (timers and PostgreSQL count whole milliseconds: a shorter one rounds to 0)"
+
 const duration =
   (rule: "> 0" | "≥ 0", fix: string): Parse<Duration.Duration> =>
   (raw) => {
@@ -273,9 +351,41 @@ const duration =
     if (millis === undefined) return Either.left(NOT_A_DURATION)
     if (!Number.isFinite(millis)) return Either.left(`must be a finite duration: ${fix}`)
     if (rule === "> 0" ? millis <= 0 : millis < 0) return Either.left(`must be ${rule}: ${fix}`)
+    if (millis > 0 && millis < 1) return Either.left(`${TOO_SHORT}${rule === "≥ 0" ? " or 0" : ""}: ${fix}`)
+    if (millis > MAX_DURATION_MILLIS) return Either.left(`${TOO_LONG}: ${fix}`)
     if (Duration.isDuration(raw)) return Either.right(raw)
     return Either.right(typeof raw === "bigint" ? Duration.nanos(raw) : Duration.millis(millis))
   }
+
+const LOG_LEVELS = new Map<string, LogLevel.LogLevel>([
+  ["all", LogLevel.All],
+  ["trace", LogLevel.Trace],
+  ["debug", LogLevel.Debug],
+  ["info", LogLevel.Info],
+  ["warn", LogLevel.Warning],
+  ["warning", LogLevel.Warning],
+  ["error", LogLevel.Error],
+  ["fatal", LogLevel.Fatal],
+  ["none", LogLevel.None]
+])
+
+/** @internal */
+export const parseLogLevel = (text: string): LogLevel.LogLevel | undefined => LOG_LEVELS.get(text.trim().toLowerCase())
+
+const logLevel: Parse<LogLevel.LogLevel> = (raw) => {
+  const level =
+    typeof raw === "string"
+      ? parseLogLevel(raw)
+      : typeof raw === "object" && raw !== null && "_tag" in raw && typeof raw._tag === "string"
+        ? parseLogLevel(raw._tag)
+        : undefined
+  return level !== undefined
+    ? Either.right(level)
+    : Either.left(
+        "must be trace, debug, info, warning, error, fatal, all or none (any case): " +
+          "the lowest level of the pool's log lines, e.g. info"
+      )
+}
 
 // ---------------------------------------------------------------------------
 // the connection URL
@@ -514,14 +624,51 @@ export type RawInput = { readonly [K in Exclude<keyof PoolConfigInput, "reconnec
   readonly reconnect?: { readonly [K in keyof PoolConfig["reconnect"]]?: unknown } | undefined
   /** PGSSLMODE, only read when there is no DATABASE_URL. */
   readonly sslmode?: string | undefined
-}
+} & { readonly [K in (typeof ALIASES)[number][1]]?: unknown }
+
+/**
+ * `PgClient.layer`'s names for settings of ours, accepted so that its options carry over unchanged. Giving both
+ * names of a pair with different values is an error: which one wins would be a guess.
+ */
+const ALIASES = [
+  ["user", "username"],
+  ["maxSize", "maxConnections"],
+  ["minSize", "minConnections"],
+  ["maxIdleTime", "idleTimeout"],
+  ["maxLifetime", "connectionTTL"]
+] as const
+
+/**
+ * What the user wrote for a setting, when it is not the option's own name: a `Config` key (`PG_MAX`), keyed by
+ * the option it was given for (`maxConnections`, or `reconnect.maxDelay` for a nested one).
+ *
+ * @internal
+ */
+export type WrittenNames = { readonly [option: string]: string | undefined }
 
 class Issues {
   readonly list: Array<ConfigIssue> = []
   private readonly invalid = new Set<string>()
+  readonly names: { -readonly [K in Setting]: string }
 
-  report(field: string, env: string, value: string, message: string): void {
-    this.list.push({ field, env, value, message })
+  constructor(source: "input" | "env", written: WrittenNames) {
+    this.names = { ...(source === "env" ? SETTING_ENV : SETTING_OPTION) }
+    for (const setting of Object.keys(this.names) as Array<Setting>) {
+      const name = written[setting]
+      if (name !== undefined) this.names[setting] = name
+    }
+  }
+
+  /**
+   * The name a message gives `setting`: what the user wrote for it, or the option or variable it stands for (a
+   * field outside the table, such as a URL's part, is named as given).
+   */
+  nameOf(setting: string): string {
+    return Object.hasOwn(this.names, setting) ? this.names[setting as Setting] : setting
+  }
+
+  report(field: string, env: string, value: string, message: string, setting: string = field): void {
+    this.list.push({ field, env, setting: this.nameOf(setting), value, message })
     this.invalid.add(field)
   }
 
@@ -536,15 +683,50 @@ class Issues {
     const result = parse(raw)
     if (Either.isRight(result)) return result.right
     const shown = show(raw)
-    this.report(field, env, shown, `${env} (${shown}) ${result.left}`)
+    this.report(field, env, shown, `${this.nameOf(field)} (${shown}) ${result.left}`)
     return fallback
   }
+}
+
+// Two values mean the same when they read as the same number, duration or text: `idleTimeout: "60s"` and
+// `maxIdleTime: Duration.minutes(1)` agree.
+const sameValue = (a: unknown, b: unknown): boolean => {
+  const millisA = durationMillis(a)
+  const millisB = durationMillis(b)
+  if (millisA !== undefined || millisB !== undefined) return millisA === millisB
+  return show(a) === show(b)
+}
+
+/** Folds each alias into its setting, records which name was written, and reports pairs that disagree. */
+const applyAliases = (raw: RawInput, written: WrittenNames, issues: Issues): RawInput => {
+  const out: Record<string, unknown> = { ...raw }
+  for (const [setting, alias] of ALIASES) {
+    const value = raw[setting]
+    const aliasValue = raw[alias]
+    if (aliasValue === undefined) continue
+    const aliasName = written[alias] ?? alias
+    if (value === undefined) {
+      out[setting] = aliasValue
+      issues.names[setting] = aliasName
+    } else if (!sameValue(value, aliasValue)) {
+      const name = issues.nameOf(setting)
+      issues.report(
+        setting,
+        SETTING_ENV[setting],
+        `${show(aliasValue)} / ${show(value)}`,
+        `${aliasName} (${show(aliasValue)}) and ${name} (${show(value)}) are two names for the same setting ` +
+          `and disagree: keep one of them`
+      )
+    }
+  }
+  return out as RawInput
 }
 
 const secret = (raw: unknown): string | undefined =>
   typeof raw === "string" ? raw : Redacted.isRedacted(raw) ? String(Redacted.value(raw)) : undefined
 
 const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
+  const urlName = issues.nameOf("url")
   let urlText: string | undefined
   if (raw.url !== undefined) {
     urlText = secret(raw.url)
@@ -553,7 +735,7 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
         "url",
         ENV.url,
         "<not a string>",
-        `${ENV.url} must be a string or a Redacted string: ${EXAMPLE_URL}`
+        `${urlName} must be a string or a Redacted string: ${EXAMPLE_URL}`
       )
     }
   }
@@ -563,7 +745,7 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     const result = parseUrl(urlText)
     if (Either.isLeft(result)) {
       for (const { field, problem } of result.left) {
-        issues.report(field, ENV.url, shown, `${ENV.url} (${shown}) ${problem}`)
+        issues.report(field, ENV.url, shown, `${urlName} (${shown}) ${problem}`, "url")
       }
     } else {
       parsed = result.right
@@ -578,7 +760,7 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
       source === "env"
         ? `${ENV.url} is not set: set it to the database's URL, e.g. ${ENV.url}=${EXAMPLE_URL} ` +
             `(or set PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE)`
-        : `${ENV.url} is not set: pass url, e.g. ${EXAMPLE_URL}, or host, port, user, password and database`
+        : `no connection is configured: pass url, e.g. ${EXAMPLE_URL}, or host, port, user, password and database`
     )
   }
 
@@ -599,7 +781,12 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
   if (raw.password !== undefined) {
     password = secret(raw.password)
     if (password === undefined) {
-      issues.report("password", ENV.password, "***", `${ENV.password} must be a string or a Redacted string`)
+      issues.report(
+        "password",
+        ENV.password,
+        "***",
+        `${issues.nameOf("password")} must be a string or a Redacted string`
+      )
     }
   }
   password = password || parsed?.password || undefined
@@ -648,23 +835,48 @@ type PositiveField =
 
 type NonNegativeField = "validateAfterIdle" | "leakDetectionThreshold" | "shutdownTimeout"
 
-/** @internal */
-export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<PoolConfig, PoolConfigError> => {
-  const issues = new Issues()
+/**
+ * `written` names the settings given under another name than their option's (a `Config` key); `source` says how
+ * the others are named in messages: by option in code, by environment variable from the environment.
+ *
+ * @internal
+ */
+export const resolve = (
+  input: RawInput,
+  source: "input" | "env",
+  written: WrittenNames = {}
+): Either.Either<PoolConfig, PoolConfigError> => {
+  const issues = new Issues(source, written)
+  const raw = applyAliases(input, written, issues)
+  const n = (setting: Setting) => issues.nameOf(setting)
   const conn = connection(raw, source, issues)
   const d = defaults
-  const minSize = issues.read("minSize", ENV.minSize, raw.minSize, d.minSize, integer(0, "e.g. 2"))
-  const maxSize = issues.read("maxSize", ENV.maxSize, raw.maxSize, d.maxSize, integer(1, "e.g. 10"))
+  const maxSize = issues.read(
+    "maxSize",
+    ENV.maxSize,
+    raw.maxSize,
+    d.maxSize,
+    integer(1, MAX_POOL_SIZE, `e.g. 10; ${SIZE_FIX}`)
+  )
+  // A default never conflicts with a setting the user made: the default minimum is capped at the maximum. With
+  // the maximum given as `PgClient.layer`'s `maxConnections` and no minimum, the minimum is that layer's: 0.
+  const defaultMinSize = input.maxSize === undefined && input.maxConnections !== undefined ? 0 : d.minSize
+  const minSize = issues.read(
+    "minSize",
+    ENV.minSize,
+    raw.minSize,
+    Math.min(defaultMinSize, maxSize),
+    integer(0, MAX_POOL_SIZE, "e.g. 2")
+  )
   // A default taking part in a conflict is labelled as such: the user never wrote it and may not know it exists.
   const shownOr = (value: unknown, fallback: string) => (value === undefined ? `${fallback}, the default` : show(value))
   if (issues.valid("minSize", "maxSize") && minSize > maxSize) {
-    const min = shownOr(raw.minSize, String(d.minSize))
     issues.report(
       "minSize",
       ENV.minSize,
-      raw.minSize === undefined ? String(d.minSize) : show(raw.minSize),
-      `${ENV.minSize} (${min}) must be ≤ ${ENV.maxSize} (${shownOr(raw.maxSize, String(d.maxSize))}): ` +
-        `lower ${ENV.minSize} or raise ${ENV.maxSize}`
+      show(raw.minSize),
+      `${n("minSize")} (${show(raw.minSize)}) must be ≤ ${n("maxSize")} ` +
+        `(${shownOr(raw.maxSize, String(d.maxSize))}): lower ${n("minSize")} or raise ${n("maxSize")}`
     )
   }
   const positive = (field: PositiveField, fallback: Duration.Duration, fix: string) =>
@@ -675,7 +887,7 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
       ENV[field],
       raw[field],
       undefined,
-      duration("> 0", `set ${what} such as 30s, or leave ${ENV[field]} unset for none`)
+      duration("> 0", `set ${what} such as 30s, or leave ${n(field)} unset for none`)
     )
   const nonNegative = (field: NonNegativeField, fallback: Duration.Duration, zero: string, example: string) =>
     issues.read(
@@ -708,9 +920,9 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
       "reconnect.maxDelay",
       ENV.maxDelay,
       reconnectRaw.maxDelay === undefined ? Duration.format(r.maxDelay) : show(reconnectRaw.maxDelay),
-      `${ENV.maxDelay} (${max}) must be ≥ ${ENV.initialDelay} ` +
+      `${n("reconnect.maxDelay")} (${max}) must be ≥ ${n("reconnect.initialDelay")} ` +
         `(${shownOr(reconnectRaw.initialDelay, Duration.format(r.initialDelay))}): ` +
-        `raise ${ENV.maxDelay} or lower ${ENV.initialDelay}`
+        `raise ${n("reconnect.maxDelay")} or lower ${n("reconnect.initialDelay")}`
     )
   }
 
@@ -749,9 +961,15 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
     maxIdleTime: positive(
       "maxIdleTime",
       d.maxIdleTime,
-      `set how long a connection above ${ENV.minSize} may stay idle before it is closed, e.g. 60s`
+      `set how long a connection above ${n("minSize")} may stay idle before it is closed, e.g. 60s`
     ),
-    maxQueries: issues.read("maxQueries", ENV.maxQueries, raw.maxQueries, d.maxQueries, integer(1, "e.g. 50000")),
+    maxQueries: issues.read(
+      "maxQueries",
+      ENV.maxQueries,
+      raw.maxQueries,
+      d.maxQueries,
+      integer(1, undefined, "e.g. 50000")
+    ),
     leakDetectionThreshold: nonNegative(
       "leakDetectionThreshold",
       d.leakDetectionThreshold,
@@ -781,25 +999,49 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
         ENV.initialAttempts,
         reconnectRaw.initialAttempts,
         r.initialAttempts,
-        integer(1, "set how many attempts startup makes before it fails, e.g. 5")
+        integer(1, undefined, "set how many attempts startup makes before it fails, e.g. 5")
       ),
       jitter: issues.read("reconnect.jitter", ENV.jitter, reconnectRaw.jitter, r.jitter, boolean)
     },
     init: issues.read("init", ENV.init, raw.init, d.init, init),
     statementTimeout: optionalPositive("statementTimeout", "a server-side limit per statement"),
     applicationName: conn.applicationName,
-    logFile:
-      issues.read<string | undefined>("logFile", ENV.logFile, raw.logFile, undefined, text("give a file path")) ||
-      undefined
+    logFile: logFileOf(issues, raw.logFile),
+    logLevel: issues.read<LogLevel.LogLevel | undefined>("logLevel", ENV.logLevel, raw.logLevel, undefined, logLevel),
+    settingNames: issues.names
   }
   return issues.list.length === 0 ? Either.right(config) : Either.left(new PoolConfigError({ issues: issues.list }))
 }
+
+const logFileOf = (issues: Issues, raw: unknown): string | undefined =>
+  issues.read<string | undefined>("logFile", ENV.logFile, raw, undefined, text("give a file path")) || undefined
 
 /** @internal */
 export const make = (input: PoolConfigInput): Effect.Effect<PoolConfig, PoolConfigError> =>
   Effect.suspend(() => resolve(input, "input"))
 
+/**
+ * `Db`'s options: `PgClient.layer`'s names included, `written` naming the settings given through `Config` keys.
+ *
+ * @internal
+ */
+export const fromOptions = (input: RawInput, written: WrittenNames = {}): Effect.Effect<PoolConfig, PoolConfigError> =>
+  Effect.suspend(() => resolve(input, "input", written))
+
 const ENV_NAMES = Object.values(ENV)
+
+const providerFailed = (error: unknown) =>
+  new PoolConfigError({
+    issues: [
+      {
+        field: "env",
+        env: "",
+        setting: "",
+        value: "",
+        message: `The configuration provider failed while reading the pool's settings: ${String(error)}`
+      }
+    ]
+  })
 
 const readEnv = Config.all(
   Object.fromEntries(ENV_NAMES.map((key) => [key, Config.option(Config.string(key))] as const))
@@ -812,23 +1054,10 @@ const readEnv = Config.all(
     }
     return env
   }),
-  Effect.mapError(
-    (error) =>
-      new PoolConfigError({
-        issues: [
-          {
-            field: "env",
-            env: "",
-            value: "",
-            message: `The configuration provider failed while reading the pool's settings: ${String(error)}`
-          }
-        ]
-      })
-  )
+  Effect.mapError(providerFailed)
 )
 
-/** @internal */
-export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.flatMap(readEnv, (env) => {
+const resolveEnv = (env: ReadonlyMap<string, string>): Either.Either<PoolConfig, PoolConfigError> => {
   const url = env.get(ENV.url)
   // The libpq variables are a fallback for a missing DATABASE_URL; mixing both sources would hide which one won.
   const libpq = (key: string) => (url === undefined ? env.get(key) : undefined)
@@ -867,8 +1096,209 @@ export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.flatMa
       init: env.get(ENV.init),
       statementTimeout: env.get(ENV.statementTimeout),
       applicationName: env.get(ENV.applicationName),
-      logFile: env.get(ENV.logFile)
+      logFile: env.get(ENV.logFile),
+      logLevel: env.get(ENV.logLevel)
     },
     "env"
   )
+}
+
+// ---------------------------------------------------------------------------
+// unknown variables
+// ---------------------------------------------------------------------------
+
+/**
+ * A `DB_POOL_*` variable the pool does not know (a typo such as `DB_POOL_MAXSIZE`), and the known one it is
+ * closest to.
+ *
+ * @internal
+ */
+export interface UnknownVariable {
+  readonly name: string
+  readonly closest: string
+}
+
+const PREFIX = "DB_POOL_"
+const KNOWN: ReadonlySet<string> = new Set(ENV_NAMES)
+const KNOWN_POOL = ENV_NAMES.filter((name) => name.startsWith(PREFIX))
+
+const editDistance = (a: string, b: string): number => {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+const closestKnown = (name: string): string => {
+  let best = KNOWN_POOL[0]!
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const known of KNOWN_POOL) {
+    const distance = editDistance(name, known)
+    if (distance < bestDistance) {
+      best = known
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+// Bounds on the walk below, so that a provider with a huge or cyclic tree costs little.
+const MAX_DEPTH = 8
+const MAX_NODES = 1_000
+
+/**
+ * The `DB_POOL_*` variables the provider holds that are not settings. Providers only list the children of a path,
+ * one delimiter-separated segment at a time (`_` for the environment, `.` for `fromMap`), so the walk descends
+ * from the root through the paths that can still spell `DB_POOL_…`, joining segments with `_`.
+ */
+const unknownVariables: Effect.Effect<ReadonlyArray<UnknownVariable>> = Effect.gen(function* () {
+  const provider = yield* Effect.configProviderWith((provider: ConfigProvider.ConfigProvider) =>
+    Effect.succeed(provider)
+  )
+  const found = new Set<string>()
+  let visited = 0
+  const walk = (path: ReadonlyArray<string>): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      if (path.length >= MAX_DEPTH || visited >= MAX_NODES) return
+      const children = yield* Effect.orElseSucceed(provider.flattened.enumerateChildren(path), () => [])
+      for (const child of children) {
+        if (++visited > MAX_NODES) return
+        const next = [...path, child]
+        const name = next.join("_").toUpperCase()
+        if (name.startsWith(PREFIX)) {
+          const grandchildren = yield* Effect.orElseSucceed(provider.flattened.enumerateChildren(next), () => [])
+          // a leaf is a variable; an inner node (DB_POOL_MAX of DB_POOL_MAX_SIZE) is one only if it has a value
+          const isVariable =
+            [...grandchildren].length === 0 ||
+            Option.isSome(yield* Effect.orElseSucceed(provider.load(Config.option(Config.string(name))), Option.none))
+          if (isVariable && !KNOWN.has(name)) found.add(name)
+          yield* walk(next)
+        } else if (PREFIX.startsWith(`${name}_`)) {
+          yield* walk(next)
+        }
+      }
+    })
+  yield* walk([])
+  return [...found].sort().map((name) => ({ name, closest: closestKnown(name) }))
 })
+
+/** @internal */
+export const unknownVariableMessage = (unknown: UnknownVariable): string =>
+  `${unknown.name} is not a setting of the pool and is ignored: did you mean ${unknown.closest}?`
+
+/**
+ * The configuration from the environment, and the `DB_POOL_*` variables it ignored. When the configuration is
+ * invalid anyway, those are reported with its issues: a typo is the likeliest cause of a setting that seems lost.
+ *
+ * @internal
+ */
+export const fromEnvChecked: Effect.Effect<
+  { readonly config: PoolConfig; readonly unknown: ReadonlyArray<UnknownVariable> },
+  PoolConfigError
+> = Effect.gen(function* () {
+  const env = yield* readEnv
+  const unknown = yield* unknownVariables
+  const result = resolveEnv(env)
+  if (Either.isRight(result)) return { config: result.right, unknown }
+  return yield* new PoolConfigError({
+    issues: [
+      ...result.left.issues,
+      ...unknown.map((u) => ({
+        field: "env",
+        env: u.name,
+        setting: u.name,
+        value: "",
+        message: unknownVariableMessage(u)
+      }))
+    ]
+  })
+})
+
+/** @internal */
+export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.map(fromEnvChecked, ({ config }) => config)
+
+/**
+ * What `PoolLogger.layerFromEnv` reads: `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL`, validated as `fromEnv`
+ * validates them (the same rules, the same messages), and the passwords to redact.
+ *
+ * @internal
+ */
+export const loggingFromEnv: Effect.Effect<
+  {
+    readonly logFile: string | undefined
+    readonly logLevel: LogLevel.LogLevel | undefined
+    readonly url: string | undefined
+    readonly password: string | undefined
+  },
+  PoolConfigError
+> = Effect.flatMap(readEnv, (env) => {
+  const issues = new Issues("env", {})
+  const logFile = logFileOf(issues, env.get(ENV.logFile))
+  const level = issues.read<LogLevel.LogLevel | undefined>(
+    "logLevel",
+    ENV.logLevel,
+    env.get(ENV.logLevel),
+    undefined,
+    logLevel
+  )
+  if (issues.list.length > 0) return new PoolConfigError({ issues: issues.list })
+  return Effect.succeed({ logFile, logLevel: level, url: env.get(ENV.url), password: env.get(ENV.password) })
+})
+
+// ---------------------------------------------------------------------------
+// Config keys
+// ---------------------------------------------------------------------------
+
+// Reads the key a `Config` is read under (`Config.integer("PG_MAX")` → "PG_MAX", nested paths joined with "." as
+// Effect's own messages show them) from its structure, through mappings, descriptions and fallbacks. The node
+// shapes are Effect's internal `_tag`s: a shape this does not know yields no key, and the option's name is used
+// instead.
+const configKey = (config: unknown, depth = 0): string | undefined => {
+  if (!Config.isConfig(config) || depth > 32) return undefined
+  const node = config as unknown as {
+    readonly _tag: string
+    readonly name?: string
+    readonly config?: unknown
+    readonly original?: unknown
+    readonly first?: unknown
+    readonly second?: unknown
+  }
+  switch (node._tag) {
+    case "Nested": {
+      const inner = configKey(node.config, depth + 1)
+      return inner === undefined ? node.name : `${node.name}.${inner}`
+    }
+    case "Described":
+      return configKey(node.config, depth + 1)
+    case "MapOrFail":
+      return configKey(node.original, depth + 1)
+    case "Fallback":
+      return configKey(node.first, depth + 1) ?? configKey(node.second, depth + 1)
+    default:
+      return undefined
+  }
+}
+
+/**
+ * The `Config` keys of the options given as `Config`s, keyed by option (`reconnect.maxDelay` for a nested one).
+ *
+ * @internal
+ */
+export const configKeys = (options: unknown): WrittenNames => {
+  const out: Record<string, string> = {}
+  const visit = (value: unknown, prefix: string) => {
+    if (typeof value !== "object" || value === null || Config.isConfig(value)) return
+    for (const [key, field] of Object.entries(value)) {
+      const found = configKey(field)
+      if (found !== undefined) out[prefix + key] = found
+      else if (prefix === "" && key === "reconnect") visit(field, "reconnect.")
+    }
+  }
+  visit(options, "")
+  return out
+}

@@ -16,9 +16,12 @@ import * as List from "effect/List"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as Tracer from "effect/Tracer"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import type { PoolConfig } from "../PoolConfig.js"
+import { PoolConfigError } from "../PoolError.js"
 import { redactText } from "./config.js"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -323,6 +326,9 @@ export class LogFile {
   /** The last disk error. */
   lastError: string | undefined = undefined
 
+  /** Holders of this file (the pool's own, `PoolLogger` layers): it closes when the last one lets go. */
+  private holders = 1
+
   private constructor(
     readonly path: string,
     fd: number,
@@ -333,14 +339,28 @@ export class LogFile {
     if (openFiles.size === 1) process.on("exit", closeOpenFiles)
   }
 
-  /** Creates the file and its directories, or reports why it cannot. */
+  /**
+   * Creates the file and its directories, or reports why it cannot. A file already open under the same path is
+   * shared, so that the pool's events and a `PoolLogger` layer's lines reach it in order, through one buffer.
+   */
   static open(path: string, maxBufferedBytes: number): LogFile | Error {
+    const resolved = Path.resolve(path)
+    for (const file of openFiles) {
+      if (file.resolved === resolved) {
+        file.holders++
+        return file
+      }
+    }
     try {
-      Fs.mkdirSync(Path.dirname(Path.resolve(path)), { recursive: true })
+      makeDirectories(Path.dirname(resolved))
       return new LogFile(path, Fs.openSync(path, "a"), maxBufferedBytes)
     } catch (error) {
       return error instanceof Error ? error : new Error(String(error))
     }
+  }
+
+  private get resolved(): string {
+    return Path.resolve(this.path)
   }
 
   write(line: string): void {
@@ -357,8 +377,12 @@ export class LogFile {
     }
   }
 
-  /** Waits for the write in flight (bounded by the caller), then writes the rest and closes the file. */
+  /**
+   * Lets go of the file; the last holder waits for the write in flight (at most 5 s), then writes the rest and
+   * closes it.
+   */
   close(): Effect.Effect<void> {
+    if (--this.holders > 0) return Effect.void
     const drained = Effect.async<void>((resume) => {
       if (!this.writing) return resume(Effect.void)
       this.waiters.push(() => resume(Effect.void))
@@ -445,7 +469,7 @@ export class LogFile {
     if (!force && now - this.lastOpenAttempt < reopenIntervalMillis) return undefined
     this.lastOpenAttempt = now
     try {
-      Fs.mkdirSync(Path.dirname(Path.resolve(this.path)), { recursive: true })
+      makeDirectories(Path.dirname(Path.resolve(this.path)))
       this.fd = Fs.openSync(this.path, "a")
     } catch (error) {
       this.lastError = describe(error)
@@ -481,6 +505,34 @@ export class LogFile {
   }
 }
 
+/**
+ * Creates `dir` and its missing parents, one `mkdir` each. Node's recursive `mkdirSync` never returns for a path
+ * it cannot create under some pseudo file systems (`/proc/x/logs` spins at full CPU): this makes at most one
+ * attempt per path component and fails with the first error.
+ */
+const makeDirectories = (dir: string): void => {
+  const missing: Array<string> = []
+  for (let current = dir; ; ) {
+    try {
+      if (Fs.statSync(current).isDirectory()) break
+      throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${current}'`), { code: "ENOTDIR" })
+    } catch (error) {
+      if ((error as { readonly code?: unknown }).code !== "ENOENT") throw error
+    }
+    missing.push(current)
+    const parent = Path.dirname(current)
+    if (parent === current) break
+    current = parent
+  }
+  for (const path of missing.reverse()) {
+    try {
+      Fs.mkdirSync(path)
+    } catch (error) {
+      if ((error as { readonly code?: unknown }).code !== "EEXIST") throw error
+    }
+  }
+}
+
 const writeAll = (fd: number, data: Buffer, done: (error: unknown) => void, offset = 0): void => {
   if (offset >= data.length) return done(undefined)
   Fs.write(fd, data, offset, data.length - offset, null, (error, written) => {
@@ -502,8 +554,17 @@ const droppedNotice = (count: number, reason: string | undefined): string =>
     ...(reason === undefined ? {} : { reason })
   }) + "\n"
 
+/** Which file each file logger writes to, so that a logger set never holds two writing the same file. */
+const fileOf = new WeakMap<Logger.Logger<unknown, any>, LogFile>()
+
 /** @internal */
-export const fileLogger = (file: LogFile, redact: (s: string) => string): Logger.Logger<unknown, void> =>
+export const fileLogger = (file: LogFile, redact: (s: string) => string): Logger.Logger<unknown, void> => {
+  const logger = makeFileLogger(file, redact)
+  fileOf.set(logger, file)
+  return logger
+}
+
+const makeFileLogger = (file: LogFile, redact: (s: string) => string): Logger.Logger<unknown, void> =>
   Logger.make((options) => {
     let line: string
     try {
@@ -522,26 +583,67 @@ export const fileLogger = (file: LogFile, redact: (s: string) => string): Logger
   })
 
 /** @internal */
-export const parseLogLevel = (text: string): LogLevel.LogLevel | undefined => {
-  switch (text.trim().toLowerCase()) {
-    case "all":
-      return LogLevel.All
-    case "trace":
-      return LogLevel.Trace
-    case "debug":
-      return LogLevel.Debug
-    case "info":
-      return LogLevel.Info
-    case "warn":
-    case "warning":
-      return LogLevel.Warning
-    case "error":
-      return LogLevel.Error
-    case "fatal":
-      return LogLevel.Fatal
-    case "none":
-      return LogLevel.None
-    default:
-      return undefined
-  }
-}
+export const defaultMaxBufferedBytes = 8 * 1024 * 1024
+
+/**
+ * The error for a log file that cannot be opened, naming the setting as the configuration wrote it.
+ *
+ * @internal
+ */
+export const openError = (path: string, error: Error, setting: string) =>
+  new PoolConfigError({
+    issues: [
+      {
+        field: "logFile",
+        env: "DB_POOL_LOG_FILE",
+        setting,
+        value: path,
+        message:
+          `${setting} (${path}) cannot be opened for appending (${error.message}): ` +
+          `point it to a file in a writable directory, or unset it`
+      }
+    ]
+  })
+
+/**
+ * The loggers of a fiber that logs to `file` and never to the console: the console loggers and any other logger
+ * of the same file (a `PoolLogger` layer the pool was built under) give way to `logger`; the rest stay.
+ *
+ * @internal
+ */
+export const routeTo = (
+  loggers: HashSet.HashSet<Logger.Logger<unknown, any>>,
+  file: LogFile,
+  logger: Logger.Logger<unknown, void>
+): HashSet.HashSet<Logger.Logger<unknown, any>> =>
+  HashSet.add(
+    HashSet.filter(withoutConsoleLoggers(loggers), (other) => fileOf.get(other) !== file),
+    logger
+  )
+
+/**
+ * How the pool's own fibers log, from its configuration: to `logFile` (opened here, closed with the scope) and
+ * nowhere else, at `logLevel` when set. Applied around the pool's construction, it reaches every fiber the pool
+ * forks — they inherit the loggers of the fiber that built the pool's runtime — whatever the layers around it.
+ *
+ * @internal
+ */
+export const poolLogging = (
+  config: PoolConfig
+): Effect.Effect<<A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>, PoolConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const level = config.logLevel
+    const path = config.logFile
+    if (path === undefined) {
+      return (self) => (level === undefined ? self : Effect.locally(self, FiberRef.currentMinimumLogLevel, level))
+    }
+    const file = LogFile.open(path, defaultMaxBufferedBytes)
+    if (file instanceof Error) return yield* openError(path, file, config.settingNames.logFile)
+    yield* Effect.addFinalizer(() => file.close())
+    const password = config.password === undefined ? [] : [Redacted.value(config.password)]
+    const logger = fileLogger(file, makeRedactor(password))
+    return <A, E, R>(self: Effect.Effect<A, E, R>) => {
+      const routed = Effect.locallyWith(self, FiberRef.currentLoggers, (loggers) => routeTo(loggers, file, logger))
+      return level === undefined ? routed : Effect.locally(routed, FiberRef.currentMinimumLogLevel, level)
+    }
+  })

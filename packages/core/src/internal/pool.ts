@@ -360,7 +360,8 @@ export class Pool {
       waiting: statistics.waiting,
       state: statistics.state
     })
-    return new AcquireTimeout({ waitedMillis: waited, statistics })
+    const { acquireTimeout, maxSize } = this.config.settingNames
+    return new AcquireTimeout({ waitedMillis: waited, statistics, settingNames: { maxSize, acquireTimeout } })
   }
 
   // ---------------------------------------------------------------------------------------------------------
