@@ -22,7 +22,13 @@ import * as Listener from "./internal/listener.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
 import * as PoolConfig from "./PoolConfig.js"
-import type { AcquireTimeout, DatabaseUnreachable, PoolClosed, PoolConfigError } from "./PoolError.js"
+import type {
+  AcquireTimeout,
+  ConnectionRejected,
+  DatabaseUnreachable,
+  PoolClosed,
+  PoolConfigError
+} from "./PoolError.js"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
 /**
@@ -177,7 +183,7 @@ const toConfigInput = (options: DbOptions): PoolConfig.PoolConfigInput => {
 export const makeWithConfig = (
   config: PoolConfig.PoolConfig,
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
-): Effect.Effect<Db.Service, DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
+): Effect.Effect<Db.Service, DatabaseUnreachable | ConnectionRejected, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
     let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
@@ -228,8 +234,11 @@ export const makeWithConfig = (
  */
 export const make = (
   options: DbOptions
-): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
-  Effect.flatMap(PoolConfig.make(toConfigInput(options)), (config) => makeWithConfig(config, options))
+): Effect.Effect<
+  Db.Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
+> => Effect.flatMap(PoolConfig.make(toConfigInput(options)), (config) => makeWithConfig(config, options))
 
 const toContext = (db: Db.Service) =>
   Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
@@ -252,8 +261,10 @@ const toContext = (db: Db.Service) =>
  */
 export const layer = (
   options: DbOptions
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
-  Layer.scopedContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> => Layer.scopedContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * Like `layer`, with the options read through `Config` (e.g. `Config.redacted("DATABASE_URL")`).
@@ -276,7 +287,7 @@ export const layerConfig = (
   config: Config.Config.Wrap<DbOptions>
 ): Layer.Layer<
   Db | SqlClient.SqlClient | PgClient.PgClient,
-  ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable
+  ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.scopedContext(Effect.map(Effect.flatMap(Config.unwrap(config), make), toContext)).pipe(
     Layer.provide(Reactivity.layer)
@@ -303,7 +314,10 @@ export const layerConfig = (
  */
 export const layerFromEnv = (
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> =>
   Layer.scopedContext(
     Effect.map(
       Effect.flatMap(PoolConfig.fromEnv, (config) => makeWithConfig(config, options)),
@@ -332,7 +346,7 @@ export const layerFromEnv = (
  */
 export const DatabaseLive: Layer.Layer<
   Db | SqlClient.SqlClient | PgClient.PgClient,
-  PoolConfigError | DatabaseUnreachable
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > = layerFromEnv()
 
 /**
