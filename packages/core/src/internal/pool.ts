@@ -653,7 +653,11 @@ export class Pool {
       conn.status = "active"
       return this.close(conn, "shutdown")
     }
-    if (scout) this.probationUntil = this.clock.unsafeCurrentTimeMillis() + survivalMillis
+    if (scout) {
+      this.probationUntil = this.clock.unsafeCurrentTimeMillis() + survivalMillis
+      // a scout starts a probation of its own: a backoff that ended long ago is not resumed
+      if (!this.reconnecting) this.backoffResume = undefined
+    }
     this.log("Debug", "connection opened", { connectionId: conn.id, total: this.all.size })
     this.recovered()
     this.offer(conn)
