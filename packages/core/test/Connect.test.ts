@@ -337,6 +337,38 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("defects and counters", (it) =
     })
   )
 
+  it.scoped("a defect inside connect (the driver throws) settles pending, and the reconnect loop survives it", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      const config = yield* PoolConfig.make({ url: server.url, init: "lazy", minSize: 1, maxSize: 1 })
+      const pool = yield* InternalPool.make({ config })
+      // stands in for a driver that throws synchronously: reading the options blows up, twice
+      let reads = 0
+      const options = { ...pool.connectOptions }
+      Object.defineProperty(options, "types", {
+        get: () => {
+          if (++reads <= 2) throw new Error("driver exploded")
+          return undefined
+        }
+      })
+      ;(pool as any).connectOptions = options
+      yield* pool.initialize()
+      yield* eventually(
+        "the first open settled",
+        Effect.sync(() => reads === 1 && pool.statistics().pending === 0)
+      )
+      assert.include(Option.getOrThrow(pool.statistics().lastError), "driver exploded")
+      // the loop goes on with its backoff (1 s, then 2 s), not a restart after maxDelay
+      yield* driveUntil(
+        "recovered",
+        Effect.sync(() => pool.statistics().total === 1),
+        5_000
+      )
+      assert.strictEqual(reads, 3)
+      assert.deepStrictEqual([pool.statistics().reconnectAttempts, pool.statistics().pending], [2, 0])
+    })
+  )
+
   it.scoped("a connection opened while shutdown waits is counted created and closed", () =>
     Effect.gen(function* () {
       const scope = yield* Scope.make()
