@@ -22,6 +22,7 @@ import {
   TestClock
 } from "effect"
 import * as Net from "node:net"
+import type * as Pg from "pg"
 import * as Db from "../src/Db.js"
 import { classifyConnectError, errorMessage } from "../src/internal/connection.js"
 import * as InternalPool from "../src/internal/pool.js"
@@ -35,6 +36,7 @@ import {
   eventually,
   makeDb,
   makePool,
+  realSleep,
   uniqueAppName,
   waitingIs
 } from "./utils.js"
@@ -436,6 +438,18 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("defects and counters", (it) =
   )
 })
 
+/** Terminates every session of `applicationName` as soon as it shows up, for `millis` of real time. */
+const killSessionsFor = (admin: Pg.Client, applicationName: string, millis: number) =>
+  Effect.gen(function* () {
+    const until = Date.now() + millis
+    while (Date.now() < until) {
+      yield* adminQuery(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [
+        applicationName
+      ])
+      yield* realSleep(5)
+    }
+  })
+
 layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("short-lived sessions", (it) => {
   it.scoped("a server that kills every new session gets connection attempts paced by the backoff", () =>
     Effect.gen(function* () {
@@ -448,20 +462,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("short
         reconnect: { initialDelay: "200 millis", maxDelay: "800 millis" }
       })
       // from now on every session of the pool is terminated as soon as it shows up, for 3 s
-      const killing = yield* Effect.fork(
-        Effect.gen(function* () {
-          const until = Date.now() + 3_000
-          while (Date.now() < until) {
-            yield* adminQuery(
-              admin,
-              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-              [applicationName]
-            )
-            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
-          }
-        })
-      )
-      yield* Fiber.join(killing)
+      yield* killSessionsFor(admin, applicationName, 3_000)
       const during = yield* db.statistics
       // backoff 200, 400, 800, 800… ms: about six recoveries in 3 s; churning would open one per round trip
       assert.isAtMost(during.connectionsCreated, 15, `${during.connectionsCreated} connections in 3 s`)
@@ -471,6 +472,45 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("short
         Effect.map(db.statistics, (s) => s.state === "healthy")
       )
       assert.deepStrictEqual(yield* db.sql<{ n: number }>`SELECT 1::int AS n`, [{ n: 1 }])
+    })
+  )
+
+  it.scoped("a recovery that held resets the backoff: the next short-lived session starts from initialDelay", () =>
+    Effect.gen(function* () {
+      const applicationName = uniqueAppName("killed-twice")
+      const admin = yield* adminClient
+      const delays: Array<number> = []
+      const logger = Logger.make(({ annotations, message }) => {
+        if ((Array.isArray(message) ? message[0] : message) !== "reconnect attempt scheduled") return
+        delays.push([...annotations].find(([key]) => key === "delayMillis")![1] as number)
+      })
+      const db = yield* Effect.locallyWith(
+        makeDb({
+          minSize: 1,
+          maxSize: 1,
+          applicationName,
+          reconnect: { initialDelay: "100 millis", maxDelay: "5 seconds" }
+        }),
+        FiberRef.currentLoggers,
+        HashSet.add(logger)
+      )
+      // sessions that die young grow the backoff: 100, 200, 400, 800 ms…
+      yield* killSessionsFor(admin, applicationName, 2_000)
+      yield* eventually(
+        "healthy",
+        Effect.map(db.statistics, (s) => s.state === "healthy"),
+        20_000
+      )
+      assert.isAtLeast(Math.max(...delays), 400, `delays ${delays}`)
+      // the recovery holds past its probation; then the server kills sessions again
+      yield* realSleep(1_500)
+      const before = delays.length
+      yield* killSessionsFor(admin, applicationName, 300)
+      yield* eventually(
+        "a reconnect scheduled",
+        Effect.sync(() => delays.length > before)
+      )
+      assert.strictEqual(delays[before], 100, `delays ${delays}`)
     })
   )
 })
