@@ -88,6 +88,8 @@ const assertCountsAddUp = (stats: PoolStatistics) => {
 }
 
 describe("classifyConnectError", () => {
+  const target = { user: "app", database: "appdb" }
+
   it("rejections: authentication, missing role or database, refused startup settings, TLS", () => {
     const rejected: ReadonlyArray<[unknown, string]> = [
       [sqlError("28P01", 'password authentication failed for user "app"'), "password"],
@@ -104,7 +106,7 @@ describe("classifyConnectError", () => {
       [new Error("SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string"), "password"]
     ]
     for (const [cause, remedy] of rejected) {
-      const failure = classifyConnectError(cause, { user: "app", database: "appdb" })
+      const failure = classifyConnectError(cause, target)
       assert.strictEqual(failure.kind, "rejected", failure.message)
       assert.include(failure.remedy, remedy)
       assert.isFalse(failure.probeable)
@@ -124,11 +126,11 @@ describe("classifyConnectError", () => {
       "a string"
     ]
     for (const cause of outages) {
-      const failure = classifyConnectError(cause)
+      const failure = classifyConnectError(cause, target)
       assert.strictEqual(failure.kind, "outage", failure.message)
       assert.isUndefined(failure.remedy)
     }
-    assert.isTrue(classifyConnectError(sqlError("57P03", "the database system is starting up")).startingUp)
+    assert.isTrue(classifyConnectError(sqlError("57P03", "the database system is starting up"), target).startingUp)
   })
 
   it.effect(
@@ -138,7 +140,7 @@ describe("classifyConnectError", () => {
         const error = yield* refusedOnBothFamilies
         assert.instanceOf(error, AggregateError)
         assert.strictEqual((error as Error).message, "")
-        const failure = classifyConnectError(error)
+        const failure = classifyConnectError(error, target)
         assert.strictEqual(failure.message, "connect ECONNREFUSED ::1:1; connect ECONNREFUSED 127.0.0.1:1")
         assert.strictEqual(failure.code, "ECONNREFUSED")
         assert.isTrue(failure.probeable)
@@ -148,7 +150,7 @@ describe("classifyConnectError", () => {
         const bare = new AggregateError([
           Object.assign(new Error("connect EHOSTUNREACH ::1:5432"), { code: "EHOSTUNREACH" })
         ])
-        assert.strictEqual(classifyConnectError(bare).code, "EHOSTUNREACH")
+        assert.strictEqual(classifyConnectError(bare, target).code, "EHOSTUNREACH")
       })
   )
 })

@@ -155,7 +155,8 @@ const errorCode = (cause: unknown): string | undefined => {
  */
 export const classifyConnectError = (
   cause: unknown,
-  target: { readonly user: string; readonly database: string } = { user: "?", database: "?" }
+  /** Who logged in where, for the remedy's wording. */
+  target: { readonly user: string; readonly database: string }
 ): ConnectFailure => {
   const code = errorCode(cause)
   const message = errorMessage(cause)
