@@ -292,6 +292,50 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("onConnect", (it) => {
     })
   )
 
+  it.scoped("a reconnect attempt made moot by a recovery is interrupted without leaking its connection", () =>
+    Effect.gen(function* () {
+      const applicationName = uniqueAppName("moot-attempt")
+      const admin = yield* adminClient
+      const gate = yield* Deferred.make<void>()
+      let calls = 0
+      const db = yield* makeDb({
+        init: "lazy",
+        minSize: 2,
+        maxSize: 2,
+        applicationName,
+        // first wave: one hook fails (the pool starts reconnecting), one waits at the gate; the reconnect loop's
+        // attempt hangs in its hook until the gated one completes and the recovery interrupts the loop
+        onConnect: () => {
+          const call = ++calls
+          if (call === 1) return Effect.fail("no")
+          if (call === 2) return Deferred.await(gate)
+          if (call === 3) return Effect.never
+          return Effect.void
+        }
+      })
+      yield* driveUntil(
+        "the reconnect attempt runs its hook",
+        Effect.sync(() => calls === 3)
+      )
+      yield* eventually(
+        "the gated and the hung hook each on a backend",
+        Effect.map(backendPids(admin, applicationName), (pids) => pids.length === 2)
+      )
+      yield* Deferred.succeed(gate, undefined)
+      yield* eventually(
+        "two connections, and only theirs on the server",
+        Effect.flatMap(db.statistics, (s) =>
+          Effect.map(
+            backendPids(admin, applicationName),
+            (pids) => s.total === 2 && s.pending === 0 && pids.length === 2
+          )
+        )
+      )
+      assert.strictEqual(calls, 4)
+      assertCountsAddUp(yield* db.statistics)
+    })
+  )
+
   it.scoped("a connection broken during onConnect is a failed open, not a broken pool connection", () =>
     Effect.gen(function* () {
       let calls = 0
