@@ -317,8 +317,10 @@ export class Pool {
     if (waiter !== undefined) {
       this.waitingCount--
       this.metrics.pendingRequests(this.waitingCount)
-      // counted as an acquisition only once the waiter resumes with it: it may be interrupted meanwhile
+      // counted as an acquisition only once the waiter resumes with it: it may be interrupted meanwhile, and
+      // then its use, by nobody, lasts from now until abandon() passes the connection on
       this.take(conn, waiter.site)
+      conn.acquiredAtPerf = performance.now()
       waiter.conn = conn
       waiter.settle(Effect.succeed(conn))
       return
