@@ -21,6 +21,7 @@ import {
   Scope,
   TestClock
 } from "effect"
+import Dns from "node:dns"
 import * as Net from "node:net"
 import type * as Pg from "pg"
 import * as Db from "../src/Db.js"
@@ -59,6 +60,17 @@ const refusedOnBothFamilies = Effect.async<unknown>((resume) => {
   })
   socket.on("error", (error) => resume(Effect.succeed(error)))
 })
+
+const freePort = Effect.promise(
+  () =>
+    new Promise<number>((resolve) => {
+      const server = Net.createServer()
+      server.listen(0, "127.0.0.1", () => {
+        const port = (server.address() as Net.AddressInfo).port
+        server.close(() => resolve(port))
+      })
+    })
+)
 
 /** The server's URL with another password or database. */
 const urlWith = (url: Redacted.Redacted<string>, change: { password?: string; database?: string }) => {
@@ -152,6 +164,49 @@ describe("classifyConnectError", () => {
         ])
         assert.strictEqual(classifyConnectError(bare, target).code, "EHOSTUNREACH")
       })
+  )
+})
+
+/** Makes `dual.invalid` resolve to both `::1` and `127.0.0.1`, as `localhost` does on many machines. */
+const dualStackHost = Effect.acquireRelease(
+  Effect.sync(() => {
+    const original = Dns.lookup
+    ;(Dns as any).lookup = (host: string, options: any, callback: any) => {
+      if (host !== "dual.invalid") return (original as any)(host, options, callback)
+      if (typeof options === "function") return (Dns as any).lookup(host, {}, options)
+      const all = [
+        { address: "::1", family: 6 },
+        { address: "127.0.0.1", family: 4 }
+      ]
+      return options.all ? callback(null, all) : callback(null, all[0]!.address, all[0]!.family)
+    }
+    return original
+  }),
+  (original) =>
+    Effect.sync(() => {
+      ;(Dns as any).lookup = original
+    })
+)
+
+describe("a host on two address families", () => {
+  it.scoped("a refused connection reads as both refusals, in the error and the statistics", () =>
+    Effect.gen(function* () {
+      yield* dualStackHost
+      const port = yield* freePort
+      const url = Redacted.make(`postgres://app:pw@dual.invalid:${port}/appdb`)
+      const error = failureOf(
+        yield* Effect.exit(Db.make({ url, reconnect: { initialAttempts: 1 } }).pipe(Effect.provide(Reactivity.layer)))
+      )
+      assert.instanceOf(error, DatabaseUnreachable)
+      const refusals = `connect ECONNREFUSED ::1:${port}; connect ECONNREFUSED 127.0.0.1:${port}`
+      assert.include((error as DatabaseUnreachable).message, `last error: ${refusals}.`)
+      const db = yield* Db.make({ url, init: "lazy", minSize: 1 }).pipe(Effect.provide(Reactivity.layer))
+      yield* eventually(
+        "the first attempt failed",
+        Effect.map(db.statistics, (s) => Option.isSome(s.lastError))
+      )
+      assert.strictEqual(Option.getOrThrow((yield* db.statistics).lastError), refusals)
+    })
   )
 })
 
@@ -564,16 +619,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("short
 it.layer(PgTestServer.layer, { timeout: 60_000 })("init logs", (it) => {
   const scheduledAttempts = (initialAttempts: number) =>
     Effect.gen(function* () {
-      const port = yield* Effect.promise(
-        () =>
-          new Promise<number>((resolve) => {
-            const server = Net.createServer()
-            server.listen(0, "127.0.0.1", () => {
-              const port = (server.address() as Net.AddressInfo).port
-              server.close(() => resolve(port))
-            })
-          })
-      )
+      const port = yield* freePort
       const lines: Array<{ message: unknown; attempt: unknown; annotations: Array<string> }> = []
       const logger = Logger.make(({ annotations, message }) => {
         lines.push({
