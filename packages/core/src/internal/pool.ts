@@ -752,7 +752,7 @@ export class Pool {
     if (failure.kind === "rejected") {
       this.log("Error", "the database rejected the connection; retrying with backoff", {
         error: this.lastError,
-        code: failure.code
+        ...(failure.code === undefined ? {} : { code: failure.code })
       })
     } else if (resume) {
       this.log("Warning", "a connection broke right after the recovery; backing off again", { error: this.lastError })
