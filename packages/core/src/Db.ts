@@ -24,7 +24,13 @@ import * as Logging from "./internal/logger.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
 import type * as PoolConfig from "./PoolConfig.js"
-import type { AcquireTimeout, DatabaseUnreachable, PoolClosed, PoolConfigError } from "./PoolError.js"
+import type {
+  AcquireTimeout,
+  ConnectionRejected,
+  DatabaseUnreachable,
+  PoolClosed,
+  PoolConfigError
+} from "./PoolError.js"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
 /**
@@ -173,14 +179,21 @@ const toConfigInput = (options: DbOptions): InternalConfig.RawInput =>
 export const makeWithConfig = (
   config: PoolConfig.PoolConfig,
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
-): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
-  build(config, options, [])
+): Effect.Effect<
+  Db.Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
+> => build(config, options, [])
 
 const build = (
   config: PoolConfig.PoolConfig,
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput>,
   unknownVariables: ReadonlyArray<InternalConfig.UnknownVariable>
-): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
+): Effect.Effect<
+  Db.Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
+> =>
   Effect.gen(function* () {
     let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
@@ -244,8 +257,11 @@ const build = (
  */
 export const make = (
   options: DbOptions
-): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
-  makeNamed(options, {})
+): Effect.Effect<
+  Db.Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
+> => makeNamed(options, {})
 
 /** `written` holds the `Config` keys `layerConfig` read options under, for messages to name them. */
 const makeNamed = (options: DbOptions, written: InternalConfig.WrittenNames) =>
@@ -274,8 +290,10 @@ const toContext = (db: Db.Service) =>
  */
 export const layer = (
   options: DbOptions
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
-  Layer.scopedContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> => Layer.scopedContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * Like `layer`, with the options read through `Config` (e.g. `Config.redacted("DATABASE_URL")`).
@@ -298,7 +316,7 @@ export const layerConfig = (
   config: Config.Config.Wrap<DbOptions>
 ): Layer.Layer<
   Db | SqlClient.SqlClient | PgClient.PgClient,
-  ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable
+  ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.scopedContext(
     Effect.map(
@@ -328,7 +346,10 @@ export const layerConfig = (
  */
 export const layerFromEnv = (
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, PoolConfigError | DatabaseUnreachable> =>
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> =>
   Layer.scopedContext(
     Effect.map(
       Effect.flatMap(InternalConfig.fromEnvChecked, ({ config, unknown }) => build(config, options, unknown)),
@@ -357,7 +378,7 @@ export const layerFromEnv = (
  */
 export const DatabaseLive: Layer.Layer<
   Db | SqlClient.SqlClient | PgClient.PgClient,
-  PoolConfigError | DatabaseUnreachable
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > = layerFromEnv()
 
 /**

@@ -166,6 +166,55 @@ export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")
 }
 
 /**
+ * The server answered and refused the pool's connection for a reason retrying cannot cure — a wrong password,
+ * a missing role or database, a startup setting or TLS configuration it rejects. Eager initialisation fails
+ * with it at once instead of waiting through the backoff; in lazy mode and after start the pool keeps
+ * retrying (someone may fix the server) and reports the rejection in `Db.health` and the statistics.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { Effect } from "effect"
+ *
+ * const program = Db.withConnection((sql) => sql`SELECT 1`).pipe(
+ *   Effect.provide(DatabaseLive),
+ *   Effect.catchTag("ConnectionRejected", (error) =>
+ *     Effect.logError(`fix the configuration (SQLSTATE ${error.code ?? "none"}): ${error.remedy}`)
+ *   )
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionRejected extends Data.TaggedError("ConnectionRejected")<{
+  readonly host: string
+  readonly port: number
+  readonly database: string
+  readonly user: string
+  /** The SQLSTATE (e.g. `28P01`), or Node's code for a TLS error, when there is one. */
+  readonly code: string | undefined
+  /** What the server (or the TLS layer) said, with any password removed. */
+  readonly serverMessage: string
+  /** What to change. */
+  readonly remedy: string
+  readonly attempts: number
+  readonly elapsedMillis: number
+}> {
+  /** @since 0.1.0 */
+  readonly [TypeId]: TypeId = TypeId
+  /** @since 0.1.0 */
+  override get message(): string {
+    return (
+      `PostgreSQL at ${this.host}:${this.port} rejected the connection of user "${this.user}" to database ` +
+      `"${this.database}": ${this.serverMessage}${this.code === undefined ? "" : ` (SQLSTATE ${this.code})`}. ` +
+      `This is a configuration error, not an outage, so the pool stopped after ${this.attempts} ` +
+      `attempt${this.attempts === 1 ? "" : "s"} instead of retrying: ${this.remedy}.`
+    )
+  }
+}
+
+/**
  * No connection became free within `acquireTimeout`.
  *
  * @example
@@ -255,6 +304,7 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
  *     AcquireTimeout: () => 503,
  *     PoolClosed: () => 503,
  *     DatabaseUnreachable: () => 503,
+ *     ConnectionRejected: () => 500,
  *     PoolConfigError: () => 500
  *   })
  * ```
@@ -262,4 +312,4 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
  * @since 0.1.0
  * @category errors
  */
-export type PoolError = PoolConfigError | DatabaseUnreachable | AcquireTimeout | PoolClosed
+export type PoolError = PoolConfigError | DatabaseUnreachable | ConnectionRejected | AcquireTimeout | PoolClosed

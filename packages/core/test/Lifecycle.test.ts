@@ -153,19 +153,45 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("lifecycle", (it) => {
 
   it.scoped("onConnect runs on every new connection; a failing hook fails that connection, not the pool", () =>
     Effect.gen(function* () {
+      const applicationName = uniqueAppName("hook")
+      const admin = yield* adminClient
       let calls = 0
       const db = yield* makeDb({
         minSize: 2,
         maxSize: 2,
+        applicationName,
+        // the second connection's hook fails; the retry's succeeds
         onConnect: (sql) =>
           Effect.zipRight(
             Effect.sync(() => calls++),
-            sql`SET search_path = pg_catalog, public`
+            calls === 1 ? sql`SET search_path = no_such_syntax(` : sql`SET search_path = pg_catalog, public`
           )
       })
       assert.strictEqual(calls, 2)
+      // the pool serves on the connection whose hook succeeded, with what the hook set
       const rows = yield* db.sql<{ search_path: string }>`SHOW search_path`
       assert.strictEqual(rows[0]!.search_path, "pg_catalog, public")
+      const failed = yield* db.statistics
+      assert.deepStrictEqual([failed.total, failed.connectionsCreated, failed.state], [1, 1, "degraded"])
+      assert.include(Option.getOrThrow(failed.lastError), "the onConnect hook failed")
+      // the failed connection was closed on the server, not kept
+      yield* eventually(
+        "one backend",
+        Effect.map(backendPids(admin, applicationName), (p) => p.length === 1)
+      )
+      // and it is retried with backoff
+      while ((yield* db.statistics).total < 2) {
+        yield* TestClock.adjust("100 millis")
+        yield* realSleep(2)
+      }
+      const stats = yield* db.statistics
+      assert.strictEqual(calls, 3)
+      assert.deepStrictEqual([stats.total, stats.connectionsCreated, stats.connectionsClosed.broken], [2, 2, 0])
+      yield* eventually(
+        "healthy",
+        Effect.map(db.statistics, (s) => s.state === "healthy")
+      )
+      assert.lengthOf(yield* backendPids(admin, applicationName), 2)
     })
   )
 })

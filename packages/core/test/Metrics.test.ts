@@ -92,12 +92,8 @@ interface LogEntry {
 const capturingLogs = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
     const entries: Array<LogEntry> = []
-    const logger = Logger.make(({ annotations, logLevel }) => {
-      entries.push({
-        level: logLevel.label,
-        event: Option.getOrUndefined(HashMap.get(annotations, "event")),
-        annotations
-      })
+    const logger = Logger.make(({ annotations, logLevel, message }) => {
+      entries.push({ level: logLevel.label, event: Array.isArray(message) ? message[0] : message, annotations })
     })
     const value = yield* Effect.locallyWith(effect, FiberRef.currentLoggers, HashSet.add(logger))
     return { value, entries }

@@ -301,7 +301,7 @@ describe("PoolLogger", () => {
 
 layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolLogger with a pool", (it) => {
   const connectionEvents = (lines: ReadonlyArray<Record<string, any>>, applicationName: string) =>
-    lines.filter((line) => line.event === "connection opened" && line.pool === applicationName).length
+    lines.filter((line) => line.message === "connection opened" && line.pool === applicationName).length
 
   it.scoped("composed sequentially, it receives the pool's background events; merged, they go to the console", () =>
     Effect.gen(function* () {
@@ -503,9 +503,9 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
         assert.notInclude(text, Redacted.value(server.password))
         const lines = readLines(logFile)
         const pool = lines.filter((line) => line.pool === name)
-        const events = pool.map((line) => line.event)
+        const events = pool.map((line) => line.message)
         const closedFor = (reason: string) =>
-          pool.filter((line) => line.event === "connection closed" && line.reason === reason)
+          pool.filter((line) => line.message === "connection closed" && line.reason === reason)
 
         assert.strictEqual(events[0], "pool starting")
         assert.strictEqual(pool[0]!.port, server.port)

@@ -30,7 +30,7 @@ import * as Util from "node:util"
 import * as Db from "../src/Db.js"
 import { HealthStatus } from "../src/Health.js"
 import * as PoolConfig from "../src/PoolConfig.js"
-import { AcquireTimeout, DatabaseUnreachable, PoolConfigError } from "../src/PoolError.js"
+import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolConfigError } from "../src/PoolError.js"
 import * as PoolLogger from "../src/PoolLogger.js"
 import { PoolStatistics } from "../src/PoolStatistics.js"
 import { adminClient, adminQuery, eventually, uniqueAppName } from "./utils.js"
@@ -244,7 +244,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("the p
     return { name, url }
   })
 
-  it.scoped("init with a wrong password: DatabaseUnreachable and the logs", () =>
+  it.scoped("init with a wrong password: ConnectionRejected and the logs", () =>
     Effect.gen(function* () {
       const { url } = yield* role
       const capture = yield* makeCapture
@@ -257,9 +257,9 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("the p
         }).pipe(Effect.provide(Reactivity.layer), Effect.scoped, Effect.exit)
       )
       const error = failureOf(exit)
-      assert.instanceOf(error, DatabaseUnreachable)
+      assert.instanceOf(error, ConnectionRejected)
       assert.include(error.message, "password authentication failed")
-      assertClean("DatabaseUnreachable", error)
+      assertClean("ConnectionRejected", error)
       assertClean("the failed build's cause", Exit.isFailure(exit) ? Cause.pretty(exit.cause) : "")
       assertLogsClean(capture)
     })

@@ -27,7 +27,7 @@ import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
 import { DatabaseReachability, HealthStatus, saturationThresholdMillis } from "../Health.js"
-import { AcquireTimeout, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
+import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
 import type { CloseReason, PoolState } from "../PoolStatistics.js"
 import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
 import * as Connection from "./connection.js"
@@ -67,6 +67,15 @@ const probeIntervalMillis = 100
 const healthProbePeriodMillis = 5_000
 /** How many acquisition times are kept for the percentiles. */
 const latencySamples = 1024
+/**
+ * How long a connection opened by a recovery (the reconnect loop's, or the scout after connections broke) must
+ * live before the recovery counts. A server that accepts the login and kills the session at once — a failover
+ * in progress, a pooler, a `pg_terminate_backend` loop — does so within milliseconds, while a working
+ * connection lives minutes (maxLifetime is an hour): one second is orders of magnitude from both, and the
+ * default first backoff step, so a connection lost that young resumes the backoff where it stood instead of
+ * resetting it, and costs no more than waiting would have.
+ */
+const survivalMillis = 1_000
 
 /** One call to `acquire`: where it stands in the FIFO order and when it must give up. */
 interface Attempt {
@@ -96,6 +105,14 @@ export class Pool {
   private nextId = 1
 
   private closing = false
+  /** Eager initialisation failed: the pool is about to be torn down, so it opens and retries nothing more. */
+  private initFailed = false
+  /** The last failed open: health words a rejected login differently from an outage. */
+  private lastFailure: Connection.ConnectFailure | undefined = undefined
+  /** Until then, a young connection that breaks resumes the backoff instead of counting as a recovery. */
+  private probationUntil = 0
+  /** Where the backoff stood when the last outage ended, resumed when the recovery does not last. */
+  private backoffResume: { readonly state: unknown; readonly attempt: number } | undefined = undefined
   /** Connections broke since the last successful open: open one at a time until one succeeds. */
   private suspect = false
   private reconnecting = false
@@ -122,7 +139,7 @@ export class Pool {
   private lastError: string | undefined = undefined
   lastProbeLatencyMillis: number | undefined = undefined
 
-  private initOutcome: Deferred.Deferred<void, DatabaseUnreachable> | undefined = undefined
+  private initOutcome: Deferred.Deferred<void, DatabaseUnreachable | ConnectionRejected> | undefined = undefined
   private initStartedAt = 0
 
   constructor(
@@ -231,10 +248,12 @@ export class Pool {
     this.metrics.pendingRequests(this.waitingCount)
     if (isHead) this.wakeDeadlines?.()
     this.fill()
-    return Effect.onExit(restore(waiter.await), (exit) => {
-      if (Exit.isSuccess(exit)) return Effect.void
-      return Effect.sync(() => this.abandon(waiter))
-    })
+    return Effect.onExit(restore(waiter.await), (exit) =>
+      Effect.sync(() => {
+        if (Exit.isSuccess(exit)) this.handOut(exit.value, attempt.startedAtPerf)
+        else this.abandon(waiter)
+      })
+    )
   }
 
   /** A waiter gave up (interrupted or timed out): leave the queue, or pass on a connection it never saw. */
@@ -282,7 +301,10 @@ export class Pool {
     const waiter = this.waiters.shift()
     if (waiter !== undefined) {
       this.metrics.pendingRequests(this.waitingCount)
-      this.checkout(conn, waiter.startedAtPerf, waiter.site)
+      // counted as an acquisition only once the waiter resumes with it: it may be interrupted meanwhile, and
+      // then its use, by nobody, lasts from now until abandon() passes the connection on
+      this.take(conn, waiter.site)
+      conn.acquiredAtPerf = performance.now()
       waiter.conn = conn
       waiter.settle(Effect.succeed(conn))
       return
@@ -488,7 +510,7 @@ export class Pool {
 
   /** Opens connections for queued callers and up to minSize, unless we are backing off. */
   private fill(): void {
-    if (this.closing || this.reconnecting) return
+    if (this.closing || this.reconnecting || this.initFailed) return
     // after connections broke, one scout tests the server before the rest follow: a server that just died
     // sees one connection attempt, not maxSize of them
     if (this.suspect && this.pending > 0) return
@@ -504,70 +526,140 @@ export class Pool {
 
   private openInBackground(): void {
     this.pending++
+    // every exit settles `pending`: a defect (a hook that throws, a driver bug) or an interruption included
     this.fork(
-      Effect.matchEffect(this.open(), {
-        onSuccess: (conn) =>
-          Effect.sync(() => {
-            this.pending--
-            this.onOpened(conn)
-          }),
-        onFailure: (failure) =>
-          Effect.sync(() => {
-            this.pending--
-            this.onOpenFailed(failure)
-          })
-      })
+      Effect.onExit(this.open(), (exit) =>
+        Effect.sync(() => {
+          this.pending--
+          if (Exit.isSuccess(exit)) return this.onOpened(exit.value)
+          const failure = this.openFailure(exit.cause)
+          // only shutdown interrupts an open
+          if (failure === undefined) return this.fill()
+          this.onOpenFailed(failure)
+        })
+      )
     )
   }
 
+  /** Why an open failed, defects included; `undefined` when it was only interrupted. */
+  private openFailure(cause: Cause.Cause<Connection.ConnectFailure>): Connection.ConnectFailure | undefined {
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure)) return failure.value
+    if (Cause.isInterruptedOnly(cause)) return undefined
+    const defect = Cause.squash(cause)
+    this.log("Error", "a connection attempt died of a defect", { error: this.redact(defect) })
+    return Connection.classifyConnectError(defect, this.config)
+  }
+
+  /**
+   * Opens a connection and runs `onConnect` on it. The client is destroyed on every exit but success — a
+   * failure, a defect, an interruption by shutdown or by a recovery that made this attempt moot — or its
+   * socket and its backend would outlive the attempt.
+   */
   private open(): Effect.Effect<PooledConnection, Connection.ConnectFailure> {
     const startedAtPerf = performance.now()
-    return Connection.connect(this.connectOptions, (client, cause) => this.onBroken(client, cause)).pipe(
-      Effect.flatMap((client) => {
-        const now = this.clock.unsafeCurrentTimeMillis()
-        const lifetime = Duration.toMillis(this.config.maxLifetime)
-        // up to -5 % jitter so connections opened together are not all recycled at the same instant
-        const conn = new Connection.PooledConnection(
-          this.nextId++,
-          client,
-          now,
-          now + lifetime * (1 - Math.random() * 0.05)
-        )
-        this.byClient.set(client, conn)
-        ;(client as any).connection.on("readyForQuery", (msg: { status: string }) => {
-          conn.transactionStatus = msg.status as "I" | "T" | "E"
-        })
-        if (this.onConnect === undefined) return Effect.succeed(conn)
-        return this.onConnect(conn).pipe(
-          // what the hook sets is the connection's baseline, not state to reset after the first use
-          Effect.map(() => {
-            conn.sessionDirty = false
-            return conn
-          }),
-          Effect.catchAllCause((cause) => {
-            Connection.destroy(client)
-            return Effect.fail<Connection.ConnectFailure>({
-              _tag: "ConnectFailure",
-              cause: new Error(`the onConnect hook failed: ${this.redact(Cause.squash(cause))}`),
-              probeable: false,
-              startingUp: false
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(
+        restore(Connection.connect(this.connectOptions, (client, cause) => this.onBroken(client, cause))),
+        (client) =>
+          Effect.onExit(restore(Effect.suspend(() => this.setUp(client))), (exit) =>
+            Effect.sync(() => {
+              if (Exit.isSuccess(exit)) this.metrics.created(performance.now() - startedAtPerf)
+              else Connection.destroy(client)
             })
-          })
-        )
-      }),
-      Effect.tap(() => Effect.sync(() => this.metrics.created(performance.now() - startedAtPerf)))
+          )
+      )
     )
+  }
+
+  /**
+   * Wraps a fresh client and runs `onConnect`, bounded by connectTimeout of its own: it is part of opening a
+   * connection, but a slow login must not eat the time of the hook's round trips (the worst attempt takes
+   * two connectTimeouts), and a timeout then names the hook rather than the network.
+   */
+  private setUp(client: Pg.Client): Effect.Effect<PooledConnection, Connection.ConnectFailure> {
+    const now = this.now()
+    const lifetime = Duration.toMillis(this.config.maxLifetime)
+    // up to -5 % jitter so connections opened together are not all recycled at the same instant
+    const conn = new Connection.PooledConnection(
+      this.nextId++,
+      client,
+      now,
+      now + lifetime * (1 - Math.random() * 0.05)
+    )
+    this.byClient.set(client, conn)
+    ;(client as any).connection.on("readyForQuery", (msg: { status: string }) => {
+      conn.transactionStatus = msg.status as "I" | "T" | "E"
+    })
+    if (this.onConnect === undefined) return Effect.succeed(conn)
+    const onConnect = this.onConnect
+    const timeout = this.config.connectTimeout
+    let timedOut: Error | undefined
+    const hook = failAfter(
+      Effect.suspend(() => onConnect(conn)),
+      timeout,
+      () => {
+        timedOut = new Error(
+          `the onConnect hook did not finish within ${Duration.format(timeout)} (DB_POOL_CONNECT_TIMEOUT)`
+        )
+        // the connection is thrown away: the hook's interrupted query need not wait for the server
+        conn.broken ??= timedOut
+        return timedOut
+      }
+    )
+    return Effect.matchCauseEffect(hook, {
+      onFailure: (cause) => {
+        const error = Cause.squash(cause)
+        const failure =
+          timedOut !== undefined && error === timedOut
+            ? timedOut
+            : new Error(`the onConnect hook failed: ${Connection.errorMessage(error)}`)
+        return Effect.fail(this.setUpFailure(failure))
+      },
+      onSuccess: () => {
+        // the socket may have died while the hook ran: such a connection never joins the pool
+        if (conn.broken !== undefined || !isQueryable(client)) {
+          const broken = conn.broken ?? new Error("the connection closed while onConnect ran")
+          return Effect.fail(
+            this.setUpFailure(new Error(`the connection broke during onConnect: ${Connection.errorMessage(broken)}`))
+          )
+        }
+        // what the hook sets is the connection's baseline, not state to reset after the first use
+        conn.sessionDirty = false
+        return Effect.succeed(conn)
+      }
+    })
+  }
+
+  /** A hook that fails fails that connection: retried with backoff like any failed open, never a rejection. */
+  private setUpFailure(cause: Error): Connection.ConnectFailure {
+    return {
+      _tag: "ConnectFailure",
+      cause,
+      kind: "outage",
+      code: undefined,
+      message: cause.message,
+      remedy: undefined,
+      probeable: false,
+      startingUp: false
+    }
   }
 
   private onOpened(conn: PooledConnection): void {
+    const scout = this.suspect
     this.suspect = false
-    if (this.closing) {
-      conn.status = "active"
-      this.all.add(conn)
-      return this.close(conn, "shutdown")
-    }
     this.created++
     this.all.add(conn)
+    if (this.closing || this.initFailed) {
+      // never offered: closed at once, and counted both created and closed
+      conn.status = "active"
+      return this.close(conn, "shutdown")
+    }
+    if (scout) {
+      this.probationUntil = this.now() + survivalMillis
+      // a scout starts a probation of its own: a backoff that ended long ago is not resumed
+      if (!this.reconnecting) this.backoffResume = undefined
+    }
     this.log("Debug", "connection opened", { connectionId: conn.id, total: this.all.size })
     this.recovered()
     this.offer(conn)
@@ -575,16 +667,28 @@ export class Pool {
   }
 
   private onOpenFailed(failure: Connection.ConnectFailure): void {
-    this.lastError = this.redact(failure.cause)
+    this.noteFailure(failure)
     // eager init is done once the whole first wave has landed, if any of it succeeded
     if (this.everConnected && this.pending === 0) this.settleInit()
     this.startReconnecting(failure)
+  }
+
+  private noteFailure(failure: Connection.ConnectFailure): void {
+    this.lastFailure = failure
+    const message = redactText(failure.message, this.connectOptions.password)
+    this.lastError =
+      failure.kind === "outage"
+        ? message
+        : `the server rejected the login (a configuration error, not an outage): ${message}` +
+          `${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`} — ${failure.remedy}`
   }
 
   private onBroken(client: Pg.Client, cause: unknown): void {
     const conn = this.byClient.get(client)
     if (conn === undefined || conn.status === "closed") return
     conn.broken ??= cause
+    // still opening (onConnect runs): that open fails by itself, and it never was a pool connection
+    if (!this.all.has(conn)) return
     this.lastError = this.redact(cause)
     // an idle connection is evicted at once; a checked-out one when its holder releases it
     if (conn.status === "idle") {
@@ -607,7 +711,7 @@ export class Pool {
     this.log(reason === "broken" || reason === "cancel" ? "Warning" : "Debug", "connection closed", {
       connectionId: conn.id,
       reason,
-      ageMillis: this.clock.unsafeCurrentTimeMillis() - conn.createdAt,
+      ageMillis: Math.round(this.now() - conn.createdAt),
       queries: conn.queries,
       ...(conn.broken !== undefined ? { error: this.redact(conn.broken) } : {})
     })
@@ -615,23 +719,47 @@ export class Pool {
       if (this.all.size - this.idle.length === 0) this.drained?.()
       return
     }
+    if (reason === "broken" && this.diedYoung(conn)) {
+      const failure = Connection.classifyConnectError(conn.broken, this.config)
+      this.noteFailure(failure)
+      return this.startReconnecting(failure, true)
+    }
     this.fill()
+  }
+
+  /** A connection of a recovery still on probation broke: the recovery did not hold. */
+  private diedYoung(conn: PooledConnection): boolean {
+    const now = this.now()
+    return now < this.probationUntil && now - conn.createdAt < survivalMillis
   }
 
   // ---------------------------------------------------------------------------------------------------------
   // reconnection
   // ---------------------------------------------------------------------------------------------------------
 
-  private startReconnecting(failure: Connection.ConnectFailure): void {
-    if (this.closing) return
+  /**
+   * Enters the backoff after a failed open — or, with `resume`, after a recovery that did not last, where the
+   * backoff goes on from where it stood instead of starting over.
+   */
+  private startReconnecting(failure: Connection.ConnectFailure, resume = false): void {
+    if (this.closing || this.initFailed) return
+    // a rejection fails eager init at once, even while the first wave's other attempts still run
+    if (this.failInitIfDone(failure)) return
     if (this.reconnecting) return
+    if (!resume) this.backoffResume = undefined
     this.reconnecting = true
-    this.outageStartedAt = this.clock.unsafeCurrentTimeMillis()
-    this.log("Warning", "cannot open a database connection; reconnecting with backoff", {
-      error: this.lastError ?? this.redact(failure.cause)
-    })
+    this.outageStartedAt = this.now()
+    if (failure.kind === "rejected") {
+      this.log("Error", "the database rejected the connection; retrying with backoff", {
+        error: this.lastError,
+        ...(failure.code === undefined ? {} : { code: failure.code })
+      })
+    } else if (resume) {
+      this.log("Warning", "a connection broke right after the recovery; backing off again", { error: this.lastError })
+    } else {
+      this.log("Warning", "cannot open a database connection; reconnecting with backoff", { error: this.lastError })
+    }
     this.updateState()
-    this.failInitIfExhausted(failure)
     this.reconnectFiber = this.fork(this.reconnectLoop(failure))
   }
 
@@ -640,9 +768,10 @@ export class Pool {
     if (this.pending === 0) this.settleInit()
     if (!this.reconnecting) return this.updateState()
     this.reconnecting = false
+    this.probationUntil = this.now() + survivalMillis
     const fiber = this.reconnectFiber
     this.reconnectFiber = undefined
-    const downtime = this.clock.unsafeCurrentTimeMillis() - (this.outageStartedAt ?? 0)
+    const downtime = Math.round(this.now() - (this.outageStartedAt ?? 0))
     this.outageStartedAt = undefined
     this.log("Info", "database connection recovered", { downtimeMillis: downtime })
     this.updateState()
@@ -656,13 +785,16 @@ export class Pool {
       Schedule.union(Schedule.spaced(reconnect.maxDelay))
     )
     const schedule = reconnect.jitter ? Schedule.jittered(exponential) : exponential
-    return Effect.gen(function* () {
-      let state = schedule.initial
+    const loop = Effect.gen(function* () {
+      const resumed = self.backoffResume
+      self.backoffResume = undefined
+      let state = resumed?.state ?? schedule.initial
       let failure = initialFailure
-      let attempt = 1
+      let attempt = resumed?.attempt ?? 1
       let startingUpStreak = failure.startingUp ? 1 : 0
-      while (!self.closing && self.reconnecting) {
-        const now = self.clock.unsafeCurrentTimeMillis()
+      // every failed attempt below checks eager init first, so what is logged as scheduled does happen
+      while (!self.closing && self.reconnecting && !self.initFailed) {
+        const now = self.now()
         const [next, , decision] = yield* schedule.step(now, undefined, state)
         state = next
         const delay = ScheduleDecision.isDone(decision)
@@ -670,24 +802,35 @@ export class Pool {
           : Math.max(0, Intervals.start(decision.intervals) - now)
         self.log("Info", "reconnect attempt scheduled", { attempt: attempt + 1, delayMillis: delay })
         yield* self.backoff(delay, failure, startingUpStreak)
-        if (self.closing || !self.reconnecting) return
+        if (self.closing || !self.reconnecting || self.initFailed) return
         attempt++
         self.reconnectAttempts++
         self.metrics.reconnectAttempt()
-        const result = yield* Effect.either(self.open())
-        if (result._tag === "Right") {
+        const exit = yield* Effect.exit(self.open())
+        if (Exit.isSuccess(exit)) {
           // this fiber is the reconnect loop: forget it first so recovery does not interrupt itself
           self.reconnectFiber = undefined
-          self.onOpened(result.right)
+          self.backoffResume = { state, attempt }
+          self.onOpened(exit.value)
           return
         }
-        failure = result.left
+        const failed = self.openFailure(exit.cause)
+        if (failed === undefined) return
+        failure = failed
         startingUpStreak = failure.startingUp ? startingUpStreak + 1 : 0
-        self.lastError = self.redact(failure.cause)
+        self.noteFailure(failure)
         self.log("Warning", "reconnect attempt failed", { attempt, error: self.lastError })
         self.updateState()
-        self.failInitIfExhausted(failure)
+        if (self.failInitIfDone(failure)) return
       }
+    })
+    // a defect must not end the loop with `reconnecting` set for good: nothing would open a connection again
+    return Effect.catchAllCause(loop, (cause) => {
+      if (Cause.isInterruptedOnly(cause)) return Effect.void
+      this.log("Error", "the reconnect loop died of a defect; restarting it", {
+        error: this.redact(Cause.squash(cause))
+      })
+      return Effect.zipRight(Effect.sleep(reconnect.maxDelay), this.reconnectLoop(initialFailure))
     })
   }
 
@@ -701,14 +844,14 @@ export class Pool {
   private backoff(delayMillis: number, failure: Connection.ConnectFailure, startingUpStreak: number) {
     const self = this
     return Effect.gen(function* () {
-      const start = self.clock.unsafeCurrentTimeMillis()
+      const start = self.now()
       const deadline = start + delayMillis
       if (failure.startingUp) {
         yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(startingUpStreak, 6)))
         return
       }
       while (!self.closing) {
-        const remaining = deadline - self.clock.unsafeCurrentTimeMillis()
+        const remaining = deadline - self.now()
         if (remaining <= 0) return
         yield* Effect.sleep(Math.min(remaining, probeIntervalMillis))
         if (failure.probeable && remaining > probeIntervalMillis && (yield* self.probe())) return
@@ -743,10 +886,10 @@ export class Pool {
   // ---------------------------------------------------------------------------------------------------------
 
   /** Opens the first connections. Eager: waits for one to succeed or the initial attempts to run out. */
-  initialize(): Effect.Effect<void, DatabaseUnreachable> {
+  initialize(): Effect.Effect<void, DatabaseUnreachable | ConnectionRejected> {
     const self = this
     return Effect.gen(function* () {
-      self.initStartedAt = self.clock.unsafeCurrentTimeMillis()
+      self.initStartedAt = self.now()
       self.log("Info", "pool starting", {
         host: self.config.host,
         port: self.config.port,
@@ -761,14 +904,14 @@ export class Pool {
         self.fork(self.healthProbeLoop())
         return
       }
-      self.initOutcome = yield* Deferred.make<void, DatabaseUnreachable>()
+      self.initOutcome = yield* Deferred.make<void, DatabaseUnreachable | ConnectionRejected>()
       self.openInitialWave()
       yield* Effect.interruptible(Deferred.await(self.initOutcome))
       // the first probe runs on a connection, so health reports the database reachable from the start
       self.fork(self.healthProbeLoop())
       self.log("Info", "pool ready", {
         total: self.all.size,
-        elapsedMillis: self.clock.unsafeCurrentTimeMillis() - self.initStartedAt
+        elapsedMillis: Math.round(self.now() - self.initStartedAt)
       })
     })
   }
@@ -785,26 +928,38 @@ export class Pool {
     Deferred.unsafeDone(outcome, Exit.void)
   }
 
-  private failInitIfExhausted(failure: Connection.ConnectFailure): void {
-    if (this.initOutcome === undefined) return
+  /**
+   * Fails eager init when this failure ends it: at once for a rejection (retrying the same login cannot
+   * help), after the initial attempts for an outage. Returns whether it did.
+   */
+  private failInitIfDone(failure: Connection.ConnectFailure): boolean {
+    if (this.initOutcome === undefined) return false
     // the initial wave counts as one attempt however many connections it opened
     const attempts = this.initAttemptRounds()
-    if (attempts < this.config.reconnect.initialAttempts) return
+    if (failure.kind !== "rejected" && attempts < this.config.reconnect.initialAttempts) return false
     const outcome = this.initOutcome
     this.initOutcome = undefined
-    Deferred.unsafeDone(
-      outcome,
-      Exit.fail(
-        new DatabaseUnreachable({
-          host: this.config.host,
-          port: this.config.port,
-          database: this.config.database,
-          attempts,
-          elapsedMillis: this.clock.unsafeCurrentTimeMillis() - this.initStartedAt,
-          lastCause: this.redact(failure.cause)
-        })
-      )
-    )
+    this.initFailed = true
+    const elapsedMillis = Math.round(this.now() - this.initStartedAt)
+    const { database, host, port, user } = this.config
+    const serverMessage = redactText(failure.message, this.connectOptions.password)
+    const error =
+      failure.kind === "rejected"
+        ? new ConnectionRejected({
+            host,
+            port,
+            database,
+            user,
+            code: failure.code,
+            serverMessage,
+            remedy: failure.remedy ?? "check DATABASE_URL",
+            attempts,
+            elapsedMillis
+          })
+        : new DatabaseUnreachable({ host, port, database, attempts, elapsedMillis, lastCause: serverMessage })
+    this.log("Error", "pool initialisation failed", { attempts, elapsedMillis, error: error.message })
+    Deferred.unsafeDone(outcome, Exit.fail(error))
+    return true
   }
 
   private initAttemptRounds(): number {
@@ -1079,6 +1234,14 @@ export class Pool {
   private assess(): { readonly status: PoolState; readonly reason: string | undefined } {
     const where = `${this.config.host}:${this.config.port}`
     if (this.closing) return { status: "unhealthy", reason: "the pool is shut down or shutting down" }
+    if (this.reconnecting && this.lastFailure?.kind === "rejected") {
+      return {
+        status: this.all.size === 0 ? "unhealthy" : "degraded",
+        reason:
+          `${where}: ${this.lastError ?? "the server rejected the login"}; retrying with backoff until the ` +
+          `configuration is fixed${this.all.size === 0 ? "" : ` (${this.all.size} connections still serve)`}`
+      }
+    }
     if (this.reconnecting && this.all.size === 0) {
       return {
         status: "unhealthy",
@@ -1158,8 +1321,7 @@ export class Pool {
   }
 
   redact(cause: unknown): string {
-    const text = cause instanceof Error ? `${cause.message}` : String(cause)
-    return redactText(text, this.connectOptions.password)
+    return redactText(Connection.errorMessage(cause), this.connectOptions.password)
   }
 
   log(level: "Debug" | "Info" | "Warning" | "Error", message: string, annotations: Record<string, unknown>) {
@@ -1171,7 +1333,8 @@ export class Pool {
           : level === "Warning"
             ? Effect.logWarning(message)
             : Effect.logError(message)
-    this.fork(Effect.annotateLogs(effect, { pool: this.name, event: message, ...annotations }))
+    // the message is the event's name: every logger renders it, so no annotation repeats it
+    this.fork(Effect.annotateLogs(effect, { pool: this.name, ...annotations }))
   }
 }
 
