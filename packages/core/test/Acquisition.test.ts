@@ -123,21 +123,47 @@ const socketDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "epp-sock-"))
 Fs.chmodSync(socketDir, 0o777)
 const UnixServer = PgTestServer.layerEmbedded({ settings: { unix_socket_directories: socketDir } })
 
-layer(UnixServer, { timeout: 60_000, excludeTestServices: true })("cancellation over a Unix socket", (it) => {
-  it.scoped("an interrupted query on a Unix-socket connection is cancelled through that socket", () =>
+const unixPool = (options: Partial<Db.DbOptions> & { readonly applicationName: string }) =>
+  Effect.flatMap(PgTestServer.PgTestServer, (server) =>
+    Db.make({
+      host: socketDir,
+      port: server.port,
+      user: server.user,
+      password: server.password,
+      database: server.database,
+      minSize: 1,
+      maxSize: 1,
+      ...options
+    }).pipe(Effect.provide(Reactivity.layer))
+  )
+
+layer(UnixServer, { timeout: 60_000, excludeTestServices: true })("a server on a Unix socket", (it) => {
+  it.scoped("after a restart, the readiness probe on the socket cuts the backoff short", () =>
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer
+      const db = yield* unixPool({
+        applicationName: uniqueAppName("unix-probe"),
+        reconnect: { initialDelay: "20 seconds", maxDelay: "20 seconds" }
+      })
+      yield* db.sql`SELECT 1`
+      yield* server.stop({ mode: "immediate" })
+      yield* eventually(
+        "the pool sees the outage",
+        Effect.map(db.statistics, (s) => s.total === 0),
+        10_000
+      ).pipe(Effect.zipRight(Effect.exit(db.sql`SELECT 1`)))
+      yield* server.start
+      const startedAt = Date.now()
+      yield* db.sql`SELECT 1`
+      // the first backoff step is 20 s: only the probe can have noticed the socket again
+      assert.isBelow(Date.now() - startedAt, 10_000)
+    })
+  )
+
+  it.scoped("an interrupted query on a Unix-socket connection is cancelled through that socket", () =>
+    Effect.gen(function* () {
       const applicationName = uniqueAppName("unix-cancel")
-      const db = yield* Db.make({
-        host: socketDir,
-        port: server.port,
-        user: server.user,
-        password: server.password,
-        database: server.database,
-        minSize: 1,
-        maxSize: 1,
-        applicationName
-      }).pipe(Effect.provide(Reactivity.layer))
+      const db = yield* unixPool({ applicationName })
       const admin = yield* adminClient
       const running = () =>
         Effect.map(

@@ -862,9 +862,11 @@ export class Pool {
   /** A TCP connect to the server's port, closed at once: no session, no backend process. */
   probe(): Effect.Effect<boolean> {
     const { host, port } = this.config
+    // a host that is a directory names the server's Unix socket, as for libpq and pg
+    const address = host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port }
     return Effect.async<boolean>((resume) => {
       const startedAt = performance.now()
-      const socket = Net.connect({ host, port })
+      const socket = Net.connect(address)
       const timer = setTimeout(() => finish(false), 1_000)
       const finish = (ok: boolean) => {
         clearTimeout(timer)
