@@ -6,6 +6,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { PoolConfig, PoolConfigInput } from "../PoolConfig.js"
 import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
+import * as Tls from "./tls.js"
 
 // ---------------------------------------------------------------------------
 // defaults and environment names
@@ -18,6 +19,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
   port: 5432,
   user: "postgres",
   ssl: false,
+  sslmode: "disable",
   minSize: 2,
   maxSize: 10,
   acquireTimeout: Duration.seconds(30),
@@ -53,7 +55,6 @@ const ENV = {
   user: "PGUSER",
   password: "PGPASSWORD",
   database: "PGDATABASE",
-  sslmode: "PGSSLMODE",
   name: "DB_POOL_NAME",
   minSize: "DB_POOL_MIN_SIZE",
   maxSize: "DB_POOL_MAX_SIZE",
@@ -281,39 +282,6 @@ const duration =
 // the connection URL
 // ---------------------------------------------------------------------------
 
-type Ssl = PoolConfig["ssl"]
-
-// node-postgres cannot fall back from TLS to plain text (or back), so libpq's "try" modes mean no TLS at all.
-// `no-verify` is node-postgres's own spelling of "TLS without certificate checks", common in hosting docs.
-const SSL_MODES = new Map<string, Ssl>([
-  ["disable", false],
-  ["allow", false],
-  ["prefer", false],
-  ["require", { rejectUnauthorized: false }],
-  ["no-verify", { rejectUnauthorized: false }],
-  ["verify-ca", { rejectUnauthorized: true }],
-  ["verify-full", { rejectUnauthorized: true }]
-])
-
-const SSL_MODE_FIX = "use disable, require, verify-ca or verify-full (allow and prefer are treated as disable)"
-
-const sslmodeOf = (ssl: Ssl): string => (ssl === false ? "disable" : ssl.rejectUnauthorized ? "verify-full" : "require")
-
-const sslInput: Parse<Ssl> = (raw) => {
-  if (raw === true) return Either.right({ rejectUnauthorized: true })
-  if (raw === false) return Either.right(false)
-  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && !Redacted.isRedacted(raw)) {
-    const reject = (raw as { readonly rejectUnauthorized?: unknown }).rejectUnauthorized
-    if (reject === undefined || typeof reject === "boolean") return Either.right({ rejectUnauthorized: reject ?? true })
-  }
-  return Either.left("must be true, false or { rejectUnauthorized: boolean }: true verifies the server certificate")
-}
-
-const sslmodeInput: Parse<Ssl> = (raw) => {
-  const ssl = typeof raw === "string" ? SSL_MODES.get(raw.trim().toLowerCase()) : undefined
-  return ssl === undefined ? Either.left(`is not an sslmode: ${SSL_MODE_FIX}`) : Either.right(ssl)
-}
-
 const MULTI_HOST = "lists several hosts: multi-host connections are not supported yet, give a single host"
 
 const hostInput: Parse<string> = (raw) => {
@@ -336,10 +304,9 @@ interface ParsedUrl {
   readonly user: string | undefined
   readonly password: string | undefined
   readonly database: string | undefined
-  readonly ssl: Ssl | undefined
   readonly applicationName: string | undefined
-  /** Parameters the pool does not interpret, kept in the normalised URL for other tools. */
-  readonly params: ReadonlyArray<readonly [string, string]>
+  /** `sslmode`, `sslrootcert`, … for internal/tls.ts. */
+  readonly tls: ReadonlyMap<string, string>
 }
 
 interface UrlProblem {
@@ -348,6 +315,21 @@ interface UrlProblem {
 }
 
 const MULTI_HOST_URL = `${MULTI_HOST}, e.g. postgres://user:password@db.example.com:5432/mydb`
+
+// A parameter the pool does not act on is reported rather than ignored: the connection would silently differ from
+// what the URL says. Those with an equivalent say so.
+const UNSUPPORTED_PARAMS = new Map<string, string>([
+  ["connect_timeout", "set connectTimeout (DB_POOL_CONNECT_TIMEOUT) instead"],
+  ["keepalives", "set keepAlive (DB_POOL_KEEPALIVE) instead"],
+  ["options", "run SET statements in onConnect, or set statementTimeout (DB_POOL_STATEMENT_TIMEOUT)"],
+  ["fallback_application_name", "use application_name"],
+  ["target_session_attrs", "multi-host connections are not supported yet"],
+  ["load_balance_hosts", "multi-host connections are not supported yet"]
+])
+
+const unsupportedParam = (key: string): string =>
+  `has the parameter ${key}, which the pool does not support: ` +
+  (Tls.unsupportedParam(key) ?? UNSUPPORTED_PARAMS.get(key) ?? "remove it, it would be ignored")
 
 // libpq's URI grammar, postgres[ql]://[user[:password]@][host][:port][/dbname][?param=value&...], parsed by hand
 // rather than with `URL` so that every problem gets our message and the password never reaches one.
@@ -399,10 +381,8 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
   const colon = userInfo?.indexOf(":") ?? -1
   let password = userInfo === undefined || colon === -1 ? undefined : decode(userInfo.slice(colon + 1))
   let database = path.length > 1 ? decode(path.slice(1)) : undefined
-  let sslmode: string | undefined
-  let sslFlag: string | undefined
   let applicationName: string | undefined
-  const params: Array<readonly [string, string]> = []
+  const tls = new Map<string, string>()
   for (const pair of query.split("&")) {
     if (pair === "") continue
     const eq = pair.indexOf("=")
@@ -426,17 +406,12 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
       case "dbname":
         database = value
         break
-      case "sslmode":
-        sslmode = value
-        break
-      case "ssl":
-        sslFlag = value
-        break
       case "application_name":
         applicationName = value
         break
       default:
-        params.push([key, value])
+        if (Tls.URL_PARAMS.has(key)) tls.set(key, value)
+        else problems.push({ field: "url", problem: unsupportedParam(key) })
     }
   }
 
@@ -451,21 +426,6 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
       })
     }
   }
-  let ssl: Ssl | undefined
-  if (sslmode !== undefined) {
-    ssl = SSL_MODES.get(sslmode.toLowerCase())
-    if (ssl === undefined) {
-      problems.push({ field: "ssl", problem: `has an unknown sslmode (${sslmode}): ${SSL_MODE_FIX}` })
-    }
-  } else if (sslFlag !== undefined) {
-    // node-postgres's `ssl=true` means TLS with certificate checks; ignoring it would silently drop TLS.
-    const flag = BOOLEANS.get(sslFlag.toLowerCase())
-    if (flag === undefined) {
-      problems.push({ field: "ssl", problem: `has an invalid ssl parameter (${sslFlag}): use sslmode=${SSL_MODE_FIX}` })
-    } else {
-      ssl = flag ? { rejectUnauthorized: true } : false
-    }
-  }
   if (problems.length > 0) return Either.left(problems)
   return Either.right({
     host: host === "" ? undefined : host,
@@ -473,9 +433,8 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
     user: user === "" ? undefined : user,
     password: password === "" ? undefined : password,
     database,
-    ssl,
     applicationName,
-    params
+    tls
   })
 }
 
@@ -485,13 +444,12 @@ const buildUrl = (parts: {
   readonly user: string
   readonly password: string | undefined
   readonly database: string
-  readonly ssl: Ssl
   readonly applicationName: string
-  readonly params: ReadonlyArray<readonly [string, string]>
+  readonly tls: ReadonlyArray<readonly [string, string]>
 }): string => {
   const host = parts.host.includes(":") ? `[${parts.host}]` : encodeURIComponent(parts.host)
   const password = parts.password === undefined ? "" : `:${encodeURIComponent(parts.password)}`
-  const query = [...parts.params, ["sslmode", sslmodeOf(parts.ssl)], ["application_name", parts.applicationName]]
+  const query = [...parts.tls, ["application_name", parts.applicationName]]
     .map(([key, value]) => `${encodeURIComponent(key)}=${encodeURIComponent(value)}`)
     .join("&")
   return (
@@ -512,8 +470,8 @@ const buildUrl = (parts: {
  */
 export type RawInput = { readonly [K in Exclude<keyof PoolConfigInput, "reconnect">]?: unknown } & {
   readonly reconnect?: { readonly [K in keyof PoolConfig["reconnect"]]?: unknown } | undefined
-  /** PGSSLMODE, only read when there is no DATABASE_URL. */
-  readonly sslmode?: string | undefined
+  /** The `PGSSL*` variables (internal/tls.ts), which fill in what the URL does not set. */
+  readonly sslEnv?: ReadonlyMap<string, string> | undefined
 }
 
 class Issues {
@@ -558,8 +516,8 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     }
   }
   let parsed: ParsedUrl | undefined
+  const shown = urlText === undefined ? "" : redactUrl(urlText)
   if (urlText !== undefined) {
-    const shown = redactUrl(urlText)
     const result = parseUrl(urlText)
     if (Either.isLeft(result)) {
       for (const { field, problem } of result.left) {
@@ -603,10 +561,10 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     }
   }
   password = password || parsed?.password || undefined
-  const ssl =
-    raw.ssl !== undefined
-      ? issues.read("ssl", ENV.sslmode, raw.ssl, defaults.ssl, sslInput)
-      : (parsed?.ssl ?? issues.read("ssl", ENV.sslmode, raw.sslmode, defaults.ssl, sslmodeInput))
+  const tls = Tls.resolve(
+    { option: raw.ssl, url: parsed && { params: parsed.tls, shown }, env: raw.sslEnv },
+    (field, env, value, message) => issues.report(field, env, value, message)
+  )
   const applicationName =
     issues.read<string | undefined>(
       "applicationName",
@@ -623,18 +581,10 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     user,
     database,
     password,
-    ssl,
+    ssl: tls.ssl,
+    sslmode: tls.sslmode,
     applicationName,
-    url: buildUrl({
-      host,
-      port: portNumber,
-      user,
-      password,
-      database,
-      ssl,
-      applicationName,
-      params: parsed?.params ?? []
-    })
+    url: buildUrl({ host, port: portNumber, user, password, database, applicationName, tls: tls.params })
   }
 }
 
@@ -723,6 +673,7 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
     user: conn.user,
     password: conn.password === undefined ? undefined : Redacted.make(conn.password),
     ssl: conn.ssl,
+    sslmode: conn.sslmode,
     minSize,
     maxSize,
     acquireTimeout: positive(
@@ -799,7 +750,7 @@ export const resolve = (raw: RawInput, source: "input" | "env"): Either.Either<P
 export const make = (input: PoolConfigInput): Effect.Effect<PoolConfig, PoolConfigError> =>
   Effect.suspend(() => resolve(input, "input"))
 
-const ENV_NAMES = Object.values(ENV)
+const ENV_NAMES = [...Object.values(ENV), ...Tls.ENV_NAMES]
 
 const readEnv = Config.all(
   Object.fromEntries(ENV_NAMES.map((key) => [key, Config.option(Config.string(key))] as const))
@@ -840,7 +791,8 @@ export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.flatMa
       user: libpq(ENV.user),
       password: libpq(ENV.password),
       database: libpq(ENV.database),
-      sslmode: libpq(ENV.sslmode),
+      // libpq's rule for these: the URL's parameter wins, the variable fills in, with or without DATABASE_URL
+      sslEnv: env,
       name: env.get(ENV.name),
       minSize: env.get(ENV.minSize),
       maxSize: env.get(ENV.maxSize),

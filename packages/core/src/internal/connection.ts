@@ -11,6 +11,7 @@ import * as Net from "node:net"
 import * as Pg from "pg"
 import type { CloseReason } from "../PoolStatistics.js"
 import { timeoutOption } from "./deadline.js"
+import * as Tls from "./tls.js"
 
 /** @internal */
 export interface ConnectOptions {
@@ -19,7 +20,7 @@ export interface ConnectOptions {
   readonly database: string
   readonly user: string
   readonly password: string | undefined
-  readonly ssl: false | { readonly rejectUnauthorized: boolean }
+  readonly ssl: Tls.TlsSettings
   readonly applicationName: string
   readonly statementTimeoutMillis: number | undefined
   readonly connectTimeoutMillis: number
@@ -77,6 +78,8 @@ export interface ConnectFailure {
   readonly probeable: boolean
   /** The server answered but is starting up (57P03 "starting up" / "not yet accepting connections"). */
   readonly startingUp: boolean
+  /** No retry can succeed until the configuration changes (TLS: a rejected certificate, a server without TLS). */
+  readonly misconfigured?: boolean | undefined
 }
 
 // A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
@@ -101,6 +104,12 @@ export const classifyConnectError = (cause: unknown): ConnectFailure => {
 export const connect = (
   options: ConnectOptions,
   onBroken: (client: Pg.Client, cause: unknown) => void
+): Effect.Effect<Pg.Client, ConnectFailure> => Tls.negotiate(options.ssl, (ssl) => connectWith(options, ssl, onBroken))
+
+const connectWith = (
+  options: ConnectOptions,
+  ssl: false | Tls.ConnectionOptions,
+  onBroken: (client: Pg.Client, cause: unknown) => void
 ): Effect.Effect<Pg.Client, ConnectFailure> =>
   Effect.async<Pg.Client, ConnectFailure>((resume) => {
     const client = new Pg.Client({
@@ -109,7 +118,7 @@ export const connect = (
       database: options.database,
       user: options.user,
       ...(options.password !== undefined ? { password: options.password } : {}),
-      ssl: options.ssl === false ? false : { rejectUnauthorized: options.ssl.rejectUnauthorized },
+      ssl,
       application_name: options.applicationName,
       ...(options.statementTimeoutMillis !== undefined ? { statement_timeout: options.statementTimeoutMillis } : {}),
       connectionTimeoutMillis: options.connectTimeoutMillis,

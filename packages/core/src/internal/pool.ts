@@ -161,7 +161,7 @@ export class Pool {
       database: config.database,
       user: config.user,
       password: config.password === undefined ? undefined : Redacted.value(config.password),
-      ssl: config.ssl,
+      ssl: { mode: config.sslmode, options: config.ssl },
       applicationName: config.applicationName,
       statementTimeoutMillis:
         config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
@@ -789,7 +789,8 @@ export class Pool {
     if (this.initOutcome === undefined) return
     // the initial wave counts as one attempt however many connections it opened
     const attempts = this.initAttemptRounds()
-    if (attempts < this.config.reconnect.initialAttempts) return
+    // a rejected certificate or a server without TLS will not change by retrying: fail startup at once
+    if (attempts < this.config.reconnect.initialAttempts && failure.misconfigured !== true) return
     const outcome = this.initOutcome
     this.initOutcome = undefined
     Deferred.unsafeDone(
