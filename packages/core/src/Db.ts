@@ -7,6 +7,7 @@
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -22,7 +23,7 @@ import * as Listener from "./internal/listener.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
 import * as PoolConfig from "./PoolConfig.js"
-import type { AcquireTimeout, DatabaseUnreachable, PoolClosed, PoolConfigError } from "./PoolError.js"
+import { type AcquireTimeout, type DatabaseUnreachable, type PoolClosed, PoolConfigError } from "./PoolError.js"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
 /**
@@ -229,13 +230,31 @@ export const makeWithConfig = (
 export const make = (
   options: DbOptions
 ): Effect.Effect<Db.Service, PoolConfigError | DatabaseUnreachable, Scope.Scope | Reactivity.Reactivity> =>
-  Effect.flatMap(PoolConfig.make(toConfigInput(options)), (config) => makeWithConfig(config, options))
+  "stream" in options && options.stream !== undefined
+    ? Effect.fail(streamNotSupported)
+    : Effect.flatMap(PoolConfig.make(toConfigInput(options)), (config) => makeWithConfig(config, options))
+
+// `PgClient.layer`'s `stream` option compiles here (a `PgClientConfig` is a `DbOptions`), so it must not be ignored.
+const streamNotSupported = new PoolConfigError({
+  issues: [
+    {
+      field: "stream",
+      env: "stream",
+      value: "<function>",
+      message:
+        "stream (PgClient.layer's custom socket) is not supported: the pool opens, probes and cancels through its " +
+        "own TCP connections to host and port; remove it, or keep PgClient.layer for this database"
+    }
+  ]
+})
 
 const toContext = (db: Db.Service) =>
   Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
 
 /**
- * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
+ * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`. Its
+ * start fails with the precise `PoolConfigError` or `DatabaseUnreachable`; code annotated with `PgClient.layer`'s
+ * `SqlError` takes `layerPgClient`, the same layer with that error type.
  *
  * @example
  * ```ts
@@ -280,6 +299,60 @@ export const layerConfig = (
 > =>
   Layer.scopedContext(Effect.map(Effect.flatMap(Config.unwrap(config), make), toContext)).pipe(
     Layer.provide(Reactivity.layer)
+  )
+
+const toSqlError = (error: PoolConfigError | DatabaseUnreachable): SqlError =>
+  new SqlError({ cause: error, message: error.message })
+
+/**
+ * `layer` with `PgClient.layer`'s error type: a failed start is a `SqlError` (from @effect/sql) whose `cause` is
+ * the `PoolConfigError` or `DatabaseUnreachable`, so code annotated for @effect/sql-pg — a
+ * `Layer<SqlClient | PgClient, SqlError>`, a `catchTag("SqlError")` around start-up — compiles unchanged. New code
+ * gets the precise errors from `layer`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import type { SqlClient, SqlError } from "@effect/sql"
+ * import type { PgClient } from "@effect/sql-pg"
+ * import { type Layer, Redacted } from "effect"
+ *
+ * // was: PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * export const SqlLive: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError.SqlError> =
+ *   Db.layerPgClient({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClient = (
+  options: DbOptions
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, SqlError> => Layer.mapError(layer(options), toSqlError)
+
+/**
+ * `layerConfig` with `PgClient.layerConfig`'s error type: `ConfigError` for the `Config` values, and a `SqlError`
+ * whose `cause` is the `PoolConfigError` or `DatabaseUnreachable` for the rest.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import type { SqlClient, SqlError } from "@effect/sql"
+ * import type { PgClient } from "@effect/sql-pg"
+ * import { Config, type ConfigError, type Layer } from "effect"
+ *
+ * // was: PgClient.layerConfig({ url: Config.redacted("DATABASE_URL") })
+ * export const SqlLive: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError.SqlError> =
+ *   Db.layerPgClientConfig({ url: Config.redacted("DATABASE_URL") })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClientConfig = (
+  config: Config.Config.Wrap<DbOptions>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError> =>
+  Layer.mapError(layerConfig(config), (error) =>
+    error._tag === "PoolConfigError" || error._tag === "DatabaseUnreachable" ? toSqlError(error) : error
   )
 
 /**
