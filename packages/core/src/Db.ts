@@ -341,8 +341,8 @@ export const layerPgClient = (
  * import { Config, type ConfigError, type Layer } from "effect"
  *
  * // was: PgClient.layerConfig({ url: Config.redacted("DATABASE_URL") })
- * export const SqlLive: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError.SqlError> =
- *   Db.layerPgClientConfig({ url: Config.redacted("DATABASE_URL") })
+ * type SqlLayer = Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError.SqlError>
+ * export const SqlLive: SqlLayer = Db.layerPgClientConfig({ url: Config.redacted("DATABASE_URL") })
  * ```
  *
  * @since 0.1.0
@@ -411,6 +411,10 @@ export const DatabaseLive: Layer.Layer<
 /**
  * Runs `f` on one connection of the pool in context.
  *
+ * When no connection frees up within `acquireTimeout` it fails with the `AcquireTimeout` itself (and with
+ * `PoolClosed` during shutdown), not with a `SqlError`: catch it by its tag. Statements run through `SqlClient`
+ * instead wrap the same error in a `SqlError` (see `AcquireTimeout`).
+ *
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/core"
@@ -421,7 +425,7 @@ export const DatabaseLive: Layer.Layer<
  *     yield* sql`SET statement_timeout = 1000`
  *     return yield* sql`SELECT ${1}::int AS n`
  *   })
- * )
+ * ).pipe(Effect.catchTag("AcquireTimeout", (error) => Effect.as(Effect.logWarning(error.message), [])))
  * ```
  *
  * @since 0.1.0

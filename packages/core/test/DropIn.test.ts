@@ -7,10 +7,22 @@ import { SqlClient, SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
-import { Config, type ConfigError, ConfigProvider, Context, Effect, Layer, Redacted, String as Str } from "effect"
+import {
+  Config,
+  type ConfigError,
+  ConfigProvider,
+  Context,
+  Effect,
+  Fiber,
+  Layer,
+  Redacted,
+  String as Str,
+  TestClock
+} from "effect"
 import * as Net from "node:net"
 import { Db } from "../src/index.js"
-import { DatabaseUnreachable, PoolConfigError } from "../src/PoolError.js"
+import { AcquireTimeout, DatabaseUnreachable, PoolConfigError } from "../src/PoolError.js"
+import { hold, makeDb, waitingIs } from "./utils.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // the application, as written for @effect/sql-pg
@@ -131,6 +143,23 @@ layer(PgTestServer.layer, { timeout: 60_000 })("drop-in for PgClient.layer", (it
       const result = yield* run(Db.layerPgClient(options))
       assert.instanceOf(result.failed!.cause, PoolConfigError)
       assert.include(result.failed!.message, "stream (PgClient.layer's custom socket) is not supported")
+    })
+  )
+
+  it.scoped("AcquireTimeout is bare from withConnection and the cause of a SqlError through SqlClient", () =>
+    Effect.gen(function* () {
+      const db = yield* makeDb({ minSize: 1, maxSize: 1, acquireTimeout: "1 second" })
+      const holder = yield* hold(db)
+      const viaDb = yield* Effect.fork(Effect.flip(db.withConnection(() => Effect.void)))
+      const viaSql = yield* Effect.fork(Effect.flip(db.sql`SELECT 1`))
+      yield* waitingIs(db, 2)
+      yield* TestClock.adjust("1 second")
+      assert.instanceOf(yield* Fiber.join(viaDb), AcquireTimeout)
+      const wrapped = yield* Fiber.join(viaSql)
+      assert.instanceOf(wrapped, SqlError.SqlError)
+      assert.instanceOf(wrapped.cause, AcquireTimeout)
+      assert.strictEqual(wrapped.message, (wrapped.cause as AcquireTimeout).message)
+      yield* holder.release
     })
   )
 
