@@ -95,10 +95,11 @@ export interface PoolConfig {
    * How TLS is negotiated, as libpq does it: `disable` never; `allow` plain text, encrypted if the server refuses
    * that; `prefer` encrypted, plain text if the server declines TLS (or refuses the encrypted session); `require`
    * encrypted, no certificate check — unless `sslrootcert` is given, which makes it `verify-ca`; `verify-ca` the
-   * certificate's chain; `verify-full` its chain and host name. Without `sslrootcert` the chain is checked against
-   * Node's bundled CAs. Unlike libpq the default is `disable` (as in node-postgres), and nothing is read from
-   * `~/.postgresql`. For an `ssl` option given in code: `require` when `rejectUnauthorized` is false, else
-   * `verify-full`, with no fallback. Default `"disable"`, the URL's `sslmode` or `PGSSLMODE`.
+   * certificate's chain (against `sslrootcert`, which it needs); `verify-full` its chain and host name, against
+   * `sslrootcert` or else Node's bundled CAs (as `sslrootcert=system`). Unlike libpq the default is `disable` (as
+   * in node-postgres), and nothing is read from `~/.postgresql`. For an `ssl` option given in code: `require` when
+   * `rejectUnauthorized` is false, else `verify-full`, with no fallback. Default `"disable"`, the URL's `sslmode`
+   * or `PGSSLMODE`.
    */
   readonly sslmode: "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
   /** Connections kept open even when idle. Default 2, `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`. */

@@ -239,7 +239,6 @@ describe("PoolConfig", () => {
       ["prefer", "prefer", [false, true]],
       ["require", "require", [false, true]],
       ["no-verify", "require", [false, true]],
-      ["verify-ca", "verify-ca", [true, false]],
       ["verify-full", "verify-full", [true, true]]
     ]
     const tlsOf = (config: PoolConfig.PoolConfig) =>

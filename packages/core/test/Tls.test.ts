@@ -439,6 +439,8 @@ describe("TLS configuration", () => {
             "file for sslcrl"
         ]
       )
+      const [verifyCa] = yield* configFailure({ url: `${base}?sslmode=verify-ca` })
+      assert.include(verifyCa!, "sslmode (verify-ca) needs sslrootcert (or PGSSLROOTCERT)")
       const [option] = yield* configFailure({ url: base, ssl: { ca: "not a certificate", cert: "x", key: "y" } })
       assert.include(option!, "ssl holds TLS material Node cannot use")
     })

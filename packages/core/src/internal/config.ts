@@ -324,7 +324,8 @@ const UNSUPPORTED_PARAMS = new Map<string, string>([
   ["options", "run SET statements in onConnect, or set statementTimeout (DB_POOL_STATEMENT_TIMEOUT)"],
   ["fallback_application_name", "use application_name"],
   ["target_session_attrs", "multi-host connections are not supported yet"],
-  ["load_balance_hosts", "multi-host connections are not supported yet"]
+  ["load_balance_hosts", "multi-host connections are not supported yet"],
+  ["uselibpqcompat", "remove it: sslmode already has libpq's meaning here"]
 ])
 
 const unsupportedParam = (key: string): string =>

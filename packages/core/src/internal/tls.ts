@@ -261,6 +261,15 @@ export const resolve = (input: Input, report: Report): Resolved => {
       ca = undefined
     }
   }
+  // libpq refuses verify-ca without a root certificate, and rightly: against public CAs it accepts a certificate
+  // anyone can get for a host name they control.
+  if (mode === "verify-ca" && rootGiven === undefined) {
+    bad(
+      modeGiven!,
+      "needs sslrootcert (or PGSSLROOTCERT), the CA that signed the server's certificate: against Node's public " +
+        "CAs it would accept any host's certificate; use verify-full to check the host name too"
+    )
+  }
   // libpq: a root certificate makes require (and allow/prefer) check the chain too, i.e. behave as verify-ca.
   const verify = mode === "verify-ca" || mode === "verify-full" || ca !== undefined
   options.rejectUnauthorized = verify
