@@ -219,6 +219,15 @@ layer(withRoles(tlsServer("server", HBA)), { timeout: 60_000 })("TLS with a priv
     })
   )
 
+  it.effect("a certificate the ssl option's ca does not trust fails at once, with the fix in the option's terms", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      const message = yield* initFailure({ url: urlOf(server, {}), ssl: { ca: read("other-ca.crt") } })
+      assert.include(message, "TLS: the server's certificate is not signed by a trusted CA (the ssl option)")
+      assert.include(message, "Pass the CA certificate that signed it in the ssl option's ca")
+    })
+  )
+
   it.effect("require with a root certificate checks the chain, as verify-ca", () =>
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer

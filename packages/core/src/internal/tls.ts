@@ -98,6 +98,8 @@ export const ENV_NAMES: ReadonlyArray<string> = [
 /** One parameter's value and who set it. */
 interface Given {
   readonly value: string
+  /** The value as messages show it: `***` for a passphrase. */
+  readonly shown: string
   /** The variable named in the issue: `DATABASE_URL` or a `PGSSL*` one. */
   readonly env: string
   /** How a message names it, e.g. `DATABASE_URL (postgres://…) sslrootcert (/etc/ca.pem)`. */
@@ -127,6 +129,7 @@ type Report = (field: string, env: string, value: string, message: string) => vo
 
 // For messages at connect time: which settings produced these options.
 const descriptions = new WeakMap<object, string>()
+const OPTION = "the ssl option"
 
 const skipHostCheck = (): undefined => undefined
 
@@ -134,8 +137,11 @@ const skipHostCheck = (): undefined => undefined
 // resolution
 // ---------------------------------------------------------------------------
 
-const isPlainObject = (u: unknown): u is Record<string, unknown> =>
-  typeof u === "object" && u !== null && !Array.isArray(u) && Object.getPrototypeOf(u) === Object.prototype
+const isPlainObject = (u: unknown): u is Record<string, unknown> => {
+  if (typeof u !== "object" || u === null) return false
+  const proto = Object.getPrototypeOf(u)
+  return proto === Object.prototype || proto === null
+}
 
 const fromOption = (option: unknown, report: Report): Resolved => {
   if (option === false) return { sslmode: "disable", ssl: false, params: [["sslmode", "disable"]] }
@@ -167,7 +173,7 @@ const fromOption = (option: unknown, report: Report): Resolved => {
     }
   }
   const sslmode: SslMode = reject === false ? "require" : "verify-full"
-  descriptions.set(options, `ssl option, ${sslmode === "require" ? "rejectUnauthorized: false" : "verified"}`)
+  descriptions.set(options, OPTION)
   return { sslmode, ssl: options, params: [["sslmode", sslmode]] }
 }
 
@@ -186,19 +192,26 @@ export const resolve = (input: Input, report: Report): Resolved => {
   if (url !== undefined) {
     for (const [key, value] of url.params) {
       const shownValue = key === "sslpassword" ? "***" : value
-      given.set(key, { value, env: "DATABASE_URL", label: `DATABASE_URL (${url.shown}) ${key} (${shownValue})` })
+      given.set(key, {
+        value,
+        shown: shownValue,
+        env: "DATABASE_URL",
+        label: `DATABASE_URL (${url.shown}) ${key} (${shownValue})`
+      })
     }
   }
   for (const [param, name] of Object.entries(ENV)) {
     const value = input.env?.get(name)
-    if (value !== undefined && !given.has(param)) given.set(param, { value, env: name, label: `${name} (${value})` })
+    if (value !== undefined && !given.has(param)) {
+      given.set(param, { value, shown: value, env: name, label: `${name} (${value})` })
+    }
   }
   for (const [, name, fix] of UNSUPPORTED) {
     const value = name === undefined ? undefined : input.env?.get(name)
     if (name !== undefined && value !== undefined)
       report("ssl", name, value, `${name} (${value}) is not supported: ${fix}`)
   }
-  const bad = (g: Given, problem: string) => report("ssl", g.env, g.value, `${g.label} ${problem}`)
+  const bad = (g: Given, problem: string) => report("ssl", g.env, g.shown, `${g.label} ${problem}`)
 
   // sslmode, or node-postgres's ssl=true|false when it is absent
   let sslmode: SslMode | undefined
@@ -379,8 +392,11 @@ const codeOf = (cause: unknown): string | undefined => {
   return typeof code === "string" ? code : undefined
 }
 
-/** The server refused the session it was offered (pg_hba: no entry, `reject`, or an authentication failure). */
-const refusedByServer = (failure: ConnectFailure) => codeOf(failure.cause)?.startsWith("28") === true
+/**
+ * pg_hba refused the session it was offered (no entry for it, or `reject`): the case `allow` and `prefer` retry the
+ * other way for. A wrong password (28P01) is not retried, so that it is not sent again over the other transport.
+ */
+const refusedByServer = (failure: ConnectFailure) => codeOf(failure.cause) === "28000"
 
 /**
  * Explains a failed encrypted attempt in terms of the settings that produced it, and marks the failures that no
@@ -391,28 +407,34 @@ const explain = (settings: TlsSettings, failure: ConnectFailure): ConnectFailure
   const code = codeOf(cause)
   const text = message(cause)
   const what = (settings.options !== false && descriptions.get(settings.options)) || `sslmode=${settings.mode}`
+  // the fix in the terms the user wrote: the ssl option, or libpq's parameters
+  const byOption = what === OPTION
   let problem: string
   if (text === DECLINED) {
     problem =
-      `the server does not accept TLS connections (${what}): enable ssl on the server, or use sslmode=prefer ` +
-      "to fall back to an unencrypted connection"
+      `the server does not accept TLS connections (${what}): enable ssl on the server, or ` +
+      (byOption ? "pass ssl: false" : "use sslmode=prefer to fall back to an unencrypted connection")
   } else if (code === "ERR_TLS_CERT_ALTNAME_INVALID" || code === "HOSTNAME_MISMATCH") {
     problem =
       `the server's certificate does not name the host connected to (${what}): ${text}. Connect with a host name ` +
-      "the certificate lists, or use sslmode=verify-ca to check its chain only"
+      "the certificate lists, or " +
+      (byOption ? "pass checkServerIdentity: () => undefined" : "use sslmode=verify-ca") +
+      " to check its chain only"
   } else if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
     problem = `the server's certificate is not valid now (${what}): ${text}. Renew the server's certificate`
   } else if (code !== undefined && CERTIFICATE_CODES.has(code)) {
     problem =
       `the server's certificate is not signed by a trusted CA (${what}): ${text} (${code}). ` +
-      (what.includes("sslrootcert=")
-        ? "Give in sslrootcert the CA certificate that signed the server's certificate"
-        : "Give the CA certificate that signed the server's certificate in sslrootcert (or PGSSLROOTCERT); " +
-          "without it only Node's bundled public CAs are trusted")
+      (byOption
+        ? "Pass the CA certificate that signed it in the ssl option's ca"
+        : what.includes("sslrootcert=")
+          ? "Give in sslrootcert the CA certificate that signed the server's certificate"
+          : "Give the CA certificate that signed the server's certificate in sslrootcert (or PGSSLROOTCERT); " +
+            "without it only Node's bundled public CAs are trusted")
   } else if (code?.startsWith("ERR_SSL_")) {
     problem =
       `the TLS handshake failed (${what}): ${text}. If the server asks for a client certificate, give one it ` +
-      "trusts in sslcert and sslkey"
+      `trusts in ${byOption ? "the ssl option's cert and key" : "sslcert and sslkey"}`
   } else {
     return failure
   }
