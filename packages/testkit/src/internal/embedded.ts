@@ -419,7 +419,7 @@ const validate = (options: Options): PgTestServerError | undefined => {
     if (!/^[a-z_][a-z0-9_.]*$/i.test(key)) return invalid(`settings key "${key}" is not a PostgreSQL setting name.`)
   }
   for (const name of Object.keys(options.files ?? {})) {
-    if (!/^[\w.-]+$/.test(name)) return invalid(`files name "${name}" must be a plain file name (no directories).`)
+    if (!/^(?!\.\.?$)[\w.-]+$/.test(name)) return invalid(`files name "${name}" must be a plain file name.`)
   }
   return undefined
 }
