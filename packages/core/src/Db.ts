@@ -7,6 +7,7 @@
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -24,11 +25,11 @@ import * as Logging from "./internal/logger.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
 import type * as PoolConfig from "./PoolConfig.js"
-import type {
-  AcquireTimeout,
-  ConnectionRejected,
-  DatabaseUnreachable,
-  PoolClosed,
+import {
+  type AcquireTimeout,
+  type ConnectionRejected,
+  type DatabaseUnreachable,
+  type PoolClosed,
   PoolConfigError
 } from "./PoolError.js"
 import type { PoolStatistics } from "./PoolStatistics.js"
@@ -261,7 +262,7 @@ export const make = (
   Db.Service,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected,
   Scope.Scope | Reactivity.Reactivity
-> => makeNamed(options, {})
+> => ("stream" in options && options.stream !== undefined ? Effect.fail(streamNotSupported) : makeNamed(options, {}))
 
 /** `written` holds the `Config` keys `layerConfig` read options under, for messages to name them. */
 const makeNamed = (options: DbOptions, written: InternalConfig.WrittenNames) =>
@@ -269,11 +270,28 @@ const makeNamed = (options: DbOptions, written: InternalConfig.WrittenNames) =>
     makeWithConfig(config, options)
   )
 
+// `PgClient.layer`'s `stream` option compiles here (a `PgClientConfig` is a `DbOptions`), so it must not be ignored.
+const streamNotSupported = new PoolConfigError({
+  issues: [
+    {
+      field: "stream",
+      setting: "stream",
+      env: "stream",
+      value: "<function>",
+      message:
+        "stream (PgClient.layer's custom socket) is not supported: the pool opens, probes and cancels through its " +
+        "own TCP connections to host and port; remove it, or keep PgClient.layer for this database"
+    }
+  ]
+})
+
 const toContext = (db: Db.Service) =>
   Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
 
 /**
- * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
+ * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`. Its
+ * start fails with the precise `PoolConfigError` or `DatabaseUnreachable`; code annotated with `PgClient.layer`'s
+ * `SqlError` takes `layerPgClient`, the same layer with that error type.
  *
  * @example
  * ```ts
@@ -324,6 +342,62 @@ export const layerConfig = (
       toContext
     )
   ).pipe(Layer.provide(Reactivity.layer))
+
+const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRejected): SqlError =>
+  new SqlError({ cause: error, message: error.message })
+
+/**
+ * `layer` with `PgClient.layer`'s error type: a failed start is a `SqlError` (from @effect/sql) whose `cause` is
+ * the `PoolConfigError`, `DatabaseUnreachable` or `ConnectionRejected`, so code annotated for @effect/sql-pg — a
+ * `Layer<SqlClient | PgClient, SqlError>`, a `catchTag("SqlError")` around start-up — compiles unchanged. New code
+ * gets the precise errors from `layer`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import type { SqlClient, SqlError } from "@effect/sql"
+ * import type { PgClient } from "@effect/sql-pg"
+ * import { type Layer, Redacted } from "effect"
+ *
+ * // was: PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * export const SqlLive: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError.SqlError> =
+ *   Db.layerPgClient({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClient = (
+  options: DbOptions
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, SqlError> => Layer.mapError(layer(options), toSqlError)
+
+/**
+ * `layerConfig` with `PgClient.layerConfig`'s error type: `ConfigError` for the `Config` values, and a `SqlError`
+ * whose `cause` is the `PoolConfigError`, `DatabaseUnreachable` or `ConnectionRejected` for the rest.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import type { SqlClient, SqlError } from "@effect/sql"
+ * import type { PgClient } from "@effect/sql-pg"
+ * import { Config, type ConfigError, type Layer } from "effect"
+ *
+ * // was: PgClient.layerConfig({ url: Config.redacted("DATABASE_URL") })
+ * type SqlLayer = Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError.SqlError>
+ * export const SqlLive: SqlLayer = Db.layerPgClientConfig({ url: Config.redacted("DATABASE_URL") })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClientConfig = (
+  config: Config.Config.Wrap<DbOptions>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError> =>
+  Layer.mapError(layerConfig(config), (error) =>
+    error._tag === "PoolConfigError" || error._tag === "DatabaseUnreachable" || error._tag === "ConnectionRejected"
+      ? toSqlError(error)
+      : error
+  )
 
 /**
  * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the
@@ -384,6 +458,10 @@ export const DatabaseLive: Layer.Layer<
 /**
  * Runs `f` on one connection of the pool in context.
  *
+ * When no connection frees up within `acquireTimeout` it fails with the `AcquireTimeout` itself (and with
+ * `PoolClosed` during shutdown), not with a `SqlError`: catch it by its tag. Statements run through `SqlClient`
+ * instead wrap the same error in a `SqlError` (see `AcquireTimeout`).
+ *
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/core"
@@ -394,7 +472,7 @@ export const DatabaseLive: Layer.Layer<
  *     yield* sql`SET statement_timeout = 1000`
  *     return yield* sql`SELECT ${1}::int AS n`
  *   })
- * )
+ * ).pipe(Effect.catchTag("AcquireTimeout", (error) => Effect.as(Effect.logWarning(error.message), [])))
  * ```
  *
  * @since 0.1.0

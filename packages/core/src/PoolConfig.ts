@@ -16,6 +16,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as LogLevel from "effect/LogLevel"
 import type * as Redacted from "effect/Redacted"
+import type * as NodeTls from "node:tls"
 import * as internal from "./internal/config.js"
 import type { PoolConfigError } from "./PoolError.js"
 
@@ -90,12 +91,24 @@ export interface PoolConfig {
   /** `PGPASSWORD`; `undefined` when none is given. */
   readonly password: Redacted.Redacted<string> | undefined
   /**
-   * TLS, from `sslmode` (URL parameter or `PGSSLMODE`) unless given explicitly: `disable` → `false`;
-   * `require` (and node-postgres's `no-verify`) → `{ rejectUnauthorized: false }`; `verify-ca` and `verify-full` →
-   * `{ rejectUnauthorized: true }`. `allow` and `prefer` are treated as `disable`: node-postgres cannot fall back
-   * between TLS and plain connections, so it cannot negotiate the way libpq does. Default `false`.
+   * What an encrypted connection attempt gets, as Node's `tls.ConnectionOptions` (`false` only with
+   * `sslmode: "disable"`): the `ssl` option as given, or what the `sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
+   * `sslpassword`, `sslcrl`, `ssl_min_protocol_version` and `ssl_max_protocol_version` parameters (URL, or the
+   * `PGSSL*` variables) make of it, files read at configuration time. The private key is decrypted and not
+   * enumerable (out of JSON and logs); the passphrase is not kept. Default `false`.
    */
-  readonly ssl: false | { readonly rejectUnauthorized: boolean }
+  readonly ssl: false | NodeTls.ConnectionOptions
+  /**
+   * How TLS is negotiated, as libpq does it: `disable` never; `allow` plain text, encrypted if the server refuses
+   * that; `prefer` encrypted, plain text if the server declines TLS (or refuses the encrypted session); `require`
+   * encrypted, no certificate check — unless `sslrootcert` is given, which makes it `verify-ca`; `verify-ca` the
+   * certificate's chain (against `sslrootcert`, which it needs); `verify-full` its chain and host name, against
+   * `sslrootcert` or else Node's bundled CAs (as `sslrootcert=system`). Unlike libpq the default is `disable` (as
+   * in node-postgres), and nothing is read from `~/.postgresql`. For an `ssl` option given in code: `require` when
+   * `rejectUnauthorized` is false, else `verify-full`, with no fallback. Default `"disable"`, the URL's `sslmode`
+   * or `PGSSLMODE`.
+   */
+  readonly sslmode: "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
   /**
    * Connections kept open even when idle. Default 2, capped at `maxSize` (0 when the maximum is given as
    * `PgClient.layer`'s `maxConnections`, as that layer does), `DB_POOL_MIN_SIZE`, integer ≥ 0 and ≤ `maxSize`.
@@ -247,8 +260,12 @@ export interface PoolConfigInput {
   readonly database?: string | undefined
   readonly user?: string | undefined
   readonly password?: Redacted.Redacted<string> | string | undefined
-  /** `true` verifies the server certificate; `{ rejectUnauthorized: false }` encrypts without verifying. */
-  readonly ssl?: boolean | { readonly rejectUnauthorized?: boolean | undefined } | undefined
+  /**
+   * TLS as `PgClient.layer` takes it: `true` verifies the server certificate against Node's CAs; Node's
+   * `tls.ConnectionOptions` (`ca`, `cert`, `key`, `rejectUnauthorized: false`, …) as given. Wins over the URL's
+   * `sslmode` and the other TLS parameters, which are the libpq way to say the same (see `PoolConfig.sslmode`).
+   */
+  readonly ssl?: boolean | NodeTls.ConnectionOptions | undefined
   readonly minSize?: number | undefined
   readonly maxSize?: number | undefined
   readonly acquireTimeout?: Duration.DurationInput | string | undefined
@@ -307,10 +324,12 @@ export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolCon
  * Reads the configuration through Effect's `Config` (so any `ConfigProvider` works) and validates it.
  *
  * The connection comes from `DATABASE_URL`; when it is not set, from libpq's `PGHOST`, `PGPORT`, `PGUSER`,
- * `PGPASSWORD`, `PGDATABASE` and `PGSSLMODE` (which are ignored when `DATABASE_URL` is set). Everything else comes
- * from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not set. A
- * `DB_POOL_*` variable that is not a setting (a typo such as `DB_POOL_MAXSIZE`) is listed, with the setting it
- * was probably meant as, among the issues of an invalid configuration; `DatabaseLive` also logs it as a warning
+ * `PGPASSWORD` and `PGDATABASE` (which are ignored when `DATABASE_URL` is set). TLS follows libpq's rule with or
+ * without `DATABASE_URL`: `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`, `PGSSLCRL`, `PGSSLSNI`,
+ * `PGSSLMINPROTOCOLVERSION` and `PGSSLMAXPROTOCOLVERSION` fill in what the URL's parameters do not set. Everything
+ * else comes from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an empty string counts as not
+ * set. A `DB_POOL_*` variable that is not a setting (a typo such as `DB_POOL_MAXSIZE`) is listed, with the setting
+ * it was probably meant as, among the issues of an invalid configuration; `DatabaseLive` also logs it as a warning
  * when it starts.
  *
  * @example

@@ -217,16 +217,24 @@ export class ConnectionRejected extends Data.TaggedError("ConnectionRejected")<{
 /**
  * No connection became free within `acquireTimeout`.
  *
+ * It reaches you in one of two shapes. `Db.withConnection` fails with the `AcquireTimeout` itself (and
+ * `PoolClosed` likewise), so `catchTag("AcquireTimeout")` works there. A statement run through `SqlClient` or
+ * `PgClient` (tagged templates, `withTransaction`, `reserve`) fails with @effect/sql's `SqlError`, as every error
+ * of that interface does, with the `AcquireTimeout` as its `cause`: test the cause, as below.
+ *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db, PoolError } from "@effect-pg-pool/core"
+ * import { SqlClient } from "@effect/sql"
  * import { Effect } from "effect"
  *
- * // shed load instead of failing; the error carries the pool's figures at the time
- * const recent = Db.withConnection((sql) => sql`SELECT * FROM orders ORDER BY id DESC LIMIT 10`).pipe(
- *   Effect.catchTag("AcquireTimeout", (error) =>
- *     Effect.as(Effect.logWarning(`no connection after ${error.waitedMillis} ms`, error.statistics), [])
- *   )
+ * // Db.withConnection: the AcquireTimeout itself, with the pool's figures at the time
+ * const viaDb = Db.withConnection((sql) => sql`SELECT 1`).pipe(
+ *   Effect.catchTag("AcquireTimeout", (error) => Effect.as(Effect.logWarning(error.message, error.statistics), []))
+ * )
+ * // SqlClient: a SqlError whose cause is the AcquireTimeout
+ * const viaSql = Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT 1`).pipe(
+ *   Effect.catchIf((error) => error.cause instanceof PoolError.AcquireTimeout, () => Effect.succeed([]))
  * )
  * ```
  *

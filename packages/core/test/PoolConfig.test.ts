@@ -12,7 +12,9 @@ import { uniqueAppName } from "./utils.js"
 const PASSWORD = "s3cr3t-PW"
 const URL = `postgres://app:${PASSWORD}@db.example.com:5433/appdb`
 const FIX_DURATION = "use milliseconds (250), a short form (500ms, 1.5s, 2m, 1h) or Effect's form (5 seconds)"
-const SSL_FIX = "use disable, require, verify-ca or verify-full (allow and prefer are treated as disable)"
+const SSL_FIX =
+  "use disable, allow, prefer (plain text when the server refuses TLS), require (TLS, no certificate check), " +
+  "verify-ca (the certificate's chain) or verify-full (its chain and host name)"
 
 const withEnv = (env: Record<string, string>) =>
   PoolConfig.fromEnv.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
@@ -165,15 +167,31 @@ describe("PoolConfig", () => {
       })
     )
 
-    it.effect("honours application_name and keeps parameters it does not interpret", () =>
+    it.effect("honours application_name", () =>
       Effect.gen(function* () {
-        const config = yield* PoolConfig.make({ url: `${URL}?application_name=billing&options=-c%20search_path%3Dapp` })
+        const config = yield* PoolConfig.make({ url: `${URL}?application_name=billing` })
         assert.strictEqual(config.applicationName, "billing")
-        assert.isTrue(
-          Redacted.value(config.url).endsWith(
-            "?options=-c%20search_path%3Dapp&sslmode=disable&application_name=billing"
-          )
+        assert.isTrue(Redacted.value(config.url).endsWith("?sslmode=disable&application_name=billing"))
+      })
+    )
+
+    it.effect("reports each parameter it does not act on instead of ignoring it, with the equivalent", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          PoolConfig.make({ url: `${URL}?options=-c%20search_path%3Dapp&connect_timeout=10&sslcrldir=/etc/crl&foo=1` })
         )
+        const shown =
+          "url (postgres://app:***@db.example.com:5433/appdb?options=-c%20search_path%3Dapp&" +
+          "connect_timeout=10&sslcrldir=/etc/crl&foo=1) has the parameter"
+        assert.deepStrictEqual(messages(error), [
+          `${shown} options, which the pool does not support: run SET statements in onConnect, or set ` +
+            "statementTimeout (DB_POOL_STATEMENT_TIMEOUT)",
+          `${shown} connect_timeout, which the pool does not support: set connectTimeout (DB_POOL_CONNECT_TIMEOUT) ` +
+            "instead",
+          `${shown} sslcrldir, which the pool does not support: Node cannot read a CRL directory: concatenate the ` +
+            "CRLs into one file for sslcrl",
+          `${shown} foo, which the pool does not support: remove it, it would be ignored`
+        ])
       })
     )
 
@@ -221,27 +239,31 @@ describe("PoolConfig", () => {
   })
 
   describe("sslmode", () => {
-    const cases: ReadonlyArray<readonly [string, PoolConfig.PoolConfig["ssl"], string]> = [
-      ["disable", false, "disable"],
-      ["allow", false, "disable"],
-      ["prefer", false, "disable"],
-      ["require", { rejectUnauthorized: false }, "require"],
-      ["no-verify", { rejectUnauthorized: false }, "require"],
-      ["verify-ca", { rejectUnauthorized: true }, "verify-full"],
-      ["verify-full", { rejectUnauthorized: true }, "verify-full"]
+    // mode, sslmode, TLS options: false, or [rejectUnauthorized, host name checked]
+    const cases: ReadonlyArray<
+      readonly [string, PoolConfig.PoolConfig["sslmode"], false | readonly [boolean, boolean]]
+    > = [
+      ["disable", "disable", false],
+      ["allow", "allow", [false, true]],
+      ["prefer", "prefer", [false, true]],
+      ["require", "require", [false, true]],
+      ["no-verify", "require", [false, true]],
+      ["verify-full", "verify-full", [true, true]]
     ]
-    for (const [mode, ssl, normalised] of cases) {
-      it.effect(`maps sslmode=${mode} in the URL to ${JSON.stringify(ssl)}`, () =>
+    const tlsOf = (config: PoolConfig.PoolConfig) =>
+      config.ssl === false ? false : [config.ssl.rejectUnauthorized, config.ssl.checkServerIdentity === undefined]
+    for (const [mode, sslmode, tls] of cases) {
+      it.effect(`maps sslmode=${mode} in the URL to ${sslmode} ${JSON.stringify(tls)}`, () =>
         Effect.gen(function* () {
           const config = yield* PoolConfig.make({ url: `${URL}?sslmode=${mode}` })
-          assert.deepStrictEqual(config.ssl, ssl)
-          assert.isTrue(Redacted.value(config.url).includes(`sslmode=${normalised}`))
+          assert.deepStrictEqual([config.sslmode, tlsOf(config)], [sslmode, tls])
+          assert.isTrue(Redacted.value(config.url).includes(`sslmode=${sslmode}`))
         })
       )
-      it.effect(`maps PGSSLMODE=${mode} to ${JSON.stringify(ssl)}`, () =>
+      it.effect(`maps PGSSLMODE=${mode} to ${sslmode} ${JSON.stringify(tls)}`, () =>
         Effect.gen(function* () {
           const config = yield* withEnv({ PGHOST: "db", PGSSLMODE: mode })
-          assert.deepStrictEqual(config.ssl, ssl)
+          assert.deepStrictEqual([config.sslmode, tlsOf(config)], [sslmode, tls])
         })
       )
     }
@@ -256,7 +278,7 @@ describe("PoolConfig", () => {
         const unverified = yield* PoolConfig.make({ url: URL, ssl: { rejectUnauthorized: false } })
         assert.deepStrictEqual(unverified.ssl, { rejectUnauthorized: false })
         const defaulted = yield* PoolConfig.make({ url: URL, ssl: {} })
-        assert.deepStrictEqual(defaulted.ssl, { rejectUnauthorized: true })
+        assert.deepStrictEqual([defaulted.sslmode, defaulted.ssl], ["verify-full", {}])
       })
     )
 
@@ -272,7 +294,7 @@ describe("PoolConfig", () => {
         const error = yield* failure(PoolConfig.make({ url: `${URL}?sslmode=requir` }))
         assert.deepStrictEqual(messages(error), [
           "url (postgres://app:***@db.example.com:5433/appdb?sslmode=requir) " +
-            `has an unknown sslmode (requir): ${SSL_FIX}`
+            `sslmode (requir) is not an sslmode: ${SSL_FIX}`
         ])
         assert.strictEqual(error.issues[0]!.field, "ssl")
       })
@@ -508,12 +530,20 @@ describe("PoolConfig", () => {
       })
     )
 
-    it.effect("ignores the libpq variables when DATABASE_URL is set", () =>
+    it.effect("ignores the libpq connection variables when DATABASE_URL is set, but not the PGSSL* ones", () =>
       Effect.gen(function* () {
-        const config = yield* withEnv({ DATABASE_URL: URL, PGHOST: "elsewhere", PGPASSWORD: "other", PGSSLMODE: "bad" })
+        const config = yield* withEnv({
+          DATABASE_URL: URL,
+          PGHOST: "elsewhere",
+          PGPASSWORD: "other",
+          PGSSLMODE: "require"
+        })
         assert.strictEqual(config.host, "db.example.com")
         assert.strictEqual(config.password && Redacted.value(config.password), PASSWORD)
-        assert.isFalse(config.ssl)
+        assert.strictEqual(config.sslmode, "require")
+        // as in libpq, the URL's own parameter wins over the variable
+        const fromUrl = yield* withEnv({ DATABASE_URL: `${URL}?sslmode=disable`, PGSSLMODE: "require" })
+        assert.strictEqual(fromUrl.sslmode, "disable")
       })
     )
 

@@ -361,7 +361,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
       }
       for (const [wiring, wire] of Object.entries(wirings)) {
         const lines = yield* run(wire)
-        const events = lines.map((line) => line.event)
+        const events = lines.map((line) => line.message)
         assert.strictEqual(events.filter((event) => event === "connection opened").length, 2, wiring)
         assert.strictEqual(events.filter((event) => event === "pool starting").length, 1, wiring)
         assert.strictEqual(events.at(-1), "pool shut down", wiring)
@@ -441,10 +441,10 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolL
           assert.strictEqual(stdout, "", "stdout")
           assert.strictEqual(stderr, "", "stderr")
           const pool = readLines(logFile).filter((line) => line.pool === name)
-          const events = pool.map((line) => line.event)
+          const events = pool.map((line) => line.message)
           assert.strictEqual(events.filter((event) => event === "pool starting").length, 1, "one line per event")
           assert.isAtLeast(events.filter((event) => event === "connection opened").length, 3)
-          assert.isTrue(pool.some((line) => line.event === "connection closed" && line.reason === "broken"))
+          assert.isTrue(pool.some((line) => line.message === "connection closed" && line.reason === "broken"))
           assert.strictEqual(events.at(-1), "pool shut down")
           // the typo is reported where the pool's events go, naming the setting it was probably meant as
           const typo = pool.find((line) => line.variable === "DB_POOL_MAXSIZE")!

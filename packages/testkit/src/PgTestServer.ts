@@ -226,6 +226,14 @@ export interface EmbeddedOptions {
   readonly maxConnections?: number | undefined
   /** Extra server settings, passed as `-c key=value` (e.g. `{ log_min_duration_statement: 0 }`). */
   readonly settings?: Readonly<Record<string, string | number | boolean>> | undefined
+  /**
+   * Files written into the data directory before the first start, owned by the server's user with mode 0600 —
+   * what PostgreSQL demands of a TLS key — and named relative to it in `settings`, e.g.
+   * `{ files: { "server.key": pem, … }, settings: { ssl: true, ssl_key_file: "server.key", … } }`.
+   */
+  readonly files?: Readonly<Record<string, string>> | undefined
+  /** `pg_hba.conf` lines put before the default ones (first match wins), e.g. `hostssl all app 127.0.0.1/32 cert`. */
+  readonly hba?: ReadonlyArray<string> | undefined
   /** How long a start may take before it fails. Default 30 seconds. */
   readonly startTimeout?: Duration.DurationInput | undefined
 }

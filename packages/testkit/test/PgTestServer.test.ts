@@ -200,6 +200,11 @@ describe("configuration", () => {
       const error = failureOf(yield* Effect.exit(Effect.scoped(PgTestServer.makeEmbedded({ port: 70_000 }))))
       assert.strictEqual(error.reason, "InvalidConfig")
       assert.include(error.message, "70000")
+      const outside = failureOf(
+        yield* Effect.exit(Effect.scoped(PgTestServer.makeEmbedded({ files: { "../postgresql.conf": "" } })))
+      )
+      assert.strictEqual(outside.reason, "InvalidConfig")
+      assert.include(outside.message, 'files name "../postgresql.conf" must be a plain file name')
     })
   )
 })

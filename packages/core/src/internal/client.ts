@@ -69,7 +69,7 @@ export const toPgClientConfig = (config: PoolConfig, options: ClientOptions): Pg
   database: config.database,
   username: config.user,
   password: config.password,
-  ssl: config.ssl === false ? false : { rejectUnauthorized: config.ssl.rejectUnauthorized },
+  ssl: config.ssl,
   applicationName: config.applicationName,
   connectTimeout: config.connectTimeout,
   idleTimeout: config.maxIdleTime,

@@ -8,6 +8,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { PoolConfig, PoolConfigInput, Setting, SettingNames } from "../PoolConfig.js"
 import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
+import * as Tls from "./tls.js"
 
 // ---------------------------------------------------------------------------
 // defaults and environment names
@@ -20,6 +21,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
   port: 5432,
   user: "postgres",
   ssl: false,
+  sslmode: "disable",
   minSize: 2,
   maxSize: 10,
   acquireTimeout: Duration.seconds(30),
@@ -60,7 +62,6 @@ const ENV = {
   user: "PGUSER",
   password: "PGPASSWORD",
   database: "PGDATABASE",
-  sslmode: "PGSSLMODE",
   name: "DB_POOL_NAME",
   minSize: "DB_POOL_MIN_SIZE",
   maxSize: "DB_POOL_MAX_SIZE",
@@ -98,7 +99,8 @@ const SETTING_ENV: SettingNames = {
   database: ENV.database,
   user: ENV.user,
   password: ENV.password,
-  ssl: ENV.sslmode,
+  ssl: "PGSSLMODE",
+  sslmode: "PGSSLMODE",
   minSize: ENV.minSize,
   maxSize: ENV.maxSize,
   acquireTimeout: ENV.acquireTimeout,
@@ -391,39 +393,6 @@ const logLevel: Parse<LogLevel.LogLevel> = (raw) => {
 // the connection URL
 // ---------------------------------------------------------------------------
 
-type Ssl = PoolConfig["ssl"]
-
-// node-postgres cannot fall back from TLS to plain text (or back), so libpq's "try" modes mean no TLS at all.
-// `no-verify` is node-postgres's own spelling of "TLS without certificate checks", common in hosting docs.
-const SSL_MODES = new Map<string, Ssl>([
-  ["disable", false],
-  ["allow", false],
-  ["prefer", false],
-  ["require", { rejectUnauthorized: false }],
-  ["no-verify", { rejectUnauthorized: false }],
-  ["verify-ca", { rejectUnauthorized: true }],
-  ["verify-full", { rejectUnauthorized: true }]
-])
-
-const SSL_MODE_FIX = "use disable, require, verify-ca or verify-full (allow and prefer are treated as disable)"
-
-const sslmodeOf = (ssl: Ssl): string => (ssl === false ? "disable" : ssl.rejectUnauthorized ? "verify-full" : "require")
-
-const sslInput: Parse<Ssl> = (raw) => {
-  if (raw === true) return Either.right({ rejectUnauthorized: true })
-  if (raw === false) return Either.right(false)
-  if (typeof raw === "object" && raw !== null && !Array.isArray(raw) && !Redacted.isRedacted(raw)) {
-    const reject = (raw as { readonly rejectUnauthorized?: unknown }).rejectUnauthorized
-    if (reject === undefined || typeof reject === "boolean") return Either.right({ rejectUnauthorized: reject ?? true })
-  }
-  return Either.left("must be true, false or { rejectUnauthorized: boolean }: true verifies the server certificate")
-}
-
-const sslmodeInput: Parse<Ssl> = (raw) => {
-  const ssl = typeof raw === "string" ? SSL_MODES.get(raw.trim().toLowerCase()) : undefined
-  return ssl === undefined ? Either.left(`is not an sslmode: ${SSL_MODE_FIX}`) : Either.right(ssl)
-}
-
 const MULTI_HOST = "lists several hosts: multi-host connections are not supported yet, give a single host"
 
 const hostInput: Parse<string> = (raw) => {
@@ -446,10 +415,9 @@ interface ParsedUrl {
   readonly user: string | undefined
   readonly password: string | undefined
   readonly database: string | undefined
-  readonly ssl: Ssl | undefined
   readonly applicationName: string | undefined
-  /** Parameters the pool does not interpret, kept in the normalised URL for other tools. */
-  readonly params: ReadonlyArray<readonly [string, string]>
+  /** `sslmode`, `sslrootcert`, … for internal/tls.ts. */
+  readonly tls: ReadonlyMap<string, string>
 }
 
 interface UrlProblem {
@@ -458,6 +426,22 @@ interface UrlProblem {
 }
 
 const MULTI_HOST_URL = `${MULTI_HOST}, e.g. postgres://user:password@db.example.com:5432/mydb`
+
+// A parameter the pool does not act on is reported rather than ignored: the connection would silently differ from
+// what the URL says. Those with an equivalent say so.
+const UNSUPPORTED_PARAMS = new Map<string, string>([
+  ["connect_timeout", "set connectTimeout (DB_POOL_CONNECT_TIMEOUT) instead"],
+  ["keepalives", "set keepAlive (DB_POOL_KEEPALIVE) instead"],
+  ["options", "run SET statements in onConnect, or set statementTimeout (DB_POOL_STATEMENT_TIMEOUT)"],
+  ["fallback_application_name", "use application_name"],
+  ["target_session_attrs", "multi-host connections are not supported yet"],
+  ["load_balance_hosts", "multi-host connections are not supported yet"],
+  ["uselibpqcompat", "remove it: sslmode already has libpq's meaning here"]
+])
+
+const unsupportedParam = (key: string): string =>
+  `has the parameter ${key}, which the pool does not support: ` +
+  (Tls.unsupportedParam(key) ?? UNSUPPORTED_PARAMS.get(key) ?? "remove it, it would be ignored")
 
 // libpq's URI grammar, postgres[ql]://[user[:password]@][host][:port][/dbname][?param=value&...], parsed by hand
 // rather than with `URL` so that every problem gets our message and the password never reaches one.
@@ -509,10 +493,8 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
   const colon = userInfo?.indexOf(":") ?? -1
   let password = userInfo === undefined || colon === -1 ? undefined : decode(userInfo.slice(colon + 1))
   let database = path.length > 1 ? decode(path.slice(1)) : undefined
-  let sslmode: string | undefined
-  let sslFlag: string | undefined
   let applicationName: string | undefined
-  const params: Array<readonly [string, string]> = []
+  const tls = new Map<string, string>()
   for (const pair of query.split("&")) {
     if (pair === "") continue
     const eq = pair.indexOf("=")
@@ -536,17 +518,12 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
       case "dbname":
         database = value
         break
-      case "sslmode":
-        sslmode = value
-        break
-      case "ssl":
-        sslFlag = value
-        break
       case "application_name":
         applicationName = value
         break
       default:
-        params.push([key, value])
+        if (Tls.URL_PARAMS.has(key)) tls.set(key, value)
+        else problems.push({ field: "url", problem: unsupportedParam(key) })
     }
   }
 
@@ -561,21 +538,6 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
       })
     }
   }
-  let ssl: Ssl | undefined
-  if (sslmode !== undefined) {
-    ssl = SSL_MODES.get(sslmode.toLowerCase())
-    if (ssl === undefined) {
-      problems.push({ field: "ssl", problem: `has an unknown sslmode (${sslmode}): ${SSL_MODE_FIX}` })
-    }
-  } else if (sslFlag !== undefined) {
-    // node-postgres's `ssl=true` means TLS with certificate checks; ignoring it would silently drop TLS.
-    const flag = BOOLEANS.get(sslFlag.toLowerCase())
-    if (flag === undefined) {
-      problems.push({ field: "ssl", problem: `has an invalid ssl parameter (${sslFlag}): use sslmode=${SSL_MODE_FIX}` })
-    } else {
-      ssl = flag ? { rejectUnauthorized: true } : false
-    }
-  }
   if (problems.length > 0) return Either.left(problems)
   return Either.right({
     host: host === "" ? undefined : host,
@@ -583,9 +545,8 @@ const parseUrl = (url: string): Either.Either<ParsedUrl, ReadonlyArray<UrlProble
     user: user === "" ? undefined : user,
     password: password === "" ? undefined : password,
     database,
-    ssl,
     applicationName,
-    params
+    tls
   })
 }
 
@@ -595,13 +556,12 @@ const buildUrl = (parts: {
   readonly user: string
   readonly password: string | undefined
   readonly database: string
-  readonly ssl: Ssl
   readonly applicationName: string
-  readonly params: ReadonlyArray<readonly [string, string]>
+  readonly tls: ReadonlyArray<readonly [string, string]>
 }): string => {
   const host = parts.host.includes(":") ? `[${parts.host}]` : encodeURIComponent(parts.host)
   const password = parts.password === undefined ? "" : `:${encodeURIComponent(parts.password)}`
-  const query = [...parts.params, ["sslmode", sslmodeOf(parts.ssl)], ["application_name", parts.applicationName]]
+  const query = [...parts.tls, ["application_name", parts.applicationName]]
     .map(([key, value]) => `${encodeURIComponent(key)}=${encodeURIComponent(value)}`)
     .join("&")
   return (
@@ -622,8 +582,8 @@ const buildUrl = (parts: {
  */
 export type RawInput = { readonly [K in Exclude<keyof PoolConfigInput, "reconnect">]?: unknown } & {
   readonly reconnect?: { readonly [K in keyof PoolConfig["reconnect"]]?: unknown } | undefined
-  /** PGSSLMODE, only read when there is no DATABASE_URL. */
-  readonly sslmode?: string | undefined
+  /** The `PGSSL*` variables (internal/tls.ts), which fill in what the URL does not set. */
+  readonly sslEnv?: ReadonlyMap<string, string> | undefined
 } & { readonly [K in (typeof ALIASES)[number][1]]?: unknown }
 
 /**
@@ -740,8 +700,8 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     }
   }
   let parsed: ParsedUrl | undefined
+  const shown = urlText === undefined ? "" : redactUrl(urlText)
   if (urlText !== undefined) {
-    const shown = redactUrl(urlText)
     const result = parseUrl(urlText)
     if (Either.isLeft(result)) {
       for (const { field, problem } of result.left) {
@@ -790,10 +750,10 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     }
   }
   password = password || parsed?.password || undefined
-  const ssl =
-    raw.ssl !== undefined
-      ? issues.read("ssl", ENV.sslmode, raw.ssl, defaults.ssl, sslInput)
-      : (parsed?.ssl ?? issues.read("ssl", ENV.sslmode, raw.sslmode, defaults.ssl, sslmodeInput))
+  const tls = Tls.resolve(
+    { option: raw.ssl, url: parsed && { params: parsed.tls, shown, name: issues.nameOf("url") }, env: raw.sslEnv },
+    (field, env, value, message) => issues.report(field, env, value, message)
+  )
   const applicationName =
     issues.read<string | undefined>(
       "applicationName",
@@ -810,18 +770,10 @@ const connection = (raw: RawInput, source: "input" | "env", issues: Issues) => {
     user,
     database,
     password,
-    ssl,
+    ssl: tls.ssl,
+    sslmode: tls.sslmode,
     applicationName,
-    url: buildUrl({
-      host,
-      port: portNumber,
-      user,
-      password,
-      database,
-      ssl,
-      applicationName,
-      params: parsed?.params ?? []
-    })
+    url: buildUrl({ host, port: portNumber, user, password, database, applicationName, tls: tls.params })
   }
 }
 
@@ -935,6 +887,7 @@ export const resolve = (
     user: conn.user,
     password: conn.password === undefined ? undefined : Redacted.make(conn.password),
     ssl: conn.ssl,
+    sslmode: conn.sslmode,
     minSize,
     maxSize,
     acquireTimeout: positive(
@@ -1028,7 +981,7 @@ export const make = (input: PoolConfigInput): Effect.Effect<PoolConfig, PoolConf
 export const fromOptions = (input: RawInput, written: WrittenNames = {}): Effect.Effect<PoolConfig, PoolConfigError> =>
   Effect.suspend(() => resolve(input, "input", written))
 
-const ENV_NAMES = Object.values(ENV)
+const ENV_NAMES = [...Object.values(ENV), ...Tls.ENV_NAMES]
 
 const providerFailed = (error: unknown) =>
   new PoolConfigError({
@@ -1069,7 +1022,8 @@ const resolveEnv = (env: ReadonlyMap<string, string>): Either.Either<PoolConfig,
       user: libpq(ENV.user),
       password: libpq(ENV.password),
       database: libpq(ENV.database),
-      sslmode: libpq(ENV.sslmode),
+      // libpq's rule for these: the URL's parameter wins, the variable fills in, with or without DATABASE_URL
+      sslEnv: env,
       name: env.get(ENV.name),
       minSize: env.get(ENV.minSize),
       maxSize: env.get(ENV.maxSize),

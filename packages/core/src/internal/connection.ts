@@ -11,6 +11,7 @@ import * as Net from "node:net"
 import * as Pg from "pg"
 import type { CloseReason } from "../PoolStatistics.js"
 import { timeoutOption } from "./deadline.js"
+import * as Tls from "./tls.js"
 
 /** @internal */
 export interface ConnectOptions {
@@ -19,7 +20,7 @@ export interface ConnectOptions {
   readonly database: string
   readonly user: string
   readonly password: string | undefined
-  readonly ssl: false | { readonly rejectUnauthorized: boolean }
+  readonly ssl: Tls.TlsSettings
   readonly applicationName: string
   readonly statementTimeoutMillis: number | undefined
   readonly connectTimeoutMillis: number
@@ -256,6 +257,12 @@ const rejectionRemedy = (
 export const connect = (
   options: ConnectOptions,
   onBroken: (client: Pg.Client, cause: unknown) => void
+): Effect.Effect<Pg.Client, ConnectFailure> => Tls.negotiate(options.ssl, (ssl) => connectWith(options, ssl, onBroken))
+
+const connectWith = (
+  options: ConnectOptions,
+  ssl: false | Tls.ConnectionOptions,
+  onBroken: (client: Pg.Client, cause: unknown) => void
 ): Effect.Effect<Pg.Client, ConnectFailure> =>
   Effect.async<Pg.Client, ConnectFailure>((resume) => {
     const client = new Pg.Client({
@@ -264,7 +271,7 @@ export const connect = (
       database: options.database,
       user: options.user,
       ...(options.password !== undefined ? { password: options.password } : {}),
-      ssl: options.ssl === false ? false : { rejectUnauthorized: options.ssl.rejectUnauthorized },
+      ssl,
       application_name: options.applicationName,
       ...(options.statementTimeoutMillis !== undefined ? { statement_timeout: options.statementTimeoutMillis } : {}),
       connectionTimeoutMillis: options.connectTimeoutMillis,

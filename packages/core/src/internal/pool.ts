@@ -163,7 +163,7 @@ export class Pool {
       database: config.database,
       user: config.user,
       password: config.password === undefined ? undefined : Redacted.value(config.password),
-      ssl: config.ssl,
+      ssl: { mode: config.sslmode, options: config.ssl },
       applicationName: config.applicationName,
       statementTimeoutMillis:
         config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
@@ -938,6 +938,7 @@ export class Pool {
     if (this.initOutcome === undefined) return false
     // the initial wave counts as one attempt however many connections it opened
     const attempts = this.initAttemptRounds()
+    // a rejected login, a rejected certificate or a server without TLS will not change by retrying: fail at once
     if (failure.kind !== "rejected" && attempts < this.config.reconnect.initialAttempts) return false
     const outcome = this.initOutcome
     this.initOutcome = undefined

@@ -418,6 +418,9 @@ const validate = (options: Options): PgTestServerError | undefined => {
   for (const key of Object.keys(options.settings ?? {})) {
     if (!/^[a-z_][a-z0-9_.]*$/i.test(key)) return invalid(`settings key "${key}" is not a PostgreSQL setting name.`)
   }
+  for (const name of Object.keys(options.files ?? {})) {
+    if (!/^(?!\.\.?$)[\w.-]+$/.test(name)) return invalid(`files name "${name}" must be a plain file name.`)
+  }
   return undefined
 }
 
@@ -493,6 +496,21 @@ export const make = (options: Options = {}): Effect.Effect<PgTestServer.Service,
       },
       catch: (cause) =>
         fail("StartFailed", `Cannot copy the template cluster into ${dataDir}: ${describe(cause)}.`, cause)
+    })
+    yield* Effect.try({
+      try: () => {
+        for (const [name, content] of Object.entries(options.files ?? {})) {
+          const file = Path.join(dataDir, name)
+          Fs.writeFileSync(file, content, { mode: 0o600 })
+          chown(file, owner)
+        }
+        if (options.hba !== undefined && options.hba.length > 0) {
+          const hba = Path.join(dataDir, "pg_hba.conf")
+          Fs.writeFileSync(hba, `${options.hba.join("\n")}\n${Fs.readFileSync(hba, "utf8")}`)
+        }
+      },
+      catch: (cause) =>
+        fail("StartFailed", `Cannot write the files and pg_hba.conf lines into ${dataDir}: ${describe(cause)}.`, cause)
     })
 
     const password =
