@@ -268,10 +268,15 @@ export const runQuery = <A>(
     })
   })
 
-/** FATAL/PANIC (e.g. 57P01 terminated by an administrator) or class 08 (connection exception). */
+/**
+ * FATAL/PANIC (e.g. 57P01 terminated by an administrator), class 08 (connection exception), or a protocol error:
+ * an error from the connection's parser without a SQLSTATE (pg's "received invalid response") means the client
+ * is out of step with the server, and the next statement on it would wait for an answer that never comes.
+ */
 const isSessionFatal = (err: Error): boolean => {
   const { code, severity } = err as { code?: unknown; severity?: unknown }
-  return severity === "FATAL" || severity === "PANIC" || (typeof code === "string" && code.startsWith("08"))
+  if (typeof code !== "string") return err instanceof Pg.DatabaseError
+  return severity === "FATAL" || severity === "PANIC" || code.startsWith("08")
 }
 
 /** @internal */
