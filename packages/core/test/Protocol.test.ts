@@ -1,65 +1,27 @@
 import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Redacted } from "effect"
-import * as Net from "node:net"
+import { Effect } from "effect"
 import * as Db from "../src/Db.js"
+import { wireProxy } from "./wireProxy.js"
 
 /**
- * A proxy to the test server that, once armed with a message type, turns the type byte of the next such message
- * the server sends into one no protocol message has: pg reports "received invalid response" and is out of step
- * with the server from then on.
+ * Once armed with a message type, turns the type byte of the next such message the server sends into one no
+ * protocol message has: pg reports "received invalid response" and is out of step with the server from then on.
  */
 const corruptingProxy = Effect.gen(function* () {
-  const server = yield* PgTestServer.PgTestServer
   const state = { armed: undefined as number | undefined, corrupted: 0 }
-  const sockets = new Set<Net.Socket>()
-  const proxy = Net.createServer((client) => {
-    const upstream = Net.connect({ host: server.host, port: server.port })
-    sockets.add(client).add(upstream)
-    const close = () => {
-      client.destroy()
-      upstream.destroy()
+  const { url } = yield* wireProxy({
+    fromServer: (message) => {
+      if (message[0] === state.armed) {
+        message[0] = 0x21
+        state.armed = undefined
+        state.corrupted++
+      }
+      return message
     }
-    client.on("error", close).on("close", close)
-    upstream.on("error", close).on("close", close)
-    client.pipe(upstream)
-    // server → client, one message (type byte + int32 length) at a time
-    let pending = Buffer.alloc(0)
-    upstream.on("data", (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk])
-      let offset = 0
-      while (pending.length - offset >= 5) {
-        const length = pending.readInt32BE(offset + 1)
-        if (pending.length - offset < 1 + length) break
-        if (pending[offset] === state.armed) {
-          pending[offset] = 0x21
-          state.armed = undefined
-          state.corrupted++
-        }
-        offset += 1 + length
-      }
-      if (offset > 0) {
-        client.write(pending.subarray(0, offset))
-        pending = pending.subarray(offset)
-      }
-    })
   })
-  yield* Effect.acquireRelease(
-    Effect.async<void>((resume) => {
-      proxy.listen(0, "127.0.0.1", () => resume(Effect.void))
-    }),
-    () =>
-      Effect.async<void>((resume) => {
-        for (const socket of sockets) socket.destroy()
-        proxy.close(() => resume(Effect.void))
-      })
-  )
-  const port = (proxy.address() as Net.AddressInfo).port
-  const url = new URL(Redacted.value(server.url))
-  url.hostname = "127.0.0.1"
-  url.port = String(port)
-  return { url: Redacted.make(url.toString()), state }
+  return { url, state }
 })
 
 layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("protocol errors", (it) => {
