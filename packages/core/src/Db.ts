@@ -194,7 +194,7 @@ export const makeWithConfig = (
       connectOptions: pool.connectOptions,
       reconnect: config.reconnect,
       fork: pool.fork,
-      log: (message, annotations) => pool.log("Info", message, annotations)
+      log: (level, message, annotations) => pool.log(level, message, annotations)
     })
     clients = yield* Client.make(pool, config, listener, options)
     yield* pool.initialize()
