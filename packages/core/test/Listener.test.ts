@@ -10,17 +10,18 @@ import { errorResponse, queryText, wireProxy } from "./wireProxy.js"
  * A pool behind a proxy that answers every LISTEN as a hot standby would ("cannot execute LISTEN during
  * recovery", SQLSTATE 25006) or swallows it, and the pool's log lines as logfmt text, as a user would read them.
  */
-const setup = (mode: "refuse" | "swallow") =>
+const setup = (initial: "pass" | "refuse" | "swallow") =>
   Effect.gen(function* () {
+    const mode = { now: initial }
     const server = yield* PgTestServer.PgTestServer
     const password = Redacted.value(server.password)
     const listens = { seen: 0 }
     const { url } = yield* wireProxy({
       fromClient: (message, reply) => {
-        if (!queryText(message)?.startsWith("LISTEN")) return message
+        if (mode.now === "pass" || !queryText(message)?.startsWith("LISTEN")) return message
         listens.seen++
         // the refusal quotes the connection URL, password and all: the log must not
-        if (mode === "refuse") {
+        if (mode.now === "refuse") {
           reply(errorResponse("25006", `cannot execute LISTEN during recovery (${Redacted.value(server.url)})`))
         }
         return undefined
@@ -43,7 +44,7 @@ const setup = (mode: "refuse" | "swallow") =>
     const listenerBackends = Effect.flatMap(backendPids(admin, applicationName), (pids) =>
       Effect.map(db.statistics, (s) => pids.length - s.total)
     )
-    return { db, listens, lines, password, listenerBackends }
+    return { db, mode, listens, lines, password, listenerBackends }
   })
 
 layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("the LISTEN connection", (it) => {
@@ -95,6 +96,45 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("the L
       )
       yield* realSleep(200)
       assert.strictEqual(yield* listenerBackends, 0)
+    })
+  )
+
+  it.scoped("a LISTEN refused on the established connection reconnects, so that channel is not silently deaf", () =>
+    Effect.gen(function* () {
+      const { db, mode, lines } = yield* setup("pass")
+      const received: Array<string> = []
+      const listen = (channel: string) =>
+        Effect.forkScoped(
+          db.sql.listen(channel).pipe(
+            Stream.tap((payload) => Effect.sync(() => received.push(`${channel}:${payload}`))),
+            Stream.runDrain
+          )
+        )
+      const notifyUntil = (channel: string, payload: string) =>
+        eventually(
+          `${channel}:${payload} arrives`,
+          Effect.zipRight(
+            Effect.ignore(db.sql.notify(channel, payload)),
+            Effect.zipRight(
+              realSleep(20),
+              Effect.sync(() => received.includes(`${channel}:${payload}`))
+            )
+          )
+        )
+      yield* listen("first_events")
+      yield* notifyUntil("first_events", "1")
+      mode.now = "refuse"
+      yield* listen("second_events")
+      yield* eventually(
+        "the refusal is logged",
+        Effect.sync(() => lines.some((line) => line.includes("LISTEN failed; reconnecting")))
+      )
+      mode.now = "pass"
+      yield* notifyUntil("second_events", "2")
+      yield* notifyUntil("first_events", "3")
+      const refusal = lines.find((line) => line.includes("LISTEN failed; reconnecting"))!
+      assert.include(refusal, "level=WARN")
+      assert.include(refusal, "SQLSTATE 25006")
     })
   )
 })
