@@ -66,21 +66,22 @@ export const make = (options: ListenerOptions): Listener => {
     for (const emit of set) emit(message.payload ?? "")
   }
 
+  // The live key iterator also visits channels subscribed while earlier LISTENs are in flight.
   const listenAll = (opened: Pg.Client) =>
-    Effect.forEach(
-      [...subscribers.keys()],
-      (channel) =>
-        Effect.tryPromise({ try: () => opened.query(`LISTEN ${Pg.escapeIdentifier(channel)}`), catch: identity }),
-      { discard: true }
-    )
+    Effect.gen(function* () {
+      for (const channel of subscribers.keys()) {
+        yield* Effect.tryPromise({ try: () => opened.query(`LISTEN ${Pg.escapeIdentifier(channel)}`), catch: identity })
+      }
+    })
 
-  // A connection that fails or is interrupted between its login and its last LISTEN is closed here: nothing else
-  // knows about it yet.
+  // The connection is current from its login, so a channel subscribed meanwhile is LISTENed on it by `send`; one
+  // that fails or is interrupted before its last LISTEN is closed here: nothing else knows about it yet.
   const connectOnce = Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(restore(Connection.connect(options.connectOptions, (broken) => lost(broken))), (opened) => {
       opened.on("notification", onNotification)
+      client = opened
       return restore(listenAll(opened)).pipe(
-        Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => Connection.destroy(opened)) : Effect.void)),
+        Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => release(opened)) : Effect.void)),
         Effect.as(opened)
       )
     })
@@ -110,7 +111,6 @@ export const make = (options: ListenerOptions): Listener => {
     Effect.flatMap(restore(connectWithBackoff), (opened) =>
       restore(
         Effect.async<void>((resume) => {
-          client = opened
           options.log("Info", "LISTEN connection established", { channels: [...subscribers.keys()].join(",") })
           if (lostEarly.has(opened)) resume(Effect.void)
           else onLost.set(opened, () => resume(Effect.void))
