@@ -3,7 +3,16 @@ import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Db from "../src/Db.js"
-import { assertQuiescent, assertServes, leakedAfter, realSleep, report, seededRandom, startLoad } from "./faults.js"
+import {
+  assertQuiescent,
+  assertServes,
+  leakedAfter,
+  realSleep,
+  report,
+  seededRandom,
+  startLoad,
+  testSeed
+} from "./faults.js"
 import { adminClient, adminQuery, uniqueAppName } from "./utils.js"
 
 const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
@@ -30,9 +39,10 @@ layer(Env, { timeout: soakMillis + 120_000, excludeTestServices: true })("chaos 
           cancelTimeout: "1 second",
           reconnect: { initialDelay: "200 millis", maxDelay: "1 second" }
         }).pipe(Effect.provide(Reactivity.layer))
-        const random = seededRandom("chaos soak")
+        const seed = testSeed("chaos soak")
+        const random = seededRandom(seed, 1)
         const stop = yield* startLoad(db, {
-          random,
+          random: seededRandom(seed, 2),
           callers: 120,
           // acquireTimeout + queryTimeout + cancelTimeout, with slack for a loaded machine
           callBoundMillis: 15_000,
@@ -86,6 +96,7 @@ layer(Env, { timeout: soakMillis + 120_000, excludeTestServices: true })("chaos 
         yield* report("chaos soak", totals, {
           calls: totals.ok + totals.interrupted + Object.values(totals.failed).reduce((a, b) => a + b, 0),
           faults,
+          sequence: recoveries.map((r) => r.fault).join(","),
           leaked,
           worstRecoveryMillis,
           connectionsCreated: stats.connectionsCreated,

@@ -3,7 +3,16 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import { Reactivity } from "@effect/experimental"
 import * as Db from "../src/Db.js"
-import { assertQuiescent, assertServes, failedCount, realSleep, report, seededRandom, startLoad } from "./faults.js"
+import {
+  assertQuiescent,
+  assertServes,
+  failedCount,
+  realSleep,
+  report,
+  seededRandom,
+  startLoad,
+  testSeed
+} from "./faults.js"
 import { adminClient, adminQuery, eventually, uniqueAppName } from "./utils.js"
 
 const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
@@ -201,7 +210,7 @@ layer(Env, { timeout: 120_000, excludeTestServices: true })("fault suite (100 ca
         callers: 100,
         callBoundMillis: 30_000,
         interruptFraction: 0.3,
-        random: seededRandom("interruption storm"),
+        random: seededRandom(testSeed("interruption storm")),
         call: (db, caller) =>
           caller % 2 === 0
             ? db.sql`SELECT pg_sleep(0.005)`

@@ -39,22 +39,30 @@ export interface LoadOptions {
   readonly call: (db: Db.Service, caller: number, iteration: number) => Effect.Effect<unknown, unknown>
   /** Interrupt this fraction of calls after a random 1–20 ms (the interruption storm). */
   readonly interruptFraction?: number
-  /** Where the interruptions' randomness comes from: a `seededRandom`, so a failing run can be replayed. */
+  /** Where the interruptions' randomness comes from: a `seededRandom`, so that a failing run can be replayed. */
   readonly random?: () => number
 }
 
 /**
- * A random source for a randomised test, seeded from `TEST_SEED` when set (to replay a run) or else from a fresh
- * seed, printed either way: `[seed] <scenario>: TEST_SEED=<n>`. The seed fixes the test's random choices (which
- * fault, when, which call is interrupted and after how long), not the machine's timing.
+ * The seed of a randomised test: `TEST_SEED` when set (to replay a run), else a fresh one; printed either way as
+ * `[seed] <scenario>: TEST_SEED=<n>`.
  */
-export const seededRandom = (scenario: string): (() => number) => {
+export const testSeed = (scenario: string): number => {
   const fromEnv = process.env.TEST_SEED
   const seed = fromEnv === undefined || fromEnv === "" ? Math.floor(Math.random() * 2 ** 32) : Number(fromEnv)
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`TEST_SEED (${fromEnv}) must be an integer ≥ 0`)
   process.stdout.write(`[seed] ${scenario}: TEST_SEED=${seed}\n`)
+  return seed
+}
+
+/**
+ * A random source from a seed; each `stream` of one seed is independent, so the faults' choices do not depend on
+ * how many calls the machine managed to make meanwhile. The seed fixes the random choices (which fault, when, which
+ * call is interrupted and after how long), not the machine's timing.
+ */
+export const seededRandom = (seed: number, stream = 0): (() => number) => {
   // mulberry32: small, fast, and good enough to pick faults and delays
-  let state = seed >>> 0
+  let state = (seed ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0
     let t = state
@@ -68,7 +76,8 @@ export const seededRandom = (scenario: string): (() => number) => {
 export const startLoad = (db: Db.Service, options: LoadOptions) =>
   Effect.gen(function* () {
     const totals = emptyTotals()
-    const random = options.random ?? (options.interruptFraction !== undefined ? seededRandom("load") : Math.random)
+    const random =
+      options.random ?? (options.interruptFraction !== undefined ? seededRandom(testSeed("load")) : Math.random)
     let running = true
     const caller = (id: number) =>
       Effect.gen(function* () {
