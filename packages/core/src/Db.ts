@@ -222,7 +222,7 @@ const build = (
       connectOptions: pool.connectOptions,
       reconnect: config.reconnect,
       fork: pool.fork,
-      log: (message, annotations) => pool.log("Info", message, annotations)
+      log: (level, message, annotations) => pool.log(level, message, annotations)
     })
     clients = yield* Client.make(pool, config, listener, options)
     yield* pool.initialize()

@@ -3,7 +3,16 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 import { Reactivity } from "@effect/experimental"
 import * as Db from "../src/Db.js"
-import { assertQuiescent, assertServes, failedCount, realSleep, report, startLoad } from "./faults.js"
+import {
+  assertQuiescent,
+  assertServes,
+  failedCount,
+  realSleep,
+  report,
+  seededRandom,
+  startLoad,
+  testSeed
+} from "./faults.js"
 import { adminClient, adminQuery, eventually, uniqueAppName } from "./utils.js"
 
 const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
@@ -134,20 +143,41 @@ layer(Env, { timeout: 120_000, excludeTestServices: true })("fault suite (100 ca
     })
   )
 
-  it.scoped("new connections refused while existing ones keep working", () =>
+  it.scoped("new connections refused while connections are replaced: callers wait, none fails, served after", () =>
     Effect.gen(function* () {
       const proxy = yield* FaultProxy.FaultProxy
       const applicationName = uniqueAppName("refuse")
-      const db = yield* makePool({ applicationName, minSize: 10, maxSize: 10 })
+      // maxQueries retires each connection after a few hundred calls, so the pool must open new ones while
+      // refused: a pool that never opens during the fault would prove nothing
+      const db = yield* makePool({ applicationName, minSize: 10, maxSize: 10, maxQueries: 300 })
       const stop = yield* startLoad(db, { callers: 100, callBoundMillis: 30_000, call: select })
       yield* realSleep(300)
+      const before = yield* db.statistics
       yield* proxy.refuse
       yield* realSleep(3000)
+      const during = yield* db.statistics
       yield* proxy.restore
+      const restoredAt = Date.now()
+      // callers are served in arrival order: once a call made now succeeds, the waiting callers were served first
+      yield* eventually(
+        "the pool serves again",
+        Effect.map(Effect.either(select(db)), (r) => r._tag === "Right"),
+        20_000
+      )
       const totals = yield* stop
-      yield* report("refuse 3 s", totals)
+      const after = yield* db.statistics
+      const refusedOpens = during.reconnectAttempts - before.reconnectAttempts
+      yield* report("refuse 3 s", totals, {
+        retiredWhileRefused: during.connectionsClosed.maxQueries - before.connectionsClosed.maxQueries,
+        refusedOpens,
+        createdAfterRestore: after.connectionsCreated - during.connectionsCreated
+      })
+      assert.isAbove(during.connectionsClosed.maxQueries, before.connectionsClosed.maxQueries)
+      assert.isAbove(refusedOpens, 0, "the pool tried to open connections while they were refused")
+      assert.isAbove(after.connectionsCreated, during.connectionsCreated, "and opened them once restored")
       assert.strictEqual(totals.hung, 0)
       assert.strictEqual(failedCount(totals), 0)
+      assert.isTrue(totals.okTimes.some((t) => t >= restoredAt))
       const admin = yield* adminClient
       yield* assertQuiescent(db, admin, applicationName)
     })
@@ -180,6 +210,7 @@ layer(Env, { timeout: 120_000, excludeTestServices: true })("fault suite (100 ca
         callers: 100,
         callBoundMillis: 30_000,
         interruptFraction: 0.3,
+        random: seededRandom(testSeed("interruption storm")),
         call: (db, caller) =>
           caller % 2 === 0
             ? db.sql`SELECT pg_sleep(0.005)`

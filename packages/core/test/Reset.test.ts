@@ -67,6 +67,32 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("reset on release", (it) => {
     })
   )
 
+  // each leaves state that the next holder of the same connection would see without a reset
+  const hidden: ReadonlyArray<readonly [string, string, string]> = [
+    ["a temp table created as pg_temp.x", "CREATE TABLE pg_temp.hidden_temp (x int)", "hidden_temp"],
+    ["a SET behind a nested block comment", "/* a /* b */ */ SET application_name = 'hidden_nested'", "hidden_nested"],
+    ["a SET behind a form feed", "\fSET application_name = 'hidden_formfeed'", "hidden_formfeed"],
+    ["a SET after a comment holding a ;", "SELECT 1; /* ; */ SET application_name = 'hidden_split'", "hidden_split"],
+    ["a SET after a string holding a ;", "SELECT 'a;b'; \v SET application_name = 'hidden_string'", "hidden_string"]
+  ]
+  for (const [what, statement, mark] of hidden) {
+    it.scoped(`${what} does not reach the next holder of the connection`, () =>
+      Effect.gen(function* () {
+        const db = yield* makeDb({ minSize: 1, maxSize: 1 })
+        const before = yield* pid(db)
+        yield* db.withConnection((sql) => sql.unsafe(statement))
+        const rows = yield* db.withConnection(
+          (sql) =>
+            sql<{ t: string | null; app: string }>`
+            SELECT to_regclass('pg_temp.hidden_temp')::text AS t, current_setting('application_name') AS app`
+        )
+        assert.isNull(rows[0]!.t)
+        assert.notStrictEqual(rows[0]!.app, mark)
+        assert.strictEqual(yield* pid(db), before, "the same physical connection")
+      })
+    )
+  }
+
   it.scoped("an open transaction is rolled back before reuse", () =>
     Effect.gen(function* () {
       const db = yield* makeDb({ minSize: 1, maxSize: 1 })

@@ -39,19 +39,52 @@ export interface LoadOptions {
   readonly call: (db: Db.Service, caller: number, iteration: number) => Effect.Effect<unknown, unknown>
   /** Interrupt this fraction of calls after a random 1–20 ms (the interruption storm). */
   readonly interruptFraction?: number
+  /** Where the interruptions' randomness comes from: a `seededRandom`, so that a failing run can be replayed. */
+  readonly random?: () => number
+}
+
+/**
+ * The seed of a randomised test: `TEST_SEED` when set (to replay a run), else a fresh one; printed either way as
+ * `[seed] <scenario>: TEST_SEED=<n>`.
+ */
+export const testSeed = (scenario: string): number => {
+  const fromEnv = process.env.TEST_SEED
+  const seed = fromEnv === undefined || fromEnv === "" ? Math.floor(Math.random() * 2 ** 32) : Number(fromEnv)
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`TEST_SEED (${fromEnv}) must be an integer ≥ 0`)
+  process.stdout.write(`[seed] ${scenario}: TEST_SEED=${seed}\n`)
+  return seed
+}
+
+/**
+ * A random source from a seed; each `stream` of one seed is independent, so the faults' choices do not depend on
+ * how many calls the machine managed to make meanwhile. The seed fixes the random choices (which fault, when, which
+ * call is interrupted and after how long), not the machine's timing.
+ */
+export const seededRandom = (seed: number, stream = 0): (() => number) => {
+  // mulberry32: small, fast, and good enough to pick faults and delays
+  let state = (seed ^ Math.imul(stream + 1, 0x9e3779b9)) >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
 }
 
 /** Starts the callers; the returned effect stops them and yields the totals. */
 export const startLoad = (db: Db.Service, options: LoadOptions) =>
   Effect.gen(function* () {
     const totals = emptyTotals()
+    const random =
+      options.random ?? (options.interruptFraction !== undefined ? seededRandom(testSeed("load")) : Math.random)
     let running = true
     const caller = (id: number) =>
       Effect.gen(function* () {
         for (let i = 0; running; i++) {
-          const interrupt = options.interruptFraction !== undefined && Math.random() < options.interruptFraction
+          const interrupt = options.interruptFraction !== undefined && random() < options.interruptFraction
           let call: Effect.Effect<unknown, unknown> = options.call(db, id, i)
-          if (interrupt) call = Effect.timeout(call, 1 + Math.floor(Math.random() * 20))
+          if (interrupt) call = Effect.timeout(call, 1 + Math.floor(random() * 20))
           const exit = yield* call.pipe(Effect.timeoutOption(options.callBoundMillis), Effect.exit)
           if (exit._tag === "Success") {
             if (Option.isNone(exit.value)) totals.hung++
@@ -84,6 +117,21 @@ export const startLoad = (db: Db.Service, options: LoadOptions) =>
       yield* Fiber.joinAll(fibers)
       return totals
     })
+  })
+
+/**
+ * Connections still checked out (or callers still waiting) once every caller has returned and `graceMillis` has
+ * passed: a release that is still settling (a reset, a cancellation) has that long. Read before
+ * `assertQuiescent`, which waits for these to reach 0 and so cannot count them.
+ */
+export const leakedAfter = (db: Db.Service, graceMillis: number) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + graceMillis
+    for (;;) {
+      const s = yield* db.statistics
+      if (s.active + s.waiting === 0 || Date.now() > deadline) return s.active + s.waiting
+      yield* realSleep(10)
+    }
   })
 
 /** After quiescence: nothing checked out, nobody waiting, and the server sees exactly the pool's connections. */

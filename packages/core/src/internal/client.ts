@@ -25,10 +25,11 @@ import Cursor from "pg-cursor"
 import type { PoolConfig } from "../PoolConfig.js"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import * as Connection from "./connection.js"
-import { mayLeaveSessionState, type PooledConnection } from "./connection.js"
+import type { PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
+import { mayLeaveSessionState } from "./sessionState.js"
 import { makeConstructor, type StatementTarget } from "./statement.js"
 import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
@@ -160,25 +161,33 @@ export const make = (
       params: ReadonlyArray<unknown>,
       transform: RowTransform,
       rowMode?: "array"
-    ): Effect.Effect<ReadonlyArray<any>, SqlError> =>
-      pool.query(conn, sql, params, rowMode, (err, result) => {
+    ): Effect.Effect<ReadonlyArray<any>, SqlError> => {
+      const invalid = unsendable(sql, params)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return pool.query(conn, sql, params, rowMode, (err, result) => {
         if (err) return Effect.fail(statementError(conn, err, sql))
         // multi-statement queries return one result per statement
         const rows = Array.isArray(result) ? result.map((r: Pg.QueryResult) => r.rows ?? []) : (result.rows ?? [])
         // the row transform recurses into each result of a multi-statement query
         return Effect.succeed(transform !== undefined ? transform(rows) : rows)
       })
+    }
 
-    const runRaw = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>) =>
-      pool.query(conn, sql, params, undefined, (err, result) =>
+    const runRaw = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>) => {
+      const invalid = unsendable(sql, params)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return pool.query(conn, sql, params, undefined, (err, result) =>
         err ? Effect.fail(statementError(conn, err)) : Effect.succeed(result)
       )
+    }
 
     // A cursor holds its connection until it is closed: it counts as in flight (shutdown cancels it, a release
     // while it is open discards the connection) and nothing else may run on the connection meanwhile. A read
     // interrupted on the server's time is cancelled there, as a statement is.
     const stream = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) =>
       Effect.gen(function* () {
+        const invalid = unsendable(sql, params)
+        if (invalid !== undefined) return yield* invalid
         if (mayLeaveSessionState(sql)) conn.sessionDirty = true
         if (conn.blockedByCursor()) {
           return yield* Effect.fail(
@@ -375,6 +384,35 @@ export const make = (
 
     return { client, pinned, withPooled }
   })
+
+/** The wire protocol counts a statement's parameters in 16 bits. */
+const MAX_PARAMETERS = 65_535
+
+/**
+ * What the protocol cannot carry, refused before it is sent: pg would write it anyway, the server would answer
+ * with a protocol violation, and the connection would be lost with it.
+ */
+const unsendable = (sql: string, params: ReadonlyArray<unknown>): SqlError | undefined => {
+  if (params.length > MAX_PARAMETERS) {
+    return new SqlError({
+      message:
+        `The statement has ${params.length} parameters; PostgreSQL accepts at most ${MAX_PARAMETERS} in one ` +
+        `statement, so it was not sent: pass a list as one array parameter (\`= ANY(\${ids})\` instead of ` +
+        `\`IN \${sql.in(ids)}\`, \`SELECT * FROM unnest(\${a}::int[], \${b}::text[])\` instead of a large ` +
+        `\`sql.insert(rows)\`), or split it into batches`
+    })
+  }
+  const nul = sql.indexOf("\0")
+  if (nul !== -1) {
+    return new SqlError({
+      message:
+        `The statement's text contains a NUL byte (\\0) at character ${nul + 1}, which PostgreSQL cannot accept in ` +
+        `a statement, so it was not sent: remove it, or pass the value as a parameter (as bytea if it must keep ` +
+        `the NUL)`
+    })
+  }
+  return undefined
+}
 
 const PgJson = Statement.custom<PgJsonCustom>("PgJson")
 interface PgJsonCustom extends Statement.Custom<"PgJson", unknown> {}

@@ -479,89 +479,16 @@ const cursorOpenError = () =>
       "withConnection / the transaction)"
   )
 
-/** FATAL/PANIC (e.g. 57P01 terminated by an administrator) or class 08 (connection exception). */
+/**
+ * FATAL/PANIC (e.g. 57P01 terminated by an administrator), class 08 (connection exception), or a protocol error:
+ * an error from the connection's parser without a SQLSTATE (pg's "received invalid response") means the client
+ * is out of step with the server, and the next statement on it would wait for an answer that never comes.
+ */
 const isSessionFatal = (err: Error): boolean => {
   const { code, severity } = err as { code?: unknown; severity?: unknown }
-  return severity === "FATAL" || severity === "PANIC" || (typeof code === "string" && code.startsWith("08"))
+  if (typeof code !== "string") return err instanceof Pg.DatabaseError
+  return severity === "FATAL" || severity === "PANIC" || code.startsWith("08")
 }
 
-/**
- * Whether a statement might leave session state behind. Plain queries and DML cannot; anything else (SET,
- * CREATE TEMP, LISTEN, PREPARE, DECLARE, advisory locks, set_config…) may, so the connection is reset with
- * DISCARD ALL before the next caller gets it. Conservative by design: a false "dirty" costs one round trip,
- * a false "clean" leaks state to another caller.
- *
- * @internal
- */
-export const mayLeaveSessionState = (sql: string): boolean => {
-  if (suspiciousToken.test(sql)) return true
-  const statements = sql.includes(";") ? sql.split(";") : [sql]
-  for (const statement of statements) {
-    const keyword = leadingKeyword(statement)
-    if (keyword === undefined) continue
-    if (!neutralKeywords.has(keyword)) return true
-  }
-  return false
-}
-
-const suspiciousToken = /set_config|advisory_lock|\btemp\b|\btemporary\b|\blisten\b|\bprepare\b|\bdeclare\b|dblink/i
-const neutralKeywords = new Set([
-  "SELECT",
-  "INSERT",
-  "UPDATE",
-  "DELETE",
-  "WITH",
-  "VALUES",
-  "TABLE",
-  "MERGE",
-  "BEGIN",
-  "START",
-  "COMMIT",
-  "END",
-  "ROLLBACK",
-  "SAVEPOINT",
-  "RELEASE",
-  "EXPLAIN",
-  "SHOW",
-  "COPY",
-  "NOTIFY",
-  "CREATE",
-  "ALTER",
-  "DROP",
-  "TRUNCATE",
-  "GRANT",
-  "REVOKE",
-  "COMMENT",
-  "ANALYZE",
-  "VACUUM",
-  "REFRESH",
-  "LOCK"
-])
-
-const leadingKeyword = (statement: string): string | undefined => {
-  let i = 0
-  const n = statement.length
-  while (i < n) {
-    const c = statement.charCodeAt(i)
-    if (c === 32 || c === 9 || c === 10 || c === 13 || c === 40) {
-      i++
-    } else if (c === 45 && statement.charCodeAt(i + 1) === 45) {
-      const end = statement.indexOf("\n", i)
-      if (end === -1) return undefined
-      i = end + 1
-    } else if (c === 47 && statement.charCodeAt(i + 1) === 42) {
-      const end = statement.indexOf("*/", i + 2)
-      if (end === -1) return undefined
-      i = end + 2
-    } else {
-      break
-    }
-  }
-  let j = i
-  while (j < n) {
-    const c = statement.charCodeAt(j) | 32
-    if (c < 97 || c > 122) break
-    j++
-  }
-  return j > i ? statement.slice(i, j).toUpperCase() : undefined
-}
+/** @internal */
+export { mayLeaveSessionState } from "./sessionState.js"
