@@ -151,7 +151,13 @@ layer(UnixServer, { timeout: 60_000, excludeTestServices: true })("a server on a
         "the pool sees the outage",
         Effect.map(db.statistics, (s) => s.total === 0),
         10_000
-      ).pipe(Effect.zipRight(Effect.exit(db.sql`SELECT 1`)))
+      )
+      // the replacement fails while the server is down: the pool backs off, 20 s for the first step
+      yield* eventually(
+        "the pool reconnects with backoff",
+        Effect.map(db.statistics, (s) => s.state === "unhealthy"),
+        10_000
+      )
       yield* server.start
       const startedAt = Date.now()
       yield* db.sql`SELECT 1`

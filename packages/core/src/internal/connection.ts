@@ -136,7 +136,8 @@ export interface ConnectFailure {
 
 // A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
 // a blackhole, a server refusing sessions), so only the backoff may pace the next attempt.
-const probeableCodes = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"])
+// ENOENT: a Unix socket whose server is down has no socket file
+const probeableCodes = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "ENOENT"])
 
 // Node's certificate verification codes; the `ERR_TLS_*` / `ERR_SSL_*` ones are matched by prefix.
 const certificateCodes = new Set([
