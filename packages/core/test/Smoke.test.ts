@@ -1,5 +1,5 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
-import { assert, it } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Logger, LogLevel } from "effect"
 import * as Db from "../src/Db.js"
 
@@ -8,7 +8,7 @@ const Env = PgTestServer.layerWith((server) =>
   Db.layer({ url: server.url, minSize: 2 }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)))
 )
 
-it.layer(Env, { timeout: 60_000, excludeTestServices: true })("smoke", (it) => {
+layer(Env, { timeout: 60_000, excludeTestServices: true })("smoke", (it) => {
   it.effect("runs a query", () =>
     Effect.gen(function* () {
       const db = yield* Db.Db
