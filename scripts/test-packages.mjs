@@ -45,11 +45,17 @@ const run = (command, args, options = {}) => {
   return result.stdout
 }
 
-// pnpm as it was started (`npx -y pnpm@12.4.2 test` sets npm_execpath), else the pinned one through npx.
-const pnpm = (args, options) =>
-  process.env.npm_execpath?.includes("pnpm")
-    ? run(process.execPath, [process.env.npm_execpath, ...args], options)
-    : run("npx", ["-y", "pnpm@12.4.2", ...args], options)
+// pnpm as it was started (`npx -y pnpm@12.4.2 test` sets npm_execpath: pnpm 12 is an executable, older ones a
+// script for node), else the pinned one through npx.
+const pnpm = (args, options) => {
+  const execPath = process.env.npm_execpath
+  if (execPath === undefined || !path.basename(execPath).includes("pnpm")) {
+    return run("npx", ["-y", "pnpm@12.4.2", ...args], options)
+  }
+  return /\.[cm]?js$/.test(execPath)
+    ? run(process.execPath, [execPath, ...args], options)
+    : run(execPath, args, options)
+}
 
 const rootManifest = readJson(path.join(root, "package.json"))
 const packageDirs = fs
