@@ -210,8 +210,10 @@ const touch = (dir: string): void => {
  */
 const reachableBinaries = async (bins: Binaries, owner: Account): Promise<Binaries> => {
   if (owner === undefined || (await canRun(bins.postgres, owner))) return bins
-  const native = Path.dirname(Path.dirname(bins.postgres))
   const blocked = unreachableDirectory(Path.dirname(bins.postgres), owner)
+  // Within its reach, the binaries fail for another reason, which initdb or postgres reports with its own words.
+  if (blocked === undefined) return bins
+  const native = Path.dirname(Path.dirname(bins.postgres))
   const digest = Crypto.createHash("sha256")
     .update(await Fs.promises.readFile(bins.postgres))
     .digest("hex")
@@ -246,14 +248,14 @@ const reachableBinaries = async (bins: Binaries, owner: Account): Promise<Binari
     touch(dir)
   } catch (error) {
     throw new Error(
-      `${blockedBy(blocked ?? native)}, and linking the binaries into ${dir} failed: ${describe(error)}. Make ` +
-        `${blocked ?? native} searchable (chmod o+x), or run the tests as an unprivileged user.`
+      `${blockedBy(blocked)}, and linking the binaries into ${dir} failed: ${describe(error)}. Make ` +
+        `${blocked} searchable (chmod o+x), or run the tests as an unprivileged user.`
     )
   }
   if (await canRun(cached.postgres, owner)) return cached
   const cacheBlocked = unreachableDirectory(dir, owner) ?? dir
   throw new Error(
-    `${blockedBy(blocked ?? native)}, ` +
+    `${blockedBy(blocked)}, ` +
       (cacheBlocked === blocked
         ? `and it also holds the cache the binaries were linked into (${dir}). `
         : `nor is the cache the binaries were linked into: ${blockedBy(cacheBlocked)}. `) +
@@ -267,14 +269,26 @@ const reachable = new Map<string, () => Promise<Binaries>>()
 const binariesFor = (owner: Account, source: Binaries | undefined) =>
   Effect.flatMap(source === undefined ? installedBinaries : Effect.succeed(source), (bins) =>
     Effect.tryPromise({
-      try: () => {
+      try: async () => {
         const key = `${bins.postgres}:${owner?.uid ?? ""}`
-        let get = reachable.get(key)
-        if (get === undefined) {
-          get = once(() => reachableBinaries(bins, owner))
-          reachable.set(key, get)
+        const get = () => {
+          let found = reachable.get(key)
+          if (found === undefined) {
+            found = once(() => reachableBinaries(bins, owner))
+            reachable.set(key, found)
+          }
+          return found()
         }
-        return get()
+        const found = await get()
+        if (found === bins) return found
+        try {
+          // every server start counts as a use of the cache, as for the template
+          touch(Path.dirname(Path.dirname(found.postgres)))
+          return found
+        } catch {
+          reachable.delete(key) // swept since this process linked it: link again
+          return await get()
+        }
       },
       catch: (cause) =>
         fail(
