@@ -111,35 +111,45 @@ describe("the template and binaries caches", () => {
     return dir
   }
 
-  it.live("keeps one template per server version for every checkout, and removes the ones nobody uses", () =>
+  it.live("removes the cached trees nobody used for an hour (a day for unmarked ones), and keeps the current one", () =>
     Effect.sync(() => {
-      const base = Registry.dataBaseDir()
-      Registry.ensureDir(base)
-      const tag = `0.${process.pid}${Date.now() % 100_000}`
-      const idle = entry(base, `template-${tag}.1-aaaaaaaaaaaa`, hours(2), true)
-      const recent = entry(base, `template-${tag}.2-bbbbbbbbbbbb`, hours(0.5), true)
-      const oldTestkit = entry(base, `template-${tag}.3-cccccccccccc`, hours(2), false)
-      const abandoned = entry(base, `template-${tag}.4-dddddddddddd`, hours(48), false)
-      const current = entry(base, `template-${tag}.5-eeeeeeeeeeee`, hours(5), true)
-      const binaries = entry(Registry.baseDir(), `binaries-${tag}.6-ffffffffffff`, hours(2), true)
+      // private directories: the machine's caches are swept concurrently by every other test process
+      const base = Fs.mkdtempSync(Path.join(Os.tmpdir(), "caches-"))
+      const binariesBase = Fs.mkdtempSync(Path.join(Os.tmpdir(), "caches-"))
       try {
-        const removed = Embedded.sweepCaches([current])
-        assert.includeMembers(removed, [idle, abandoned, binaries])
-        for (const dir of [idle, abandoned, binaries]) assert.isFalse(Fs.existsSync(dir), dir)
-        // used within the hour; made by an older testkit that does not mark use, a day's patience; ours
-        for (const dir of [recent, oldTestkit, current]) assert.isTrue(Fs.existsSync(dir), dir)
-        assert.isFalse(
-          Fs.readdirSync(base).some((name) => name.startsWith(`trash-${process.pid}-`)),
-          "removed through a trash- rename, and the trash is gone"
+        const idle = entry(base, "template-17.1-aaaaaaaaaaaa", hours(2), true)
+        const recent = entry(base, "template-17.2-bbbbbbbbbbbb", hours(0.5), true)
+        const oldTestkit = entry(base, "template-17.3-cccccccccccc", hours(2), false)
+        const abandoned = entry(base, "template-17.4-dddddddddddd", hours(48), false)
+        const current = entry(base, "template-17.5-eeeeeeeeeeee", hours(5), true)
+        const half = entry(base, "template-17.6-ffffffffffff.tmp-1-00ff", hours(5), false)
+        const binaries = entry(binariesBase, "binaries-17.7-abcdefabcdef", hours(2), true)
+        const removed = Embedded.sweepCaches([current], [base, binariesBase])
+        assert.sameMembers(removed, [idle, abandoned, binaries])
+        for (const dir of removed) assert.isFalse(Fs.existsSync(dir), dir)
+        // used within the hour; made by an older testkit that does not mark use (a day's patience); ours; a tree
+        // being built (the reaper's, by its pid)
+        for (const dir of [recent, oldTestkit, current, half]) assert.isTrue(Fs.existsSync(dir), dir)
+        // removed through a trash- rename, and the trash is gone
+        assert.sameMembers(
+          Fs.readdirSync(base),
+          [recent, oldTestkit, current, half].map((dir) => Path.basename(dir))
         )
-        // the key names the version and the flags, not where the binaries are
-        assert.strictEqual(Embedded.templateKey("17.6", undefined), Embedded.templateKey("17.6", undefined))
-        assert.match(Embedded.templateKey("17.6", undefined), /^template-17\.6-[0-9a-f]{12}$/)
       } finally {
-        for (const dir of [idle, recent, oldTestkit, abandoned, current, binaries]) {
-          Fs.rmSync(dir, { recursive: true, force: true })
-        }
+        Fs.rmSync(base, { recursive: true, force: true })
+        Fs.rmSync(binariesBase, { recursive: true, force: true })
       }
+    })
+  )
+
+  it.live("the template key names the server version and the initdb flags, not where the binaries are", () =>
+    Effect.sync(() => {
+      assert.match(Embedded.templateKey("17.6", undefined), /^template-17\.6-[0-9a-f]{12}$/)
+      assert.notStrictEqual(Embedded.templateKey("17.6", undefined), Embedded.templateKey("17.7", undefined))
+      assert.notStrictEqual(
+        Embedded.templateKey("17.6", { uid: 70, gid: 70 }),
+        Embedded.templateKey("17.6", { uid: 71, gid: 71 })
+      )
     })
   )
 

@@ -356,16 +356,20 @@ export const STALE_AFTER_MILLIS = 60 * 60 * 1000
 export const STALE_UNMARKED_AFTER_MILLIS = 24 * 60 * 60 * 1000
 
 /**
- * Removes the cached templates (under `base`) and binaries trees (under the temp directory) other than `keep` that
+ * Removes the cached templates and binaries trees in `bases` (the data and temp directories) other than `keep` that
  * nobody used for {@link STALE_AFTER_MILLIS}. Each goes by an atomic rename to a `trash-` name first, so a process
  * that picks it up meanwhile sees it whole or not at all (and then builds its own); a remover that dies halfway
  * leaves a `trash-` directory for the next reaper.
  *
  * @internal
  */
-export const sweepCaches = (keep: ReadonlyArray<string>, now = Date.now()): Array<string> => {
+export const sweepCaches = (
+  keep: ReadonlyArray<string>,
+  bases: ReadonlyArray<string> = [Registry.dataBaseDir(), Registry.baseDir()]
+): Array<string> => {
+  const now = Date.now()
   const removed: Array<string> = []
-  for (const base of new Set([Registry.dataBaseDir(), Registry.baseDir()])) {
+  for (const base of new Set(bases)) {
     let names: Array<string>
     try {
       names = Fs.readdirSync(base)
