@@ -297,6 +297,17 @@ if (config !== undefined) {
   }
 }
 
+// The root README's Quickstart is examples/quickstart/src/main.ts, which `pnpm check` type-checks and a test runs.
+const quickstartFile = path.join(root, "examples/quickstart/src/main.ts")
+const quickstartBlock = /## Quickstart\n[\s\S]*?```ts\n([\s\S]*?)```/.exec(
+  fs.readFileSync(path.join(root, "README.md"), "utf8")
+)
+if (quickstartBlock?.[1] !== fs.readFileSync(quickstartFile, "utf8")) {
+  problems.push(
+    `README.md: the Quickstart's \`\`\`ts block is not ${relative(quickstartFile)} as it is: copy the file over`
+  )
+}
+
 const seconds = ((performance.now() - started) / 1000).toFixed(1)
 if (problems.length > 0) {
   console.error(problems.join("\n"))

@@ -433,7 +433,7 @@ export const make = (options: MakeOptions = {}): Effect.Effect<PgTestServer.Serv
  * import { PgTestServer } from "@effect-pg-pool/testkit"
  * import { Effect, Layer } from "effect"
  *
- * // a pool on the test server, both built once for the whole test file
+ * // a pool on the test server, both built once for the whole test file (see also `layerWith`)
  * const DbLive = Layer.unwrapEffect(Effect.map(PgTestServer.PgTestServer, (server) => Db.layer({ url: server.url })))
  * const Env = DbLive.pipe(Layer.provideMerge(PgTestServer.layer))
  * ```
@@ -442,6 +442,34 @@ export const make = (options: MakeOptions = {}): Effect.Effect<PgTestServer.Serv
  * @category layers
  */
 export const layer: Layer.Layer<PgTestServer, PgTestServerError> = Layer.scoped(PgTestServer, make())
+
+/**
+ * A layer built from the test server, together with the server itself: the one-liner that puts a pool (or any
+ * client) on a test database. `f` gets the running server (its `url`, `host`, `port`…) and returns the layer to build
+ * on it; the result provides that layer's services and `PgTestServer`, so a test can also stop and start the
+ * server under the pool. The server comes from `server` (default {@link layer}: the backend `PG_TEST_BACKEND`
+ * names).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/core"
+ * import { PgTestServer } from "@effect-pg-pool/testkit"
+ * import { Layer, Logger, LogLevel } from "effect"
+ *
+ * // a pool on the test server, quiet in the test output (warnings and errors still show)
+ * const Env = PgTestServer.layerWith((server) =>
+ *   Db.layer({ url: server.url, maxSize: 4 }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWith = <ROut, E, RIn>(
+  f: (server: PgTestServer.Service) => Layer.Layer<ROut, E, RIn>,
+  server: Layer.Layer<PgTestServer, PgTestServerError> = layer
+): Layer.Layer<ROut | PgTestServer, E | PgTestServerError, Exclude<RIn, PgTestServer>> =>
+  Layer.unwrapEffect(Effect.map(PgTestServer, f)).pipe(Layer.provideMerge(server))
 
 /**
  * The embedded backend whatever `PG_TEST_BACKEND` says (see `makeEmbedded`).

@@ -4,7 +4,7 @@ import * as Module from "node:module"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Redacted, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { PgTestServer } from "../src/index.js"
 import * as Registry from "../src/internal/registry.js"
 import { connect, dockerAnswers, eventually, failureOf, isAlive, query, queryOnce } from "./utils.js"
@@ -153,6 +153,23 @@ layer(PgTestServer.layerEmbedded(), { timeout: "60 seconds", excludeTestServices
       )
       assert.strictEqual(server.backend, "external")
       assert.strictEqual(server.port, embedded.port)
+    })
+  )
+})
+
+class ServerPort extends Context.Tag("test/ServerPort")<ServerPort, number>() {}
+
+// A layer built from the server, and the server itself, from one call: what a pool on the test database needs.
+layer(
+  PgTestServer.layerWith((server) => Layer.succeed(ServerPort, server.port)),
+  { timeout: "60 seconds", excludeTestServices: true }
+)("layerWith", (it) => {
+  it.effect("builds the layer from the running server and provides both", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      assert.strictEqual(yield* ServerPort, server.port)
+      const rows = yield* queryOnce(server.url, "SELECT 1 AS one")
+      assert.deepStrictEqual(rows, [{ one: 1 }])
     })
   )
 })

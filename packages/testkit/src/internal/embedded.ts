@@ -3,7 +3,13 @@
  * `EmbeddedPostgres` class, which installs process-wide exit hooks and logs to the console).
  *
  * Speed comes from running initdb once per machine into a cached template directory and copying that template for
- * every server: a copy plus a start takes a fraction of initdb's second.
+ * every server: a copy plus a start takes a fraction of initdb's second. The template is keyed by the server version
+ * and the initdb flags only, so every checkout on the machine shares one per version; templates nobody used for a
+ * while are removed by the next process that builds or finds its own.
+ *
+ * Run as root, the server runs as the `postgres` user, which may not reach the binaries inside a checkout (a
+ * repository under `/root`, a `mktemp -d` directory): they are then hard-linked (or copied) once per version into a
+ * cache directory under the OS temp directory that it can reach.
  *
  * @internal
  */
@@ -83,7 +89,7 @@ export const loadBinaries = once(async (): Promise<Binaries> => {
   return { postgres: paths.postgres, initdb: paths.initdb, version }
 })
 
-const binaries = Effect.tryPromise({
+const installedBinaries = Effect.tryPromise({
   try: loadBinaries,
   catch: (cause) =>
     fail(
@@ -135,6 +141,165 @@ const chown = (file: string, owner: Account) => {
   if (owner !== undefined) Fs.chownSync(file, owner.uid, owner.gid)
 }
 
+// What runs as the server's account starts in "/": it may not be able to enter our working directory.
+const asOwner = (owner: Account) => (owner === undefined ? {} : { ...owner, cwd: "/" })
+
+const ancestors = (path: string): Array<string> => {
+  const dirs: Array<string> = []
+  for (let dir = Path.resolve(path); ; dir = Path.dirname(dir)) {
+    dirs.unshift(dir)
+    if (Path.dirname(dir) === dir) return dirs
+  }
+}
+
+/**
+ * The first directory on the way to `dir` (itself included) that `owner` cannot search, if any: what to name when
+ * the server's account cannot reach its binaries or files. Asked of the account itself, so groups and ACLs count.
+ *
+ * @internal
+ */
+export const unreachableDirectory = (dir: string, owner: Account): string | undefined => {
+  if (owner === undefined) return undefined
+  const script = 'for d do [ -x "$d" ] || { printf "%s" "$d"; exit 1; }; done'
+  try {
+    ChildProcess.execFileSync("/bin/sh", ["-c", script, "sh", ...ancestors(dir)], {
+      ...asOwner(owner),
+      stdio: ["ignore", "pipe", "ignore"]
+    })
+    return undefined
+  } catch (error) {
+    const out = (error as { stdout?: Buffer }).stdout?.toString("utf8") ?? ""
+    return out === "" ? dir : out
+  }
+}
+
+const modeOf = (dir: string): string => {
+  try {
+    return `mode 0${(Fs.statSync(dir).mode & 0o777).toString(8)}`
+  } catch {
+    return "mode unknown"
+  }
+}
+
+const blockedBy = (dir: string): string =>
+  `${dir} (${modeOf(dir)}) is not searchable by the "${USER}" user the server runs as (we are root)`
+
+const canRun = (file: string, owner: Account): Promise<boolean> =>
+  execFile(file, ["--version"], asOwner(owner)).then(
+    () => true,
+    () => false
+  )
+
+// Marks a cached directory as in use: the sweep below keeps what some checkout used recently.
+const LAST_USED = "last-used"
+
+const touch = (dir: string): void => {
+  const file = Path.join(dir, LAST_USED)
+  const now = new Date()
+  try {
+    Fs.utimesSync(file, now, now)
+  } catch {
+    Fs.writeFileSync(file, "")
+  }
+}
+
+/**
+ * The binaries as the server's account can run them: the installed ones when it can reach them, else a link farm
+ * (hard links, or a copy across file systems) of the platform package's `native` tree in the temp directory, made
+ * once per version and content and reused by every checkout.
+ */
+const reachableBinaries = async (bins: Binaries, owner: Account): Promise<Binaries> => {
+  if (owner === undefined || (await canRun(bins.postgres, owner))) return bins
+  const blocked = unreachableDirectory(Path.dirname(bins.postgres), owner)
+  // Within its reach, the binaries fail for another reason, which initdb or postgres reports with its own words.
+  if (blocked === undefined) return bins
+  const native = Path.dirname(Path.dirname(bins.postgres))
+  const digest = Crypto.createHash("sha256")
+    .update(await Fs.promises.readFile(bins.postgres))
+    .digest("hex")
+    .slice(0, 12)
+  const base = Registry.baseDir()
+  const dir = Path.join(base, `binaries-${bins.version}-${digest}`)
+  const cached: Binaries = {
+    postgres: Path.join(dir, "bin", Path.basename(bins.postgres)),
+    initdb: Path.join(dir, "bin", Path.basename(bins.initdb)),
+    version: bins.version
+  }
+  try {
+    Registry.ensureDir(base)
+    if (!Fs.existsSync(cached.postgres)) {
+      // Built aside and renamed into place, as the template is: a reader never sees half a tree.
+      const temp = Path.join(base, `binaries-${bins.version}-${digest}.tmp-${process.pid}-${randomHex(4)}`)
+      try {
+        await execFile("cp", ["-a", "-l", native, temp]).catch(async () => {
+          await Fs.promises.rm(temp, { recursive: true, force: true })
+          await execFile("cp", ["-a", native, temp])
+        })
+        Fs.chmodSync(temp, 0o755)
+        try {
+          Fs.renameSync(temp, dir)
+        } catch (error) {
+          if (!Fs.existsSync(cached.postgres)) throw error
+        }
+      } finally {
+        Fs.rmSync(temp, { recursive: true, force: true })
+      }
+    }
+    touch(dir)
+  } catch (error) {
+    throw new Error(
+      `${blockedBy(blocked)}, and linking the binaries into ${dir} failed: ${describe(error)}. Make ` +
+        `${blocked} searchable (chmod o+x), or run the tests as an unprivileged user.`
+    )
+  }
+  if (await canRun(cached.postgres, owner)) return cached
+  const cacheBlocked = unreachableDirectory(dir, owner) ?? dir
+  throw new Error(
+    `${blockedBy(blocked)}, ` +
+      (cacheBlocked === blocked
+        ? `and it also holds the cache the binaries were linked into (${dir}). `
+        : `nor is the cache the binaries were linked into: ${blockedBy(cacheBlocked)}. `) +
+      `Make ${cacheBlocked} searchable (chmod o+x), point TMPDIR at a directory it can reach, or run the tests as ` +
+      `an unprivileged user.`
+  )
+}
+
+const reachable = new Map<string, () => Promise<Binaries>>()
+
+const binariesFor = (owner: Account, source: Binaries | undefined) =>
+  Effect.flatMap(source === undefined ? installedBinaries : Effect.succeed(source), (bins) =>
+    Effect.tryPromise({
+      try: async () => {
+        const key = `${bins.postgres}:${owner?.uid ?? ""}`
+        const get = () => {
+          let found = reachable.get(key)
+          if (found === undefined) {
+            found = once(() => reachableBinaries(bins, owner))
+            reachable.set(key, found)
+          }
+          return found()
+        }
+        const found = await get()
+        if (found === bins) return found
+        try {
+          // every server start counts as a use of the cache, as for the template
+          touch(Path.dirname(Path.dirname(found.postgres)))
+          return found
+        } catch {
+          reachable.delete(key) // swept since this process linked it: link again
+          return await get()
+        }
+      },
+      catch: (cause) =>
+        fail(
+          "StartFailed",
+          `The PostgreSQL binaries in ${Path.dirname(bins.postgres)} cannot run as the "${USER}" user: ` +
+            `${describe(cause)}`,
+          cause
+        )
+    })
+  )
+
 // ---------------------------------------------------------------------------------------------------------------
 // the template cluster
 // ---------------------------------------------------------------------------------------------------------------
@@ -165,14 +330,92 @@ const readTemplate = (dir: string): Template | undefined => {
   }
 }
 
+/**
+ * The template's directory name: the server version, the initdb flags and the owner, never the binaries' path, so
+ * that every checkout of the machine shares one template per version.
+ *
+ * @internal
+ */
+export const templateKey = (version: string, owner: Account): string => {
+  const hash = Crypto.createHash("sha256")
+    .update([...INITDB_FLAGS, String(owner?.uid ?? process.getuid?.() ?? "")].join("\0"))
+    .digest("hex")
+    .slice(0, 12)
+  return `template-${version}-${hash}`
+}
+
+/**
+ * How long a cached template or binaries tree nobody uses stays on disk. Older testkits did not record use: theirs
+ * are judged by the directory's age, with more patience, as a run of one may still be copying from it.
+ *
+ * @internal
+ */
+export const STALE_AFTER_MILLIS = 60 * 60 * 1000
+
+/** @internal */
+export const STALE_UNMARKED_AFTER_MILLIS = 24 * 60 * 60 * 1000
+
+/**
+ * Removes the cached templates and binaries trees in `bases` (the data and temp directories) other than `keep` that
+ * nobody used for {@link STALE_AFTER_MILLIS}. Each goes by an atomic rename to a `trash-` name first, so a process
+ * that picks it up meanwhile sees it whole or not at all (and then builds its own); a remover that dies halfway
+ * leaves a `trash-` directory for the next reaper.
+ *
+ * @internal
+ */
+export const sweepCaches = (
+  keep: ReadonlyArray<string>,
+  bases: ReadonlyArray<string> = [Registry.dataBaseDir(), Registry.baseDir()]
+): Array<string> => {
+  const now = Date.now()
+  const removed: Array<string> = []
+  for (const base of new Set(bases)) {
+    let names: Array<string>
+    try {
+      names = Fs.readdirSync(base)
+    } catch {
+      continue
+    }
+    for (const name of names) {
+      const dir = Path.join(base, name)
+      if (!/^(?:template|binaries)-[^.]+(?:\.\d+)*-[0-9a-f]+$/.test(name) || keep.includes(dir)) continue
+      let lastUsed: number
+      let patience = STALE_AFTER_MILLIS
+      try {
+        lastUsed = Fs.statSync(Path.join(dir, LAST_USED)).mtimeMs
+      } catch {
+        try {
+          lastUsed = Fs.statSync(dir).mtimeMs
+          patience = STALE_UNMARKED_AFTER_MILLIS
+        } catch {
+          continue
+        }
+      }
+      if (now - lastUsed < patience) continue
+      const trash = Path.join(base, `trash-${process.pid}-${randomHex(4)}`)
+      try {
+        Fs.renameSync(dir, trash)
+      } catch {
+        continue // someone else removed it first
+      }
+      Fs.rmSync(trash, { recursive: true, force: true })
+      removed.push(dir)
+    }
+  }
+  return removed
+}
+
 const createTemplate = async (bins: Binaries, owner: Account): Promise<Template> => {
   const base = Registry.dataBaseDir()
   Registry.ensureDir(base)
-  const hash = Crypto.createHash("sha256")
-    .update([bins.postgres, ...INITDB_FLAGS, String(owner?.uid ?? process.getuid?.() ?? "")].join("\0"))
-    .digest("hex")
-    .slice(0, 12)
-  const key = `template-${bins.version}-${hash}`
+  const blocked = unreachableDirectory(base, owner)
+  if (blocked !== undefined) {
+    throw new Error(
+      `${blockedBy(blocked)}, so it cannot reach its data under ${base}: make ${blocked} searchable (chmod o+x), ` +
+        `point TMPDIR at a directory it can reach, or run the tests as an unprivileged user`
+    )
+  }
+  const key = templateKey(bins.version, owner)
   const dir = Path.join(base, key)
   const existing = readTemplate(dir)
   if (existing !== undefined) return existing
@@ -191,7 +434,7 @@ const createTemplate = async (bins: Binaries, owner: Account): Promise<Template>
     chown(pwfile, owner)
     try {
       await execFile(bins.initdb, ["-D", dataDir, `--pwfile=${pwfile}`, ...INITDB_FLAGS], {
-        ...(owner ?? {}),
+        ...asOwner(owner),
         env: { ...process.env, LC_ALL: "C", LANG: "C" },
         timeout: 120_000,
         maxBuffer: 16 * 1024 * 1024
@@ -217,22 +460,43 @@ const createTemplate = async (bins: Binaries, owner: Account): Promise<Template>
 
 const templates = new Map<string, () => Promise<Template>>()
 
+const templateOnce = (bins: Binaries, owner: Account): (() => Promise<Template>) => {
+  const key = templateKey(bins.version, owner)
+  let get = templates.get(key)
+  if (get === undefined) {
+    get = once(async () => {
+      const built = await createTemplate(bins, owner)
+      const keep = [Path.dirname(built.dataDir), Path.dirname(Path.dirname(bins.postgres))]
+      try {
+        sweepCaches(keep)
+      } catch {
+        // best effort: the next process sweeps again
+      }
+      return built
+    })
+    templates.set(key, get)
+  }
+  return get
+}
+
 const template = (bins: Binaries, owner: Account) =>
   Effect.tryPromise({
-    try: () => {
-      const key = `${bins.postgres}:${owner?.uid ?? ""}`
-      let get = templates.get(key)
-      if (get === undefined) {
-        get = once(() => createTemplate(bins, owner))
-        templates.set(key, get)
+    try: async () => {
+      const found = await templateOnce(bins, owner)()
+      try {
+        touch(Path.dirname(found.dataDir))
+        return found
+      } catch {
+        // Swept since this process found it (unused for an hour by this version, then picked up again): rebuild.
+        templates.delete(templateKey(bins.version, owner))
+        return await templateOnce(bins, owner)()
       }
-      return get()
     },
     catch: (cause) =>
       fail(
         "StartFailed",
-        `Cannot create the template cluster under ${Registry.dataBaseDir()}: ${describe(cause)}. Check that the ` +
-          `directory is writable and that every parent directory is searchable by the "${USER}" user (mode 0755).`,
+        `Cannot create the template cluster under ${Registry.dataBaseDir()} with ${Path.dirname(bins.initdb)}: ` +
+          `${describe(cause)}.`,
         cause
       )
   })
@@ -243,8 +507,8 @@ const template = (bins: Binaries, owner: Account) =>
  * @internal
  */
 export const warmTemplate: Effect.Effect<void, PgTestServerError> = Effect.gen(function* () {
-  const bins = yield* binaries
   const owner = yield* account
+  const bins = yield* binariesFor(owner, undefined)
   yield* template(bins, owner)
 })
 
@@ -308,7 +572,7 @@ const spawnPostmaster = (settings: Settings, port: number, signal: AbortSignal):
     let child: ChildProcess.ChildProcess
     try {
       child = ChildProcess.spawn(settings.postgres, ["-D", settings.dataDir, "-p", String(port), ...settings.flags], {
-        ...(settings.owner ?? {}),
+        ...asOwner(settings.owner),
         env: { ...process.env, LC_ALL: "C", LANG: "C", LC_MESSAGES: "C" },
         // Never inherit our stdout/stderr: server logs are kept for error messages only.
         stdio: ["ignore", "pipe", "pipe"],
@@ -444,15 +708,22 @@ const flagsOf = (options: Options): Array<string> => {
 
 const quoteLiteral = (value: string) => `'${value.replace(/'/g, "''")}'`
 
-/** @internal */
-export const make = (options: Options = {}): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
+/**
+ * `binaries` replaces the installed ones (the tests run copies from a directory the server's account cannot reach).
+ *
+ * @internal
+ */
+export const make = (
+  options: Options = {},
+  binaries?: Binaries
+): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
   Effect.gen(function* () {
     const invalid = validate(options)
     if (invalid !== undefined) return yield* invalid
-    const bins = yield* binaries
     // Servers left behind by test processes that died (SIGKILL, OOM) are cleaned up by whoever starts next.
     yield* Effect.promise(() => Registry.reap(Registry.ownerIsDead).catch(() => 0))
     const owner = yield* account
+    const bins = yield* binariesFor(owner, binaries)
     const tmpl = yield* template(bins, owner)
 
     const id = `server-${randomHex(6)}`

@@ -278,7 +278,8 @@ const reapable = (predicate: Predicate): Array<Entry> =>
   readAll().filter((entry) => entry.ownerPid !== process.pid && predicate(entry))
 
 /**
- * Template directories half-written by a process that died (`template-<key>.tmp-<pid>-<random>`).
+ * Cache directories half-written (`template-<key>.tmp-<pid>-<random>`, `binaries-<key>.tmp-<pid>-<random>`) or
+ * half-removed (`trash-<pid>-<random>`) by a process that died.
  */
 const staleTemplateDirs = (): Array<string> =>
   dataBaseDirs().flatMap((base) => {
@@ -289,7 +290,7 @@ const staleTemplateDirs = (): Array<string> =>
       return []
     }
     return names.flatMap((name) => {
-      const match = /^template-.+\.tmp-(\d+)-[0-9a-f]+$/.exec(name)
+      const match = /^(?:(?:template|binaries)-.+\.tmp|trash)-(\d+)-[0-9a-f]+$/.exec(name)
       return match !== null && !Processes.isAlive(Number(match[1])) ? [Path.join(base, name)] : []
     })
   })
