@@ -243,6 +243,25 @@ layer(ServerLive, { timeout: 60_000, excludeTestServices: true })("mcp-server ov
     })
   )
 
+  it.scoped("writes Node's own warnings to the log file, not to stderr", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      const name = uniqueName("warning")
+      const session = yield* startSession(envFor(server, name), {
+        preload: `process.on("SIGUSR2", () => process.emitWarning("a warning from the test"))`
+      })
+      process.kill(session.pid, "SIGUSR2")
+      const deadline = Date.now() + 10_000
+      while (!session.logText().includes("a warning from the test")) {
+        if (Date.now() > deadline) return assert.fail(`no warning in the log file:\n${session.logText()}`)
+        yield* Effect.sleep("20 millis")
+      }
+      const warning = session.logLines().find((line) => line.message === "Node.js warning")
+      assert.strictEqual(warning?.level, "WARN")
+      yield* closeAndAudit(session, name, Redacted.value(server.password))
+    })
+  )
+
   it.scoped("a startup failure writes nothing on stdout or stderr, logs the error to the file and exits 1", () =>
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer

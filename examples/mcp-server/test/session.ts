@@ -29,8 +29,12 @@ class RecordingTransport extends StdioClientTransport {
   child: ChildProcess.ChildProcess | undefined
   exited: Promise<Exited> | undefined
 
-  constructor(env: Record<string, string>) {
-    super({ ...serverCommand, env, stderr: "pipe" })
+  constructor(env: Record<string, string>, preload: string | undefined) {
+    const args =
+      preload === undefined
+        ? serverCommand.args
+        : ["--import", `data:text/javascript,${preload}`, ...serverCommand.args]
+    super({ ...serverCommand, args, env, stderr: "pipe" })
     this.stderr!.on("data", (chunk: Buffer) => this.stderrChunks.push(chunk))
   }
 
@@ -47,6 +51,7 @@ class RecordingTransport extends StdioClientTransport {
 
 export interface Session {
   readonly client: Client
+  readonly pid: number
   readonly logFile: string
   readonly callTool: (name: string, args?: Record<string, unknown>) => Effect.Effect<CallToolResult>
   /** Ends the server's stdin, as a host closing the session does, and waits for the process to exit. */
@@ -71,13 +76,17 @@ export const parseLog = (text: string): ReadonlyArray<Record<string, any>> =>
     .map((line) => JSON.parse(line))
 
 /**
- * Starts the server with `env` (plus DB_POOL_LOG_FILE in a fresh directory) and completes the MCP handshake.
- * The process is killed when the scope closes if a test left it running.
+ * Starts the server with `env` (plus DB_POOL_LOG_FILE in a fresh directory) and completes the MCP handshake;
+ * `preload` is JavaScript run before the server's code. The process is killed when the scope closes if a test left
+ * it running.
  */
-export const startSession = (env: Record<string, string>): Effect.Effect<Session, never, Scope.Scope> =>
+export const startSession = (
+  env: Record<string, string>,
+  options?: { readonly preload?: string }
+): Effect.Effect<Session, never, Scope.Scope> =>
   Effect.gen(function* () {
     const logFile = Path.join(yield* makeTempDir, "mcp-server.jsonl")
-    const transport = new RecordingTransport({ ...env, DB_POOL_LOG_FILE: logFile })
+    const transport = new RecordingTransport({ ...env, DB_POOL_LOG_FILE: logFile }, options?.preload)
     const client = new Client({ name: "mcp-server-test", version: "0.0.0" })
     yield* Effect.acquireRelease(
       Effect.promise(() => client.connect(transport)),
@@ -93,6 +102,7 @@ export const startSession = (env: Record<string, string>): Effect.Effect<Session
     })
     return {
       client,
+      pid: transport.child!.pid!,
       logFile,
       callTool: (name, args) =>
         Effect.promise(() => client.callTool({ name, arguments: args ?? {} }) as Promise<CallToolResult>),
