@@ -5,9 +5,14 @@
  *
  * The server's own defaults suit an interactive tool; each yields to its `DB_POOL_*` variable.
  */
-import { DatabaseLive } from "@effect-pg-pool/core"
-import { PgTestServer } from "@effect-pg-pool/testkit"
-import { Config, ConfigProvider, Effect, Layer, Option, Redacted } from "effect"
+import { DatabaseLive } from "@effect-pg-pool/core/Db"
+import * as PgTestServer from "@effect-pg-pool/testkit/PgTestServer"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 
 const serverDefaults: Record<string, string> = {
   DB_POOL_NAME: "mcp-server",

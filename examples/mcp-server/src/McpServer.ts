@@ -10,7 +10,10 @@
  * the database may be down, the session goes on. Each call runs as a fiber of the session, interrupted when the
  * client cancels the request (the pool then cancels its query on the server) or when the session ends.
  */
-import { Db, Health, PoolStatistics } from "@effect-pg-pool/core"
+import * as Db from "@effect-pg-pool/core/Db"
+import * as Health from "@effect-pg-pool/core/Health"
+import * as PoolStatistics from "@effect-pg-pool/core/PoolStatistics"
+import type { SqlError } from "@effect/sql/SqlError"
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 import type { Transport, TransportSendOptions } from "@modelcontextprotocol/sdk/shared/transport.js"
@@ -23,19 +26,16 @@ import {
   type JSONRPCMessage,
   type RequestId
 } from "@modelcontextprotocol/sdk/types.js"
-import type { SqlError } from "@effect/sql/SqlError"
-import {
-  Cause,
-  Config,
-  type ConfigError,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  FiberId,
-  FiberSet,
-  type Scope
-} from "effect"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import type * as Scope from "effect/Scope"
 import * as z from "zod"
 import * as ReadOnlyQuery from "./ReadOnlyQuery.js"
 
@@ -248,13 +248,32 @@ const build = (
         ),
         extra.signal
       )
-      const text = result.content[0]?.type === "text" ? result.content[0].text : "{}"
+      const text = result.content[0]?.type === "text" ? result.content[0].text : ""
+      // a resource has no error result: the SDK answers a thrown error with a JSON-RPC error
+      if (result.isError === true) throw new Error(text)
       return { contents: [{ uri: uri.href, mimeType: "application/json", text }] }
     }
   )
 
   return server
 }
+
+/**
+ * A read-only transaction does not stop a superuser from acting outside the database (a `DO` block can run
+ * `COPY … TO PROGRAM`): say so in the log, where the operator looks, once per session.
+ */
+const warnIfSuperuser = Effect.gen(function* () {
+  const { sql } = yield* Db.Db
+  const rows = yield* sql<{
+    superuser: boolean
+  }>`SELECT rolsuper AS superuser FROM pg_roles WHERE rolname = current_user`
+  if (rows[0]?.superuser === true) {
+    yield* Effect.logWarning(
+      "connected as a superuser: the query tool's read-only transaction does not stop functions and commands that " +
+        "act outside the database; give the server a role that may only read (see the example's README)"
+    )
+  }
+}).pipe(Effect.ignore)
 
 /**
  * A transport that counts the requests received and not answered yet, so that a session whose client has closed
@@ -344,6 +363,7 @@ export const serve = (
       () => Effect.promise(() => server.close())
     )
     yield* Effect.log("MCP session open")
+    yield* Effect.forkScoped(warnIfSuperuser)
     const drained = inputEnded.pipe(
       Effect.zipRight(
         Effect.suspend(() =>

@@ -13,9 +13,16 @@
  * - A row limit: the cursor is read in batches and closed after `maxRows + 1` rows.
  * - No COPY: a cursor cannot carry its data (and node-postgres' cursor fails on it outside any callback).
  */
-import { Db } from "@effect-pg-pool/core"
+import * as Db from "@effect-pg-pool/core/Db"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, Data, Duration, Effect, Stream } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Stream from "effect/Stream"
 
 export interface Limits {
   /** The most rows returned; the result says when more were left out. */
@@ -119,6 +126,34 @@ export const leadingKeyword = (text: string): string | undefined => {
   return undefined
 }
 
+/**
+ * Runs a cursor's statement so that interrupting it (the client cancelled the request, the call timed out, the
+ * session ends) stops it on the server at once. The pool cancels an interrupted statement itself, but not yet a
+ * cursor's: closing the cursor would wait for the statement, up to DB_POOL_CANCEL_TIMEOUT, then give up the
+ * connection while the backend runs on. So the backend is cancelled first, from another connection of the pool —
+ * safe here because this transaction holds its connection until the cancel is done, so it cannot reach another
+ * caller's statement (a cancel that arrives after the statement ended finds the backend idle and is ignored).
+ */
+const cancelOnInterrupt = <A, E, R>(rows: Effect.Effect<A, E, R>, pid: number) =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const running = yield* Effect.fork(restore(rows))
+      return yield* restore(Fiber.join(running)).pipe(
+        Effect.onInterrupt(() =>
+          Effect.flatMap(Db.Db, ({ sql }) => sql`SELECT pg_cancel_backend(${pid})`).pipe(
+            // outside this transaction, whose connection is busy with the statement
+            Effect.mapInputContext((context: Context.Context<Db.Db>) =>
+              Context.omit(SqlClient.TransactionConnection)(context)
+            ),
+            Effect.timeout("2 seconds"),
+            Effect.ignore,
+            Effect.zipRight(Fiber.interrupt(running))
+          )
+        )
+      )
+    })
+  )
+
 /** Runs `text` read-only under `limits`. Fails with the statement's `SqlError`, or `QueryTimeout`. */
 export const run = (
   text: string,
@@ -134,9 +169,11 @@ export const run = (
         yield* sql`SET TRANSACTION READ ONLY`
         // an integer from our own configuration: nothing of the client's reaches this text
         yield* sql.unsafe(`SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(Duration.toMillis(limits.timeout)))}`)
-        return yield* sql
+        const [{ pid }] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
+        const rows = sql
           .unsafe<Record<string, unknown>>(text)
           .stream.pipe(Stream.take(limits.maxRows + 1), Stream.runCollect)
+        return yield* cancelOnInterrupt(rows, pid)
       })
     )
     const all = Chunk.toReadonlyArray(rows)

@@ -9,9 +9,14 @@
  *
  *   DB_POOL_LOG_FILE=/tmp/mcp-server.jsonl tsx src/main.ts
  */
+// Subpath imports, not the barrels: a host starts the server for every session, and @effect/platform-node's barrel
+// alone loads its whole HTTP stack.
 import * as PoolLogger from "@effect-pg-pool/core/PoolLogger"
-import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Redacted, Runtime } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
 import * as Crypto from "node:crypto"
 import * as Database from "./Database.js"
 import * as McpServer from "./McpServer.js"

@@ -1,6 +1,6 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, it as itLive, layer } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Fiber, Layer, Redacted } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -133,11 +133,11 @@ layer(ServerLive, { timeout: 60_000, excludeTestServices: true })("mcp-server ov
     })
   )
 
-  it.scoped("refuses a write through query with a tool error, and goes on serving", () =>
+  it.scoped("refuses writes and stops slow statements with tool errors, and goes on serving", () =>
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer
       const name = uniqueName("write")
-      const session = yield* startSession(envFor(server, name))
+      const session = yield* startSession(envFor(server, name, { MCP_QUERY_TIMEOUT: "1 second" }))
       const table = `mcp_written_${process.pid}`
       const exists = Effect.map(
         session.callTool("query", { sql: `SELECT to_regclass('${table}') IS NOT NULL AS present` }),
@@ -167,21 +167,61 @@ layer(ServerLive, { timeout: 60_000, excludeTestServices: true })("mcp-server ov
       assert.include(textOf(copy), "COPY is not supported")
 
       assert.isFalse(yield* exists, "nothing was written")
+
+      const slow = yield* session.callTool("query", { sql: "SELECT pg_sleep(20)" })
+      assert.isTrue(slow.isError)
+      assert.include(textOf(slow), "did not finish within 1s and was cancelled")
+      const after = yield* session.callTool("query", { sql: "SELECT 2 AS two" })
+      assert.deepStrictEqual((after.structuredContent as Record<string, any>).rows, [{ two: 2 }])
       yield* closeAndAudit(session, name, Redacted.value(server.password))
     })
   )
 
-  it.scoped("stops a statement at MCP_QUERY_TIMEOUT with a tool error", () =>
+  it.scoped("cancels the query on the server when the client cancels its request", () =>
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer
-      const name = uniqueName("timeout")
-      const session = yield* startSession(envFor(server, name, { MCP_QUERY_TIMEOUT: "300 millis" }))
-      const slow = yield* session.callTool("query", { sql: "SELECT pg_sleep(20)" })
-      assert.isTrue(slow.isError)
-      assert.include(textOf(slow), "did not finish within 300ms and was cancelled")
-      const after = yield* session.callTool("query", { sql: "SELECT 2 AS two" })
-      assert.deepStrictEqual((after.structuredContent as Record<string, any>).rows, [{ two: 2 }])
-      yield* closeAndAudit(session, name, Redacted.value(server.password))
+      const name = uniqueName("cancel")
+      // far beyond the test: only the cancellation can end the statement in time
+      const session = yield* startSession(envFor(server, name, { MCP_QUERY_TIMEOUT: "120 seconds" }))
+      const running = Effect.map(
+        session.callTool("query", {
+          sql:
+            "SELECT count(*)::int AS n FROM pg_stat_activity " +
+            "WHERE state = 'active' AND query LIKE '%cancel_me%' AND pid <> pg_backend_pid()"
+        }),
+        (result) => (result.structuredContent as Record<string, any>).rows[0].n as number
+      )
+      const waitUntilRunning = (expected: number) =>
+        Effect.gen(function* () {
+          const deadline = Date.now() + 15_000
+          for (;;) {
+            const n = yield* running
+            if (n === expected) return
+            if (Date.now() > deadline) return assert.fail(`${n} statements running, not ${expected}`)
+            yield* Effect.sleep("50 millis")
+          }
+        })
+
+      const controller = new AbortController()
+      const call = yield* Effect.fork(
+        Effect.promise(() =>
+          session.client
+            .callTool({ name: "query", arguments: { sql: "SELECT pg_sleep(120) AS cancel_me" } }, undefined, {
+              signal: controller.signal
+            })
+            .then(
+              () => "answered",
+              () => "rejected"
+            )
+        )
+      )
+      yield* waitUntilRunning(1)
+      controller.abort()
+      assert.strictEqual(yield* Fiber.join(call), "rejected")
+      yield* waitUntilRunning(0)
+      const lines = yield* closeAndAudit(session, name, Redacted.value(server.password))
+      // the statement stopped, so its connection came back to the pool instead of being given up
+      assert.isFalse(lines.some((line) => line.event === "connection closed" && line.reason === "broken"))
     })
   )
 
