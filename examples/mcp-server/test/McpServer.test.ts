@@ -373,6 +373,8 @@ itLive.scoped(
       // its password is random: no URL in the log carries one
       assert.notMatch(session.logText(), /postgres(ql)?:\/\/[^:/@\s]+:(?!\*\*\*@)[^@\s"]+@/)
       assert.strictEqual(session.logLines().filter((line) => line.event === "pool shut down").length, 1)
+      // the embedded server's user is its superuser, whom a read-only transaction does not contain
+      assert.isTrue(session.logLines().some((line) => line.message?.startsWith("connected as a superuser")))
     }),
   60_000
 )
