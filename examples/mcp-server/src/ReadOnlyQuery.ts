@@ -8,8 +8,8 @@
  * - One statement: the text runs through a cursor (the extended protocol), where PostgreSQL refuses a second
  *   statement — so `COMMIT; DELETE …` cannot end the read-only transaction and write after it.
  * - `SET LOCAL statement_timeout`: the server stops a slow query itself; the same bound (and a second) on the
- *   whole call, connection wait included, interrupts it client-side when the server cannot answer, and the pool
- *   cancels it.
+ *   whole call, connection wait included, interrupts it client-side when the server cannot answer. An interrupted
+ *   call (that bound, a cancelled request, the session's end) cancels its statement on the server at once.
  * - A row limit: the cursor is read in batches and closed after `maxRows + 1` rows.
  * - No COPY: a cursor cannot carry its data (and node-postgres' cursor fails on it outside any callback).
  */
@@ -154,7 +154,10 @@ const cancelOnInterrupt = <A, E, R>(rows: Effect.Effect<A, E, R>, pid: number) =
     })
   )
 
-/** Runs `text` read-only under `limits`. Fails with the statement's `SqlError`, or `QueryTimeout`. */
+/**
+ * Runs `text` read-only under `limits`. Fails with the statement's `SqlError` (a refused write: SQLSTATE 25006),
+ * `QueryTimeout` or `UnsupportedStatement`.
+ */
 export const run = (
   text: string,
   limits: Limits
@@ -193,7 +196,8 @@ export const run = (
       onTimeout: () => new QueryTimeout({ timeout: limits.timeout })
     }),
     Effect.catchIf(
-      (error) => error._tag === "SqlError" && sqlState(error) === "57014",
+      // 57014 is also a cancel by an administrator, which is no timeout of ours
+      (error) => error._tag === "SqlError" && sqlState(error) === "57014" && /statement timeout/.test(error.message),
       () => Effect.fail(new QueryTimeout({ timeout: limits.timeout }))
     )
   )
