@@ -273,7 +273,9 @@ layer(ServerLive, { timeout: 60_000, excludeTestServices: true })("mcp-server ov
       // not awaited: the client closes its side while the query runs
       const pending = session.callTool("query", { sql: "SELECT pg_sleep(0.3), 'answered' AS marker" })
       yield* Effect.forkScoped(Effect.ignore(pending))
-      yield* Effect.sleep("50 millis")
+      while (!session.sent().some((message) => JSON.stringify(message).includes("'answered' AS marker"))) {
+        yield* Effect.sleep("10 millis")
+      }
       yield* closeAndAudit(session, name, Redacted.value(server.password))
       const answers = assertJsonRpcOnly(session.stdout()).filter((message) => "result" in message)
       assert.isTrue(

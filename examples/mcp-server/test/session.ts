@@ -5,7 +5,7 @@
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js"
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
-import { type CallToolResult, JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js"
+import { type CallToolResult, type JSONRPCMessage, JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js"
 import { assert } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
 import type * as ChildProcess from "node:child_process"
@@ -24,6 +24,7 @@ export interface Exited {
 }
 
 class RecordingTransport extends StdioClientTransport {
+  readonly sent: Array<JSONRPCMessage> = []
   readonly stdoutChunks: Array<Buffer> = []
   readonly stderrChunks: Array<Buffer> = []
   child: ChildProcess.ChildProcess | undefined
@@ -47,11 +48,18 @@ class RecordingTransport extends StdioClientTransport {
     child.stdout!.on("data", (chunk: Buffer) => this.stdoutChunks.push(chunk))
     this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
   }
+
+  override async send(message: JSONRPCMessage) {
+    await super.send(message)
+    this.sent.push(message)
+  }
 }
 
 export interface Session {
   readonly client: Client
   readonly pid: number
+  /** The messages written to the server's stdin so far. */
+  readonly sent: () => ReadonlyArray<JSONRPCMessage>
   readonly logFile: string
   readonly callTool: (name: string, args?: Record<string, unknown>) => Effect.Effect<CallToolResult>
   /** Ends the server's stdin, as a host closing the session does, and waits for the process to exit. */
@@ -103,6 +111,7 @@ export const startSession = (
     return {
       client,
       pid: transport.child!.pid!,
+      sent: () => transport.sent,
       logFile,
       callTool: (name, args) =>
         Effect.promise(() => client.callTool({ name, arguments: args ?? {} }) as Promise<CallToolResult>),
