@@ -108,7 +108,7 @@ const structured = (value: Record<string, unknown>): CallToolResult => ({
 const toolError = (text: string): CallToolResult => ({ content: [{ type: "text", text }], isError: true })
 
 /** What a client (and the model behind it) should read when `query` fails. */
-const describeQueryFailure = (error: ReadOnlyQuery.QueryTimeout | ReadOnlyQuery.UnsupportedStatement | SqlError) => {
+const describeQueryFailure = (error: ReadOnlyQuery.QueryTimeout | SqlError) => {
   if (error._tag !== "SqlError") return error.message
   if (ReadOnlyQuery.sqlState(error) === "25006") {
     return (

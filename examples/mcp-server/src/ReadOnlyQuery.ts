@@ -11,17 +11,14 @@
  *   whole call, connection wait included, interrupts it client-side when the server cannot answer. An interrupted
  *   call (that bound, a cancelled request, the session's end) cancels its statement on the server at once.
  * - A row limit: the cursor is read in batches and closed after `maxRows + 1` rows.
- * - No COPY: a cursor cannot carry its data (and node-postgres' cursor fails on it outside any callback).
+ * - No COPY: a cursor cannot carry its data; the pool refuses it with a `SqlError`.
  */
 import * as Db from "@effect-pg-pool/core/Db"
-import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Chunk from "effect/Chunk"
-import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 
 export interface Limits {
@@ -82,89 +79,12 @@ export const toJson = (value: unknown): JsonValue => {
 
 const clientGrace = Duration.seconds(1)
 
-/** A statement the tool does not run, refused before it reaches the database. */
-export class UnsupportedStatement extends Data.TaggedError("UnsupportedStatement")<{ readonly keyword: string }> {
-  override get message() {
-    return (
-      `${this.keyword} is not supported by the query tool: it streams rows through a cursor, which cannot carry ` +
-      `COPY's data. Use SELECT (e.g. SELECT * FROM t) instead`
-    )
-  }
-}
-
-/** The first keyword of a statement, past whitespace, comments and opening parentheses; upper case. */
-export const leadingKeyword = (text: string): string | undefined => {
-  let i = 0
-  while (i < text.length) {
-    const c = text[i]!
-    if (c === "(" || /\s/.test(c)) {
-      i++
-    } else if (text.startsWith("--", i)) {
-      const end = text.indexOf("\n", i)
-      if (end === -1) return undefined
-      i = end + 1
-    } else if (text.startsWith("/*", i)) {
-      // PostgreSQL's block comments nest
-      let depth = 0
-      do {
-        if (text.startsWith("/*", i)) {
-          depth++
-          i += 2
-        } else if (text.startsWith("*/", i)) {
-          depth--
-          i += 2
-        } else if (i >= text.length) {
-          return undefined
-        } else {
-          i++
-        }
-      } while (depth > 0)
-    } else {
-      return /^[A-Za-z_]+/.exec(text.slice(i))?.[0].toUpperCase()
-    }
-  }
-  return undefined
-}
-
 /**
- * Runs a cursor's statement so that interrupting it (the client cancelled the request, the call timed out, the
- * session ends) stops it on the server at once. The pool cancels an interrupted statement itself, but not yet a
- * cursor's: closing the cursor would wait for the statement, up to DB_POOL_CANCEL_TIMEOUT, then give up the
- * connection while the backend runs on. So the backend is cancelled first, from another connection of the pool —
- * safe here because this transaction holds its connection until the cancel is done, so it cannot reach another
- * caller's statement (a cancel that arrives after the statement ended finds the backend idle and is ignored).
+ * Runs `text` read-only under `limits`. Fails with the statement's `SqlError` (a refused write: SQLSTATE 25006;
+ * a COPY, which a cursor cannot carry) or `QueryTimeout`.
  */
-const cancelOnInterrupt = <A, E, R>(rows: Effect.Effect<A, E, R>, pid: number) =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function* () {
-      const running = yield* Effect.fork(restore(rows))
-      return yield* restore(Fiber.join(running)).pipe(
-        Effect.onInterrupt(() =>
-          Effect.flatMap(Db.Db, ({ sql }) => sql`SELECT pg_cancel_backend(${pid})`).pipe(
-            // outside this transaction, whose connection is busy with the statement
-            Effect.mapInputContext((context: Context.Context<Db.Db>) =>
-              Context.omit(SqlClient.TransactionConnection)(context)
-            ),
-            Effect.timeout("2 seconds"),
-            Effect.ignore,
-            Effect.zipRight(Fiber.interrupt(running))
-          )
-        )
-      )
-    })
-  )
-
-/**
- * Runs `text` read-only under `limits`. Fails with the statement's `SqlError` (a refused write: SQLSTATE 25006),
- * `QueryTimeout` or `UnsupportedStatement`.
- */
-export const run = (
-  text: string,
-  limits: Limits
-): Effect.Effect<Result, SqlError | QueryTimeout | UnsupportedStatement, Db.Db> =>
+export const run = (text: string, limits: Limits): Effect.Effect<Result, SqlError | QueryTimeout, Db.Db> =>
   Effect.gen(function* () {
-    // pg's cursor has no handler for COPY's data messages, and one arriving throws out of the socket's callback
-    if (leadingKeyword(text) === "COPY") return yield* new UnsupportedStatement({ keyword: "COPY" })
     const { sql } = yield* Db.Db
     const started = performance.now()
     const rows = yield* sql.withTransaction(
@@ -172,11 +92,11 @@ export const run = (
         yield* sql`SET TRANSACTION READ ONLY`
         // an integer from our own configuration: nothing of the client's reaches this text
         yield* sql.unsafe(`SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(Duration.toMillis(limits.timeout)))}`)
-        const [{ pid }] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
-        const rows = sql
+        // interrupted (a cancelled request, the call's bound, the session's end), the pool cancels the cursor's
+        // statement on the server
+        return yield* sql
           .unsafe<Record<string, unknown>>(text)
           .stream.pipe(Stream.take(limits.maxRows + 1), Stream.runCollect)
-        return yield* cancelOnInterrupt(rows, pid)
       })
     )
     const all = Chunk.toReadonlyArray(rows)

@@ -349,6 +349,8 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("health through outag
           yield* server.stop()
           yield* statusIs(db, "unhealthy")
           assert.include(reasonOf(yield* db.health), `cannot connect to ${server.host}:${server.port}`)
+          // not the last probe's stale "reachable", up to 5 s old: the pool itself just failed to connect
+          assert.isFalse((yield* db.health).database.reachable)
           // while it shuts down the server still answers ("shutting down"); once it is gone, the port refuses
           yield* eventually(
             "the reason names the refused connection",

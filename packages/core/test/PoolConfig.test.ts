@@ -1181,6 +1181,17 @@ describe("PoolConfig", () => {
       )
       assert.strictEqual(PoolConfig.redactText("no secret", ""), "no secret")
     })
+
+    it("redactText leaves a very short password's every occurrence alone, but masks it in URLs and parameters", () => {
+      assert.strictEqual(
+        PoolConfig.redactText("log file /work/app/packages/pool.jsonl", "p"),
+        "log file /work/app/packages/pool.jsonl"
+      )
+      assert.strictEqual(
+        PoolConfig.redactText("failed for postgres://app:p@db:5432/x with password=p", "p"),
+        "failed for postgres://app:***@db:5432/x with password=***"
+      )
+    })
   })
 })
 

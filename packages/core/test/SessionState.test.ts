@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { mayLeaveSessionState } from "../src/internal/sessionState.js"
+import { firstKeyword, mayLeaveSessionState } from "../src/internal/sessionState.js"
 
 // [text, may leave session state behind]
 const cases: ReadonlyArray<readonly [string, boolean]> = [
@@ -25,8 +25,17 @@ const cases: ReadonlyArray<readonly [string, boolean]> = [
   ["CREATE TABLE t (x int); DROP TABLE t", false],
   ["", false],
   ["   ;  ", false],
+  // settings that end with their transaction, which ends before the connection is returned
+  ["SET LOCAL statement_timeout = 1000", false],
+  ["set local search_path = x", false],
+  ["SET TRANSACTION READ ONLY", false],
+  ["BEGIN; SET LOCAL work_mem = '64MB'; SELECT 1; COMMIT", false],
   // session state: the keyword, wherever PostgreSQL's lexer finds it
   ["SET statement_timeout = 1000", true],
+  ["SET SESSION statement_timeout = 1000", true],
+  ["SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", true],
+  ["SET /* x */ LOCAL statement_timeout = 1", true],
+  ["SELECT set_config('a.b', 'c', true)", true],
   ["set search_path = x", true],
   ["SELECT 1; SET x = 1", true],
   ["/* a /* b */ */ SET x = 1", true],
@@ -81,6 +90,22 @@ describe("mayLeaveSessionState", () => {
   for (const [sql, dirty] of cases) {
     it(`${dirty ? "dirty" : "clean"}: ${JSON.stringify(sql)}`, () => {
       assert.strictEqual(mayLeaveSessionState(sql), dirty)
+    })
+  }
+})
+
+describe("firstKeyword", () => {
+  const keywords: ReadonlyArray<readonly [string, string | undefined]> = [
+    ["copy t TO STDOUT", "COPY"],
+    ["  /* a /* nested */ one */\f\n-- line\n(COPY t TO STDOUT)", "COPY"],
+    ["SELECT 1", "SELECT"],
+    ["", undefined],
+    ["42", undefined],
+    ["/* unterminated", undefined]
+  ]
+  for (const [sql, keyword] of keywords) {
+    it(`${JSON.stringify(sql)} starts with ${keyword ?? "no keyword"}`, () => {
+      assert.strictEqual(firstKeyword(sql), keyword)
     })
   }
 })

@@ -51,4 +51,17 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("statements the protocol canno
       assert.strictEqual((yield* db.statistics).connectionsCreated, 1)
     })
   )
+
+  it.scoped("COPY as a stream fails typed instead of crashing the process, and the connection survives", () =>
+    Effect.gen(function* () {
+      const db = yield* makeDb({ minSize: 1, maxSize: 1 })
+      const before = yield* pid(db)
+      for (const text of ["COPY (SELECT 1) TO STDOUT", "/* c */ copy (SELECT 1) TO STDOUT"]) {
+        const error = yield* Effect.flip(Stream.runCollect(db.sql.unsafe(text).stream))
+        assert.strictEqual(error._tag, "SqlError")
+        assert.include(error.message, "COPY cannot run as a stream")
+      }
+      assert.strictEqual(yield* pid(db), before)
+    })
+  )
 })

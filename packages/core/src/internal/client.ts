@@ -29,7 +29,7 @@ import type { PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
-import { mayLeaveSessionState } from "./sessionState.js"
+import { firstKeyword, mayLeaveSessionState } from "./sessionState.js"
 import { makeConstructor, type StatementTarget } from "./statement.js"
 import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
@@ -188,6 +188,17 @@ export const make = (
       Effect.gen(function* () {
         const invalid = unsendable(sql, params)
         if (invalid !== undefined) return yield* invalid
+        // a cursor cannot carry COPY's data (pg's cursor has no handler for it: it would throw out of the socket's
+        // callback and take the process down)
+        if (firstKeyword(sql) === "COPY") {
+          return yield* Effect.fail(
+            new SqlError({
+              message:
+                "COPY cannot run as a stream (a cursor): run it as a statement (COPY … TO STDOUT returns no rows " +
+                "through the pool), or stream the rows of a SELECT instead"
+            })
+          )
+        }
         if (mayLeaveSessionState(sql)) conn.sessionDirty = true
         if (conn.blockedByCursor()) {
           return yield* Effect.fail(

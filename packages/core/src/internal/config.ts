@@ -154,16 +154,21 @@ export const redactUrl = (url: string): string => {
 
 const EMBEDDED_URL = /postgres(?:ql)?:\/\/[^\s'"<>]+/gi
 
+const minMaskedLength = 4
+
 /** @internal */
 export const redactText = (text: string, password: string | undefined): string => {
   let out = text
-  if (password !== undefined && password !== "") {
+  // A password of a few characters is found everywhere ("p" in every path): masking each occurrence would garble
+  // every line and tell a reader the password. Such a password is still masked where it stands as one: in URLs
+  // and `password=` parameters, below.
+  if (password !== undefined && password.length >= minMaskedLength) {
     // Connection strings in driver errors carry the password percent-encoded.
     for (const form of new Set([password, encodeURIComponent(password)])) {
       out = out.split(form).join("***")
     }
   }
-  return out.replace(EMBEDDED_URL, (url) => redactUrl(url))
+  return out.replace(EMBEDDED_URL, (url) => redactUrl(url)).replace(PASSWORD_PARAM, "$1***")
 }
 
 // ---------------------------------------------------------------------------

@@ -1157,7 +1157,11 @@ export class Pool {
         checkedAt: new Date(this.clock.unsafeCurrentTimeMillis()),
         database: new DatabaseReachability(
           {
-            reachable: this.probeResult.reachable,
+            // a failed open is fresher evidence than the last probe (up to healthProbePeriodMillis old); a rejected
+            // login came from a server that answered
+            reachable:
+              this.probeResult.reachable &&
+              !(this.reconnecting && this.all.size === 0 && this.lastFailure?.kind !== "rejected"),
             latencyMs: Option.fromNullable(this.probeResult.latencyMs),
             probedAt: Option.fromNullable(this.probeResult.at === undefined ? undefined : new Date(this.probeResult.at))
           },

@@ -144,7 +144,8 @@ const onlyNeutralStatements = (sql: string): boolean => {
       if (!isIdentStart(c)) return false
       const start = i
       while (i < n && isIdentCont(sql.charCodeAt(i))) i++
-      if (!neutralKeywords.has(sql.slice(start, i).toLowerCase())) return false
+      const keyword = sql.slice(start, i).toLowerCase()
+      if (!neutralKeywords.has(keyword) && !(keyword === "set" && transactionScoped(sql, i))) return false
       if (single) return true
       atStart = false
     } else if (c === 39) {
@@ -171,4 +172,57 @@ const onlyNeutralStatements = (sql: string): boolean => {
     }
   }
   return true
+}
+
+/** The identifier at `i` after whitespace, lower-cased, or undefined (a comment or anything else there). */
+const wordAt = (sql: string, i: number): string | undefined => {
+  const n = sql.length
+  while (i < n && isSpace(sql.charCodeAt(i))) i++
+  const start = i
+  if (i >= n || !isIdentStart(sql.charCodeAt(i))) return undefined
+  while (i < n && isIdentCont(sql.charCodeAt(i))) i++
+  return sql.slice(start, i).toLowerCase()
+}
+
+// `SET LOCAL …` and `SET TRANSACTION …` last until the transaction ends, which it does before the connection is
+// returned (an open one is rolled back): they leave nothing for the next holder
+const transactionScoped = (sql: string, i: number): boolean => {
+  const next = wordAt(sql, i)
+  return next === "local" || next === "transaction"
+}
+
+/**
+ * The first keyword of a statement, upper-cased, past whitespace, comments (nested) and opening parentheses; or
+ * undefined when the text does not start with one.
+ *
+ * @internal
+ */
+export const firstKeyword = (sql: string): string | undefined => {
+  const n = sql.length
+  let i = 0
+  while (i < n) {
+    const c = sql.charCodeAt(i)
+    if (isSpace(c) || c === 40) {
+      i++
+    } else if (c === 45 && sql.charCodeAt(i + 1) === 45) {
+      while (i < n && sql.charCodeAt(i) !== 10 && sql.charCodeAt(i) !== 13) i++
+    } else if (c === 47 && sql.charCodeAt(i + 1) === 42) {
+      let depth = 1
+      i += 2
+      while (depth > 0 && i < n) {
+        if (sql.charCodeAt(i) === 47 && sql.charCodeAt(i + 1) === 42) {
+          depth++
+          i += 2
+        } else if (sql.charCodeAt(i) === 42 && sql.charCodeAt(i + 1) === 47) {
+          depth--
+          i += 2
+        } else {
+          i++
+        }
+      }
+    } else {
+      return wordAt(sql, i)?.toUpperCase()
+    }
+  }
+  return undefined
 }
