@@ -1,7 +1,7 @@
 import { Reactivity } from "@effect/experimental"
 import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Effect, Exit, Fiber, Layer } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -9,9 +9,10 @@ import { vi } from "vitest"
 import * as Db from "../src/Db.js"
 import { AcquireTimeout } from "../src/PoolError.js"
 import {
+  activeQueries,
   adminClient,
-  adminQuery,
   eventually,
+  failureOf,
   hold,
   makeDb,
   probed,
@@ -19,9 +20,6 @@ import {
   uniqueAppName,
   waitingIs
 } from "./utils.js"
-
-const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
 
 /** Makes `Date.now` (the wall clock) jump by `offsetMillis` until the test's scope closes, as an NTP step does. */
 const stepWallClock = (offsetMillis: number) => {
@@ -171,15 +169,7 @@ layer(UnixServer, { timeout: 60_000, excludeTestServices: true })("a server on a
       const applicationName = uniqueAppName("unix-cancel")
       const db = yield* unixPool({ applicationName })
       const admin = yield* adminClient
-      const running = () =>
-        Effect.map(
-          adminQuery<{ n: number }>(
-            admin,
-            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
-            [applicationName]
-          ),
-          (rows) => rows[0]!.n
-        )
+      const running = () => activeQueries(admin, applicationName)
       const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
       yield* eventually(
         "the query runs",

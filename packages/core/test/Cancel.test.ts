@@ -2,17 +2,7 @@ import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Logger, Option, TestClock } from "effect"
 import type * as Db from "../src/Db.js"
-import { adminClient, adminQuery, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
-
-const runningQueries = (admin: Parameters<typeof adminQuery>[0], applicationName: string) =>
-  Effect.map(
-    adminQuery<{ n: number }>(
-      admin,
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
-      [applicationName]
-    ),
-    (rows) => rows[0]!.n
-  )
+import { activeQueries, adminClient, type adminQuery, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
 
 /** Starts `pg_sleep(30)` on the pool's only connection; returns once the server runs it. */
 const startLongQuery = (db: Db.Db.Service, admin: Parameters<typeof adminQuery>[0], applicationName: string) =>
@@ -21,7 +11,7 @@ const startLongQuery = (db: Db.Db.Service, admin: Parameters<typeof adminQuery>[
     const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
     yield* eventually(
       "the query runs",
-      Effect.map(runningQueries(admin, applicationName), (n) => n === 1)
+      Effect.map(activeQueries(admin, applicationName), (n) => n === 1)
     )
     return { pid, fiber }
   })
@@ -40,7 +30,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("query
       assert.isTrue(Exit.isInterrupted(exit))
       assert.isTrue(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause))
       assert.isBelow(Date.now() - startedAt, 1000)
-      assert.strictEqual(yield* runningQueries(admin, applicationName), 0)
+      assert.strictEqual(yield* activeQueries(admin, applicationName), 0)
       // the same connection, at once, not a replacement
       const next = yield* db.sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
       assert.strictEqual(next[0]!.pid, pid)
@@ -60,7 +50,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("query
         .withTransaction(Effect.zipRight(db.sql`INSERT INTO cancel_tx VALUES (1)`, db.sql`SELECT pg_sleep(30)`))
         .pipe(Effect.timeout("100 millis"), Effect.either)
       assert.strictEqual(result._tag, "Left")
-      assert.strictEqual(yield* runningQueries(admin, applicationName), 0)
+      assert.strictEqual(yield* activeQueries(admin, applicationName), 0)
       const rows = yield* db.sql<{ n: number }>`SELECT count(*)::int AS n FROM cancel_tx`
       assert.deepStrictEqual(rows, [{ n: 0 }])
     })
@@ -113,7 +103,7 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("query
       const admin = yield* adminClient
       const error = yield* Effect.flip(db.sql`SELECT pg_sleep(30)`)
       assert.include(error.message, "queryTimeout")
-      assert.strictEqual(yield* runningQueries(admin, applicationName), 0)
+      assert.strictEqual(yield* activeQueries(admin, applicationName), 0)
       assert.deepStrictEqual(yield* db.sql<{ n: number }>`SELECT 1::int AS n`, [{ n: 1 }])
     })
   )

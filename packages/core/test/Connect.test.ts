@@ -7,7 +7,6 @@ import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, describe, it, layer } from "@effect/vitest"
 import {
-  Cause,
   Deferred,
   Effect,
   Exit,
@@ -35,15 +34,13 @@ import {
   adminQuery,
   backendPids,
   eventually,
+  failureOf,
   makeDb,
   makePool,
   realSleep,
   uniqueAppName,
   waitingIs
 } from "./utils.js"
-
-const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
 
 const sqlError = (code: string, message: string) => Object.assign(new Error(message), { code, severity: "FATAL" })
 

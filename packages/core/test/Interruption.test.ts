@@ -1,19 +1,8 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Option, Stream } from "effect"
-import type * as Pg from "pg"
 import type * as Db from "../src/Db.js"
-import { adminClient, adminQuery, eventually, hold, makeDb, realSleep, uniqueAppName } from "./utils.js"
-
-const activeQueries = (admin: Pg.Client, applicationName: string) =>
-  Effect.map(
-    adminQuery<{ n: number }>(
-      admin,
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
-      [applicationName]
-    ),
-    (rows) => rows[0]!.n
-  )
+import { activeQueries, adminClient, eventually, hold, makeDb, realSleep, uniqueAppName } from "./utils.js"
 
 const pidOf = (db: Db.Db.Service) =>
   Effect.map(db.sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`, (rows) => rows[0]!.pid)

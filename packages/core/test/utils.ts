@@ -1,6 +1,6 @@
 import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
-import { Deferred, Effect, Fiber, Layer, Option, Redacted } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import * as Pg from "pg"
 import * as Db from "../src/Db.js"
 
@@ -48,6 +48,21 @@ export const adminClient = Effect.gen(function* () {
 /** Runs a statement on the referee connection. */
 export const adminQuery = <A = any>(client: Pg.Client, text: string, values: Array<unknown> = []) =>
   Effect.promise(() => client.query(text, values).then((r) => r.rows as Array<A>))
+
+/** How many statements the server runs for one application_name. */
+export const activeQueries = (client: Pg.Client, applicationName: string) =>
+  Effect.map(
+    adminQuery<{ n: number }>(
+      client,
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+      [applicationName]
+    ),
+    (rows) => rows[0]!.n
+  )
+
+/** The typed failure of an exit, if it failed with one. */
+export const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
 
 /** Backend pids the server has for one application_name. */
 export const backendPids = (client: Pg.Client, applicationName: string) =>
