@@ -132,6 +132,11 @@ export interface ConnectFailure {
   readonly probeable: boolean
   /** The server answered but is starting up (57P03 "starting up" / "not yet accepting connections"). */
   readonly startingUp: boolean
+  /**
+   * The server answered that it is shutting down (57P03 "shutting down", 57P01): soon its port refuses, and then
+   * accepts again when it is back — which the readiness probe can watch for.
+   */
+  readonly shuttingDown: boolean
 }
 
 // A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
@@ -208,7 +213,8 @@ export const classifyConnectError = (
     message,
     remedy,
     probeable: code !== undefined && probeableCodes.has(code),
-    startingUp: code === "57P03" && /starting up|not yet accepting/.test(message)
+    startingUp: code === "57P03" && /starting up|not yet accepting/.test(message),
+    shuttingDown: code === "57P01" || (code === "57P03" && /shutting down/.test(message))
   }
 }
 

@@ -641,7 +641,8 @@ export class Pool {
       message: cause.message,
       remedy: undefined,
       probeable: false,
-      startingUp: false
+      startingUp: false,
+      shuttingDown: false
     }
   }
 
@@ -836,10 +837,11 @@ export class Pool {
 
   /**
    * Waits out one backoff step, but cuts it short when the server comes back: while the last failure was a
-   * refused TCP connection, a cheap TCP probe runs on a short cadence, and the next full attempt starts as
-   * soon as the port accepts. A server that accepts TCP but refuses sessions (too many connections, auth,
-   * recovery) gets no such shortcut — the backoff governs — except one that says it is starting up, which is
-   * retried on a short doubling cadence within the step.
+   * refused TCP connection (or the server said it is shutting down), a cheap TCP probe runs on a short cadence,
+   * and the next full attempt starts as soon as the port accepts after it was seen refusing. A server that
+   * accepts TCP but refuses sessions (too many connections, auth, recovery) gets no such shortcut — the backoff
+   * governs — except one that says it is starting up, which is retried on a short doubling cadence within the
+   * step.
    */
   private backoff(delayMillis: number, failure: Connection.ConnectFailure, startingUpStreak: number) {
     const self = this
@@ -850,11 +852,17 @@ export class Pool {
         yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(startingUpStreak, 6)))
         return
       }
+      // the port must be seen refusing before its accepting means the server is back: a server shutting down
+      // still accepts for a moment, and one that refuses sessions (auth, too many clients) is never probed
+      let refused = failure.probeable
+      const watch = failure.probeable || failure.shuttingDown
       while (!self.closing) {
         const remaining = deadline - self.now()
         if (remaining <= 0) return
         yield* Effect.sleep(Math.min(remaining, probeIntervalMillis))
-        if (failure.probeable && remaining > probeIntervalMillis && (yield* self.probe())) return
+        if (!watch || remaining <= probeIntervalMillis) continue
+        if (!(yield* self.probe())) refused = true
+        else if (refused) return
       }
     })
   }
