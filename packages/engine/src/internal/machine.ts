@@ -727,17 +727,17 @@ export class Machine implements Engine {
   }
 
   private cutShutdown(): void {
-    let cancelled = 0
-    for (const session of [...this.sessions.values()]) {
-      if (session.state === "opening") continue
-      cancelled++
+    const busy = [...this.sessions.values()].filter((session) => session.state !== "opening")
+    this.shutdown!.cancelled = busy.length
+    this.log("Info", "shutdown timeout reached; cancelling what still runs", { cancelled: busy.length })
+    for (const session of busy) {
+      // their holders see their statements fail; a release after this is a no-op
       for (const acquisition of [session.holder, ...session.statements]) if (acquisition) this.finish(acquisition)
+      session.holder = undefined
+      session.statements.clear()
       session.broken ??= "closed by pool shutdown"
-      this.close(session, "shutdown", session.state === "held" || session.state === "shared")
+      this.close(session, "shutdown", true)
     }
-    this.shutdown!.cancelled = cancelled
-    this.log("Info", "shutdown timeout reached; cancelled what still ran", { cancelled })
-    this.checkDrained()
   }
 
   private checkDrained(): void {
