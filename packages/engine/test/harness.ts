@@ -139,13 +139,11 @@ export class Harness {
   }
 
   validated(session: Engine.SessionId, ok = true): ReadonlyArray<Decision> {
-    const id = this.validating.get(session)
-    assert.isDefined(id, `session ${session} was not validating`)
+    assert.isTrue(this.validating.has(session), `session ${session} was not validating`)
+    const decisions = this.send({ _tag: "ValidationResult", session, ok, error: ok ? undefined : "no answer" })
+    // its acquisition gave up meanwhile: the session was offered to the next one or parked
     this.validating.delete(session)
-    const caller = this.callers.get(id!)!
-    // a failed validation puts the acquisition back in the queue, at its place
-    if (!ok && caller.state === "validating") caller.state = "waiting"
-    return this.send({ _tag: "ValidationResult", session, ok, error: ok ? undefined : "no answer" })
+    return decisions
   }
 
   reset(session: Engine.SessionId, ok = true): ReadonlyArray<Decision> {
@@ -257,6 +255,7 @@ export class Harness {
         }
         caller.state = "granted"
         caller.session = decision.session
+        this.validating.delete(decision.session)
         return
       }
       case "Fail": {
@@ -285,7 +284,12 @@ export class Harness {
         return
       case "Close":
         assert.isTrue(this.open.delete(decision.session), `closed session ${decision.session} was not open`)
-        this.validating.delete(decision.session)
+        if (this.validating.has(decision.session)) {
+          // a failed validation puts its acquisition back in the queue, at its place
+          const caller = this.callers.get(this.validating.get(decision.session)!)!
+          if (caller.state === "validating") caller.state = "waiting"
+          this.validating.delete(decision.session)
+        }
         this.resetting.delete(decision.session)
         this.closedBy[decision.reason]++
         // a cut session's holders see their statements fail; their release is then a no-op
