@@ -40,12 +40,22 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 6, arbitrary: fc.record({ op: fc.constant("acquire" as const), statement: fc.boolean() }) },
   { weight: 5, arbitrary: fc.record({ op: fc.constant("release" as const), pick, facts: factsArb }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant("abandon" as const), pick }) },
-  { weight: 4, arbitrary: fc.record({ op: fc.constant("opened" as const), pick, jitter: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      op: fc.constant("opened" as const),
+      pick,
+      jitter: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true })
+    })
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("openFailed" as const), pick, rejected: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("died" as const), pick }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant("validated" as const), pick, ok: fc.boolean() }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant("reset" as const), pick, ok: fc.boolean() }) },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant("advance" as const), millis: fc.constantFrom(1, 10, 100, 400, 1_500) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constant("advance" as const), millis: fc.constantFrom(1, 10, 100, 400, 1_500) })
+  },
   { weight: 1, arbitrary: fc.constant({ op: "tick" as const }) },
   { weight: 1, arbitrary: fc.constant({ op: "reconnectDue" as const }) },
   { weight: 1, arbitrary: fc.constant({ op: "shutdown" as const }) }
@@ -165,7 +175,7 @@ const numRuns = process.env.FC_RUNS === undefined ? 500 : Number(process.env.FC_
 describe("model", () => {
   it(`random event sequences keep every invariant, serve or fail every acquisition, and drain (seed ${seed})`, () => {
     fc.assert(
-      fc.property(configArb, fc.array(opArb, { maxLength: 150 }), (cfg, ops) => {
+      fc.property(configArb, fc.array(opArb, { maxLength: 150, size: "max" }), (cfg, ops) => {
         const h = new Harness(cfg)
         h.start()
         for (const op of ops) run(h, op)

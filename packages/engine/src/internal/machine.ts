@@ -304,7 +304,11 @@ export class Machine implements Engine {
     const acquisition = validatingFor?.state === "validating" ? validatingFor : undefined
     if (this.closing) return this.close(session, "shutdown")
     if (ok && session.broken === undefined) {
-      if (acquisition !== undefined) return this.grant(acquisition, session)
+      if (acquisition !== undefined) {
+        this.grant(acquisition, session)
+        // a statement leaves the session's other slots free for the statements queued behind it
+        return this.pump()
+      }
       // the acquisition gave up during the round trip, which the session answered: it serves the next one
       return this.offer(session)
     }
