@@ -21,7 +21,8 @@ import * as sessionState from "./internal/sessionState.js"
  * ```ts
  * import type { Classify } from "@effect-pg-pool/engine"
  *
- * const retryLater = (kind: Classify.FailureKind) => kind === "outage"
+ * const next = (kind: Classify.FailureKind): string =>
+ *   kind === "outage" ? "back off and retry" : kind === "rejected" ? "fix the configuration" : "carry on"
  * ```
  *
  * @since 0.1.0

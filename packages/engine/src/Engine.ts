@@ -121,7 +121,12 @@ export interface SessionFacts {
  * ```ts
  * import type { Engine } from "@effect-pg-pool/engine"
  *
- * const refused: Engine.Failure = { kind: "outage", message: "connect ECONNREFUSED", probeable: true, startingUp: false }
+ * const refused: Engine.Failure = {
+ *   kind: "outage",
+ *   message: "connect ECONNREFUSED 10.0.0.5:5432",
+ *   probeable: true,
+ *   startingUp: false
+ * }
  * ```
  *
  * @since 0.1.0
@@ -160,7 +165,13 @@ export type AcquisitionId = number
  * ```ts
  * import type { Engine } from "@effect-pg-pool/engine"
  *
- * const opened = (session: Engine.SessionId): Engine.Event => ({ _tag: "SessionOpened", now: 0, session, jitter: 0 })
+ * // the edition's answer to { _tag: "Open", session }
+ * const opened = (session: Engine.SessionId, now: number): Engine.Event => ({
+ *   _tag: "SessionOpened",
+ *   now,
+ *   session,
+ *   jitter: Math.random()
+ * })
  * ```
  *
  * @since 0.1.0
