@@ -191,6 +191,7 @@ export type SessionId = number
  * - `ValidationResult` / `ResetResult`: the outcome of a `Validate` / `Reset`.
  * - `TimerDue`: the timer last armed is due. `ReconnectDue`: the backoff step asked for has passed.
  * - `Tick`: housekeeping, about once a second (lifetimes, idle times, leaks, minimum size).
+ * - `ProbeRequested`: the background health probe is due (every few seconds).
  * - `ShutdownRequested`: the scope closes.
  *
  * @example
@@ -241,6 +242,7 @@ export type Event =
   | { readonly _tag: "TimerDue"; readonly now: number }
   | { readonly _tag: "ReconnectDue"; readonly now: number }
   | { readonly _tag: "Tick"; readonly now: number }
+  | { readonly _tag: "ProbeRequested"; readonly now: number }
   | { readonly _tag: "ShutdownRequested"; readonly now: number }
 
 /**
@@ -277,6 +279,9 @@ export type AcquireError =
  * - `InitDone`: eager initialisation succeeded (`error` undefined) or failed.
  * - `StateChanged`: the assessment's status changed (the gauge; the log is a separate `Log`).
  * - `Log`: a lifecycle event with structured fields.
+ * - `ProbeSession`: the health probe's round trip on idle session S, given up at `timeoutAt`; answer with
+ *   `ValidationResult`. `ProbeAnswered`: no session is free, the pool's own evidence answers. `ProbeTcp`: the pool
+ *   holds no session: probe the server's port.
  * - `Drained`: shutdown is complete: every session is closed or being closed.
  *
  * @example
@@ -337,6 +342,9 @@ export type Decision =
       readonly message: string
       readonly fields: Readonly<Record<string, string | number | boolean | undefined>>
     }
+  | { readonly _tag: "ProbeSession"; readonly session: SessionId; readonly timeoutAt: number }
+  | { readonly _tag: "ProbeAnswered"; readonly reachable: boolean }
+  | { readonly _tag: "ProbeTcp" }
   | { readonly _tag: "Drained" }
 
 /**

@@ -108,3 +108,49 @@ describe("statistics", () => {
     assert.deepInclude(s, { peakActive: 1, peakWaiting: 1, total: 1, idle: 1, active: 0, waiting: 0 })
   })
 })
+
+describe("the health probe", () => {
+  it("borrows a free idle session for a round trip without making it look recently used", () => {
+    const h = new Harness(config({ minSize: 0, maxSize: 1, maxIdleTime: 1_000, validateAfterIdle: 1e9 }))
+    h.start()
+    h.settle()
+    const [session] = h.open
+    h.advance(600)
+    h.probe()
+    assert.deepInclude(h.probeAnswers.at(-1), { _tag: "ProbeSession", session })
+    // a caller arriving meanwhile waits for it, and gets it when the probe returns it
+    const a = h.acquire()
+    h.probed(session!)
+    assert.strictEqual(h.sessionOf(a), session)
+    h.release(a)
+    h.advance(600)
+    h.probe()
+    h.probed(session!)
+    // the idle clock kept running from the release at 600, not from the probe at 1200
+    h.advance(400)
+    h.tick()
+    assert.strictEqual(h.closedBy.idle, 1)
+  })
+
+  it("answers from the pool when no session is free, probes the port when it holds none", () => {
+    const h = new Harness(config({ minSize: 1, maxSize: 1, init: "lazy" }))
+    h.start()
+    h.probe()
+    assert.deepStrictEqual(h.probeAnswers.at(-1), { _tag: "ProbeTcp" })
+    h.opened(h.lastOpened())
+    const a = h.acquire()
+    h.probe()
+    assert.deepStrictEqual(h.probeAnswers.at(-1), { _tag: "ProbeAnswered", reachable: true })
+    h.release(a)
+  })
+
+  it("a session that fails the probe is closed as broken", () => {
+    const h = new Harness(config({ minSize: 1, maxSize: 1 }))
+    h.start()
+    h.settle()
+    const [session] = h.open
+    h.probe()
+    h.probed(session!, false)
+    assert.strictEqual(h.closedBy.broken, 1)
+  })
+})

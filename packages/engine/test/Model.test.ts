@@ -23,6 +23,8 @@ type Op =
   | { readonly op: "reset"; readonly pick: number; readonly ok: boolean }
   | { readonly op: "advance"; readonly millis: number }
   | { readonly op: "tick" }
+  | { readonly op: "probe" }
+  | { readonly op: "probed"; readonly pick: number; readonly ok: boolean }
   | { readonly op: "reconnectDue" }
   | { readonly op: "shutdown" }
 
@@ -57,6 +59,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({ op: fc.constant("advance" as const), millis: fc.constantFrom(1, 10, 100, 400, 1_500) })
   },
   { weight: 1, arbitrary: fc.constant({ op: "tick" as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: "probe" as const }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("probed" as const), pick, ok: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ op: "reconnectDue" as const }) },
   { weight: 1, arbitrary: fc.constant({ op: "shutdown" as const }) }
 )
@@ -140,6 +144,14 @@ const run = (h: Harness, op: Op): void => {
     case "tick":
       h.tick()
       return
+    case "probe":
+      h.probe()
+      return
+    case "probed": {
+      const session = nth(h.probing, op.pick)
+      if (session !== undefined) h.probed(session, op.ok)
+      return
+    }
     case "reconnectDue":
       if (h.reconnectPending) h.reconnectDue()
       return
@@ -162,7 +174,7 @@ const quiesce = (h: Harness): void => {
     const unresolved = [...h.callers.values()].some(
       (c) => c.state === "waiting" || c.state === "validating" || c.state === "granted"
     )
-    if (!unresolved && h.opening.size === 0 && h.validating.size === 0 && h.resetting.size === 0) return
+    if (!unresolved && h.opening.size + h.validating.size + h.resetting.size + h.probing.size === 0) return
     h.advance(h.engine.config.acquireTimeout)
     h.tick()
   }

@@ -61,6 +61,9 @@ export class Harness {
   /** Sessions being validated, for whom. */
   readonly validating = new Map<Engine.SessionId, Engine.AcquisitionId>()
   readonly resetting = new Set<Engine.SessionId>()
+  /** Sessions the health probe borrowed. */
+  readonly probing = new Set<Engine.SessionId>()
+  probeAnswers: Array<Decision> = []
   readonly closedBy: Record<Statistics.CloseReason, number> = {
     lifetime: 0,
     idle: 0,
@@ -146,6 +149,15 @@ export class Harness {
     return decisions
   }
 
+  probe(): ReadonlyArray<Decision> {
+    return this.send({ _tag: "ProbeRequested" })
+  }
+
+  probed(session: Engine.SessionId, ok = true): ReadonlyArray<Decision> {
+    assert.isTrue(this.probing.delete(session), `session ${session} was not probed`)
+    return this.send({ _tag: "ValidationResult", session, ok, error: ok ? undefined : "no answer" })
+  }
+
   reset(session: Engine.SessionId, ok = true): ReadonlyArray<Decision> {
     assert.isTrue(this.resetting.delete(session), `session ${session} was not resetting`)
     return this.send({ _tag: "ResetResult", session, ok })
@@ -224,6 +236,11 @@ export class Harness {
         this.reset(resetting)
         continue
       }
+      const [probing] = this.probing
+      if (probing !== undefined) {
+        this.probed(probing)
+        continue
+      }
       return
     }
     assert.fail("the engine never settled")
@@ -291,6 +308,7 @@ export class Harness {
           this.validating.delete(decision.session)
         }
         this.resetting.delete(decision.session)
+        this.probing.delete(decision.session)
         this.closedBy[decision.reason]++
         // a cut session's holders see their statements fail; their release is then a no-op
         for (const caller of this.callers.values()) {
@@ -321,6 +339,15 @@ export class Harness {
         return
       case "Log":
         assert.notInclude(JSON.stringify(decision.fields), "[object Object]")
+        return
+      case "ProbeSession":
+        assert.isTrue(this.open.has(decision.session))
+        this.probing.add(decision.session)
+        this.probeAnswers.push(decision)
+        return
+      case "ProbeAnswered":
+      case "ProbeTcp":
+        this.probeAnswers.push(decision)
         return
       case "Drained":
         assert.isFalse(this.drained, "drained twice")

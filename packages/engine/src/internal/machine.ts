@@ -58,7 +58,7 @@ class Acquisition implements Linked {
 
 class Session {
   /** opening → idle ⇄ held | shared | validating | resetting; closed sessions are forgotten. */
-  state: "opening" | "idle" | "held" | "shared" | "validating" | "resetting" = "opening"
+  state: "opening" | "idle" | "held" | "shared" | "validating" | "resetting" | "probing" = "opening"
   createdAt = 0
   expiresAt = Number.POSITIVE_INFINITY
   releasedAt = 0
@@ -71,6 +71,8 @@ class Session {
   holder: Acquisition | undefined = undefined
   readonly statements = new Set<Acquisition>()
   validatingFor: Acquisition | undefined = undefined
+  /** While the health probe borrows it: when it was released, so that the probe does not make it look used. */
+  probedReleasedAt = 0
   constructor(readonly id: SessionId) {}
 }
 
@@ -166,6 +168,9 @@ export class Machine implements Engine {
         break
       case "Tick":
         this.housekeep()
+        break
+      case "ProbeRequested":
+        this.probe()
         break
       case "ShutdownRequested":
         this.startShutdown()
@@ -297,6 +302,7 @@ export class Machine implements Engine {
 
   private validated(id: SessionId, ok: boolean, error: string | undefined): void {
     const session = this.sessions.get(id)
+    if (session?.state === "probing") return this.probed(session, ok, error)
     if (session === undefined || session.state !== "validating") return
     const validatingFor = session.validatingFor
     session.validatingFor = undefined
@@ -698,6 +704,43 @@ export class Machine implements Engine {
       }
     }
     this.fill()
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // the health probe
+  // -------------------------------------------------------------------------------------------------------------
+
+  /**
+   * A round trip on an idle session when one is free and nobody waits (never waiting for one); otherwise the
+   * pool's own evidence while it holds sessions, or a TCP probe when it holds none.
+   */
+  private probe(): void {
+    if (this.closing) return
+    if (this.queue.size === 0) {
+      const session = this.popIdle()
+      if (session !== undefined) {
+        session.state = "probing"
+        session.probedReleasedAt = session.releasedAt
+        return this.emit({
+          _tag: "ProbeSession",
+          session: session.id,
+          timeoutAt: this.now + this.config.validationTimeout
+        })
+      }
+    }
+    if (this.total() > 0) return this.emit({ _tag: "ProbeAnswered", reachable: !this.reconnecting })
+    this.emit({ _tag: "ProbeTcp" })
+  }
+
+  /** The probe is not a caller: no acquisition figures, and the idle clock keeps running. */
+  private probed(session: Session, ok: boolean, error: string | undefined): void {
+    if (this.closing) return this.close(session, "shutdown")
+    if (!ok || session.broken !== undefined) {
+      session.broken ??= error ?? "no answer to the health probe"
+      return this.close(session, "broken")
+    }
+    this.offer(session)
+    if (session.state === "idle") session.releasedAt = session.probedReleasedAt
   }
 
   // -------------------------------------------------------------------------------------------------------------
