@@ -273,7 +273,8 @@ export type AcquireError =
  * - `Reset`: ROLLBACK (`rollback`) and/or DISCARD ALL plus the connect hook (`discard`), given up at `timeoutAt`;
  *   answer with `ResetResult`.
  * - `Close`: close S (after a CancelRequest for what it runs, when `cancelFirst`). The engine has forgotten S.
- * - `ArmTimer`: keep one timer, due at `at` (monotonic), or none; answer with `TimerDue`.
+ * - `ArmTimer`: keep one timer, due at `at` (monotonic), or none; answer with `TimerDue`. A timer that fired is
+ *   gone: the engine arms it again when something is still due.
  * - `ScheduleReconnect`: wait one backoff step (restarting the schedule when `restart`), then send `ReconnectDue`;
  *   `CancelReconnect`: stop waiting, the pool recovered or closes.
  * - `InitDone`: eager initialisation succeeded (`error` undefined) or failed.

@@ -171,10 +171,23 @@ describe("deadlines", () => {
       assert.strictEqual(error.waitedMillis, 1_000)
       assert.strictEqual(error.statistics.active, 1)
     }
-    // re-armed for the next head, then disarmed once it timed out too
-    assert.strictEqual(h.decisions.filter((d) => d._tag === "ArmTimer").length, arms + 2)
+    // re-armed for the next head; once that one timed out too, nothing is left to arm (a timer that fired is gone)
+    assert.strictEqual(h.decisions.filter((d) => d._tag === "ArmTimer").length, arms + 1)
     assert.isUndefined(h.timer)
     assert.strictEqual(h.engine.statistics(h.now).acquireTimeouts, 2)
+  })
+
+  it("a timer that fires early is armed again for the same deadline", () => {
+    const h = withSessions(1, { acquireTimeout: 1_000 })
+    h.acquire()
+    const b = h.acquire()
+    const due = h.timer!
+    h.timer = undefined
+    h.now = due - 0.5
+    h.send({ _tag: "TimerDue" })
+    assert.strictEqual(h.timer, due)
+    h.advance(1)
+    assert.strictEqual(h.caller(b).error?._tag, "Timeout")
   })
 
   it("one deadline bounds the whole acquisition, across failed validations", () => {

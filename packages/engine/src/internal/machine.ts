@@ -354,6 +354,9 @@ export class Machine implements Engine {
   }
 
   private timerDue(): void {
+    // the timer fired and is gone: whatever is still due must be armed again, even at the same instant (a timer
+    // that fires early, by the host's rounding, would otherwise never fire again)
+    this.armedAt = undefined
     for (let head = this.queue.head; head !== undefined && head.deadline <= this.now; head = this.queue.head) {
       this.timeOut(head)
     }
