@@ -1,5 +1,5 @@
 import { assert, describe, it } from "vitest"
-import { Assessment } from "../src/index.js"
+import { Assessment, Statistics } from "../src/index.js"
 import { config, Harness, rejected } from "./harness.js"
 
 const facts: Assessment.Facts = {
@@ -106,6 +106,18 @@ describe("statistics", () => {
     const s = h.engine.statistics(h.now)
     assert.deepInclude(s, { acquisitions: 2, acquisitionTimeAvgMs: 20, acquisitionTimeP99Ms: 40, acquireTimeouts: 1 })
     assert.deepInclude(s, { peakActive: 1, peakWaiting: 1, total: 1, idle: 1, active: 0, waiting: 0 })
+  })
+})
+
+describe("LatencyWindow", () => {
+  it("gives p95 and p99 of the last samples only, zeros before the first", () => {
+    const window = new Statistics.LatencyWindow(100)
+    assert.deepStrictEqual(window.percentiles(), [0, 0])
+    for (let ms = 1; ms <= 100; ms++) window.record(ms)
+    assert.deepStrictEqual(window.percentiles(), [96, 100])
+    // 100 newer samples of 1 ms push every older one out of the window
+    for (let i = 0; i < 100; i++) window.record(1)
+    assert.deepStrictEqual(window.percentiles(), [1, 1])
   })
 })
 
