@@ -356,7 +356,7 @@ export type Decision =
  * import { Engine } from "@effect-pg-pool/engine"
  *
  * const engine: Engine.Engine = Engine.make({ ...Engine.defaults, minSize: 1 })
- * const [open] = engine.handle({ _tag: "Started", now: 0 }) // [{ _tag: "Open", session: 1 }, …]
+ * const decisions = engine.handle({ _tag: "Started", now: 0 }) // Log "pool starting", Open { session: 1 }, …
  * engine.violations() // []
  * ```
  *
