@@ -74,9 +74,11 @@ describe("one assessment for health, statistics, the gauge and the logs", () => 
     assert.strictEqual(h.engine.assess(h.now).status, "degraded")
     assert.strictEqual(h.engine.statistics(h.now).state, "degraded")
     assert.deepStrictEqual(h.states, ["degraded", "healthy", "degraded"])
-    // the first state is no transition, each later one is logged once
+    // the first state is no transition, nor is an eager start's first healthy state ("pool ready" says it); each
+    // later one is logged once
     assert.strictEqual(h.logs("pool is degraded").length, 1)
-    assert.strictEqual(h.logs("pool is healthy").length, 1)
+    assert.strictEqual(h.logs("pool is healthy").length, 0)
+    assert.strictEqual(h.logs("pool ready").length, 1)
   })
 
   it("goes unhealthy when it cannot connect and has no session, and healthy again on recovery", () => {
@@ -87,6 +89,8 @@ describe("one assessment for health, statistics, the gauge and the logs", () => 
     h.reconnectDue()
     h.opened(h.lastOpened())
     assert.deepStrictEqual(h.states, ["degraded", "unhealthy", "healthy"])
+    // a lazy start logs its recovery like any other
+    assert.strictEqual(h.logs("pool is healthy").length, 1)
     assert.strictEqual(h.engine.statistics(h.now).lastError, "password authentication failed")
   })
 })

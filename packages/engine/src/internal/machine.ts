@@ -100,6 +100,8 @@ export class Machine implements Engine {
   private drained = false
   private armedAt: number | undefined = undefined
   private loggedState: Assessment.PoolState | undefined = undefined
+  /** Eager start: "pool ready" announces the first healthy state, which is not logged as a transition. */
+  private quietStart: boolean
 
   private initPending = false
   private initFailed = false
@@ -127,7 +129,9 @@ export class Machine implements Engine {
   private reconnectAttempts = 0
   private leaks = 0
 
-  constructor(readonly config: Config) {}
+  constructor(readonly config: Config) {
+    this.quietStart = config.init === "eager"
+  }
 
   handle(event: Event): ReadonlyArray<Decision> {
     this.out = []
@@ -616,8 +620,8 @@ export class Machine implements Engine {
     this.scheduleReconnect(failure, !resume)
   }
 
+  /** The edition logs "reconnect attempt scheduled" once its schedule has chosen the delay. */
   private scheduleReconnect(failure: Failure, restart: boolean): void {
-    this.log("Info", "reconnect attempt scheduled", { attempt: this.reconnectAttempt + 1 })
     this.emit({
       _tag: "ScheduleReconnect",
       attempt: this.reconnectAttempt + 1,
@@ -848,6 +852,10 @@ export class Machine implements Engine {
     this.emit({ _tag: "StateChanged", from, to: status, reason })
     // the first state is no transition; "pool shutting down" already says it
     if (from === undefined || this.closing) return
+    if (this.quietStart) {
+      this.quietStart = false
+      if (status === "healthy") return
+    }
     this.log(status === "healthy" ? "Info" : "Warning", `pool is ${status}`, { previous: from, reason })
   }
 
