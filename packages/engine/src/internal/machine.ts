@@ -783,7 +783,6 @@ export class Machine implements Engine {
   private cutShutdown(): void {
     const busy = [...this.sessions.values()].filter((session) => session.state !== "opening")
     this.shutdown!.cancelled = busy.length
-    this.log("Info", "shutdown timeout reached; cancelling what still runs", { cancelled: busy.length })
     for (const session of busy) {
       // their holders see their statements fail; a release after this is a no-op
       for (const acquisition of [session.holder, ...session.statements]) if (acquisition) this.finish(acquisition)
