@@ -64,6 +64,8 @@ export class Harness {
   /** Sessions the health probe borrowed. */
   readonly probing = new Set<Engine.SessionId>()
   probeAnswers: Array<Decision> = []
+  /** The validation whose result is being handled. */
+  private validatedFor: { readonly session: Engine.SessionId; readonly acquisition: Engine.AcquisitionId } | undefined
   readonly closedBy: Record<Statistics.CloseReason, number> = {
     lifetime: 0,
     idle: 0,
@@ -142,11 +144,15 @@ export class Harness {
   }
 
   validated(session: Engine.SessionId, ok = true): ReadonlyArray<Decision> {
-    assert.isTrue(this.validating.has(session), `session ${session} was not validating`)
-    const decisions = this.send({ _tag: "ValidationResult", session, ok, error: ok ? undefined : "no answer" })
-    // its acquisition gave up meanwhile: the session was offered to the next one or parked
+    const id = this.validating.get(session)
+    assert.isDefined(id, `session ${session} was not validating`)
     this.validating.delete(session)
-    return decisions
+    this.validatedFor = { session, acquisition: id! }
+    try {
+      return this.send({ _tag: "ValidationResult", session, ok, error: ok ? undefined : "no answer" })
+    } finally {
+      this.validatedFor = undefined
+    }
   }
 
   probe(): ReadonlyArray<Decision> {
@@ -253,6 +259,10 @@ export class Harness {
         assert.isDefined(caller, `grant to unknown acquisition ${decision.acquisition}`)
         assert.include(["waiting", "validating"], caller.state, `acquisition ${caller.id} granted twice`)
         assert.isTrue(this.open.has(decision.session), `granted session ${decision.session} is not open`)
+        assert.isFalse(this.resetting.has(decision.session), `granted session ${decision.session} is being reset`)
+        assert.isFalse(this.probing.has(decision.session), `granted session ${decision.session} is being probed`)
+        const validatingFor = this.validating.get(decision.session)
+        assert.isTrue(validatingFor === undefined || validatingFor === caller.id, "granted while validated for another")
         if (caller.state === "waiting") this.assertArrivalOrder(caller)
         const holders = [...this.callers.values()].filter(
           (c) => c.state === "granted" && c.session === decision.session
@@ -290,23 +300,23 @@ export class Harness {
         const caller = this.callers.get(decision.acquisition)!
         assert.strictEqual(caller.state, "waiting")
         this.assertArrivalOrder(caller)
-        assert.isTrue(this.open.has(decision.session))
+        this.assertFree(decision.session)
         caller.state = "validating"
         this.validating.set(decision.session, caller.id)
         return
       }
       case "Reset":
-        assert.isTrue(this.open.has(decision.session))
+        this.assertFree(decision.session)
         this.resetting.add(decision.session)
         return
       case "Close":
         assert.isTrue(this.open.delete(decision.session), `closed session ${decision.session} was not open`)
-        if (this.validating.has(decision.session)) {
+        if (this.validatedFor?.session === decision.session) {
           // a failed validation puts its acquisition back in the queue, at its place
-          const caller = this.callers.get(this.validating.get(decision.session)!)!
+          const caller = this.callers.get(this.validatedFor.acquisition)!
           if (caller.state === "validating") caller.state = "waiting"
-          this.validating.delete(decision.session)
         }
+        this.validating.delete(decision.session)
         this.resetting.delete(decision.session)
         this.probing.delete(decision.session)
         this.closedBy[decision.reason]++
@@ -341,7 +351,7 @@ export class Harness {
         assert.notInclude(JSON.stringify(decision.fields), "[object Object]")
         return
       case "ProbeSession":
-        assert.isTrue(this.open.has(decision.session))
+        this.assertFree(decision.session)
         this.probing.add(decision.session)
         this.probeAnswers.push(decision)
         return
@@ -354,6 +364,19 @@ export class Harness {
         this.drained = true
         return
     }
+  }
+
+  /** A session about to be validated, reset or probed: open, and nobody else's. */
+  private assertFree(session: Engine.SessionId): void {
+    assert.isTrue(this.open.has(session), `session ${session} is not open`)
+    const busy = this.resetting.has(session) || this.probing.has(session) || this.validating.has(session)
+    assert.isFalse(busy, `session ${session} is already busy`)
+    const holders = [...this.callers.values()].filter((c) => c.state === "granted" && c.session === session)
+    assert.deepStrictEqual(
+      holders.map((c) => c.id),
+      [],
+      `session ${session} is held`
+    )
   }
 
   /** Nobody who arrived earlier may still wait in the queue when a later arrival is served. */
