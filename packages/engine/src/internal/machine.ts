@@ -95,7 +95,13 @@ export class Machine implements Engine {
   private started = false
   private closing = false
   private shutdown:
-    | { readonly startedAt: number; readonly deadline: number; busy: number; waiters: number; cancelled: number }
+    | {
+        readonly startedAt: number
+        readonly deadline: number
+        readonly busy: number
+        readonly waiters: number
+        cancelled: number
+      }
     | undefined = undefined
   private drained = false
   private armedAt: number | undefined = undefined
