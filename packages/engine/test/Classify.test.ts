@@ -27,6 +27,10 @@ describe("classifyConnectError", () => {
     )
     assert.strictEqual(wrongPassword.remedy, 'check the password of user "app" in DATABASE_URL (or PGPASSWORD)')
     assert.isTrue(Classify.classifyConnectError({ code: "ECONNREFUSED", message: "refused" }).probeable)
+    // a Unix socket whose server is down has no socket file: the probe watches for it
+    assert.isTrue(
+      Classify.classifyConnectError({ code: "ENOENT", message: "connect ENOENT /tmp/.s.PGSQL.5432" }).probeable
+    )
     assert.isFalse(Classify.classifyConnectError({ code: "ECONNRESET", message: "reset" }).probeable)
     assert.isTrue(
       Classify.classifyConnectError({ code: "57P03", message: "the database system is starting up" }).startingUp

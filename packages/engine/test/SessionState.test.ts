@@ -1,4 +1,4 @@
-// A copy of packages/core/test/SessionState.test.ts from branch `hostile`, run against the engine's copy of the scanner.
+// The session-state scanner's tests (the core imports the scanner from here).
 import { assert, describe, it } from "vitest"
 import { Classify } from "../src/index.js"
 

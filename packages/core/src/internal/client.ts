@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Classify } from "@effect-pg-pool/engine"
 import type * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
@@ -29,7 +30,6 @@ import type { PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
-import { mayLeaveSessionState } from "./sessionState.js"
 import { makeConstructor, type StatementTarget } from "./statement.js"
 import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
@@ -188,7 +188,7 @@ export const make = (
       Effect.gen(function* () {
         const invalid = unsendable(sql, params)
         if (invalid !== undefined) return yield* invalid
-        if (mayLeaveSessionState(sql)) conn.sessionDirty = true
+        if (Classify.mayLeaveSessionState(sql)) conn.sessionDirty = true
         if (conn.blockedByCursor()) {
           return yield* Effect.fail(
             new SqlError({

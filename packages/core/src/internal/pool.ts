@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { Classify } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -487,7 +488,7 @@ export class Pool {
     rowMode: "array" | undefined,
     onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>
   ): Effect.Effect<A, any> {
-    if (!conn.sessionDirty && Connection.mayLeaveSessionState(sql)) conn.sessionDirty = true
+    if (!conn.sessionDirty && Classify.mayLeaveSessionState(sql)) conn.sessionDirty = true
     // a plain text with its values: pg copies a config object on every call
     const query = rowMode === undefined ? sql : { text: sql, values: values as Array<unknown>, rowMode }
     const run = Connection.runQuery(conn, query, rowMode === undefined ? values : undefined, onResult, this.queryHooks)
@@ -640,6 +641,7 @@ export class Pool {
       code: undefined,
       message: cause.message,
       remedy: undefined,
+      sessionLost: true,
       probeable: false,
       startingUp: false
     }

@@ -2,8 +2,7 @@
  * Error classification by SQLSTATE and error class, in one place: what the pool does after a failure (back off,
  * fail init at once, drop the session, nothing) depends on it, never on matching message text.
  *
- * The rules of the connect path come from branch `lifecycle` (packages/core/src/internal/connection.ts,
- * `classifyConnectError`), moved here unchanged but for the shape of the result.
+ * The one copy: the Effect 3 edition's connect path (packages/core/src/internal/connection.ts) classifies with it.
  *
  * @internal
  */
@@ -28,7 +27,8 @@ export interface Classified {
 
 // A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
 // a blackhole, a server refusing sessions), so only the backoff may pace the next attempt.
-const probeableCodes = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND"])
+// ENOENT: a Unix socket whose server is down has no socket file.
+const probeableCodes = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "ENOENT"])
 
 // Node's socket-level failures: the network or the server went away.
 const networkCodes = new Set([

@@ -12,8 +12,7 @@
  * `standard_conforming_strings`, a U& escape), counts as dirty: a false "dirty" costs one DISCARD ALL round
  * trip, a false "clean" leaks state to another caller.
  *
- * A copy of packages/core/src/internal/sessionState.ts from branch `hostile`, moved here as the engine is runtime-free;
- * the editions will import it from here.
+ * The one copy: the editions import it through `Classify.mayLeaveSessionState`.
  *
  * @internal
  */
