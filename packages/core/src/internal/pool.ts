@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Classify } from "@effect-pg-pool/engine"
+import { Assessment, Classify } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -27,7 +27,7 @@ import * as Net from "node:net"
 import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
-import { DatabaseReachability, HealthStatus, saturationThresholdMillis } from "../Health.js"
+import { DatabaseReachability, HealthStatus } from "../Health.js"
 import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
 import type { CloseReason, PoolState } from "../PoolStatistics.js"
 import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
@@ -110,6 +110,8 @@ export class Pool {
   private initFailed = false
   /** The last failed open: health words a rejected login differently from an outage. */
   private lastFailure: Connection.ConnectFailure | undefined = undefined
+  /** The last failed open in the assessment's words: for a rejection, what the server said and what to fix. */
+  private lastFailureText: string | undefined = undefined
   /** Until then, a young connection that breaks resumes the backoff instead of counting as a recovery. */
   private probationUntil = 0
   /** Where the backoff stood when the last outage ended, resumed when the recovery does not last. */
@@ -121,6 +123,8 @@ export class Pool {
   private everConnected = false
   private outageStartedAt: number | undefined = undefined
   private loggedState: PoolState | undefined = undefined
+  /** An eager start announces its first healthy state with "pool ready", not as a transition. */
+  private quietStart: boolean
   private wakeDeadlines: (() => void) | undefined = undefined
   private drained: (() => void) | undefined = undefined
 
@@ -158,6 +162,7 @@ export class Pool {
     this.validateAfterIdleMillis = Duration.toMillis(config.validateAfterIdle)
     this.leakThresholdMillis = Duration.toMillis(config.leakDetectionThreshold)
     this.startedAt = clock.unsafeCurrentTimeMillis()
+    this.quietStart = config.init === "eager"
     this.connectOptions = {
       host: config.host,
       port: config.port,
@@ -678,11 +683,14 @@ export class Pool {
   private noteFailure(failure: Connection.ConnectFailure): void {
     this.lastFailure = failure
     const message = redactText(failure.message, this.connectOptions.password)
+    this.lastFailureText =
+      failure.kind === "outage"
+        ? message
+        : `${message}${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`} — ${failure.remedy}`
     this.lastError =
       failure.kind === "outage"
         ? message
-        : `the server rejected the login (a configuration error, not an outage): ${message}` +
-          `${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`} — ${failure.remedy}`
+        : `the server rejected the login (a configuration error, not an outage): ${this.lastFailureText}`
   }
 
   private onBroken(client: Pg.Client, cause: unknown): void {
@@ -726,6 +734,7 @@ export class Pool {
       this.noteFailure(failure)
       return this.startReconnecting(failure, true)
     }
+    this.updateState()
     this.fill()
   }
 
@@ -1041,6 +1050,8 @@ export class Pool {
         })
       }
     }
+    // saturation and the minimum size change with time and traffic: the gauge follows within a tick
+    this.updateState()
     this.fill()
   }
 
@@ -1111,35 +1122,26 @@ export class Pool {
   // state, statistics, logging
   // ---------------------------------------------------------------------------------------------------------
 
-  state(): PoolState {
-    if (this.closing) return "unhealthy"
-    if (this.reconnecting) return this.all.size > 0 ? "degraded" : "unhealthy"
-    if (!this.everConnected) return "degraded"
-    return "healthy"
-  }
-
-  get isReconnecting(): boolean {
-    return this.reconnecting
-  }
-
   get oldestWaiterMillis(): number {
     const head = this.waiters.head
     return head === undefined ? 0 : Math.round(this.now() - head.arrivedAt)
   }
 
+  /** Sets the state gauge and logs a transition, from the same assessment as health and the statistics. */
   private updateState(): void {
-    const state = this.state()
-    if (state === this.loggedState) return
+    const { reason, status } = this.assess()
+    if (status === this.loggedState) return
     const previous = this.loggedState
-    this.loggedState = state
-    this.metrics.state(state)
-    if (previous === undefined && state === "healthy") return
-    // "pool shutting down" already says it; "pool is unhealthy" with a stale error would read as an outage
-    if (this.closing) return
-    this.log(state === "healthy" ? "Info" : "Warning", `pool is ${state}`, {
-      previous: previous ?? "starting",
-      ...(this.lastError !== undefined && state !== "healthy" ? { error: this.lastError } : {})
-    })
+    this.loggedState = status
+    this.metrics.state(status)
+    // the first state is no transition; "pool shutting down" already says it, and a stale error would read as
+    // an outage
+    if (previous === undefined || this.closing) return
+    if (this.quietStart) {
+      this.quietStart = false
+      if (status === "healthy") return
+    }
+    this.log(status === "healthy" ? "Info" : "Warning", `pool is ${status}`, { previous, reason })
   }
 
   private probeResult: { reachable: boolean; latencyMs: number | undefined; at: number | undefined } = {
@@ -1235,46 +1237,27 @@ export class Pool {
     })
   }
 
-  /** The rules of Health.ts, first match wins: `statistics().state` and `health()` agree by construction. */
-  private assess(): { readonly status: PoolState; readonly reason: string | undefined } {
-    const where = `${this.config.host}:${this.config.port}`
-    if (this.closing) return { status: "unhealthy", reason: "the pool is shut down or shutting down" }
-    if (this.reconnecting && this.lastFailure?.kind === "rejected") {
-      return {
-        status: this.all.size === 0 ? "unhealthy" : "degraded",
-        reason:
-          `${where}: ${this.lastError ?? "the server rejected the login"}; retrying with backoff until the ` +
-          `configuration is fixed${this.all.size === 0 ? "" : ` (${this.all.size} connections still serve)`}`
-      }
-    }
-    if (this.reconnecting && this.all.size === 0) {
-      return {
-        status: "unhealthy",
-        reason: `cannot connect to ${where}: ${this.lastError ?? "unknown error"}; retrying with backoff`
-      }
-    }
-    if (this.reconnecting) {
-      return {
-        status: "degraded",
-        reason:
-          `reconnecting to ${where} after: ${this.lastError ?? "unknown error"}; ${this.all.size} connections ` +
-          `still serve`
-      }
-    }
-    if (!this.everConnected) return { status: "degraded", reason: `connecting to ${where}` }
-    if (this.all.size < this.config.minSize) {
-      return { status: "degraded", reason: `${this.all.size} of the minimum ${this.config.minSize} connections open` }
-    }
-    const oldest = this.oldestWaiterMillis
-    if (oldest > saturationThresholdMillis) {
-      return {
-        status: "degraded",
-        reason:
-          `saturated: ${this.waitingCount} callers waiting, the oldest for ${oldest} ms; ` +
-          `all ${this.all.size - this.idle.length} of ${this.config.maxSize} connections busy`
-      }
-    }
-    return { status: "healthy", reason: undefined }
+  /** The one assessment (the engine's rules, see Health.ts): health, the statistics and the gauge all read it. */
+  private assess(): Assessment.Assessment {
+    const lastFailure =
+      this.lastError === undefined
+        ? undefined
+        : this.lastFailure?.kind === "rejected"
+          ? { kind: "rejected", message: this.lastFailureText ?? this.lastError }
+          : { kind: "outage", message: this.lastError }
+    return Assessment.assess({
+      target: `${this.config.host}:${this.config.port}`,
+      closing: this.closing,
+      reconnecting: this.reconnecting,
+      lastFailure,
+      everConnected: this.everConnected,
+      total: this.all.size,
+      busy: this.all.size - this.idle.length,
+      minSize: this.config.minSize,
+      maxSize: this.config.maxSize,
+      waiting: this.waitingCount,
+      oldestWaiterMillis: this.oldestWaiterMillis
+    })
   }
 
   private percentilesCount = 0
