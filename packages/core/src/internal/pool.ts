@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Assessment, Classify } from "@effect-pg-pool/engine"
+import { Assessment, Classify, Statistics } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -47,18 +47,6 @@ export interface PoolOptions {
   readonly onConnect?: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
   readonly metrics?: PoolMetrics | undefined
 }
-
-/** Closed connections by reason, all zero. @internal */
-export const noConnectionsClosed = (): Record<CloseReason, number> => ({
-  lifetime: 0,
-  idle: 0,
-  maxQueries: 0,
-  broken: 0,
-  validation: 0,
-  reset: 0,
-  cancel: 0,
-  shutdown: 0
-})
 
 /** How often idle connections are checked for lifetime/idle time and held ones for leaks. */
 const housekeepingPeriodMillis = 1_000
@@ -134,11 +122,10 @@ export class Pool {
   private peakWaiting = 0
   private acquisitions = 0
   private acquisitionTimeTotal = 0
-  private readonly latencies = new Float64Array(latencySamples)
-  private latencyCount = 0
+  private readonly latencies = new Statistics.LatencyWindow(latencySamples)
   private acquireTimeouts = 0
   private created = 0
-  private readonly closed = noConnectionsClosed()
+  private readonly closed = Statistics.noneClosed()
   private reconnectAttempts = 0
   private leaks = 0
   private lastError: string | undefined = undefined
@@ -297,7 +284,7 @@ export class Pool {
     const waited = nowPerf - startedAtPerf
     this.acquisitions++
     this.acquisitionTimeTotal += waited
-    this.latencies[this.latencyCount++ % latencySamples] = waited
+    this.latencies.record(waited)
     this.metrics.acquired(waited, this.idle.length, this.all.size - this.idle.length)
     return conn
   }
@@ -1260,24 +1247,10 @@ export class Pool {
     })
   }
 
-  private percentilesCount = 0
-  private percentiles: readonly [number, number] = [0, 0]
-
-  /** p95/p99 of the last acquisitions, sorted only when some were recorded since the last read. */
-  private acquisitionPercentiles(): readonly [number, number] {
-    if (this.latencyCount === this.percentilesCount) return this.percentiles
-    const count = Math.min(this.latencyCount, latencySamples)
-    const sorted = this.latencies.slice(0, count).sort()
-    const at = (p: number) => sorted[Math.min(count - 1, Math.floor(p * count))]!
-    this.percentiles = [at(0.95), at(0.99)]
-    this.percentilesCount = this.latencyCount
-    return this.percentiles
-  }
-
   statistics(state: PoolState = this.assess().status): PoolStatistics {
     const total = this.all.size
     const idle = this.idle.length
-    const [p95, p99] = this.acquisitionPercentiles()
+    const [p95, p99] = this.latencies.percentiles()
     return new PoolStatistics(
       {
         poolName: this.name,
