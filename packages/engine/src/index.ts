@@ -21,3 +21,8 @@ export * as Engine from "./Engine.js"
  * @since 0.1.0
  */
 export * as Statistics from "./Statistics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as WaiterQueue from "./WaiterQueue.js"

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Assessment, Classify, Statistics } from "@effect-pg-pool/engine"
+import { Assessment, Classify, Statistics, WaiterQueue } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -35,7 +35,7 @@ import * as Connection from "./connection.js"
 import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
-import { Waiter, WaiterQueue } from "./waiters.js"
+import { Waiter } from "./waiters.js"
 
 type PooledConnection = Connection.PooledConnection
 
@@ -89,7 +89,7 @@ export class Pool {
   private readonly idle: Array<PooledConnection> = []
   private readonly all = new Set<PooledConnection>()
   private readonly byClient = new WeakMap<Pg.Client, PooledConnection>()
-  private readonly waiters = new WaiterQueue()
+  private readonly waiters = new WaiterQueue.WaiterQueue<Waiter>()
   private pending = 0
   private nextId = 1
 

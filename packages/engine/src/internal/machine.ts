@@ -22,7 +22,7 @@ import type {
 } from "../Engine.js"
 import type { CloseReason, Snapshot } from "../Statistics.js"
 import { LatencyWindow, noneClosed } from "../Statistics.js"
-import { type Linked, WaiterQueue } from "./waiters.js"
+import { type Linked, WaiterQueue } from "../WaiterQueue.js"
 
 /**
  * How long a session opened by a recovery (the reconnect loop's, or the scout after sessions broke) must live

@@ -1,12 +1,30 @@
 /**
  * The acquisitions waiting for a session, in arrival order: an intrusive doubly linked list, so that one that
  * gives up (abandoned, timed out) leaves at once in O(1) instead of lingering until a release skips it. During an
- * outage thousands may wait and give up; none of them may cost anything afterwards.
+ * outage thousands may wait and give up; none of them may cost anything afterwards. The engine's queue, and the
+ * Effect 3 edition's until it is driven by the engine.
  *
- * @internal
+ * @since 0.1.0
  */
 
-/** @internal */
+/**
+ * What a queued element carries: its links and its arrival time.
+ *
+ * @example
+ * ```ts
+ * import type { WaiterQueue } from "@effect-pg-pool/engine"
+ *
+ * class Caller implements WaiterQueue.Linked {
+ *   prev: WaiterQueue.Linked | undefined = undefined
+ *   next: WaiterQueue.Linked | undefined = undefined
+ *   queued = false
+ *   constructor(readonly arrivedAt: number) {}
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface Linked {
   prev: Linked | undefined
   next: Linked | undefined
@@ -16,7 +34,26 @@ export interface Linked {
   readonly arrivedAt: number
 }
 
-/** @internal */
+/**
+ * A FIFO queue with O(1) removal from anywhere; a retry goes back by arrival.
+ *
+ * @example
+ * ```ts
+ * import { WaiterQueue } from "@effect-pg-pool/engine"
+ *
+ * const caller = (arrivedAt: number) => ({ prev: undefined, next: undefined, queued: false, arrivedAt })
+ * const queue = new WaiterQueue.WaiterQueue<WaiterQueue.Linked>()
+ * const first = caller(1)
+ * queue.push(first)
+ * queue.push(caller(3))
+ * queue.remove(first) // gave up: gone at once
+ * queue.insertByArrival(caller(2)) // a retry keeps its place: ahead of the later arrival
+ * queue.shift()?.arrivedAt // 2
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export class WaiterQueue<W extends Linked> {
   head: W | undefined = undefined
   private tail: W | undefined = undefined
