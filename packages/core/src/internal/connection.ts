@@ -53,7 +53,7 @@ export class PooledConnection {
   cursor: { readonly state: string } | undefined = undefined
   leakReported = false
   /** Where the current holder acquired it, captured only when leak detection is on. */
-  acquisitionSite: Error | undefined = undefined
+  acquisitionSite: string | undefined = undefined
   /** Performance-clock time of the last hand-out, for use-time metrics. */
   acquiredAtPerf = 0
   /** Pool-private slot for a per-connection cache (the bound statement constructor). */
@@ -69,6 +69,27 @@ export class PooledConnection {
   }
 
   private cancelTo: CancelTarget | undefined = undefined
+
+  /**
+   * Keeps `transactionStatus` current from every ReadyForQuery message (pg keeps it to itself), from the start:
+   * what `onConnect` leaves is the session's baseline.
+   */
+  trackTransactionStatus(): void {
+    ;(this.client as any).connection.on("readyForQuery", (msg: { status: string }) => {
+      this.transactionStatus = msg.status as "I" | "T" | "E"
+    })
+  }
+
+  /** Whether a statement may still be sent: pg marks a client that errored or is ending, and its socket dies. */
+  isQueryable(): boolean {
+    const c = this.client as any
+    return c._queryable !== false && c._ending !== true && c.connection?.stream?.destroyed !== true
+  }
+
+  /** Neither marked broken by the pool nor dead in pg: fit to be handed out. */
+  isUsable(): boolean {
+    return this.broken === undefined && this.isQueryable()
+  }
 
   /** Whether an unfinished cursor holds the connection: anything else sent now would wait for it forever. */
   blockedByCursor(): boolean {

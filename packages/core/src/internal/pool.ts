@@ -272,7 +272,7 @@ export class Pool {
     conn.status = "active"
     conn.acquiredAt = this.now()
     conn.leakReported = false
-    conn.acquisitionSite = site as any
+    conn.acquisitionSite = site
     const active = this.all.size - this.idle.length
     if (active > this.peakActive) this.peakActive = active
   }
@@ -309,7 +309,7 @@ export class Pool {
   }
 
   private usable(conn: PooledConnection): boolean {
-    if (conn.broken !== undefined || !isQueryable(conn.client)) {
+    if (!conn.isUsable()) {
       this.close(conn, "broken")
       return false
     }
@@ -342,7 +342,7 @@ export class Pool {
       onFailure: (cause) => {
         if (Cause.isInterruptedOnly(cause)) {
           // the caller gave up during the round trip, which was cancelled and settled: the connection answered
-          if (conn.broken === undefined && isQueryable(conn.client)) this.offer(conn)
+          if (conn.isUsable()) this.offer(conn)
           else this.close(conn, "validation")
           return Effect.failCause(cause as Cause.Cause<never>)
         }
@@ -411,7 +411,7 @@ export class Pool {
       this.close(conn, "shutdown")
       return
     }
-    if (conn.broken !== undefined || conn.inFlight > 0 || !isQueryable(conn.client)) {
+    if (conn.inFlight > 0 || !conn.isUsable()) {
       this.close(conn, conn.inFlight > 0 ? "cancel" : "broken")
       return
     }
@@ -581,9 +581,7 @@ export class Pool {
       now + lifetime * (1 - Math.random() * 0.05)
     )
     this.byClient.set(client, conn)
-    ;(client as any).connection.on("readyForQuery", (msg: { status: string }) => {
-      conn.transactionStatus = msg.status as "I" | "T" | "E"
-    })
+    conn.trackTransactionStatus()
     if (this.onConnect === undefined) return Effect.succeed(conn)
     const onConnect = this.onConnect
     const timeout = this.config.connectTimeout
@@ -611,7 +609,7 @@ export class Pool {
       },
       onSuccess: () => {
         // the socket may have died while the hook ran: such a connection never joins the pool
-        if (conn.broken !== undefined || !isQueryable(client)) {
+        if (!conn.isUsable()) {
           const broken = conn.broken ?? new Error("the connection closed while onConnect ran")
           return Effect.fail(
             this.setUpFailure(new Error(`the connection broke during onConnect: ${Connection.errorMessage(broken)}`))
@@ -1017,7 +1015,7 @@ export class Pool {
     const maxIdle = Duration.toMillis(this.config.maxIdleTime)
     // oldest idle first (the stack's bottom), so the warm ones stay
     for (const conn of [...this.idle]) {
-      if (conn.broken !== undefined || !isQueryable(conn.client)) this.close(conn, "broken")
+      if (!conn.isUsable()) this.close(conn, "broken")
       else if (now >= conn.expiresAt) this.close(conn, "lifetime")
       else if (now - conn.releasedAt >= maxIdle && this.all.size > this.config.minSize) this.close(conn, "idle")
     }
@@ -1167,7 +1165,7 @@ export class Pool {
   /** The probe is not a caller: no acquisition or use-time figures, and the idle clock keeps running. */
   private returnFromProbe(conn: PooledConnection, releasedAt: number): void {
     if (this.closing) return this.close(conn, "shutdown")
-    if (conn.broken !== undefined || !isQueryable(conn.client)) return this.close(conn, "broken")
+    if (!conn.isUsable()) return this.close(conn, "broken")
     this.offer(conn)
     if (conn.status === "idle") conn.releasedAt = releasedAt
   }
@@ -1297,11 +1295,6 @@ export class Pool {
     // the message is the event's name: every logger renders it, so no annotation repeats it
     this.fork(Effect.annotateLogs(effect, { pool: this.name, ...annotations }))
   }
-}
-
-const isQueryable = (client: Pg.Client): boolean => {
-  const c = client as any
-  return c._queryable !== false && c._ending !== true && c.connection?.stream?.destroyed !== true
 }
 
 const acquisitionSite = (span: Tracer.AnySpan | undefined): string | undefined => {
