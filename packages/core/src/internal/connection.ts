@@ -246,6 +246,32 @@ export const destroy = (client: Pg.Client): void => {
 }
 
 /**
+ * A TCP connect to the server's port (or its Unix socket, when the host is a directory, as for libpq and pg),
+ * closed at once: no session, no backend process. Succeeds with the connect's latency in milliseconds, or
+ * undefined when nothing answered within a second.
+ *
+ * @internal
+ */
+export const probeTcp = (host: string, port: number): Effect.Effect<number | undefined> =>
+  Effect.async<number | undefined>((resume) => {
+    const address = host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port }
+    const startedAt = performance.now()
+    const socket = Net.connect(address)
+    const timer = setTimeout(() => finish(false), 1_000)
+    const finish = (ok: boolean) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resume(Effect.succeed(ok ? performance.now() - startedAt : undefined))
+    }
+    socket.once("connect", () => finish(true))
+    socket.once("error", () => finish(false))
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
+
+/**
  * Sends a CancelRequest for this connection's own backend over a new socket (never `pg_cancel_backend`
  * through another pooled connection, which may cancel someone else's query: Effect-TS/effect#8068).
  * Completes when the server has closed the cancel socket, which it does after signalling the backend.

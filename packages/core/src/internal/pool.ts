@@ -23,7 +23,6 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
-import * as Net from "node:net"
 import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
@@ -129,7 +128,7 @@ export class Pool {
   private reconnectAttempts = 0
   private leaks = 0
   private lastError: string | undefined = undefined
-  lastProbeLatencyMillis: number | undefined = undefined
+  private lastProbeLatencyMillis: number | undefined = undefined
 
   private initOutcome: Deferred.Deferred<void, DatabaseUnreachable | ConnectionRejected> | undefined = undefined
   private initStartedAt = 0
@@ -855,27 +854,11 @@ export class Pool {
     })
   }
 
-  /** A TCP connect to the server's port, closed at once: no session, no backend process. */
-  probe(): Effect.Effect<boolean> {
-    const { host, port } = this.config
-    // a host that is a directory names the server's Unix socket, as for libpq and pg
-    const address = host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port }
-    return Effect.async<boolean>((resume) => {
-      const startedAt = performance.now()
-      const socket = Net.connect(address)
-      const timer = setTimeout(() => finish(false), 1_000)
-      const finish = (ok: boolean) => {
-        clearTimeout(timer)
-        socket.destroy()
-        if (ok) this.lastProbeLatencyMillis = performance.now() - startedAt
-        resume(Effect.succeed(ok))
-      }
-      socket.once("connect", () => finish(true))
-      socket.once("error", () => finish(false))
-      return Effect.sync(() => {
-        clearTimeout(timer)
-        socket.destroy()
-      })
+  /** The readiness probe (a TCP connect to the server's port); its latency, when it answered, for health. */
+  private probe(): Effect.Effect<boolean> {
+    return Effect.map(Connection.probeTcp(this.config.host, this.config.port), (latency) => {
+      if (latency !== undefined) this.lastProbeLatencyMillis = latency
+      return latency !== undefined
     })
   }
 
