@@ -35,6 +35,18 @@ describe("classifyConnectError", () => {
     assert.isTrue(
       Classify.classifyConnectError({ code: "57P03", message: "the database system is starting up" }).startingUp
     )
+    // a server on its way down: probed, but only a port seen closed and then open again means it is back
+    const shuttingDown = Classify.classifyConnectError({
+      code: "57P03",
+      message: "the database system is shutting down"
+    })
+    assert.deepStrictEqual(
+      [shuttingDown.goingAway, shuttingDown.probeable, shuttingDown.startingUp],
+      [true, false, false]
+    )
+    assert.isFalse(
+      Classify.classifyConnectError({ code: "57P03", message: "the database system is starting up" }).goingAway
+    )
   })
 
   it("reads the first inner error of an AggregateError (localhost on ::1 and 127.0.0.1), and its text", () => {

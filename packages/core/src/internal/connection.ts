@@ -156,16 +156,25 @@ export const errorMessage: (cause: unknown) => string = Classify.errorMessage
 
 /**
  * Outage or rejection, by SQLSTATE and error class (the engine's rules); `target` names who logged in where, for
- * the remedy's wording.
+ * the remedy's wording, and the host. A Unix socket has no middlebox: a connection reset on it is the server
+ * going away, like one that says it is shutting down.
  *
  * @internal
  */
 export const classifyConnectError = (
   cause: unknown,
-  target: { readonly user: string; readonly database: string }
+  target: { readonly user: string; readonly database: string; readonly host?: string }
 ): ConnectFailure => {
   const classified = Classify.classifyConnectError(cause, target)
-  return { ...classified, _tag: "ConnectFailure", cause, kind: classified.kind === "rejected" ? "rejected" : "outage" }
+  const resetOnSocket =
+    target.host?.startsWith("/") === true && (classified.code === "ECONNRESET" || classified.code === "EPIPE")
+  return {
+    ...classified,
+    _tag: "ConnectFailure",
+    cause,
+    kind: classified.kind === "rejected" ? "rejected" : "outage",
+    goingAway: classified.goingAway || resetOnSocket
+  }
 }
 
 /**

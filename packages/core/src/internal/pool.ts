@@ -632,7 +632,8 @@ export class Pool {
       remedy: undefined,
       sessionLost: true,
       probeable: false,
-      startingUp: false
+      startingUp: false,
+      goingAway: false
     }
   }
 
@@ -834,7 +835,8 @@ export class Pool {
    * refused TCP connection, a cheap TCP probe runs on a short cadence, and the next full attempt starts as
    * soon as the port accepts. A server that accepts TCP but refuses sessions (too many connections, auth,
    * recovery) gets no such shortcut — the backoff governs — except one that says it is starting up, which is
-   * retried on a short doubling cadence within the step.
+   * retried on a short doubling cadence within the step, and one going away (shutting down, or a reset on its
+   * Unix socket), whose port is probed until it has closed and opened again.
    */
   private backoff(delayMillis: number, failure: Connection.ConnectFailure, startingUpStreak: number) {
     const self = this
@@ -845,11 +847,16 @@ export class Pool {
         yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(startingUpStreak, 6)))
         return
       }
+      // a refused port is probed and its first answer ends the step; a server going away still answers for a
+      // moment, so its step ends only once the probe has seen the port closed and then open again (restarted)
+      let seenClosed = failure.probeable
       while (!self.closing) {
         const remaining = deadline - self.now()
         if (remaining <= 0) return
         yield* Effect.sleep(Math.min(remaining, probeIntervalMillis))
-        if (failure.probeable && remaining > probeIntervalMillis && (yield* self.probe())) return
+        if (!(failure.probeable || failure.goingAway) || remaining <= probeIntervalMillis) continue
+        if (!(yield* self.probe())) seenClosed = true
+        else if (seenClosed) return
       }
     })
   }

@@ -23,6 +23,11 @@ export interface Classified {
   readonly probeable: boolean
   /** The server answered but is starting up (57P03 "starting up" / "not yet accepting connections"). */
   readonly startingUp: boolean
+  /**
+   * The server answered that it is shutting down (57P03 "shutting down"): its port closes soon, so a TCP probe can
+   * tell when it is back — once it has seen the port closed, since the old server still answers meanwhile.
+   */
+  readonly goingAway: boolean
 }
 
 // A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
@@ -111,7 +116,8 @@ export const classifyConnectError = (
     sessionLost: true,
     remedy,
     probeable: code !== undefined && probeableCodes.has(code),
-    startingUp: code === "57P03" && /starting up|not yet accepting/.test(message)
+    startingUp: code === "57P03" && /starting up|not yet accepting/.test(message),
+    goingAway: code === "57P03" && /shutting down/.test(message)
   }
 }
 
@@ -128,7 +134,7 @@ export const classifyError = (cause: unknown, protocolError = false): Classified
   const code = errorCode(cause)
   const message = errorMessage(cause)
   const severity = (cause as any)?.severity
-  const base = { code, message, remedy: undefined, probeable: false, startingUp: false }
+  const base = { code, message, remedy: undefined, probeable: false, startingUp: false, goingAway: false }
   if (code !== undefined && (networkCodes.has(code) || code.startsWith("08") || outageStates.has(code))) {
     return {
       ...base,
