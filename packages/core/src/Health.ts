@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as Option from "effect/Option"
+import { Assessment } from "@effect-pg-pool/engine"
 import * as Schema from "effect/Schema"
 import { encode as encodeStatistics, PoolState, PoolStatistics } from "./PoolStatistics.js"
 
@@ -33,7 +34,7 @@ import { encode as encodeStatistics, PoolState, PoolStatistics } from "./PoolSta
  * @since 0.1.0
  * @category constants
  */
-export const saturationThresholdMillis = 1_000
+export const saturationThresholdMillis: number = Assessment.saturationThresholdMillis
 
 /**
  * What the last background probe saw of the database.

@@ -142,6 +142,15 @@ describe("classifyConnectError", () => {
     assert.isTrue(classifyConnectError(sqlError("57P03", "the database system is starting up"), target).startingUp)
   })
 
+  it("a server going away: one that says it is shutting down, or a reset on a Unix socket (no middlebox there)", () => {
+    const shuttingDown = classifyConnectError(sqlError("57P03", "the database system is shutting down"), target)
+    assert.deepStrictEqual([shuttingDown.kind, shuttingDown.goingAway, shuttingDown.probeable], ["outage", true, false])
+    const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" })
+    assert.isTrue(classifyConnectError(reset, { ...target, host: "/var/run/postgresql" }).goingAway)
+    // over TCP a reset may come from a proxy that stays up: only the backoff paces the next attempt
+    assert.isFalse(classifyConnectError(reset, { ...target, host: "db.internal" }).goingAway)
+  })
+
   it.effect(
     "an AggregateError (localhost on ::1 and 127.0.0.1) reads as its inner errors, classified by their code",
     () =>

@@ -448,6 +448,33 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("metrics", (it) => {
       assert.strictEqual(yield* gauge("db.client.connection.pool.state", name), 2)
     })
   )
+
+  it.scoped("the state gauge reads the same assessment as health: a saturated pool is degraded on both", () =>
+    Effect.gen(function* () {
+      const name = uniquePoolName("saturated-gauge")
+      const db = yield* makePool({ name, minSize: 1, maxSize: 1 })
+      const state = gauge("db.client.connection.pool.state", name)
+      const holder = yield* hold(db)
+      const waiter = yield* Effect.fork(db.withConnection(() => Effect.void))
+      yield* waitingIs(db, 1)
+      assert.strictEqual(yield* state, 0)
+      // the oldest caller has waited more than a second at the next housekeeping tick
+      yield* TestClock.adjust("2 seconds")
+      assert.strictEqual((yield* db.health).status, "degraded")
+      yield* eventually(
+        "the gauge says degraded",
+        Effect.map(state, (s) => s === 1)
+      )
+      yield* holder.release
+      yield* Fiber.join(waiter)
+      assert.strictEqual((yield* db.health).status, "healthy")
+      yield* TestClock.adjust("1 second")
+      yield* eventually(
+        "the gauge says healthy again",
+        Effect.map(state, (s) => s === 0)
+      )
+    })
+  )
 })
 
 const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Classify } from "@effect-pg-pool/engine"
 import type * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
@@ -29,7 +30,6 @@ import type { PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
-import { firstKeyword, mayLeaveSessionState } from "./sessionState.js"
 import { makeConstructor, type StatementTarget } from "./statement.js"
 import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
@@ -190,7 +190,7 @@ export const make = (
         if (invalid !== undefined) return yield* invalid
         // a cursor cannot carry COPY's data (pg's cursor has no handler for it: it would throw out of the socket's
         // callback and take the process down)
-        if (firstKeyword(sql) === "COPY") {
+        if (Classify.firstKeyword(sql) === "COPY") {
           return yield* Effect.fail(
             new SqlError({
               message:
@@ -199,7 +199,7 @@ export const make = (
             })
           )
         }
-        if (mayLeaveSessionState(sql)) conn.sessionDirty = true
+        if (Classify.mayLeaveSessionState(sql)) conn.sessionDirty = true
         if (conn.blockedByCursor()) {
           return yield* Effect.fail(
             new SqlError({

@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Classify } from "@effect-pg-pool/engine"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -52,7 +53,7 @@ export class PooledConnection {
   cursor: { readonly state: string } | undefined = undefined
   leakReported = false
   /** Where the current holder acquired it, captured only when leak detection is on. */
-  acquisitionSite: Error | undefined = undefined
+  acquisitionSite: string | undefined = undefined
   /** Performance-clock time of the last hand-out, for use-time metrics. */
   acquiredAtPerf = 0
   /** Pool-private slot for a per-connection cache (the bound statement constructor). */
@@ -68,6 +69,27 @@ export class PooledConnection {
   }
 
   private cancelTo: CancelTarget | undefined = undefined
+
+  /**
+   * Keeps `transactionStatus` current from every ReadyForQuery message (pg keeps it to itself), from the start:
+   * what `onConnect` leaves is the session's baseline.
+   */
+  trackTransactionStatus(): void {
+    ;(this.client as any).connection.on("readyForQuery", (msg: { status: string }) => {
+      this.transactionStatus = msg.status as "I" | "T" | "E"
+    })
+  }
+
+  /** Whether a statement may still be sent: pg marks a client that errored or is ending, and its socket dies. */
+  isQueryable(): boolean {
+    const c = this.client as any
+    return c._queryable !== false && c._ending !== true && c.connection?.stream?.destroyed !== true
+  }
+
+  /** Neither marked broken by the pool nor dead in pg: fit to be handed out. */
+  isUsable(): boolean {
+    return this.broken === undefined && this.isQueryable()
+  }
 
   /** Whether an unfinished cursor holds the connection: anything else sent now would wait for it forever. */
   blockedByCursor(): boolean {
@@ -108,7 +130,8 @@ export interface CancelTarget {
 }
 
 /**
- * Why a connection could not be opened, classified once, here, for the pool and the LISTEN connection alike.
+ * Why a connection could not be opened, classified once, by the engine's rules (`Classify.classifyConnectError`),
+ * for the pool and the LISTEN connection alike.
  *
  * - `outage`: the server is down, unreachable, starting up, overloaded or dropped us: retrying with backoff
  *   is the cure.
@@ -118,141 +141,40 @@ export interface CancelTarget {
  *
  * @internal
  */
-export interface ConnectFailure {
+export interface ConnectFailure extends Classify.Classified {
   readonly _tag: "ConnectFailure"
   readonly cause: unknown
   readonly kind: "outage" | "rejected"
-  /** The SQLSTATE, or Node's error code (`ECONNREFUSED`, a TLS code), when there is one. */
-  readonly code: string | undefined
-  /** What went wrong, never empty (an `AggregateError`'s inner errors); not yet redacted. */
-  readonly message: string
-  /** For `rejected`: what to change. */
-  readonly remedy: string | undefined
-  /** Nothing listens on the port (refused, unreachable): a TCP probe can tell when that changes. */
-  readonly probeable: boolean
-  /** The server answered but is starting up (57P03 "starting up" / "not yet accepting connections"). */
-  readonly startingUp: boolean
-  /**
-   * The server answered that it is shutting down (57P03 "shutting down", 57P01): soon its port refuses, and then
-   * accepts again when it is back — which the readiness probe can watch for.
-   */
-  readonly shuttingDown: boolean
 }
 
-// A connection that was accepted and then dropped or timed out is NOT probeable: the port answers (a proxy,
-// a blackhole, a server refusing sessions), so only the backoff may pace the next attempt.
-// ENOENT: a Unix socket whose server is down has no socket file
-const probeableCodes = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ENOTFOUND", "ENOENT"])
-
-// Node's certificate verification codes; the `ERR_TLS_*` / `ERR_SSL_*` ones are matched by prefix.
-const certificateCodes = new Set([
-  "CERT_HAS_EXPIRED",
-  "CERT_NOT_YET_VALID",
-  "CERT_REJECTED",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_UNTRUSTED",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "HOSTNAME_MISMATCH",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
-])
-
-const isAggregate = (u: unknown): u is { readonly errors: ReadonlyArray<unknown>; readonly code?: unknown } =>
-  typeof u === "object" && u !== null && Array.isArray((u as any).errors) && (u as any).errors.length > 0
-
 /**
- * The text of an error, never empty: Node reports a refused `localhost` that resolves to both `::1` and
- * `127.0.0.1` as an `AggregateError` whose own message is empty, its causes inside (one per address).
+ * The text of an error, never empty (an `AggregateError` of a refused multi-address host lists its causes).
  *
  * @internal
  */
-export const errorMessage = (cause: unknown): string => {
-  if (isAggregate(cause)) {
-    const inner = [...new Set(cause.errors.map(errorMessage))].join("; ")
-    const own = (cause as any).message
-    return typeof own === "string" && own !== "" ? `${own}: ${inner}` : inner
-  }
-  if (cause instanceof Error) return cause.message !== "" ? cause.message : cause.name
-  const message = (cause as any)?.message
-  return typeof message === "string" && message !== "" ? message : String(cause)
-}
-
-const errorCode = (cause: unknown): string | undefined => {
-  const code = (cause as any)?.code
-  if (typeof code === "string" && code !== "") return code
-  // an AggregateError's first inner error says what happened to the first address
-  return isAggregate(cause) ? errorCode(cause.errors[0]) : undefined
-}
+export const errorMessage: (cause: unknown) => string = Classify.errorMessage
 
 /**
- * Outage or rejection, by SQLSTATE and error class. Rejected: class 28 (invalid authorization: 28P01 wrong
- * password, 28000 no such role or no pg_hba.conf entry), 3D000 (no such database), class 42 at startup
- * (42704 unrecognized configuration parameter, 42501 no CONNECT privilege), 22023 (a startup parameter's
- * value refused), 0A000 (feature not supported, e.g. the protocol version), 08P01 (the startup message
- * refused), TLS and certificate errors, and pg's client-side SASL errors. Everything else is an outage —
- * including 53300 (too many connections) and 57P01/57P02/57P03 (shutting down, crashed, starting up), which
- * pass once the server recovers.
+ * Outage or rejection, by SQLSTATE and error class (the engine's rules); `target` names who logged in where, for
+ * the remedy's wording, and the host. A Unix socket has no middlebox: a connection reset on it is the server
+ * going away, like one that says it is shutting down.
  *
  * @internal
  */
 export const classifyConnectError = (
   cause: unknown,
-  /** Who logged in where, for the remedy's wording. */
-  target: { readonly user: string; readonly database: string }
+  target: { readonly user: string; readonly database: string; readonly host?: string }
 ): ConnectFailure => {
-  const code = errorCode(cause)
-  const message = errorMessage(cause)
-  const remedy = rejectionRemedy(code, message, target)
+  const classified = Classify.classifyConnectError(cause, target)
+  const resetOnSocket =
+    target.host?.startsWith("/") === true && (classified.code === "ECONNRESET" || classified.code === "EPIPE")
   return {
+    ...classified,
     _tag: "ConnectFailure",
     cause,
-    kind: remedy === undefined ? "outage" : "rejected",
-    code,
-    message,
-    remedy,
-    probeable: code !== undefined && probeableCodes.has(code),
-    startingUp: code === "57P03" && /starting up|not yet accepting/.test(message),
-    shuttingDown: code === "57P01" || (code === "57P03" && /shutting down/.test(message))
+    kind: classified.kind === "rejected" ? "rejected" : "outage",
+    goingAway: classified.goingAway || resetOnSocket
   }
-}
-
-const rejectionRemedy = (
-  code: string | undefined,
-  message: string,
-  { database, user }: { readonly user: string; readonly database: string }
-): string | undefined => {
-  if (code === "28P01") return `check the password of user "${user}" in DATABASE_URL (or PGPASSWORD)`
-  if (code === "28000") {
-    return (
-      `check the user name "${user}" in DATABASE_URL (the role must exist and may LOG IN) and that the ` +
-      `server's pg_hba.conf admits it from this host`
-    )
-  }
-  if (code?.startsWith("28")) return `check the credentials (user "${user}", password) in DATABASE_URL`
-  if (code === "3D000") return `create the database (CREATE DATABASE "${database}") or fix its name in DATABASE_URL`
-  if (code === "42501") return `grant user "${user}" CONNECT on database "${database}", or connect as another user`
-  if (code?.startsWith("42") || code === "22023" || code === "0A000") {
-    return (
-      "the server refused a startup setting: check DB_POOL_STATEMENT_TIMEOUT, DB_POOL_APPLICATION_NAME and " +
-      "the options in DATABASE_URL against what this server supports"
-    )
-  }
-  if (code === "08P01") {
-    return "the server refused the startup message: check that DATABASE_URL points at a PostgreSQL server or pooler"
-  }
-  if (
-    (code !== undefined &&
-      (certificateCodes.has(code) || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_"))) ||
-    message.includes("does not support SSL")
-  ) {
-    return "check sslmode in DATABASE_URL and the server's TLS setup (its certificate, its CA, its host name)"
-  }
-  if (code === undefined && message.startsWith("SASL:")) {
-    return `check the password of user "${user}" in DATABASE_URL (the server asks for one)`
-  }
-  return undefined
 }
 
 /**
@@ -331,6 +253,32 @@ export const destroy = (client: Pg.Client): void => {
     // ditto
   }
 }
+
+/**
+ * A TCP connect to the server's port (or its Unix socket, when the host is a directory, as for libpq and pg),
+ * closed at once: no session, no backend process. Succeeds with the connect's latency in milliseconds, or
+ * undefined when nothing answered within a second.
+ *
+ * @internal
+ */
+export const probeTcp = (host: string, port: number): Effect.Effect<number | undefined> =>
+  Effect.async<number | undefined>((resume) => {
+    const address = host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port }
+    const startedAt = performance.now()
+    const socket = Net.connect(address)
+    const timer = setTimeout(() => finish(false), 1_000)
+    const finish = (ok: boolean) => {
+      clearTimeout(timer)
+      socket.destroy()
+      resume(Effect.succeed(ok ? performance.now() - startedAt : undefined))
+    }
+    socket.once("connect", () => finish(true))
+    socket.once("error", () => finish(false))
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      socket.destroy()
+    })
+  })
 
 /**
  * Sends a CancelRequest for this connection's own backend over a new socket (never `pg_cancel_backend`
@@ -496,6 +444,3 @@ const isSessionFatal = (err: Error): boolean => {
   if (typeof code !== "string") return err instanceof Pg.DatabaseError
   return severity === "FATAL" || severity === "PANIC" || code.startsWith("08")
 }
-
-/** @internal */
-export { mayLeaveSessionState } from "./sessionState.js"

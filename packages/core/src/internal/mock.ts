@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import { Statistics } from "@effect-pg-pool/engine"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
@@ -24,7 +25,6 @@ import { DatabaseReachability, HealthStatus } from "../Health.js"
 import * as PoolConfig from "../PoolConfig.js"
 import { ClosedByReason, type PoolState, PoolStatistics } from "../PoolStatistics.js"
 import { toPgClientConfig } from "./client.js"
-import { noConnectionsClosed } from "./pool.js"
 import { makeWithTransaction } from "./transaction.js"
 
 type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
@@ -393,7 +393,7 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
         acquisitionTimeP99Ms: 0,
         acquireTimeouts: 0,
         connectionsCreated: config.minSize,
-        connectionsClosed: new ClosedByReason(noConnectionsClosed()),
+        connectionsClosed: new ClosedByReason(Statistics.noneClosed()),
         reconnectAttempts: 0,
         leaksSuspected: 0,
         state: health.status,

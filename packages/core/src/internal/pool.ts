@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { Assessment, Classify, Statistics, WaiterQueue } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
@@ -22,11 +23,10 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as Intervals from "effect/ScheduleIntervals"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
-import * as Net from "node:net"
 import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
-import { DatabaseReachability, HealthStatus, saturationThresholdMillis } from "../Health.js"
+import { DatabaseReachability, HealthStatus } from "../Health.js"
 import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
 import type { CloseReason, PoolState } from "../PoolStatistics.js"
 import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
@@ -34,7 +34,7 @@ import * as Connection from "./connection.js"
 import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
-import { Waiter, WaiterQueue } from "./waiters.js"
+import { Waiter } from "./waiters.js"
 
 type PooledConnection = Connection.PooledConnection
 
@@ -46,18 +46,6 @@ export interface PoolOptions {
   readonly onConnect?: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
   readonly metrics?: PoolMetrics | undefined
 }
-
-/** Closed connections by reason, all zero. @internal */
-export const noConnectionsClosed = (): Record<CloseReason, number> => ({
-  lifetime: 0,
-  idle: 0,
-  maxQueries: 0,
-  broken: 0,
-  validation: 0,
-  reset: 0,
-  cancel: 0,
-  shutdown: 0
-})
 
 /** How often idle connections are checked for lifetime/idle time and held ones for leaks. */
 const housekeepingPeriodMillis = 1_000
@@ -100,7 +88,7 @@ export class Pool {
   private readonly idle: Array<PooledConnection> = []
   private readonly all = new Set<PooledConnection>()
   private readonly byClient = new WeakMap<Pg.Client, PooledConnection>()
-  private readonly waiters = new WaiterQueue()
+  private readonly waiters = new WaiterQueue.WaiterQueue<Waiter>()
   private pending = 0
   private nextId = 1
 
@@ -109,6 +97,8 @@ export class Pool {
   private initFailed = false
   /** The last failed open: health words a rejected login differently from an outage. */
   private lastFailure: Connection.ConnectFailure | undefined = undefined
+  /** The last failed open in the assessment's words: for a rejection, what the server said and what to fix. */
+  private lastFailureText: string | undefined = undefined
   /** Until then, a young connection that breaks resumes the backoff instead of counting as a recovery. */
   private probationUntil = 0
   /** Where the backoff stood when the last outage ended, resumed when the recovery does not last. */
@@ -120,6 +110,8 @@ export class Pool {
   private everConnected = false
   private outageStartedAt: number | undefined = undefined
   private loggedState: PoolState | undefined = undefined
+  /** An eager start announces its first healthy state with "pool ready", not as a transition. */
+  private quietStart: boolean
   private wakeDeadlines: (() => void) | undefined = undefined
   private drained: (() => void) | undefined = undefined
 
@@ -129,15 +121,14 @@ export class Pool {
   private peakWaiting = 0
   private acquisitions = 0
   private acquisitionTimeTotal = 0
-  private readonly latencies = new Float64Array(latencySamples)
-  private latencyCount = 0
+  private readonly latencies = new Statistics.LatencyWindow(latencySamples)
   private acquireTimeouts = 0
   private created = 0
-  private readonly closed = noConnectionsClosed()
+  private readonly closed = Statistics.noneClosed()
   private reconnectAttempts = 0
   private leaks = 0
   private lastError: string | undefined = undefined
-  lastProbeLatencyMillis: number | undefined = undefined
+  private lastProbeLatencyMillis: number | undefined = undefined
 
   private initOutcome: Deferred.Deferred<void, DatabaseUnreachable | ConnectionRejected> | undefined = undefined
   private initStartedAt = 0
@@ -157,6 +148,7 @@ export class Pool {
     this.validateAfterIdleMillis = Duration.toMillis(config.validateAfterIdle)
     this.leakThresholdMillis = Duration.toMillis(config.leakDetectionThreshold)
     this.startedAt = clock.unsafeCurrentTimeMillis()
+    this.quietStart = config.init === "eager"
     this.connectOptions = {
       host: config.host,
       port: config.port,
@@ -279,7 +271,7 @@ export class Pool {
     conn.status = "active"
     conn.acquiredAt = this.now()
     conn.leakReported = false
-    conn.acquisitionSite = site as any
+    conn.acquisitionSite = site
     const active = this.all.size - this.idle.length
     if (active > this.peakActive) this.peakActive = active
   }
@@ -291,7 +283,7 @@ export class Pool {
     const waited = nowPerf - startedAtPerf
     this.acquisitions++
     this.acquisitionTimeTotal += waited
-    this.latencies[this.latencyCount++ % latencySamples] = waited
+    this.latencies.record(waited)
     this.metrics.acquired(waited, this.idle.length, this.all.size - this.idle.length)
     return conn
   }
@@ -316,7 +308,7 @@ export class Pool {
   }
 
   private usable(conn: PooledConnection): boolean {
-    if (conn.broken !== undefined || !isQueryable(conn.client)) {
+    if (!conn.isUsable()) {
       this.close(conn, "broken")
       return false
     }
@@ -349,7 +341,7 @@ export class Pool {
       onFailure: (cause) => {
         if (Cause.isInterruptedOnly(cause)) {
           // the caller gave up during the round trip, which was cancelled and settled: the connection answered
-          if (conn.broken === undefined && isQueryable(conn.client)) this.offer(conn)
+          if (conn.isUsable()) this.offer(conn)
           else this.close(conn, "validation")
           return Effect.failCause(cause as Cause.Cause<never>)
         }
@@ -418,7 +410,7 @@ export class Pool {
       this.close(conn, "shutdown")
       return
     }
-    if (conn.broken !== undefined || conn.inFlight > 0 || !isQueryable(conn.client)) {
+    if (conn.inFlight > 0 || !conn.isUsable()) {
       this.close(conn, conn.inFlight > 0 ? "cancel" : "broken")
       return
     }
@@ -487,7 +479,7 @@ export class Pool {
     rowMode: "array" | undefined,
     onResult: (err: Error | undefined, result: any) => Effect.Effect<A, any>
   ): Effect.Effect<A, any> {
-    if (!conn.sessionDirty && Connection.mayLeaveSessionState(sql)) conn.sessionDirty = true
+    if (!conn.sessionDirty && Classify.mayLeaveSessionState(sql)) conn.sessionDirty = true
     // a plain text with its values: pg copies a config object on every call
     const query = rowMode === undefined ? sql : { text: sql, values: values as Array<unknown>, rowMode }
     const run = Connection.runQuery(conn, query, rowMode === undefined ? values : undefined, onResult, this.queryHooks)
@@ -588,9 +580,7 @@ export class Pool {
       now + lifetime * (1 - Math.random() * 0.05)
     )
     this.byClient.set(client, conn)
-    ;(client as any).connection.on("readyForQuery", (msg: { status: string }) => {
-      conn.transactionStatus = msg.status as "I" | "T" | "E"
-    })
+    conn.trackTransactionStatus()
     if (this.onConnect === undefined) return Effect.succeed(conn)
     const onConnect = this.onConnect
     const timeout = this.config.connectTimeout
@@ -618,7 +608,7 @@ export class Pool {
       },
       onSuccess: () => {
         // the socket may have died while the hook ran: such a connection never joins the pool
-        if (conn.broken !== undefined || !isQueryable(client)) {
+        if (!conn.isUsable()) {
           const broken = conn.broken ?? new Error("the connection closed while onConnect ran")
           return Effect.fail(
             this.setUpFailure(new Error(`the connection broke during onConnect: ${Connection.errorMessage(broken)}`))
@@ -640,9 +630,10 @@ export class Pool {
       code: undefined,
       message: cause.message,
       remedy: undefined,
+      sessionLost: true,
       probeable: false,
       startingUp: false,
-      shuttingDown: false
+      goingAway: false
     }
   }
 
@@ -677,11 +668,14 @@ export class Pool {
   private noteFailure(failure: Connection.ConnectFailure): void {
     this.lastFailure = failure
     const message = redactText(failure.message, this.connectOptions.password)
+    this.lastFailureText =
+      failure.kind === "outage"
+        ? message
+        : `${message}${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`} — ${failure.remedy}`
     this.lastError =
       failure.kind === "outage"
         ? message
-        : `the server rejected the login (a configuration error, not an outage): ${message}` +
-          `${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`} — ${failure.remedy}`
+        : `the server rejected the login (a configuration error, not an outage): ${this.lastFailureText}`
   }
 
   private onBroken(client: Pg.Client, cause: unknown): void {
@@ -725,6 +719,7 @@ export class Pool {
       this.noteFailure(failure)
       return this.startReconnecting(failure, true)
     }
+    this.updateState()
     this.fill()
   }
 
@@ -837,11 +832,11 @@ export class Pool {
 
   /**
    * Waits out one backoff step, but cuts it short when the server comes back: while the last failure was a
-   * refused TCP connection (or the server said it is shutting down), a cheap TCP probe runs on a short cadence,
-   * and the next full attempt starts as soon as the port accepts after it was seen refusing. A server that
-   * accepts TCP but refuses sessions (too many connections, auth, recovery) gets no such shortcut — the backoff
-   * governs — except one that says it is starting up, which is retried on a short doubling cadence within the
-   * step.
+   * refused TCP connection, a cheap TCP probe runs on a short cadence, and the next full attempt starts as
+   * soon as the port accepts. A server that accepts TCP but refuses sessions (too many connections, auth,
+   * recovery) gets no such shortcut — the backoff governs — except one that says it is starting up, which is
+   * retried on a short doubling cadence within the step, and one going away (shutting down, or a reset on its
+   * Unix socket), whose port is probed until it has closed and opened again.
    */
   private backoff(delayMillis: number, failure: Connection.ConnectFailure, startingUpStreak: number) {
     const self = this
@@ -852,42 +847,25 @@ export class Pool {
         yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(startingUpStreak, 6)))
         return
       }
-      // the port must be seen refusing before its accepting means the server is back: a server shutting down
-      // still accepts for a moment, and one that refuses sessions (auth, too many clients) is never probed
-      let refused = failure.probeable
-      const watch = failure.probeable || failure.shuttingDown
+      // a refused port is probed and its first answer ends the step; a server going away still answers for a
+      // moment, so its step ends only once the probe has seen the port closed and then open again (restarted)
+      let seenClosed = failure.probeable
       while (!self.closing) {
         const remaining = deadline - self.now()
         if (remaining <= 0) return
         yield* Effect.sleep(Math.min(remaining, probeIntervalMillis))
-        if (!watch || remaining <= probeIntervalMillis) continue
-        if (!(yield* self.probe())) refused = true
-        else if (refused) return
+        if (!(failure.probeable || failure.goingAway) || remaining <= probeIntervalMillis) continue
+        if (!(yield* self.probe())) seenClosed = true
+        else if (seenClosed) return
       }
     })
   }
 
-  /** A TCP connect to the server's port, closed at once: no session, no backend process. */
-  probe(): Effect.Effect<boolean> {
-    const { host, port } = this.config
-    // a host that is a directory names the server's Unix socket, as for libpq and pg
-    const address = host.startsWith("/") ? { path: `${host}/.s.PGSQL.${port}` } : { host, port }
-    return Effect.async<boolean>((resume) => {
-      const startedAt = performance.now()
-      const socket = Net.connect(address)
-      const timer = setTimeout(() => finish(false), 1_000)
-      const finish = (ok: boolean) => {
-        clearTimeout(timer)
-        socket.destroy()
-        if (ok) this.lastProbeLatencyMillis = performance.now() - startedAt
-        resume(Effect.succeed(ok))
-      }
-      socket.once("connect", () => finish(true))
-      socket.once("error", () => finish(false))
-      return Effect.sync(() => {
-        clearTimeout(timer)
-        socket.destroy()
-      })
+  /** The readiness probe (a TCP connect to the server's port); its latency, when it answered, for health. */
+  private probe(): Effect.Effect<boolean> {
+    return Effect.map(Connection.probeTcp(this.config.host, this.config.port), (latency) => {
+      if (latency !== undefined) this.lastProbeLatencyMillis = latency
+      return latency !== undefined
     })
   }
 
@@ -1027,7 +1005,7 @@ export class Pool {
     const maxIdle = Duration.toMillis(this.config.maxIdleTime)
     // oldest idle first (the stack's bottom), so the warm ones stay
     for (const conn of [...this.idle]) {
-      if (conn.broken !== undefined || !isQueryable(conn.client)) this.close(conn, "broken")
+      if (!conn.isUsable()) this.close(conn, "broken")
       else if (now >= conn.expiresAt) this.close(conn, "lifetime")
       else if (now - conn.releasedAt >= maxIdle && this.all.size > this.config.minSize) this.close(conn, "idle")
     }
@@ -1047,6 +1025,8 @@ export class Pool {
         })
       }
     }
+    // saturation and the minimum size change with time and traffic: the gauge follows within a tick
+    this.updateState()
     this.fill()
   }
 
@@ -1117,35 +1097,26 @@ export class Pool {
   // state, statistics, logging
   // ---------------------------------------------------------------------------------------------------------
 
-  state(): PoolState {
-    if (this.closing) return "unhealthy"
-    if (this.reconnecting) return this.all.size > 0 ? "degraded" : "unhealthy"
-    if (!this.everConnected) return "degraded"
-    return "healthy"
-  }
-
-  get isReconnecting(): boolean {
-    return this.reconnecting
-  }
-
   get oldestWaiterMillis(): number {
     const head = this.waiters.head
     return head === undefined ? 0 : Math.round(this.now() - head.arrivedAt)
   }
 
+  /** Sets the state gauge and logs a transition, from the same assessment as health and the statistics. */
   private updateState(): void {
-    const state = this.state()
-    if (state === this.loggedState) return
+    const { reason, status } = this.assess()
+    if (status === this.loggedState) return
     const previous = this.loggedState
-    this.loggedState = state
-    this.metrics.state(state)
-    if (previous === undefined && state === "healthy") return
-    // "pool shutting down" already says it; "pool is unhealthy" with a stale error would read as an outage
-    if (this.closing) return
-    this.log(state === "healthy" ? "Info" : "Warning", `pool is ${state}`, {
-      previous: previous ?? "starting",
-      ...(this.lastError !== undefined && state !== "healthy" ? { error: this.lastError } : {})
-    })
+    this.loggedState = status
+    this.metrics.state(status)
+    // the first state is no transition; "pool shutting down" already says it, and a stale error would read as
+    // an outage
+    if (previous === undefined || this.closing) return
+    if (this.quietStart) {
+      this.quietStart = false
+      if (status === "healthy") return
+    }
+    this.log(status === "healthy" ? "Info" : "Warning", `pool is ${status}`, { previous, reason })
   }
 
   private probeResult: { reachable: boolean; latencyMs: number | undefined; at: number | undefined } = {
@@ -1188,7 +1159,7 @@ export class Pool {
   /** The probe is not a caller: no acquisition or use-time figures, and the idle clock keeps running. */
   private returnFromProbe(conn: PooledConnection, releasedAt: number): void {
     if (this.closing) return this.close(conn, "shutdown")
-    if (conn.broken !== undefined || !isQueryable(conn.client)) return this.close(conn, "broken")
+    if (!conn.isUsable()) return this.close(conn, "broken")
     this.offer(conn)
     if (conn.status === "idle") conn.releasedAt = releasedAt
   }
@@ -1245,66 +1216,33 @@ export class Pool {
     })
   }
 
-  /** The rules of Health.ts, first match wins: `statistics().state` and `health()` agree by construction. */
-  private assess(): { readonly status: PoolState; readonly reason: string | undefined } {
-    const where = `${this.config.host}:${this.config.port}`
-    if (this.closing) return { status: "unhealthy", reason: "the pool is shut down or shutting down" }
-    if (this.reconnecting && this.lastFailure?.kind === "rejected") {
-      return {
-        status: this.all.size === 0 ? "unhealthy" : "degraded",
-        reason:
-          `${where}: ${this.lastError ?? "the server rejected the login"}; retrying with backoff until the ` +
-          `configuration is fixed${this.all.size === 0 ? "" : ` (${this.all.size} connections still serve)`}`
-      }
-    }
-    if (this.reconnecting && this.all.size === 0) {
-      return {
-        status: "unhealthy",
-        reason: `cannot connect to ${where}: ${this.lastError ?? "unknown error"}; retrying with backoff`
-      }
-    }
-    if (this.reconnecting) {
-      return {
-        status: "degraded",
-        reason:
-          `reconnecting to ${where} after: ${this.lastError ?? "unknown error"}; ${this.all.size} connections ` +
-          `still serve`
-      }
-    }
-    if (!this.everConnected) return { status: "degraded", reason: `connecting to ${where}` }
-    if (this.all.size < this.config.minSize) {
-      return { status: "degraded", reason: `${this.all.size} of the minimum ${this.config.minSize} connections open` }
-    }
-    const oldest = this.oldestWaiterMillis
-    if (oldest > saturationThresholdMillis) {
-      return {
-        status: "degraded",
-        reason:
-          `saturated: ${this.waitingCount} callers waiting, the oldest for ${oldest} ms; ` +
-          `all ${this.all.size - this.idle.length} of ${this.config.maxSize} connections busy`
-      }
-    }
-    return { status: "healthy", reason: undefined }
-  }
-
-  private percentilesCount = 0
-  private percentiles: readonly [number, number] = [0, 0]
-
-  /** p95/p99 of the last acquisitions, sorted only when some were recorded since the last read. */
-  private acquisitionPercentiles(): readonly [number, number] {
-    if (this.latencyCount === this.percentilesCount) return this.percentiles
-    const count = Math.min(this.latencyCount, latencySamples)
-    const sorted = this.latencies.slice(0, count).sort()
-    const at = (p: number) => sorted[Math.min(count - 1, Math.floor(p * count))]!
-    this.percentiles = [at(0.95), at(0.99)]
-    this.percentilesCount = this.latencyCount
-    return this.percentiles
+  /** The one assessment (the engine's rules, see Health.ts): health, the statistics and the gauge all read it. */
+  private assess(): Assessment.Assessment {
+    const lastFailure =
+      this.lastError === undefined
+        ? undefined
+        : this.lastFailure?.kind === "rejected"
+          ? { kind: "rejected", message: this.lastFailureText ?? this.lastError }
+          : { kind: "outage", message: this.lastError }
+    return Assessment.assess({
+      target: `${this.config.host}:${this.config.port}`,
+      closing: this.closing,
+      reconnecting: this.reconnecting,
+      lastFailure,
+      everConnected: this.everConnected,
+      total: this.all.size,
+      busy: this.all.size - this.idle.length,
+      minSize: this.config.minSize,
+      maxSize: this.config.maxSize,
+      waiting: this.waitingCount,
+      oldestWaiterMillis: this.oldestWaiterMillis
+    })
   }
 
   statistics(state: PoolState = this.assess().status): PoolStatistics {
     const total = this.all.size
     const idle = this.idle.length
-    const [p95, p99] = this.acquisitionPercentiles()
+    const [p95, p99] = this.latencies.percentiles()
     return new PoolStatistics(
       {
         poolName: this.name,
@@ -1351,11 +1289,6 @@ export class Pool {
     // the message is the event's name: every logger renders it, so no annotation repeats it
     this.fork(Effect.annotateLogs(effect, { pool: this.name, ...annotations }))
   }
-}
-
-const isQueryable = (client: Pg.Client): boolean => {
-  const c = client as any
-  return c._queryable !== false && c._ending !== true && c.connection?.stream?.destroyed !== true
 }
 
 const acquisitionSite = (span: Tracer.AnySpan | undefined): string | undefined => {

@@ -1,7 +1,16 @@
-import { assert, describe, it } from "@effect/vitest"
-import { Waiter, WaiterQueue } from "../src/internal/waiters.js"
+import { assert, describe, it } from "vitest"
+import { WaiterQueue as Queue } from "../src/index.js"
 
-const waiter = (arrivedAt: number) => new Waiter(arrivedAt, arrivedAt + 1_000, 0, undefined)
+class Waiter implements Queue.Linked {
+  prev: Queue.Linked | undefined = undefined
+  next: Queue.Linked | undefined = undefined
+  queued = false
+  constructor(readonly arrivedAt: number) {}
+}
+
+class WaiterQueue extends Queue.WaiterQueue<Waiter> {}
+
+const waiter = (arrivedAt: number) => new Waiter(arrivedAt)
 
 const drain = (queue: WaiterQueue) => {
   const out: Array<number> = []

@@ -12,6 +12,8 @@
  * `standard_conforming_strings`, a U& escape), counts as dirty: a false "dirty" costs one DISCARD ALL round
  * trip, a false "clean" leaks state to another caller.
  *
+ * The one copy: the editions import it through `Classify.mayLeaveSessionState`.
+ *
  * @internal
  */
 

@@ -1,5 +1,8 @@
-import { assert, describe, it } from "@effect/vitest"
-import { firstKeyword, mayLeaveSessionState } from "../src/internal/sessionState.js"
+// The session-state scanner's tests (the core imports the scanner from here).
+import { assert, describe, it } from "vitest"
+import { Classify } from "../src/index.js"
+
+const { firstKeyword, mayLeaveSessionState } = Classify
 
 // [text, may leave session state behind]
 const cases: ReadonlyArray<readonly [string, boolean]> = [

@@ -1,0 +1,28 @@
+/**
+ * @since 0.1.0
+ */
+
+/**
+ * @since 0.1.0
+ */
+export * as Assessment from "./Assessment.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Classify from "./Classify.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Engine from "./Engine.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Statistics from "./Statistics.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as WaiterQueue from "./WaiterQueue.js"
