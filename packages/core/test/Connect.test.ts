@@ -35,6 +35,7 @@ import {
   backendPids,
   eventually,
   failureOf,
+  freePort,
   makeDb,
   makePool,
   realSleep,
@@ -57,17 +58,6 @@ const refusedOnBothFamilies = Effect.async<unknown>((resume) => {
   })
   socket.on("error", (error) => resume(Effect.succeed(error)))
 })
-
-const freePort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const server = Net.createServer()
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as Net.AddressInfo).port
-        server.close(() => resolve(port))
-      })
-    })
-)
 
 /** The server's URL with another password or database. */
 const urlWith = (url: Redacted.Redacted<string>, change: { password?: string; database?: string }) => {

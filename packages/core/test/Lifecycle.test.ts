@@ -2,21 +2,9 @@ import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, it, layer } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, TestClock } from "effect"
-import * as Net from "node:net"
 import * as Db from "../src/Db.js"
 import { DatabaseUnreachable, PoolClosed } from "../src/PoolError.js"
-import { adminClient, backendPids, eventually, makeDb, realSleep, uniqueAppName } from "./utils.js"
-
-const freePort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const server = Net.createServer()
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as Net.AddressInfo).port
-        server.close(() => resolve(port))
-      })
-    })
-)
+import { adminClient, backendPids, eventually, freePort, makeDb, realSleep, uniqueAppName } from "./utils.js"
 
 const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined

@@ -1,6 +1,7 @@
 import { Reactivity } from "@effect/experimental"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import * as Net from "node:net"
 import * as Pg from "pg"
 import * as Db from "../src/Db.js"
 
@@ -13,6 +14,18 @@ export const makeDb = (options: Omit<Db.DbOptions, "url"> = {}) =>
 /** The same as a layer on top of the test server. */
 export const dbLayer = (options: Omit<Db.DbOptions, "url"> = {}) =>
   Layer.unwrapEffect(Effect.map(PgTestServer.PgTestServer, (server) => Db.layer({ url: server.url, ...options })))
+
+/** A TCP port nothing listens on (it was free a moment ago): a server that is down. */
+export const freePort = Effect.promise(
+  () =>
+    new Promise<number>((resolve) => {
+      const server = Net.createServer()
+      server.listen(0, "127.0.0.1", () => {
+        const port = (server.address() as Net.AddressInfo).port
+        server.close(() => resolve(port))
+      })
+    })
+)
 
 /** Real-time pause, independent of the TestClock: for waiting on sockets. */
 export const realSleep = (millis: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, millis)))
