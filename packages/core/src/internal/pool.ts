@@ -787,7 +787,8 @@ export class Pool {
       let state = resumed?.state ?? schedule.initial
       let failure = initialFailure
       let attempt = resumed?.attempt ?? 1
-      let startingUpStreak = failure.startingUp ? 1 : 0
+      // consecutive failures of a server in transition (starting up, going away): its retries double from 100 ms
+      let transientStreak = failure.startingUp || failure.goingAway ? 1 : 0
       // every failed attempt below checks eager init first, so what is logged as scheduled does happen
       while (!self.closing && self.reconnecting && !self.initFailed) {
         const now = self.now()
@@ -797,7 +798,7 @@ export class Pool {
           ? Duration.toMillis(reconnect.maxDelay)
           : Math.max(0, Intervals.start(decision.intervals) - now)
         self.log("Info", "reconnect attempt scheduled", { attempt: attempt + 1, delayMillis: delay })
-        yield* self.backoff(delay, failure, startingUpStreak)
+        yield* self.backoff(delay, failure, transientStreak)
         if (self.closing || !self.reconnecting || self.initFailed) return
         attempt++
         self.reconnectAttempts++
@@ -813,7 +814,7 @@ export class Pool {
         const failed = self.openFailure(exit.cause)
         if (failed === undefined) return
         failure = failed
-        startingUpStreak = failure.startingUp ? startingUpStreak + 1 : 0
+        transientStreak = failure.startingUp || failure.goingAway ? transientStreak + 1 : 0
         self.noteFailure(failure)
         self.log("Warning", "reconnect attempt failed", { attempt, error: self.lastError })
         self.updateState()
@@ -834,29 +835,25 @@ export class Pool {
    * Waits out one backoff step, but cuts it short when the server comes back: while the last failure was a
    * refused TCP connection, a cheap TCP probe runs on a short cadence, and the next full attempt starts as
    * soon as the port accepts. A server that accepts TCP but refuses sessions (too many connections, auth,
-   * recovery) gets no such shortcut — the backoff governs — except one that says it is starting up, which is
-   * retried on a short doubling cadence within the step, and one going away (shutting down, or a reset on its
-   * Unix socket), whose port is probed until it has closed and opened again.
+   * recovery) gets no such shortcut — the backoff governs — except one that says it is starting up or going
+   * away (shutting down, or a reset on its Unix socket), which is retried on a short doubling cadence within the
+   * step: its port still answers, so a probe cannot tell it restarted (a restart can take less than the probe's
+   * period), while the next attempt can.
    */
-  private backoff(delayMillis: number, failure: Connection.ConnectFailure, startingUpStreak: number) {
+  private backoff(delayMillis: number, failure: Connection.ConnectFailure, transientStreak: number) {
     const self = this
     return Effect.gen(function* () {
       const start = self.now()
       const deadline = start + delayMillis
-      if (failure.startingUp) {
-        yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(startingUpStreak, 6)))
+      if (failure.startingUp || failure.goingAway) {
+        yield* Effect.sleep(Math.min(delayMillis, 100 * 2 ** Math.min(transientStreak, 6)))
         return
       }
-      // a refused port is probed and its first answer ends the step; a server going away still answers for a
-      // moment, so its step ends only once the probe has seen the port closed and then open again (restarted)
-      let seenClosed = failure.probeable
       while (!self.closing) {
         const remaining = deadline - self.now()
         if (remaining <= 0) return
         yield* Effect.sleep(Math.min(remaining, probeIntervalMillis))
-        if (!(failure.probeable || failure.goingAway) || remaining <= probeIntervalMillis) continue
-        if (!(yield* self.probe())) seenClosed = true
-        else if (seenClosed) return
+        if (failure.probeable && remaining > probeIntervalMillis && (yield* self.probe())) return
       }
     })
   }
