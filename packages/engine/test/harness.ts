@@ -5,7 +5,7 @@
  * no grant of a closed session, each acquisition resolved at most once.
  */
 import { assert } from "vitest"
-import { Engine, type Statistics } from "../src/index.js"
+import { Engine, Statistics } from "../src/index.js"
 
 type Event = Engine.Event
 type Decision = Engine.Decision
@@ -66,16 +66,7 @@ export class Harness {
   probeAnswers: Array<Decision> = []
   /** The validation whose result is being handled. */
   private validatedFor: { readonly session: Engine.SessionId; readonly acquisition: Engine.AcquisitionId } | undefined
-  readonly closedBy: Record<Statistics.CloseReason, number> = {
-    lifetime: 0,
-    idle: 0,
-    maxQueries: 0,
-    broken: 0,
-    validation: 0,
-    reset: 0,
-    cancel: 0,
-    shutdown: 0
-  }
+  readonly closedBy: Record<Statistics.CloseReason, number> = Statistics.noneClosed()
   timer: number | undefined = undefined
   reconnectPending = false
   drained = false
