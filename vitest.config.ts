@@ -2,6 +2,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as Url from "node:url"
 import { defineConfig } from "vitest/config"
+import projects from "./vitest.workspace.js"
 
 // What the tests print through the console (the pools' log lines, a few hundred per run) goes to this file rather
 // than the terminal, so that a failure stands out. The fault tests' `[fault]` figures stay on screen on purpose.
@@ -9,10 +10,10 @@ const logFile = Url.fileURLToPath(new URL(".tmp/test-console.log", import.meta.u
 Fs.mkdirSync(Path.dirname(logFile), { recursive: true })
 Fs.writeFileSync(logFile, "")
 
-// Each package and example brings its own vitest.config.ts; `vitest run` at the root runs them all.
+// The projects are listed in vitest.workspace.ts; `vitest run` at the root runs them all (Effect 4 aside).
 export default defineConfig({
   test: {
-    projects: ["packages/*", "examples/*"],
+    projects,
     // vitest hands over consecutive lines as one chunk: split it, so that a `[fault]` line logged through the
     // console is not buried with the pool's lines, nor the pool's kept for its sake.
     onConsoleLog: (log) => {

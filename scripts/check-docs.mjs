@@ -1,5 +1,5 @@
 /**
- * Checks the JSDoc of the library packages' public modules (`packages/{core,testkit,engine}/src/*.ts`; `src/internal`
+ * Checks the JSDoc of the library packages' public modules (`packages/{effect3,testkit,engine}/src/*.ts`; `src/internal`
  * is not public):
  *
  * - each file opens with a module doc comment carrying `@since` and no other tag;
@@ -9,9 +9,9 @@
  *   type of the same name, are one symbol: one example among their declarations is enough);
  * - a re-export (`export * as X from "./X.js"`) carries `@since`.
  *
- * Then it type-checks every example: each block becomes a module in `packages/core/.doc-examples/` (inside the core
- * package, so `@effect-pg-pool/core` resolves by self-reference and `@effect-pg-pool/testkit` through the workspace
- * dependency) — the engine's in `packages/engine/.doc-examples/`, since core does not depend on it —, compiled with
+ * Then it type-checks every example: each block becomes a module in `packages/effect3/.doc-examples/` (inside the Effect 3 edition
+ * package, so `@effect-pg-pool/effect3` resolves by self-reference and `@effect-pg-pool/testkit` through the workspace
+ * dependency) — the engine's in `packages/engine/.doc-examples/`, since effect3 does not depend on it —, compiled with
  * the repository's compiler options as `tsc -p <that directory>` would, plus a check for unused imports. Errors are
  * reported at the line of the source file the example comes from.
  *
@@ -26,8 +26,8 @@ const started = performance.now()
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 // each package, and the package its examples compile in (where its name resolves)
 const packageDirs = [
-  { dir: "packages/core", examplesIn: "packages/core" },
-  { dir: "packages/testkit", examplesIn: "packages/core" },
+  { dir: "packages/effect3", examplesIn: "packages/effect3" },
+  { dir: "packages/testkit", examplesIn: "packages/effect3" },
   { dir: "packages/engine", examplesIn: "packages/engine" }
 ]
 const examplesDirOf = (packageDir) => path.join(root, packageDir.examplesIn, ".doc-examples")

@@ -96,9 +96,14 @@ try {
   // 3. a fresh project, plain npm
   const app = path.join(work, "app")
   fs.mkdirSync(app)
-  const versions = { ...readJson(path.join(root, "packages/core/package.json")).devDependencies }
+  const versions = { ...readJson(path.join(root, "packages/effect3/package.json")).devDependencies }
   const dependencies = {
-    ...Object.fromEntries([...tarballs].map(([name, tarball]) => [name, `file:${tarball}`])),
+    // the Effect 3 program's packages (the Effect 4 edition peers on effect 4: it gets a project of its own)
+    ...Object.fromEntries(
+      [...tarballs]
+        .filter(([name]) => name !== "@effect-pg-pool/effect4")
+        .map(([name, tarball]) => [name, `file:${tarball}`])
+    ),
     ...Object.fromEntries(
       ["effect", "@effect/sql", "@effect/sql-pg", "@effect/platform", "@effect/experimental", "@types/pg"].map(
         (name) => [name, versions[name]]
@@ -232,7 +237,7 @@ function writeApp(app) {
   )
   fs.writeFileSync(
     path.join(app, "main.ts"),
-    `import { Db, DbMock } from "@effect-pg-pool/core"
+    `import { Db, DbMock } from "@effect-pg-pool/effect3"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import setup from "@effect-pg-pool/testkit/vitestGlobalSetup"
 import { SqlClient } from "@effect/sql"
@@ -270,7 +275,7 @@ const main = Effect.gen(function* () {
   )
   console.log(\`pool: \${text}\`)
   const internal = yield* Effect.promise(() =>
-    import("@effect-pg-pool/core/internal/pool" as string).then(
+    import("@effect-pg-pool/effect3/internal/pool" as string).then(
       () => "importable",
       (error: { code?: string }) => error.code
     )

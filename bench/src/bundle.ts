@@ -64,14 +64,15 @@ const firstError = (errors: ReadonlyArray<unknown>): string => {
 }
 
 /**
- * @param corePath another copy of packages/core to bundle in place of the workspace's (`--core`), or undefined.
+ * @param corePath another copy of packages/effect3 to bundle in place of the workspace's (`--effect3`), or undefined.
  */
 export const bundleWorker = async (benchDir: string, corePath: string | undefined): Promise<Bundle> => {
   const source = Path.join(benchDir, "src", "worker.ts")
   const exampleSource = Path.join(benchDir, "src", "exampleServer.ts")
   const esbuild = loadEsbuild()
   if (esbuild === undefined) {
-    if (corePath !== undefined) throw new Error("--core needs esbuild (from tsx's dependencies), which was not found")
+    if (corePath !== undefined)
+      throw new Error("--effect3 needs esbuild (from tsx's dependencies), which was not found")
     return {
       workerPath: source,
       exampleServer: { path: exampleSource },
@@ -110,7 +111,7 @@ export const bundleWorker = async (benchDir: string, corePath: string | undefine
     outdir,
     logLevel: "silent",
     plugins: [externalPackages],
-    ...(corePath === undefined ? {} : { alias: { "@effect-pg-pool/core": corePath } })
+    ...(corePath === undefined ? {} : { alias: { "@effect-pg-pool/effect3": corePath } })
   }
   const result = await esbuild.build({ ...options, entryPoints: [source] })
   if (result.errors.length > 0) throw new Error(`bundling the worker failed: ${firstError(result.errors)}`)

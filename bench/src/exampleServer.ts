@@ -1,11 +1,11 @@
 /**
  * examples/health-server in a child process, started through the layer it exports (`makeServerLayer`) on our
- * pool with maxSize 10 — bundled like the workers, so a `--core` patch applies to it too. Reports its port over
+ * pool with maxSize 10 — bundled like the workers, so an `--effect3` patch applies to it too. Reports its port over
  * IPC and stops on "finish".
  *
  *   exampleServer.ts <url>
  */
-import { Db } from "@effect-pg-pool/core"
+import { Db } from "@effect-pg-pool/effect3"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"

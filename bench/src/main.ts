@@ -12,7 +12,7 @@
  *   pnpm bench --profile       CPU profile per client of SELECT 1 with 100 callers (--profile-op checkout|init|
  *                              shutdown for the others): top self-time frames, .cpuprofile files in results/profiles
  *   pnpm bench --no-md         leave BENCHMARKS.md alone
- *   pnpm bench --core <dir>    our pool from another copy of packages/core (bundled in place of the workspace's),
+ *   pnpm bench --effect3 <dir> our pool from another copy of packages/effect3 (bundled in place of the workspace's),
  *                              for A/B runs of a pool patch
  */
 import { PgTestServer } from "@effect-pg-pool/testkit"
@@ -76,7 +76,7 @@ const rounds = Number(option("rounds") ?? (quick ? 1 : 3))
 const selected: ReadonlyArray<ClientName> = (option("clients")?.split(",") ?? [...clients]).filter(isClientName)
 const skip = new Set(option("skip")?.split(",") ?? [])
 const corePath = (() => {
-  const given = option("core")
+  const given = option("effect3")
   if (given === undefined) return undefined
   const resolved = Path.resolve(process.env["INIT_CWD"] ?? process.cwd(), given)
   return Fs.statSync(resolved).isDirectory() ? Path.join(resolved, "src", "index.ts") : resolved
@@ -451,7 +451,7 @@ const main = async () => {
       `Command: \`${command}\` — ${rounds} round(s), ${elapsedSeconds} s, ${new Date().toISOString()}; ` +
       `maxSize 10 for every pool, each client in its own process, one embedded server.` +
       ` ${bundle!.description}.` +
-      (corePath === undefined ? "" : `\nOur pool from ${corePath} (--core).`)
+      (corePath === undefined ? "" : `\nOur pool from ${corePath} (--effect3).`)
     const loads = data.flatMap((r) => r.loadAverage)
     notes.add(
       `1-minute load average during the run: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} on ` +
@@ -495,7 +495,7 @@ const main = async () => {
     const body = JSON.stringify(json, null, 2)
     const markdown = `${header}\n\n${rendered.markdown}\n${notesText === "" ? "" : `\n${notesText}\n`}`
     // Only a complete run of the workspace's pool is the record (latest.json, latest.md, BENCHMARKS.md); quick,
-    // partial and --core runs go to *.tmp.json, which git ignores.
+    // partial and --effect3 runs go to *.tmp.json, which git ignores.
     const complete = !quick && corePath === undefined && selected.length === clients.length && skip.size === 0
     if (complete) {
       Fs.writeFileSync(Path.join(resultsDir, "latest.json"), body)

@@ -2,7 +2,7 @@
  * Our pool, through both of its paths: the @effect/sql `SqlClient` (each statement borrows a connection) and
  * `Db.withConnection` (one connection for the callback).
  */
-import { Db, Health } from "@effect-pg-pool/core"
+import { Db, Health } from "@effect-pg-pool/effect3"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"

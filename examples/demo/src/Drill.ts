@@ -2,7 +2,7 @@
  * The outage drill: workers loop on a small query mix through the pool while a timeline crashes the database
  * and starts it again. Everything the view and the summary show is tallied here.
  */
-import { Db } from "@effect-pg-pool/core"
+import { Db } from "@effect-pg-pool/effect3"
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"

@@ -2,7 +2,7 @@
  * The terminal view: a frame redrawn in place on a terminal, one status line per second elsewhere (CI, pipes),
  * and the summary at the end.
  */
-import type { Db, Health, PoolStatistics } from "@effect-pg-pool/core"
+import type { Db, Health, PoolStatistics } from "@effect-pg-pool/effect3"
 import { Effect, Exit, Option, Schedule } from "effect"
 import type { Event, LeakCheck, RunState, Tone } from "./Drill.js"
 import { formatMillis } from "./Drill.js"

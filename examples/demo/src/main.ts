@@ -10,8 +10,8 @@
  * With DATABASE_URL it uses that database and takes it down only when asked (`--outage` with the commands that
  * stop and start it). `pnpm demo -- --help` lists the options.
  */
-import { DatabaseLive, Db } from "@effect-pg-pool/core"
-import * as PoolLogger from "@effect-pg-pool/core/PoolLogger"
+import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
+import * as PoolLogger from "@effect-pg-pool/effect3/PoolLogger"
 import { NodeRuntime } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import {

@@ -7,7 +7,7 @@
  * counters, `/metrics` from Effect's metric registry. None of them takes a connection, so they answer at once
  * even when the pool is saturated or the database is down.
  */
-import { Db, Health, PoolStatistics } from "@effect-pg-pool/core"
+import { Db, Health, PoolStatistics } from "@effect-pg-pool/effect3"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { Metrics, Resource } from "@effect/opentelemetry"
 import { HttpMiddleware, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"

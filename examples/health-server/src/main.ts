@@ -6,7 +6,7 @@
  *   pnpm --filter @effect-pg-pool/example-health-server start
  *   curl -i localhost:3000/health; curl localhost:3000/stats; curl localhost:3000/metrics
  */
-import * as PoolLogger from "@effect-pg-pool/core/PoolLogger"
+import * as PoolLogger from "@effect-pg-pool/effect3/PoolLogger"
 import { HttpServer } from "@effect/platform"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Layer } from "effect"

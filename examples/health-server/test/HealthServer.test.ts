@@ -1,4 +1,4 @@
-import { Db } from "@effect-pg-pool/core"
+import { Db } from "@effect-pg-pool/effect3"
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { HttpServer } from "@effect/platform"
 import { assert, layer } from "@effect/vitest"

@@ -5,7 +5,7 @@
  *
  * The server's own defaults suit an interactive tool; each yields to its `DB_POOL_*` variable.
  */
-import { DatabaseLive } from "@effect-pg-pool/core/Db"
+import { DatabaseLive } from "@effect-pg-pool/effect3/Db"
 import * as PgTestServer from "@effect-pg-pool/testkit/PgTestServer"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"

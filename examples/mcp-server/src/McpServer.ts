@@ -10,9 +10,9 @@
  * the database may be down, the session goes on. Each call runs as a fiber of the session, interrupted when the
  * client cancels the request (the pool then cancels its query on the server) or when the session ends.
  */
-import * as Db from "@effect-pg-pool/core/Db"
-import * as Health from "@effect-pg-pool/core/Health"
-import * as PoolStatistics from "@effect-pg-pool/core/PoolStatistics"
+import * as Db from "@effect-pg-pool/effect3/Db"
+import * as Health from "@effect-pg-pool/effect3/Health"
+import * as PoolStatistics from "@effect-pg-pool/effect3/PoolStatistics"
 import type { SqlError } from "@effect/sql/SqlError"
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js"
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"

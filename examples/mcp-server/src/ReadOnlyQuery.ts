@@ -13,7 +13,7 @@
  * - A row limit: the cursor is read in batches and closed after `maxRows + 1` rows.
  * - No COPY: a cursor cannot carry its data; the pool refuses it with a `SqlError`.
  */
-import * as Db from "@effect-pg-pool/core/Db"
+import * as Db from "@effect-pg-pool/effect3/Db"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"

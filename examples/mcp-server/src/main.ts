@@ -11,7 +11,7 @@
  */
 // Subpath imports, not the barrels: a host starts the server for every session, and @effect/platform-node's barrel
 // alone loads its whole HTTP stack.
-import * as PoolLogger from "@effect-pg-pool/core/PoolLogger"
+import * as PoolLogger from "@effect-pg-pool/effect3/PoolLogger"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

@@ -1,4 +1,4 @@
-import { DatabaseLive, Db } from "@effect-pg-pool/core"
+import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
 import { NodeRuntime } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { Console, Effect } from "effect"

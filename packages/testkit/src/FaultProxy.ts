@@ -226,7 +226,7 @@ export const make = (target: Target): Effect.Effect<FaultProxy.Service, never, S
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
  * import { Effect, Layer } from "effect"
  *

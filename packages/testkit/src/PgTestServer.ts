@@ -429,7 +429,7 @@ export const make = (options: MakeOptions = {}): Effect.Effect<PgTestServer.Serv
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { PgTestServer } from "@effect-pg-pool/testkit"
  * import { Effect, Layer } from "effect"
  *
@@ -452,7 +452,7 @@ export const layer: Layer.Layer<PgTestServer, PgTestServerError> = Layer.scoped(
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { PgTestServer } from "@effect-pg-pool/testkit"
  * import { Layer, Logger, LogLevel } from "effect"
  *

@@ -2,7 +2,7 @@
  * Error classification by SQLSTATE and error class, in one place: what the pool does after a failure (back off,
  * fail init at once, drop the session, nothing) depends on it, never on matching message text.
  *
- * The one copy: the Effect 3 edition's connect path (packages/core/src/internal/connection.ts) classifies with it.
+ * The one copy: the Effect 3 edition's connect path (packages/effect3/src/internal/connection.ts) classifies with it.
  *
  * @internal
  */

@@ -21,7 +21,7 @@ import { encode as encodeStatistics, PoolState, PoolStatistics } from "./PoolSta
  *
  * @example
  * ```ts
- * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Db, Health } from "@effect-pg-pool/effect3"
  * import { Effect, TestClock } from "effect"
  *
  * // in a test where every connection is held and a caller waits for one
@@ -41,7 +41,7 @@ export const saturationThresholdMillis: number = Assessment.saturationThresholdM
  *
  * @example
  * ```ts
- * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Db, Health } from "@effect-pg-pool/effect3"
  * import { Effect, Option } from "effect"
  *
  * const describe = (database: Health.DatabaseReachability): string =>
@@ -68,7 +68,7 @@ export class DatabaseReachability extends Schema.Class<DatabaseReachability>("@e
  *
  * @example
  * ```ts
- * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Db, Health } from "@effect-pg-pool/effect3"
  * import { Effect, Schema } from "effect"
  *
  * // its JSON form: options become undefined, dates epoch milliseconds (Health.encode is the fast path)
@@ -94,7 +94,7 @@ export class HealthStatus extends Schema.Class<HealthStatus>("@effect-pg-pool/He
  *
  * @example
  * ```ts
- * import { Db, Health } from "@effect-pg-pool/core"
+ * import { Db, Health } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const healthJson = Effect.map(Db.health, (health) => JSON.stringify(Health.encode(health)))

@@ -40,7 +40,7 @@ import type { PoolStatistics } from "./PoolStatistics.js"
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const report = Effect.gen(function* () {
@@ -65,7 +65,7 @@ export declare namespace Db {
    *
    * @example
    * ```ts
-   * import { Db } from "@effect-pg-pool/core"
+   * import { Db } from "@effect-pg-pool/effect3"
    * import { Effect } from "effect"
    *
    * const countUsers = (db: Db.Db.Service) =>
@@ -105,7 +105,7 @@ export declare namespace Db {
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Redacted, String as Str } from "effect"
  *
  * const options: Db.DbOptions = {
@@ -163,7 +163,7 @@ const toConfigInput = (options: DbOptions): InternalConfig.RawInput =>
  *
  * @example
  * ```ts
- * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect3"
  * import { Reactivity } from "@effect/experimental"
  * import { Effect, Redacted } from "effect"
  *
@@ -243,7 +243,7 @@ const build = (
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Reactivity } from "@effect/experimental"
  * import { Effect, Redacted } from "effect"
  *
@@ -295,7 +295,7 @@ const toContext = (db: Db.Service) =>
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect, Redacted } from "effect"
  *
  * const DbLive = Db.layer({ url: Redacted.make("postgres://app:secret@localhost/app"), maxSize: 20 })
@@ -318,7 +318,7 @@ export const layer = (
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Config } from "effect"
  *
  * const DbLive = Db.layerConfig({
@@ -354,7 +354,7 @@ const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRej
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import type { SqlClient, SqlError } from "@effect/sql"
  * import type { PgClient } from "@effect/sql-pg"
  * import { type Layer, Redacted } from "effect"
@@ -377,7 +377,7 @@ export const layerPgClient = (
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import type { SqlClient, SqlError } from "@effect/sql"
  * import type { PgClient } from "@effect/sql-pg"
  * import { Config, type ConfigError, type Layer } from "effect"
@@ -405,7 +405,7 @@ export const layerPgClientConfig = (
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { String as Str } from "effect"
  *
  * // DATABASE_URL and DB_POOL_* from the environment, plus the options no variable sets
@@ -436,7 +436,7 @@ export const layerFromEnv = (
  *
  * @example
  * ```ts
- * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const program = Effect.gen(function* () {
@@ -464,7 +464,7 @@ export const DatabaseLive: Layer.Layer<
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const rows = Db.withConnection((sql) =>
@@ -487,7 +487,7 @@ export const withConnection = <A, E, R>(
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect, Schedule } from "effect"
  *
  * // the pool's load in the logs every 10 seconds, in the background
@@ -508,7 +508,7 @@ export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatM
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect, Option } from "effect"
  *
  * // a readiness check: a degraded pool still serves

@@ -24,7 +24,7 @@ import type { PoolState } from "./PoolStatistics.js"
  *
  * @example
  * ```ts
- * import { Db, DbMock } from "@effect-pg-pool/core"
+ * import { Db, DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const test = Effect.gen(function* () {
@@ -50,7 +50,7 @@ export declare namespace DbMock {
    *
    * @example
    * ```ts
-   * import { DbMock } from "@effect-pg-pool/core"
+   * import { DbMock } from "@effect-pg-pool/effect3"
    * import { Array, Effect } from "effect"
    *
    * // the statements of each connection: shows what ran inside one transaction
@@ -87,7 +87,7 @@ export declare namespace DbMock {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * const byText: DbMock.Matcher = "FROM users WHERE id = $1"
  * const byPattern: DbMock.Matcher = /^UPDATE users SET/
@@ -107,7 +107,7 @@ export type Matcher = string | RegExp | ((sql: string, params: ReadonlyArray<unk
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // statements read through a cursor, e.g. to check that an export does not load a whole table at once
@@ -124,7 +124,7 @@ export type QueryKind = "execute" | "values" | "stream" | "raw" | "unprepared"
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // "1: BEGIN", "1: INSERT INTO …", "1: COMMIT": one line per statement, for a compact assertion
@@ -154,7 +154,7 @@ export interface RecordedQuery {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * // a fixture shared by several test files
  * const users: ReadonlyArray<DbMock.ScriptedResponse> = [
@@ -183,7 +183,7 @@ export interface ScriptedResponse {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * const responses: ReadonlyArray<DbMock.ScriptedResponse> = [
  *   // the first claim takes 3 jobs (the rowCount of `.raw`), later ones find none
@@ -207,7 +207,7 @@ export interface ResponseOptions {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * const message = 'duplicate key value violates unique constraint "users_email_key"'
  * const duplicate = DbMock.fail("INSERT INTO users", message, {
@@ -237,7 +237,7 @@ export interface ErrorFields {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { String as Str } from "effect"
  *
  * const options: DbMock.MockOptions = {
@@ -270,7 +270,7 @@ export interface MockOptions {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * const MockLive = DbMock.layer({
  *   responses: [
@@ -292,7 +292,7 @@ export const respond = (matcher: Matcher, rows: ReadonlyArray<object>, options?:
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * // an in-memory table behind the mock
  * const users = new Map([[1, { id: 1, name: "Ann" }]])
@@ -318,7 +318,7 @@ export type Handler = (
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const responses = [
@@ -347,7 +347,7 @@ export const respondWith: {
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  *
  * // the first attempt hits a serialization failure, the retry goes through
  * const MockLive = DbMock.layer({
@@ -378,7 +378,7 @@ export const fail = (
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // fails for one parameter only
@@ -399,7 +399,7 @@ export const sqlError: (message: string, fields?: ErrorFields) => SqlError = int
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { SqlClient } from "@effect/sql"
  * import { Effect } from "effect"
  *
@@ -433,7 +433,7 @@ export const layer = (
  *
  * @example
  * ```ts
- * import { Db, DbMock } from "@effect-pg-pool/core"
+ * import { Db, DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const test = Effect.gen(function* () {
@@ -456,7 +456,7 @@ export const queries: Effect.Effect<ReadonlyArray<RecordedQuery>, never, DbMock>
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * declare const seedUsers: Effect.Effect<void>
@@ -480,7 +480,7 @@ export const clear: Effect.Effect<void, never, DbMock> = Effect.flatMap(DbMock, 
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * declare const balance: Effect.Effect<number>
@@ -504,7 +504,7 @@ export const script = (...responses: ReadonlyArray<ScriptedResponse>): Effect.Ef
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/core"
+ * import { DbMock } from "@effect-pg-pool/effect3"
  * import { PgClient } from "@effect/sql-pg"
  * import { Effect, Fiber, Stream } from "effect"
  *
@@ -528,7 +528,7 @@ export const awaitListener = (channel: string): Effect.Effect<void, never, DbMoc
  *
  * @example
  * ```ts
- * import { type Db, DbMock } from "@effect-pg-pool/core"
+ * import { type Db, DbMock } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * declare const readiness: Effect.Effect<{ readonly status: number }, never, Db.Db> // your /ready handler

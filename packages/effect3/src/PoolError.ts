@@ -13,7 +13,7 @@ import type { PoolStatistics } from "./PoolStatistics.js"
  *
  * @example
  * ```ts
- * import { PoolError } from "@effect-pg-pool/core"
+ * import { PoolError } from "@effect-pg-pool/effect3"
  * import { Predicate } from "effect"
  *
  * const isPoolError = (u: unknown): u is PoolError.PoolError => Predicate.hasProperty(u, PoolError.TypeId)
@@ -37,7 +37,7 @@ export type TypeId = typeof TypeId
  *
  * @example
  * ```ts
- * import { PoolError } from "@effect-pg-pool/core"
+ * import { PoolError } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * declare const handler: Effect.Effect<{ readonly status: number }, unknown>
@@ -58,7 +58,7 @@ export const isPoolError = (u: unknown): u is PoolError => Predicate.hasProperty
  *
  * @example
  * ```ts
- * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { PoolConfig } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // one structured log line per invalid setting
@@ -95,7 +95,7 @@ export interface ConfigIssue {
  *
  * @example
  * ```ts
- * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // the message lists every invalid setting at once, each with its variable and the fix
@@ -128,7 +128,7 @@ export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
  *
  * @example
  * ```ts
- * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const program = Db.withConnection((sql) => sql`SELECT 1`).pipe(
@@ -173,7 +173,7 @@ export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")
  *
  * @example
  * ```ts
- * import { DatabaseLive, Db } from "@effect-pg-pool/core"
+ * import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const program = Db.withConnection((sql) => sql`SELECT 1`).pipe(
@@ -224,7 +224,7 @@ export class ConnectionRejected extends Data.TaggedError("ConnectionRejected")<{
  *
  * @example
  * ```ts
- * import { Db, PoolError } from "@effect-pg-pool/core"
+ * import { Db, PoolError } from "@effect-pg-pool/effect3"
  * import { SqlClient } from "@effect/sql"
  * import { Effect } from "effect"
  *
@@ -273,7 +273,7 @@ export class AcquireTimeout extends Data.TaggedError("AcquireTimeout")<{
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // a background job caught by shutdown stops quietly
@@ -304,7 +304,7 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
  *
  * @example
  * ```ts
- * import { PoolError } from "@effect-pg-pool/core"
+ * import { PoolError } from "@effect-pg-pool/effect3"
  * import { Match } from "effect"
  *
  * const httpStatus = (error: PoolError.PoolError): number =>

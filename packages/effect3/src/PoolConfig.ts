@@ -26,7 +26,7 @@ import type { PoolConfigError } from "./PoolError.js"
  *
  * @example
  * ```ts
- * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { PoolConfig } from "@effect-pg-pool/effect3"
  * import { Duration } from "effect"
  *
  * // the wait before the next attempt after `failures` failed ones, without jitter
@@ -60,7 +60,7 @@ export interface ReconnectConfig {
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Duration, Effect } from "effect"
  *
  * // the settings in force, defaults filled in; url and password stay Redacted
@@ -191,7 +191,7 @@ export interface PoolConfig {
  *
  * @example
  * ```ts
- * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // advice that names the setting as the configuration wrote it: maxSize, PG_MAX or DB_POOL_MAX_SIZE
@@ -210,7 +210,7 @@ export type Setting = Exclude<keyof PoolConfig, "reconnect" | "settingNames"> | 
  *
  * @example
  * ```ts
- * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { PoolConfig } from "@effect-pg-pool/effect3"
  * import { Effect, Redacted } from "effect"
  *
  * // written in code, settings are named by option: names.maxSize is "maxSize", from the environment "DB_POOL_MAX_SIZE"
@@ -236,7 +236,7 @@ export type SettingNames = { readonly [K in Setting]: string }
  *
  * @example
  * ```ts
- * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect3"
  * import { Redacted } from "effect"
  *
  * // shared by the app's pools; each adds its name and size
@@ -303,7 +303,7 @@ export interface PoolConfigInput {
  *
  * @example
  * ```ts
- * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { PoolConfig } from "@effect-pg-pool/effect3"
  * import { Redacted } from "effect"
  *
  * const config = PoolConfig.make({
@@ -334,7 +334,7 @@ export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolCon
  *
  * @example
  * ```ts
- * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { PoolConfig } from "@effect-pg-pool/effect3"
  * import { ConfigProvider, Effect } from "effect"
  *
  * // from process.env
@@ -360,7 +360,7 @@ export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = internal.from
  *
  * @example
  * ```ts
- * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect3"
  * import { Duration, Redacted } from "effect"
  *
  * // a batch job's pool: half the default size, connections kept twice as long
@@ -385,7 +385,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = inter
  *
  * @example
  * ```ts
- * import { PoolConfig } from "@effect-pg-pool/core"
+ * import { PoolConfig } from "@effect-pg-pool/effect3"
  *
  * PoolConfig.redactUrl("postgres://app:s3cret@db:5432/app") // "postgres://app:***@db:5432/app"
  * PoolConfig.redactUrl("host=db password=s3cret dbname=app") // "host=db password=*** dbname=app"
@@ -402,7 +402,7 @@ export const redactUrl: (url: string) => string = internal.redactUrl
  *
  * @example
  * ```ts
- * import { Db, PoolConfig } from "@effect-pg-pool/core"
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect3"
  * import { Effect, Redacted } from "effect"
  *
  * // a driver error of your own connection code, logged without the pool's password

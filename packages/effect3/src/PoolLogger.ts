@@ -47,7 +47,7 @@ import type { PoolConfigError } from "./PoolError.js"
  *
  * @example
  * ```ts
- * import { PoolLogger } from "@effect-pg-pool/core"
+ * import { PoolLogger } from "@effect-pg-pool/effect3"
  *
  * const options: PoolLogger.Options = {
  *   redact: [process.env.PGPASSWORD, process.env.API_TOKEN],
@@ -93,7 +93,7 @@ const secretsOf = (options: Options | undefined): Array<string> => {
  *
  * @example
  * ```ts
- * import { PoolLogger } from "@effect-pg-pool/core"
+ * import { PoolLogger } from "@effect-pg-pool/effect3"
  * import { Effect, Logger } from "effect"
  *
  * // capture the lines a program logs, e.g. to assert on them in a test
@@ -120,7 +120,7 @@ export const jsonLineLogger = (options?: Pick<Options, "redact">): Logger.Logger
  *
  * @example
  * ```ts
- * import { PoolLogger } from "@effect-pg-pool/core"
+ * import { PoolLogger } from "@effect-pg-pool/effect3"
  * import { Logger } from "effect"
  *
  * // the file logger next to the console loggers, which `layer` would remove
@@ -173,7 +173,7 @@ const install = (
  *
  * @example
  * ```ts
- * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/core"
+ * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/effect3"
  * import { NodeRuntime } from "@effect/platform-node"
  * import { Effect, Layer } from "effect"
  *
@@ -204,7 +204,7 @@ const layerNamed = (path: string, options: Options | undefined, setting: string)
  *
  * @example
  * ```ts
- * import { DatabaseLive, PoolLogger } from "@effect-pg-pool/core"
+ * import { DatabaseLive, PoolLogger } from "@effect-pg-pool/effect3"
  * import { Layer } from "effect"
  *
  * // a CLI that writes JSON to stdout: no log line may reach it
@@ -225,7 +225,7 @@ export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.L
  *
  * @example
  * ```ts
- * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/core"
+ * import { DatabaseLive, Db, PoolLogger } from "@effect-pg-pool/effect3"
  * import { NodeRuntime } from "@effect/platform-node"
  * import { Effect, Layer } from "effect"
  *
@@ -258,7 +258,7 @@ export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigEr
  *
  * @example
  * ```ts
- * import { DatabaseLive, PoolConfig, PoolLogger } from "@effect-pg-pool/core"
+ * import { DatabaseLive, PoolConfig, PoolLogger } from "@effect-pg-pool/effect3"
  * import { Effect, Layer } from "effect"
  *
  * // DB_POOL_LOG_FILE read and validated with the rest of the pool's settings

@@ -14,7 +14,7 @@ import * as Schema from "effect/Schema"
  *
  * @example
  * ```ts
- * import { PoolStatistics } from "@effect-pg-pool/core"
+ * import { PoolStatistics } from "@effect-pg-pool/effect3"
  * import { Schema } from "effect"
  *
  * // the state as a field of your own API's schema
@@ -42,7 +42,7 @@ export type PoolState = typeof PoolState.Type
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * // connections found dead (broken sockets, failed validations) rather than recycled on purpose
@@ -68,7 +68,7 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
  *
  * @example
  * ```ts
- * import { Db, PoolStatistics } from "@effect-pg-pool/core"
+ * import { Db, PoolStatistics } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const closedBy = (reason: PoolStatistics.CloseReason) =>
@@ -87,7 +87,7 @@ export type CloseReason = keyof typeof ClosedByReason.fields
  *
  * @example
  * ```ts
- * import { Db } from "@effect-pg-pool/core"
+ * import { Db } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const program = Effect.gen(function* () {
@@ -137,7 +137,7 @@ export class PoolStatistics extends Schema.Class<PoolStatistics>("@effect-pg-poo
  *
  * @example
  * ```ts
- * import { Db, PoolStatistics } from "@effect-pg-pool/core"
+ * import { Db, PoolStatistics } from "@effect-pg-pool/effect3"
  * import { Effect } from "effect"
  *
  * const statsJson = Effect.map(Db.statistics, (stats) => JSON.stringify(PoolStatistics.encode(stats)))
