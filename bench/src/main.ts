@@ -91,7 +91,7 @@ const corePath = (() => {
 
 const plan: WorkloadPlan = quick
   ? {
-      prewarmMs: 500,
+      prewarmMs: 1_000,
       warmupMs: 150,
       selectMs: 700,
       checkoutMs: 400,
@@ -102,7 +102,7 @@ const plan: WorkloadPlan = quick
       busyShutdownTimeoutMs: 500
     }
   : {
-      prewarmMs: 1_000,
+      prewarmMs: 2_000,
       warmupMs: 300,
       selectMs: 2_000,
       checkoutMs: 1_000,
