@@ -520,6 +520,7 @@ const main = async () => {
         workload[client] = await timed(`workload ${client}`, () => runWorkload(client, url))
       }
       let pgbenchResult: RoundData["pgbench"]
+      let pgbenchPrepared: RoundData["pgbenchPrepared"]
       if (pgbench !== undefined) {
         const conn = {
           host: server.host,
@@ -528,9 +529,13 @@ const main = async () => {
           password: Redacted.value(server.password),
           database: server.database
         }
-        pgbenchResult = await timed("pgbench", async () => ({
+        pgbenchResult = await timed("pgbench -M simple", async () => ({
           select10: Pgbench.run(pgbench, conn, 10, pgbenchSeconds),
           select100: Pgbench.run(pgbench, conn, 100, pgbenchSeconds)
+        }))
+        pgbenchPrepared = await timed("pgbench -M prepared", async () => ({
+          select10: Pgbench.run(pgbench, conn, 10, pgbenchSeconds, "prepared"),
+          select100: Pgbench.run(pgbench, conn, 100, pgbenchSeconds, "prepared")
         }))
       }
       const reconnect: Partial<Record<ClientName, ReconnectSummary>> = {}
@@ -541,7 +546,7 @@ const main = async () => {
       }
       const http = skip.has("http") ? {} : await timed("http", () => runHttp(url, round, notes))
       const loadAverage = [loadAtStart, Os.loadavg()[0]!] as const
-      data.push({ round, loadAverage, order, workload, pgbench: pgbenchResult, reconnect, http })
+      data.push({ round, loadAverage, order, workload, pgbench: pgbenchResult, pgbenchPrepared, reconnect, http })
     }
 
     const agg = aggregate(data)
@@ -551,7 +556,9 @@ const main = async () => {
         : undefined
     const flags = scalingFlags(agg)
     const targetResults = targets(agg, flags, unavailable, httpNote)
-    const shown = columns.filter((c): c is Column => (c === "pgbench" ? pgbench !== undefined : available.includes(c)))
+    const shown = columns.filter((c): c is Column =>
+      c === "pgbench" || c === "pgbench-prepared" ? pgbench !== undefined : available.includes(c)
+    )
     const rendered = render(agg, targetResults, flags, shown)
     for (const line of rendered.flags) notes.add(line)
     const profiles = skip.has("profiles") ? undefined : await timed("profiles", () => editionProfiles(url, available))

@@ -44,13 +44,21 @@ const parseTimes = (text: string): number => {
   return micros
 }
 
-export const run = (binary: string, conn: Connection, clients: number, seconds: number): LoopStats => {
+export const run = (
+  binary: string,
+  conn: Connection,
+  clients: number,
+  seconds: number,
+  mode: "simple" | "prepared" = "simple"
+): LoopStats => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "pgbench-"))
   try {
     const script = Path.join(dir, "select1.sql")
     Fs.writeFileSync(script, "SELECT 1;\n")
     const args = [
       "-n",
+      "-M",
+      mode,
       "-f",
       script,
       "-c",

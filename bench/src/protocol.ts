@@ -16,7 +16,7 @@ export const clients = [
 ] as const
 export type ClientName = (typeof clients)[number]
 
-export const clientLabels: Record<ClientName | "pgbench", string> = {
+export const clientLabels: Record<ClientName | "pgbench" | "pgbench-prepared", string> = {
   "ours-sql": "ours (Effect 3) · SqlClient",
   "ours-conn": "ours (Effect 3) · Db.withConnection",
   ours4: "ours (Effect 4) · SqlClient",
@@ -26,7 +26,8 @@ export const clientLabels: Record<ClientName | "pgbench", string> = {
   "sql-pg4-mux": "@effect/sql-pg 4.0.5, multiplex",
   "pg-pool": "pg.Pool",
   "postgres-js": "postgres.js",
-  pgbench: "pgbench"
+  pgbench: "pgbench -M simple",
+  "pgbench-prepared": "pgbench -M prepared"
 }
 
 /**

@@ -16,8 +16,10 @@ import {
 } from "./protocol.js"
 import { fmt, fmtRatio, median } from "./stats.js"
 
-export type Column = ClientName | "pgbench"
-export const columns: ReadonlyArray<Column> = [...clients, "pgbench"]
+export type Column = ClientName | "pgbench" | "pgbench-prepared"
+export const columns: ReadonlyArray<Column> = [...clients, "pgbench", "pgbench-prepared"]
+const isPgbench = (column: Column): column is "pgbench" | "pgbench-prepared" =>
+  column === "pgbench" || column === "pgbench-prepared"
 
 /** The two peers every ratio is taken against: pg.Pool, and the official Effect client of the same major. */
 export type Peer = "pg-pool" | "official"
@@ -55,7 +57,9 @@ export interface RoundData {
   readonly loadAverage: readonly [number, number]
   readonly order: ReadonlyArray<ClientName>
   readonly workload: Partial<Record<ClientName, WorkloadResult>>
+  /** pgbench's SELECT 1 with the simple query protocol, and with prepared statements (`-M prepared`). */
   readonly pgbench: { readonly select10: LoopStats; readonly select100: LoopStats } | undefined
+  readonly pgbenchPrepared?: { readonly select10: LoopStats; readonly select100: LoopStats } | undefined
   readonly reconnect: Partial<Record<ClientName, ReconnectSummary>>
   readonly http: Partial<Record<HttpServer, HttpResult>>
 }
@@ -73,7 +77,8 @@ interface Metric {
 const loop =
   (pick: (w: WorkloadResult) => LoopStats, field: keyof LoopStats, pg?: "select10" | "select100") =>
   (round: RoundData, column: Column): number | undefined => {
-    if (column === "pgbench") return pg === undefined ? undefined : round.pgbench?.[pg][field]
+    if (isPgbench(column))
+      return pg === undefined ? undefined : (column === "pgbench" ? round.pgbench : round.pgbenchPrepared)?.[pg][field]
     const w = round.workload[column]
     return w === undefined ? undefined : pick(w)[field]
   }
@@ -81,7 +86,7 @@ const loop =
 const workload =
   (pick: (w: WorkloadResult) => number | undefined) =>
   (round: RoundData, column: Column): number | undefined => {
-    if (column === "pgbench") return undefined
+    if (isPgbench(column)) return undefined
     const w = round.workload[column]
     return w === undefined ? undefined : pick(w)
   }
@@ -89,7 +94,7 @@ const workload =
 const reconnect =
   (pick: (r: ReconnectSummary) => number | undefined) =>
   (round: RoundData, column: Column): number | undefined => {
-    if (column === "pgbench") return undefined
+    if (isPgbench(column)) return undefined
     const r = round.reconnect[column]
     return r === undefined ? undefined : pick(r)
   }
@@ -118,7 +123,7 @@ const scalingMetrics = (): ReadonlyArray<Metric> => {
   const pick =
     (step: Step, field: "opsPerSec" | "cpuMicrosPerOp") =>
     (round: RoundData, column: Column): number | undefined => {
-      if (column === "pgbench") return undefined
+      if (isPgbench(column)) return undefined
       const w = round.workload[column]
       return w === undefined ? undefined : stats(step)(w)?.[field]
     }
@@ -667,7 +672,7 @@ const figureTable = (
 
 /** One row per metric, one column per client: "vs pg.Pool · vs the official client of the same major". */
 const ratioTable = (agg: Aggregate, shown: ReadonlyArray<Column>): Table => {
-  const subjects = shown.filter((c): c is ClientName => c !== "pgbench" && c !== "pg-pool")
+  const subjects = shown.filter((c): c is ClientName => !isPgbench(c) && c !== "pg-pool")
   const rows: Array<ReadonlyArray<string>> = [
     ["ratio (> 1 = better): vs pg.Pool · vs official same major", ...subjects.map((c) => clientLabels[c])]
   ]
@@ -723,7 +728,7 @@ export const render = (
   flags: ReadonlyArray<ScalingFlag>,
   shown: ReadonlyArray<Column>
 ): Rendered => {
-  const scalingShown = shown.filter((c) => c !== "pgbench")
+  const scalingShown = shown.filter((c) => !isPgbench(c))
   const tables = [
     figureTable(agg, shown, undefined, "workload (median of rounds)"),
     figureTable(agg, scalingShown, "scaling", "scaling, SELECT 1 (median of rounds)"),
