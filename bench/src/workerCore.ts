@@ -90,7 +90,10 @@ const measureLoop = async (
   }
 }
 
-/** SELECT 1 on a pool of its own of `poolSize` connections: built, warmed up, measured, closed. */
+/**
+ * SELECT 1 on a pool of its own of `poolSize` connections: built, prewarmed (up to 50 connections to open, each
+ * a SCRAM handshake of client CPU that must not be charged to the queries), measured, closed.
+ */
 const measureOnPool = async (
   makeAdapter: MakeAdapter,
   url: string,
@@ -102,6 +105,7 @@ const measureOnPool = async (
   const adapter = makeAdapter({ url, maxSize: poolSize })
   await adapter.init()
   try {
+    await adapter.loop("select", callers, performance.now() + plan.prewarmMs, recorder)
     return await measureLoop(adapter, "select", callers, plan.warmupMs, plan.scalingMs, recorder)
   } finally {
     await adapter.close()
@@ -166,13 +170,13 @@ const workload = async (loadAdapter: LoadAdapter, client: ClientName, url: strin
   await adapter.close()
   const shutdownIdleMs = performance.now() - idleStarted
 
-  // busy shutdown: a second pool with `busyQueries` pg_sleep(1) in flight
   for (const poolSize of scalingPoolSizes) {
     if (poolSize === maxSize) continue
     const stats = await measureOnPool(makeAdapter, url, poolSize, poolScalingCallers, plan, recorder)
     scaling.push({ callers: poolScalingCallers, poolSize, stats })
   }
 
+  // busy shutdown: a second pool with `busyQueries` pg_sleep(1) in flight
   const busyAdapter = makeAdapter({ ...options, shutdownTimeoutMs: plan.busyShutdownTimeoutMs })
   await busyAdapter.init()
   let unsettled = plan.busyQueries

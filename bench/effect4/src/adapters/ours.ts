@@ -11,7 +11,7 @@ import * as Redacted from "effect/Redacted"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { type MakeAdapter, NotAvailable } from "../../../src/adapter.js"
 import { makeEffectAdapter } from "./effect.js"
-import { sqlClientOps } from "./sqlpg.js"
+import { sqlClientOps } from "./statements.js"
 
 /** What the drop-in promises: `PgClient.layer`'s options in, a layer providing `SqlClient` out. */
 interface DropIn {
