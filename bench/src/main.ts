@@ -91,7 +91,7 @@ const corePath = (() => {
 
 const plan: WorkloadPlan = quick
   ? {
-      prewarmMs: 1_000,
+      prewarmMs: 700,
       warmupMs: 150,
       selectMs: 700,
       checkoutMs: 400,
