@@ -93,10 +93,10 @@ const plan: WorkloadPlan = quick
   ? {
       prewarmMs: 700,
       warmupMs: 150,
-      selectMs: 700,
+      selectMs: 600,
       checkoutMs: 400,
-      scalingMs: 400,
-      rowsMs: 400,
+      scalingMs: 300,
+      rowsMs: 300,
       healthIterations: 10_000,
       busyQueries: 10,
       busyShutdownTimeoutMs: 500
