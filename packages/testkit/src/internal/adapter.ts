@@ -37,4 +37,3 @@ export const fromCore = (server: Core.TestServer): PgTestServer.Service => {
     isRunning: Effect.promise(() => server.isRunning())
   }
 }
-
