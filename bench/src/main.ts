@@ -415,6 +415,11 @@ const profileOne = async (
 const runProfiles = async (url: string) => {
   const op = profileOps.find((o) => o === option("profile-op")) ?? "select"
   for (const client of selected) {
+    const reason = await probe(client)
+    if (reason !== undefined) {
+      console.log(`\n## ${clientLabels[client]}: not available — ${reason}`)
+      continue
+    }
     const { heading, out, summary } = await profileOne(client, url, op, quick ? 2_000 : 5_000, 30)
     console.log(`\n## ${heading} — ${out}\n${summary}`)
   }
