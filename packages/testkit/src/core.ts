@@ -19,3 +19,10 @@ export * as TestServer from "./core/TestServer.js"
  * @since 0.2.0
  */
 export * as FaultProxy from "./core/FaultProxy.js"
+
+/**
+ * A primary and a streaming standby from the embedded binaries: promote, stop, kill, wait for replay.
+ *
+ * @since 0.2.0
+ */
+export * as PrimaryStandby from "./core/PrimaryStandby.js"

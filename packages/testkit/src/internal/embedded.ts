@@ -100,8 +100,12 @@ const installedBinaries = (): Promise<Binaries> =>
 // the account the server runs as
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The uid/gid to run PostgreSQL as, or undefined when we are not root (then it runs as us). */
-type Account = { readonly uid: number; readonly gid: number } | undefined
+/**
+ * The uid/gid to run PostgreSQL as, or undefined when we are not root (then it runs as us).
+ *
+ * @internal
+ */
+export type Account = { readonly uid: number; readonly gid: number } | undefined
 
 const lookupAccount = async (): Promise<{ uid: number; gid: number }> => {
   const [uid, gid] = await Promise.all([execFile("id", ["-u", USER]), execFile("id", ["-g", USER])])
