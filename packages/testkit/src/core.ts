@@ -26,3 +26,10 @@ export * as FaultProxy from "./core/FaultProxy.js"
  * @since 0.2.0
  */
 export * as PrimaryStandby from "./core/PrimaryStandby.js"
+
+/**
+ * PgBouncer (the machine's binary) in front of a test server, in transaction or session pool mode.
+ *
+ * @since 0.2.0
+ */
+export * as PgBouncer from "./core/PgBouncer.js"

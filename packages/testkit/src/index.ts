@@ -23,3 +23,10 @@ export * as PgTestServer from "./PgTestServer.js"
  * @since 0.2.0
  */
 export * as PrimaryStandby from "./PrimaryStandby.js"
+
+/**
+ * PgBouncer (the machine's binary) in front of the test server, in transaction or session pool mode.
+ *
+ * @since 0.2.0
+ */
+export * as PgBouncer from "./PgBouncer.js"

@@ -124,7 +124,8 @@ const loadAccount = once(async (): Promise<Account> => {
   }
 })
 
-const account = (): Promise<Account> =>
+/** @internal */
+export const account = (): Promise<Account> =>
   loadAccount().catch((cause) => {
     throw fail(
       "StartFailed",
@@ -135,12 +136,14 @@ const account = (): Promise<Account> =>
     )
   })
 
-const chown = (file: string, owner: Account) => {
+/** @internal */
+export const chown = (file: string, owner: Account) => {
   if (owner !== undefined) Fs.chownSync(file, owner.uid, owner.gid)
 }
 
 // What runs as the server's account starts in "/": it may not be able to enter our working directory.
-const asOwner = (owner: Account) => (owner === undefined ? {} : { ...owner, cwd: "/" })
+/** @internal */
+export const asOwner = (owner: Account) => (owner === undefined ? {} : { ...owner, cwd: "/" })
 
 const ancestors = (path: string): Array<string> => {
   const dirs: Array<string> = []
@@ -509,7 +512,8 @@ export const warmTemplate = async (): Promise<void> => {
 // the postmaster process
 // ---------------------------------------------------------------------------------------------------------------
 
-class Logs {
+/** The last lines a process wrote, for error messages. @internal */
+export class Logs {
   private readonly lines: Array<string> = []
   private partial = ""
   push(chunk: Buffer): void {

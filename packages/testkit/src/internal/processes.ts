@@ -108,6 +108,13 @@ export const isPostgresProcess = (pid: number): boolean => {
 }
 
 /** @internal */
+export const isProcessNamed = (pid: number, command: string): boolean => {
+  if (!isAlive(pid)) return false
+  const name = commandName(pid)
+  return name === undefined || name.includes(command)
+}
+
+/** @internal */
 export const signal = (pid: number, sig: NodeJS.Signals): void => {
   try {
     process.kill(pid, sig)
