@@ -379,7 +379,7 @@ export const start = async (target: Target, options: Options = {}): Promise<PgBo
 
 /** `signal`, then `SIGKILL` if it is still there after 5 s. */
 const stopProcess = async (proc: Process, signal: NodeJS.Signals): Promise<void> => {
-  if (proc.hasExited) return
+  if (proc.hasExited || proc.pid <= 0) return
   Processes.signal(proc.pid, signal)
   const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000).unref())
   if (await Promise.race([proc.exited.then(() => true), timer])) return

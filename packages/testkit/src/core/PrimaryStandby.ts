@@ -10,6 +10,7 @@
  *   a copy under `pg_backup_start()`/`pg_backup_stop()` would spare the primary a restart (~0.2 s) but needs the
  *   backup label written back from the still-open session and WAL archived until the stop: more moving parts for
  *   no gain in a test. The copy gets `standby.signal`, `primary_conninfo` and `primary_slot_name`.
+ * - `start` resolves once the standby streams from the primary (`pg_stat_wal_receiver`).
  * - `promote()` runs `pg_ctl promote` on the standby and waits until it accepts writes; `waitForReplay()` waits
  *   until the standby has replayed everything the primary has written so far.
  *
@@ -98,6 +99,22 @@ const strip = (server: Embedded.Embedded): EmbeddedServer => {
   return rest
 }
 
+/** Resolves once the standby's WAL receiver streams from the primary: `start` hands over a working pair. */
+const untilStreaming = async (standby: Embedded.Embedded, timeoutMillis: number): Promise<void> => {
+  const deadline = Date.now() + timeoutMillis
+  let status = "no WAL receiver"
+  while (Date.now() < deadline) {
+    const [row] = await Connect.query<{ status: string }>(paramsOf(standby), "SELECT status FROM pg_stat_wal_receiver")
+    if (row?.status === "streaming") return
+    status = row?.status ?? "no WAL receiver"
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  throw fail(
+    `The standby on port ${standby.port} was not streaming from the primary after ${timeoutMillis} ms ` +
+      `(pg_stat_wal_receiver: ${status}).`
+  )
+}
+
 /** A base copy of the stopped primary's data directory, made into a standby of it. */
 const baseCopy =
   (primary: Embedded.Embedded, conninfo: string) =>
@@ -167,7 +184,12 @@ export const start = async (options: Options = {}): Promise<PrimaryStandby> => {
       {
         ...standbyOptions,
         maxConnections: standbyOptions.maxConnections ?? primaryOptions.maxConnections,
-        settings: { hot_standby: true, ...standbyOptions.settings }
+        settings: {
+          hot_standby: true,
+          // Retry the primary every 100 ms, not 5 s: it may still be starting, or be restarted by a test.
+          wal_retrieve_retry_interval: "100ms",
+          ...standbyOptions.settings
+        }
       },
       {
         role: "The standby",
@@ -181,6 +203,7 @@ export const start = async (options: Options = {}): Promise<PrimaryStandby> => {
     ).finally(() => primaryStarted)
     standby = started
     await primaryStarted
+    await untilStreaming(started, standbyOptions.startTimeoutMillis ?? 30_000)
   } catch (error) {
     await standby?.close()
     await primary.close()

@@ -601,8 +601,11 @@ const spawnPostmaster = (settings: Settings, port: number, signal: AbortSignal):
       clearTimeout(timer)
       signal.removeEventListener("abort", onAbort)
       if (error === undefined) return resolve(postmaster)
-      Processes.signal(postmaster.pid, "SIGQUIT")
-      reject(error)
+      // Rejected once the process is gone: a start right after must not find its lock file still held.
+      stopPostmaster(postmaster, "immediate").then(
+        () => reject(error),
+        () => reject(error)
+      )
     }
     const onData = (chunk: Buffer) => {
       logs.push(chunk)
@@ -642,7 +645,8 @@ const stopPostmaster = async (postmaster: Postmaster, mode: "fast" | "immediate"
       postmaster.exited.then(() => true),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), millis).unref())
     ])
-  if (postmaster.hasExited) return
+  // Never spawned (no pid): nothing to stop.
+  if (postmaster.hasExited || postmaster.pid <= 0) return
   const steps: ReadonlyArray<readonly [NodeJS.Signals, number]> =
     mode === "fast"
       ? [

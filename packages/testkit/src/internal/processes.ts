@@ -116,6 +116,8 @@ export const isProcessNamed = (pid: number, command: string): boolean => {
 
 /** @internal */
 export const signal = (pid: number, sig: NodeJS.Signals): void => {
+  // 0 and negative pids address process groups (-1: every process we may signal): never what we mean.
+  if (!Number.isInteger(pid) || pid <= 0) return
   try {
     process.kill(pid, sig)
   } catch {

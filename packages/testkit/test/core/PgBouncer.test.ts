@@ -176,8 +176,9 @@ describe("PgBouncer does not outlive its process", () => {
 
       child.kill("SIGKILL")
 
-      expect(await eventually(() => !isAlive(pid), 3_000)).toBe(true)
-      expect(await eventually(() => !Fs.existsSync(entry.rootDir), 3_000)).toBe(true)
+      // the watchdog sends SIGQUIT, and SIGKILL 5 s later if need be
+      expect(await eventually(() => !isAlive(pid), 8_000)).toBe(true)
+      expect(await eventually(() => !Fs.existsSync(entry.rootDir), 8_000)).toBe(true)
     } finally {
       child.kill("SIGKILL")
     }
