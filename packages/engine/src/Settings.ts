@@ -276,6 +276,23 @@ const plain: Settings.TlsResolved<false> = { sslmode: "disable", tls: false, par
 export type TlsResolved<T> = internal.TlsResolved<T>
 
 /**
+ * Reports one invalid setting — field, environment variable, the value as shown (redacted), message — and lets
+ * resolution go on to find the others.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const issues: Array<string> = []
+ * const report: Settings.Report = (field, env, value, message) => issues.push(`${field} (${env}): ${message}`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Report = internal.Report
+
+/**
  * An edition's TLS resolution (reading certificate files, decrypting keys), called where resolution reaches TLS
  * so that its issues come in order with the others.
  *

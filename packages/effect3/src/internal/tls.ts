@@ -9,11 +9,12 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodeTls from "node:tls"
+import { Settings } from "@effect-pg-pool/engine"
 import * as Effect from "effect/Effect"
 import type { ConnectFailure } from "./connection.js"
 
 /** @internal */
-export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
+export type SslMode = Settings.SslMode
 
 /** @internal */
 export type ConnectionOptions = NodeTls.ConnectionOptions
@@ -36,64 +37,10 @@ export const SSL_MODE_FIX =
 // parameters and where they come from
 // ---------------------------------------------------------------------------
 
-/** libpq's parameter names, as in a URL; each also has a `PGSSL*` variable but `ssl` and `sslpassword`. */
-type Param =
-  | "sslmode"
-  | "ssl"
-  | "sslrootcert"
-  | "sslcert"
-  | "sslkey"
-  | "sslpassword"
-  | "sslcrl"
-  | "sslsni"
-  | "ssl_min_protocol_version"
-  | "ssl_max_protocol_version"
-
-/** The parameters a URL may carry; `ssl` is node-postgres's `ssl=true`. @internal */
-export const URL_PARAMS: ReadonlySet<string> = new Set<Param>([
-  "sslmode",
-  "ssl",
-  "sslrootcert",
-  "sslcert",
-  "sslkey",
-  "sslpassword",
-  "sslcrl",
-  "sslsni",
-  "ssl_min_protocol_version",
-  "ssl_max_protocol_version"
-])
-
-/** @internal */
-export const ENV: { readonly [K in Exclude<Param, "ssl" | "sslpassword">]: string } = {
-  sslmode: "PGSSLMODE",
-  sslrootcert: "PGSSLROOTCERT",
-  sslcert: "PGSSLCERT",
-  sslkey: "PGSSLKEY",
-  sslcrl: "PGSSLCRL",
-  sslsni: "PGSSLSNI",
-  ssl_min_protocol_version: "PGSSLMINPROTOCOLVERSION",
-  ssl_max_protocol_version: "PGSSLMAXPROTOCOLVERSION"
-}
-
-// libpq settings node-postgres cannot honour: a URL or variable naming one is reported, never ignored.
-const UNSUPPORTED: ReadonlyArray<readonly [param: string, env: string | undefined, fix: string]> = [
-  ["sslcrldir", "PGSSLCRLDIR", "Node cannot read a CRL directory: concatenate the CRLs into one file for sslcrl"],
-  ["sslcertmode", "PGSSLCERTMODE", "remove it: a client certificate is sent whenever sslcert and sslkey are given"],
-  ["sslnegotiation", "PGSSLNEGOTIATION", "remove it: only the standard negotiation (postgres) is supported"],
-  ["sslcompression", "PGSSLCOMPRESSION", "remove it: TLS compression is obsolete and never used"],
-  ["sslkeylogfile", undefined, "remove it: key logging is not supported"],
-  ["requiressl", "PGREQUIRESSL", "it is deprecated: use sslmode=require"],
-  ["gssencmode", "PGGSSENCMODE", "remove it: GSSAPI encryption is not supported, use TLS (sslmode)"]
-]
-
-/** The fix for a libpq TLS parameter the pool does not support, if `key` is one. @internal */
-export const unsupportedParam = (key: string): string | undefined => UNSUPPORTED.find(([param]) => param === key)?.[2]
-
-/** Every variable read, supported or not. @internal */
-export const ENV_NAMES: ReadonlyArray<string> = [
-  ...Object.values(ENV),
-  ...UNSUPPORTED.flatMap(([, env]) => (env === undefined ? [] : [env]))
-]
+// The parameters, their variables and the unsupported ones are the engine's table (Settings): one list for both
+// editions and for the URL parser, which reports what is not listed.
+const ENV = Settings.tlsEnv
+const UNSUPPORTED = Settings.tlsUnsupported
 
 /** One parameter's value and who set it. */
 interface Given {
@@ -106,22 +53,8 @@ interface Given {
   readonly label: string
 }
 
-/** @internal */
-export interface Input {
-  /** The `ssl` option given in code; wins over every parameter. */
-  readonly option: unknown
-  /** The URL's TLS parameters, and the URL as messages show it (password masked). */
-  readonly url:
-    | {
-        readonly params: ReadonlyMap<string, string>
-        readonly shown: string
-        /** How the user named the URL: `url` in code, a Config key, or `DATABASE_URL`. */
-        readonly name: string
-      }
-    | undefined
-  /** Environment variables by name (`PGSSLMODE`, …); each fills in what the URL does not set. */
-  readonly env: ReadonlyMap<string, string> | undefined
-}
+/** What resolution is given: the `ssl` option, the URL's TLS parameters, the `PGSSL*` variables. @internal */
+export type Input = Settings.TlsInput
 
 /** @internal */
 export interface Resolved {
@@ -131,8 +64,14 @@ export interface Resolved {
   readonly params: ReadonlyArray<readonly [string, string]>
 }
 
+/** `resolve` as the engine's resolution calls it. @internal */
+export const resolver: Settings.TlsResolver<Resolved> = (input, report) => {
+  const resolved = resolve(input, report)
+  return { sslmode: resolved.sslmode, tls: resolved, params: resolved.params }
+}
+
 /** Reports one invalid setting (field, variable, shown value, message); resolution goes on to find the others. */
-type Report = (field: string, env: string, value: string, message: string) => void
+type Report = Settings.Report
 
 // For messages at connect time: which settings produced these options.
 const descriptions = new WeakMap<object, string>()
@@ -208,13 +147,13 @@ export const resolve = (input: Input, report: Report): Resolved => {
     }
   }
   for (const [param, name] of Object.entries(ENV)) {
-    const value = input.env?.get(name)
+    const value = input.env.get(name)
     if (value !== undefined && !given.has(param)) {
       given.set(param, { value, shown: value, env: name, label: `${name} (${value})` })
     }
   }
   for (const [, name, fix] of UNSUPPORTED) {
-    const value = name === undefined ? undefined : input.env?.get(name)
+    const value = name === undefined ? undefined : input.env.get(name)
     if (name !== undefined && value !== undefined)
       report("ssl", name, value, `${name} (${value}) is not supported: ${fix}`)
   }
