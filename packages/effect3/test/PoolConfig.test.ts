@@ -1,6 +1,18 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Duration, Effect, Either, Exit, Layer, LogLevel, Redacted } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigProvider,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Layer,
+  Logger,
+  LogLevel,
+  Redacted
+} from "effect"
 import * as Db from "../src/Db.js"
 import * as InternalConfig from "../src/internal/config.js"
 import * as PoolConfig from "../src/PoolConfig.js"
@@ -1240,6 +1252,26 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolC
         Effect.withConfigProvider(provider)
       )
     })
+
+  it.effect("warns at start that a pool given several hosts connects to the first one only", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      // a second host that does not exist: every connection must go to the first, the test server
+      const url = Redacted.value(server.url).replace(/@([^/@]+)\//, "@$1,standby.invalid:5432/")
+      const warnings: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const one = yield* Effect.flatMap(Db.Db, (db) => db.withConnection((sql) => sql`SELECT 1 AS one`)).pipe(
+        Effect.provide(Db.layer({ url, name: uniqueAppName("hosts"), minSize: 0 })),
+        Effect.provide(Logger.add(capture))
+      )
+      assert.deepStrictEqual(one, [{ one: 1 }])
+      const warning = warnings.find((line) => line.startsWith("multi-host connections are not supported"))
+      assert.isDefined(warning, `no multi-host warning among: ${warnings.join(" | ")}`)
+      assert.include(warning, "the hosts after")
+    })
+  )
 
   it.effect("builds a one-connection pool from maxSize: 1, maxConnections: 1 or DB_POOL_MAX_SIZE=1", () =>
     Effect.gen(function* () {
