@@ -14,6 +14,7 @@ import * as env from "./internal/settings/env.js"
 import * as hosts from "./internal/settings/hosts.js"
 import * as redact from "./internal/settings/redact.js"
 import * as internal from "./internal/settings/resolve.js"
+import * as tlsInternal from "./internal/settings/tls.js"
 import * as values from "./internal/settings/values.js"
 
 /**
@@ -779,3 +780,96 @@ export const formatMillis: (millis: number) => string = values.formatMillis
  * @category parsers
  */
 export const isSocket: (host: string) => boolean = hosts.isSocket
+
+/**
+ * A failure of the edition's file or crypto access: its error code (`ENOENT`, `EACCES`,
+ * `ERR_OSSL_BAD_DECRYPT`, …), which picks the message, and its own message.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const missing: Settings.TlsFailure = { code: "ENOENT", message: "no such file or directory" }
+ * // reported as "… sslrootcert (/etc/ca.pem) cannot be read: the file does not exist; …"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsFailure = tlsInternal.TlsFailure
+
+/**
+ * The edition's access to files and TLS material (on Node: `fs.readFileSync`, `crypto.X509Certificate`,
+ * `crypto.createPrivateKey`, `tls.createSecureContext`), which `makeTlsResolver` needs and the engine cannot do.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const inMemory = (files: Record<string, string>): Settings.TlsFiles => ({
+ *   read: (path) => (path in files ? { text: files[path]! } : { code: "ENOENT", message: "not found" }),
+ *   checkCertificate: () => undefined,
+ *   decryptKey: (pem) => ({ pem }),
+ *   checkContext: () => undefined
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsFiles = tlsInternal.TlsFiles
+
+/**
+ * What `makeTlsResolver` makes of the TLS settings: Node's `tls.ConnectionOptions` (`false` with `disable`; the
+ * private key not enumerable) and which settings produced them, for messages at connect time.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const explain = (material: Settings.TlsMaterial, problem: string): string =>
+ *   `TLS: ${problem} (${material.description})`
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsMaterial = tlsInternal.TlsMaterial
+
+/**
+ * libpq's TLS settings resolved for a Node driver, the same for every edition: `sslmode` (node-postgres's `ssl=true`
+ * and `no-verify` too), `sslrootcert` (`system` included: verify-full only), `sslcert` + `sslkey` (+
+ * `sslpassword`, the key decrypted once), `sslcrl`, `sslsni`, `ssl_min/max_protocol_version`, or the `ssl` option
+ * in code (checked, returned as given); every problem reported with the parameter and the path.
+ *
+ * @example
+ * ```ts
+ * import { Settings } from "@effect-pg-pool/engine"
+ *
+ * declare const files: Settings.TlsFiles // the edition's: fs and crypto
+ * const tls = Settings.makeTlsResolver(files)
+ * const result = Settings.resolve({ url: "postgres://db/app?sslmode=verify-full&sslrootcert=/etc/ca.pem" }, { tls })
+ * // result.settings.tls.options: { rejectUnauthorized: true, ca: ["-----BEGIN CERTIFICATE-----…"] }
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTlsResolver: (files: TlsFiles) => TlsResolver<TlsMaterial> = tlsInternal.makeTlsResolver
+
+/**
+ * The description of TLS options given in code (`TlsMaterial.description`), so that connect-time messages name
+ * the fix in those terms.
+ *
+ * @example
+ * ```ts
+ * import { Settings } from "@effect-pg-pool/engine"
+ *
+ * // a fix for options given in code names the ssl option, not sslrootcert
+const byOption = (material: Settings.TlsMaterial): boolean => material.description === Settings.tlsOption
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tlsOption: string = tlsInternal.OPTION
