@@ -13,6 +13,8 @@ import * as defaultsInternal from "./internal/settings/defaults.js"
 import * as env from "./internal/settings/env.js"
 import * as hosts from "./internal/settings/hosts.js"
 import * as redact from "./internal/settings/redact.js"
+import * as environment from "./internal/settings/environment.js"
+import type * as model from "./internal/settings/model.js"
 import * as internal from "./internal/settings/resolve.js"
 import * as tlsInternal from "./internal/settings/tls.js"
 import * as values from "./internal/settings/values.js"
@@ -35,7 +37,7 @@ import * as values from "./internal/settings/values.js"
  * @since 0.1.0
  * @category models
  */
-export type Settings<T = TlsParams> = internal.Settings<T>
+export type Settings<T = TlsParams> = model.Settings<T>
 
 /**
  * The reconnect schedule: `initialDelay`, multiplied by `factor` after each failure up to `maxDelay` (milliseconds).
@@ -51,7 +53,7 @@ export type Settings<T = TlsParams> = internal.Settings<T>
  * @since 0.1.0
  * @category models
  */
-export type Reconnect = internal.Reconnect
+export type Reconnect = model.Reconnect
 
 /**
  * What `resolve` accepts, typed loosely (values from the environment are strings; JavaScript passes anything):
@@ -70,7 +72,7 @@ export type Reconnect = internal.Reconnect
  * @since 0.1.0
  * @category models
  */
-export type Input = internal.Input
+export type Input = model.Input
 
 /**
  * How `resolve` names settings (`source`, `written`), reads the edition's own values (`runtime`), resolves TLS
@@ -88,7 +90,7 @@ export type Input = internal.Input
  * @since 0.1.0
  * @category models
  */
-export type Options<T> = internal.Options<T>
+export type Options<T> = model.Options<T>
 
 /**
  * The settings, or every issue found.
@@ -104,7 +106,7 @@ export type Options<T> = internal.Options<T>
  * @since 0.1.0
  * @category models
  */
-export type Result<T> = internal.Result<T>
+export type Result<T> = model.Result<T>
 
 /**
  * One invalid setting: the field, its environment variable, the name the user wrote for it, the value as shown
@@ -122,7 +124,7 @@ export type Result<T> = internal.Result<T>
  * @since 0.1.0
  * @category models
  */
-export type Issue = internal.Issue
+export type Issue = model.Issue
 
 /**
  * A setting by its option name; the reconnect schedule's as `reconnect.initialDelay` and so on.
@@ -206,7 +208,7 @@ const encrypted = (mode: Settings.SslMode): boolean => mode !== "disable" && mod
  * @since 0.1.0
  * @category models
  */
-export type SslMode = internal.SslMode
+export type SslMode = model.SslMode
 
 /**
  * A log level, as Effect names them.
@@ -258,7 +260,7 @@ export type Runtime = values.Runtime
  * @since 0.1.0
  * @category models
  */
-export type TlsInput = internal.TlsInput
+export type TlsInput = model.TlsInput
 
 /**
  * What a TLS resolver returns: the mode, the edition's TLS material and the parameters of the normalised URL.
@@ -274,7 +276,7 @@ const plain: Settings.TlsResolved<false> = { sslmode: "disable", tls: false, par
  * @since 0.1.0
  * @category models
  */
-export type TlsResolved<T> = internal.TlsResolved<T>
+export type TlsResolved<T> = model.TlsResolved<T>
 
 /**
  * Reports one invalid setting — field, environment variable, the value as shown (redacted), message — and lets
@@ -291,7 +293,7 @@ export type TlsResolved<T> = internal.TlsResolved<T>
  * @since 0.1.0
  * @category models
  */
-export type Report = internal.Report
+export type Report = model.Report
 
 /**
  * An edition's TLS resolution (reading certificate files, decrypting keys), called where resolution reaches TLS
@@ -311,7 +313,7 @@ export type Report = internal.Report
  * @since 0.1.0
  * @category models
  */
-export type TlsResolver<T> = internal.TlsResolver<T>
+export type TlsResolver<T> = model.TlsResolver<T>
 
 /**
  * The TLS settings as given, `sslmode` checked: what `resolve` returns in `tls` without a resolver of the edition.
@@ -328,7 +330,7 @@ export type TlsResolver<T> = internal.TlsResolver<T>
  * @since 0.1.0
  * @category models
  */
-export type TlsParams = internal.TlsParams
+export type TlsParams = model.TlsParams
 
 /**
  * The names the user wrote for settings given under another name than their option's, keyed by option.
@@ -344,7 +346,7 @@ const written: Settings.WrittenNames = { maxSize: "PG_MAX", "reconnect.maxDelay"
  * @since 0.1.0
  * @category models
  */
-export type WrittenNames = internal.WrittenNames
+export type WrittenNames = model.WrittenNames
 
 /**
  * One row of the settings table: option name, environment variable, what it is.
@@ -415,7 +417,7 @@ export const resolve: <T = TlsParams>(input: Input, options?: Options<T>) => Res
 export const fromEnv: <T = TlsParams>(
   record: Readonly<Record<string, string | undefined>>,
   options?: Omit<Options<T>, "source" | "env">
-) => Result<T> = internal.fromEnv
+) => Result<T> = environment.fromEnv
 
 /**
  * The options an environment record gives, unresolved (what `fromEnv` resolves).
@@ -431,7 +433,7 @@ export const fromEnv: <T = TlsParams>(
  * @since 0.1.0
  * @category constructors
  */
-export const inputFromEnv: (record: Readonly<Record<string, string | undefined>>) => Input = internal.inputFromEnv
+export const inputFromEnv: (record: Readonly<Record<string, string | undefined>>) => Input = environment.inputFromEnv
 
 /**
  * The log file and level an environment record gives (`DB_POOL_LOG_FILE`, `DB_POOL_LOG_LEVEL`), validated as
@@ -448,7 +450,7 @@ export const inputFromEnv: (record: Readonly<Record<string, string | undefined>>
  * @since 0.1.0
  * @category constructors
  */
-export const loggingFromEnv = internal.loggingFromEnv
+export const loggingFromEnv = environment.loggingFromEnv
 
 /**
  * The TLS resolution used without one of the edition's: `sslmode` checked, the other parameters passed through.
@@ -464,7 +466,7 @@ export const loggingFromEnv = internal.loggingFromEnv
  * @since 0.1.0
  * @category constructors
  */
-export const passTls: TlsResolver<TlsParams> = internal.passTls
+export const passTls: TlsResolver<TlsParams> = tlsInternal.passTls
 
 /**
  * The defaults resolution fills in, durations in milliseconds; `database` defaults to the user name, `password`

@@ -7,7 +7,7 @@
  * @internal
  */
 import { tlsEnv, tlsUnsupported } from "./env.js"
-import type { Report, SslMode, TlsInput, TlsResolver } from "./resolve.js"
+import type { Report, SslMode, TlsInput, TlsParams, TlsResolver } from "./model.js"
 
 /** A failure of the edition's file or crypto access: an error code (`ENOENT`, `ERR_OSSL_BAD_DECRYPT`…) and its message. @internal */
 export interface TlsFailure {
@@ -285,3 +285,36 @@ export const makeTlsResolver =
     }
     return { sslmode: mode, tls: { options, description: described.join(", ") }, params }
   }
+
+/**
+ * The TLS resolution of an edition without TLS material of its own: the `sslmode` checked (from the URL, else
+ * `PGSSLMODE`), the other parameters passed through as given.
+ *
+ * @internal
+ */
+export const passTls: TlsResolver<TlsParams> = (input, report) => {
+  for (const [, name, fix] of tlsUnsupported) {
+    const value = name === undefined ? undefined : input.env.get(name)
+    if (name !== undefined && value !== undefined)
+      report("ssl", name, value, `${name} (${value}) is not supported: ${fix}`)
+  }
+  const params = new Map<string, string>()
+  for (const [param, env] of Object.entries(tlsEnv)) {
+    const value = input.env.get(env)
+    if (value !== undefined) params.set(param, value)
+  }
+  for (const [key, value] of input.url?.params ?? []) params.set(key, value)
+  const given = params.get("sslmode")?.trim().toLowerCase()
+  const sslmode = given === undefined ? "disable" : given === "no-verify" ? "require" : MODES.find((m) => m === given)
+  if (sslmode === undefined) {
+    report(
+      "ssl",
+      tlsEnv.sslmode,
+      params.get("sslmode")!,
+      `sslmode (${params.get("sslmode")}) is not an sslmode: use ${MODES.join(", ")}`
+    )
+  }
+  params.delete("sslmode")
+  const all: Array<readonly [string, string]> = [["sslmode", sslmode ?? "disable"], ...params]
+  return { sslmode: sslmode ?? "disable", tls: { option: input.option, params: all }, params: all }
+}
