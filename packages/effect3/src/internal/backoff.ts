@@ -7,6 +7,7 @@
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
@@ -19,6 +20,21 @@ const probeIntervalMillis = 100
 
 /** @internal */
 export interface Backoff {
+  /**
+   * One step as the engine asked for it (`ScheduleReconnect`): the delay from the schedule, logged, then waited
+   * out. A defect does not end the backoff (nothing would open a connection again): the step then lasts maxDelay.
+   */
+  readonly step: (
+    decision: {
+      readonly attempt: number
+      readonly restart: boolean
+      readonly failure: { readonly probeable: boolean; readonly startingUp: boolean }
+      readonly startingUpStreak: number
+    },
+    now: () => number,
+    log: (level: "Info" | "Error", message: string, annotations: Record<string, unknown>) => void,
+    describe: (cause: unknown) => string
+  ) => Effect.Effect<void>
   /** The next step's delay in milliseconds: the schedule's first when `restart`, else it goes on where it stood. */
   readonly next: (now: number, restart: boolean) => Effect.Effect<number>
   /**
@@ -43,7 +59,20 @@ export const make = (reconnect: PoolConfig["reconnect"], probe: Effect.Effect<bo
   )
   const schedule = reconnect.jitter ? Schedule.jittered(exponential) : exponential
   let state: unknown = schedule.initial
-  return {
+  const backoff: Backoff = {
+    step: (decision, now, log, describe) =>
+      Effect.catchAllCause(
+        Effect.gen(function* () {
+          const delay = yield* backoff.next(now(), decision.restart)
+          log("Info", "reconnect attempt scheduled", { attempt: decision.attempt, delayMillis: delay })
+          yield* backoff.wait(delay, decision.failure, decision.startingUpStreak, now)
+        }),
+        (cause) => {
+          if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
+          log("Error", "the reconnect loop died of a defect; restarting it", { error: describe(Cause.squash(cause)) })
+          return Effect.sleep(reconnect.maxDelay)
+        }
+      ),
     next: (now, restart) =>
       Effect.map(schedule.step(now, undefined, restart ? schedule.initial : state), ([next, , decision]) => {
         state = next
@@ -66,4 +95,5 @@ export const make = (reconnect: PoolConfig["reconnect"], probe: Effect.Effect<bo
         }
       })
   }
+  return backoff
 }

@@ -1,6 +1,9 @@
 /**
- * One physical PostgreSQL connection: opening it, running a query on it with server-side cancellation on
- * interruption, and closing it. The pool (internal/pool.ts) decides when; this module knows how.
+ * The pg driver: one session over a `pg.Client` — open (connect, TLS negotiation, `onConnect`), query with
+ * server-side cancellation on interruption, the internal round trips (ping, reset), cancel, close, the closed
+ * signal, the transaction status and the backend identity. It is the only code that reads pg's private fields
+ * (`_queryable`, `_ending`, `processID`, `secretKey`, `_queryQueue`, the ReadyForQuery messages). The engine
+ * decides when (through internal/pool.ts); this module knows how.
  *
  * @internal
  */

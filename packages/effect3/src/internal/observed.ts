@@ -9,6 +9,7 @@
 import type { Engine } from "@effect-pg-pool/engine"
 import { Statistics } from "@effect-pg-pool/engine"
 import * as Option from "effect/Option"
+import type * as Tracer from "effect/Tracer"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import type { PoolConfig } from "../PoolConfig.js"
 import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
@@ -133,4 +134,22 @@ export class Observed {
       true
     )
   }
+}
+
+/**
+ * Where an acquisition was made, for the leak warning: its span and their parents, and the stack the span captured.
+ *
+ * @internal
+ */
+export const acquisitionSite = (span: Tracer.AnySpan | undefined): string | undefined => {
+  if (span === undefined) return undefined
+  const names: Array<string> = []
+  let current: Tracer.AnySpan | undefined = span
+  while (current !== undefined && names.length < 8) {
+    names.push(current._tag === "Span" ? current.name : `external ${current.spanId}`)
+    current = current._tag === "Span" && current.parent._tag === "Some" ? current.parent.value : undefined
+  }
+  const top = span
+  const stack = top._tag === "Span" ? top.attributes.get("code.stacktrace") : undefined
+  return names.join(" < ") + (typeof stack === "string" ? ` at ${stack}` : "")
 }

@@ -23,9 +23,7 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import type * as Tracer from "effect/Tracer"
 import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
@@ -38,6 +36,8 @@ import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
 import * as Observed from "./observed.js"
+import * as Wiring from "./poolOptions.js"
+import * as Timer from "./timer.js"
 
 type PooledConnection = Connection.PooledConnection
 type Restore = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -100,10 +100,7 @@ export class Pool {
   /** Closes that send a CancelRequest first: shutdown waits for them. */
   private readonly cancelling = new Set<Fiber.RuntimeFiber<void, never>>()
 
-  /** The one timer (`ArmTimer`): due at `timerAt`; the timer fiber is woken when it moves earlier. */
-  private timerAt: number | undefined = undefined
-  private wakeTimer: (() => void) | undefined = undefined
-  private sleepingUntil: number | undefined = undefined
+  private readonly timer: Timer.Timer
 
   private initOutcome: Deferred.Deferred<void, DatabaseUnreachable | ConnectionRejected> | undefined = undefined
   private drained: Deferred.Deferred<void> | undefined = undefined
@@ -130,44 +127,18 @@ export class Pool {
     this.config = config
     this.name = config.name
     this.metrics = options.metrics ?? noopMetrics
-    this.connectOptions = {
-      host: config.host,
-      port: config.port,
-      database: config.database,
-      user: config.user,
-      password: config.password === undefined ? undefined : Redacted.value(config.password),
-      ssl: { mode: config.sslmode, options: config.ssl },
-      applicationName: config.applicationName,
-      statementTimeoutMillis:
-        config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
-      connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
-      keepAlive: config.keepAlive,
-      types: options.types
-    }
+    this.connectOptions = Wiring.connectOptions(config, options.types)
     this.queryHooks = {
       cancelTimeout: config.cancelTimeout,
       onCancelFailed: (conn) => {
         conn.broken ??= new Error("the query could not be cancelled in time")
       }
     }
-    this.engine = Engines.make({
-      minSize: config.minSize,
-      maxSize: config.maxSize,
-      capacity: 1,
-      acquireTimeout: Duration.toMillis(config.acquireTimeout),
-      validateAfterIdle: Duration.toMillis(config.validateAfterIdle),
-      validationTimeout: Duration.toMillis(config.validationTimeout),
-      maxLifetime: Duration.toMillis(config.maxLifetime),
-      maxIdleTime: Duration.toMillis(config.maxIdleTime),
-      maxQueries: config.maxQueries,
-      leakThreshold: Duration.toMillis(config.leakDetectionThreshold),
-      shutdownTimeout: Duration.toMillis(config.shutdownTimeout),
-      initialAttempts: config.reconnect.initialAttempts,
-      init: config.init,
-      resetAlways: config.reset === "always",
-      target: `${config.host}:${config.port}`,
-      startFields: { host: config.host, port: config.port, database: config.database }
-    })
+    this.engine = Engines.make(Wiring.engineConfig(config))
+    this.timer = new Timer.Timer(
+      () => this.now(),
+      (now) => this.dispatch({ _tag: "TimerDue", now })
+    )
     this.observed = new Observed.Observed(this.name, this.engine, clock.unsafeCurrentTimeMillis())
     this.backoff = Backoff.make(
       config.reconnect,
@@ -235,7 +206,7 @@ export class Pool {
       case "Close":
         return this.close(decision.session, decision.reason, decision.cancelFirst)
       case "ArmTimer":
-        return this.armTimer(decision.at)
+        return this.timer.arm(decision.at)
       case "ScheduleReconnect":
         return this.scheduleReconnect(decision)
       case "CancelReconnect":
@@ -286,7 +257,7 @@ export class Pool {
   acquire(restore: Restore): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
     return Effect.withFiberRuntime((fiber) => {
       const startedAtPerf = performance.now()
-      const site = this.engine.config.leakThreshold > 0 ? acquisitionSite(fiber.currentSpan) : undefined
+      const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(fiber.currentSpan) : undefined
       const id = this.nextAcquisition++
       this.requesting = id
       this.dispatch({ _tag: "AcquireRequested", now: this.now(), acquisition: id, kind: "exclusive" })
@@ -603,52 +574,16 @@ export class Pool {
   // timers: the acquisition deadlines and shutdown's (ArmTimer), housekeeping, the health probe
   // ---------------------------------------------------------------------------------------------------------
 
-  /**
-   * One timer fiber serves every deadline: it sleeps until `timerAt`, and is woken only when the timer moves
-   * earlier. When it moves later (the head of the queue was served), the fiber wakes at the old instant and
-   * sleeps again, so a busy queue costs no fiber per acquisition.
-   */
-  private armTimer(at: number | undefined): void {
-    this.timerAt = at
-    if (at !== undefined && (this.sleepingUntil === undefined || at < this.sleepingUntil)) this.wakeTimer?.()
-  }
-
-  timerLoop(): Effect.Effect<never> {
-    const woken = Effect.async<void>((resume) => {
-      const wake = () => {
-        this.wakeTimer = undefined
-        resume(Effect.void)
-      }
-      this.wakeTimer = wake
-      return Effect.sync(() => {
-        if (this.wakeTimer === wake) this.wakeTimer = undefined
-      })
-    })
-    return Effect.suspend(() => {
-      const at = this.timerAt
-      this.sleepingUntil = at
-      if (at === undefined) return woken
-      const now = this.now()
-      if (at > now) return Effect.raceFirst(Effect.sleep(at - now), woken)
-      this.timerAt = undefined
-      this.sleepingUntil = undefined
-      this.dispatch({ _tag: "TimerDue", now })
-      return Effect.void
-    }).pipe(Effect.forever)
-  }
-
-  housekeeping(): Effect.Effect<never> {
-    return Effect.sleep(housekeepingPeriodMillis).pipe(
-      Effect.zipRight(Effect.sync(() => this.dispatch({ _tag: "Tick", now: this.now() }))),
-      Effect.forever
-    )
+  /** The background fibers: the engine's timer, housekeeping every second. */
+  background(): ReadonlyArray<Effect.Effect<never>> {
+    return [
+      this.timer.loop(),
+      Timer.every(housekeepingPeriodMillis, () => this.dispatch({ _tag: "Tick", now: this.now() }), false)
+    ]
   }
 
   private healthProbeLoop(): Effect.Effect<never> {
-    return Effect.sync(() => this.dispatch({ _tag: "ProbeRequested", now: this.now() })).pipe(
-      Effect.zipRight(Effect.sleep(healthProbePeriodMillis)),
-      Effect.forever
-    )
+    return Timer.every(healthProbePeriodMillis, () => this.dispatch({ _tag: "ProbeRequested", now: this.now() }), true)
   }
 
   private probeTcp(): void {
@@ -665,29 +600,14 @@ export class Pool {
   // ---------------------------------------------------------------------------------------------------------
 
   private scheduleReconnect(decision: Extract<Engine.Decision, { _tag: "ScheduleReconnect" }>): void {
-    const self = this
-    const step = Effect.gen(function* () {
-      const delay = yield* self.backoff.next(self.now(), decision.restart)
-      self.log("Info", "reconnect attempt scheduled", { attempt: decision.attempt, delayMillis: delay })
-      yield* self.backoff.wait(delay, decision.failure, decision.startingUpStreak, () => self.now())
-    })
     let fiber: Fiber.RuntimeFiber<void, never> | undefined
     fiber = this.fork(
-      // a defect must not end the backoff: nothing would open a connection again
-      Effect.catchAllCause(step, (cause) => {
-        if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
-        this.log("Error", "the reconnect loop died of a defect; restarting it", {
-          error: this.redact(Cause.squash(cause))
+      Effect.zipRight(
+        this.backoff.step(decision, () => this.now(), this.log.bind(this), this.redact.bind(this)),
+        Effect.sync(() => {
+          if (this.reconnectFiber === fiber) this.reconnectFiber = undefined
+          this.dispatch({ _tag: "ReconnectDue", now: this.now() })
         })
-        return Effect.sleep(this.config.reconnect.maxDelay)
-      }).pipe(
-        Effect.zipRight(
-          Effect.sync(() => {
-            if (this.reconnectFiber === fiber) this.reconnectFiber = undefined
-            this.dispatch({ _tag: "ReconnectDue", now: this.now() })
-          })
-        ),
-        Effect.ignore
       )
     )
     this.reconnectFiber = fiber
@@ -829,19 +749,6 @@ type PoolStatisticsReason = Extract<Engine.Decision, { _tag: "Close" }>["reason"
 
 const FiberIdNone = FiberId.none
 
-const acquisitionSite = (span: Tracer.AnySpan | undefined): string | undefined => {
-  if (span === undefined) return undefined
-  const names: Array<string> = []
-  let current: Tracer.AnySpan | undefined = span
-  while (current !== undefined && names.length < 8) {
-    names.push(current._tag === "Span" ? current.name : `external ${current.spanId}`)
-    current = current._tag === "Span" && current.parent._tag === "Some" ? current.parent.value : undefined
-  }
-  const top = span
-  const stack = top._tag === "Span" ? top.attributes.get("code.stacktrace") : undefined
-  return names.join(" < ") + (typeof stack === "string" ? ` at ${stack}` : "")
-}
-
 const fiberInterrupt = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
   Effect.flatMap(Effect.fiberId, (id) => fiber.interruptAsFork(id))
 
@@ -868,7 +775,6 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, never, Scope.Sco
       options.onConnect
     )
     yield* Effect.addFinalizer(() => pool.shutdown())
-    fork(pool.timerLoop())
-    fork(pool.housekeeping())
+    for (const loop of pool.background()) fork(loop)
     return pool
   })
