@@ -155,6 +155,9 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     // dispatch: the one caller of engine.handle; events raised while carrying out decisions queue behind
     // ---------------------------------------------------------------------------------------------------------
     const pending: Array<Engine.Event> = []
+    // Effect 4 may resume a fiber inside `Deferred.doneUnsafe`, on this very stack: callers are resumed once the
+    // engine has handled every queued event, so a resumed caller never sees the engine halfway through a step
+    const resumptions: Array<() => void> = []
     let dispatching = false
     const dispatch = (event: Engine.Event): void => {
       pending.push(event)
@@ -169,6 +172,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       }
       const s = engine.statistics(now())
       metrics.counts(s.idle, s.active, s.waiting)
+      for (let resume = resumptions.shift(); resume !== undefined; resume = resumptions.shift()) resume()
     }
 
     const log = (level: Engine.Decision & { _tag: "Log" }) => {
@@ -296,7 +300,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           arrivals.delete(decision.acquisition)
           const grantedAt = now()
           if (arrived !== undefined) metrics.waited((grantedAt - arrived) / 1000)
-          Deferred.doneUnsafe(deferred, Effect.succeed({ acquisition: decision.acquisition, session, grantedAt }))
+          const grant: Grant = { acquisition: decision.acquisition, session, grantedAt }
+          resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.succeed(grant)))
           return
         }
         case "Fail": {
@@ -309,14 +314,14 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           if (error._tag === "Timeout") {
             metrics.timedOut()
             if (arrived !== undefined) metrics.waited((now() - arrived) / 1000)
-            Deferred.doneUnsafe(
-              deferred,
-              Effect.fail(
-                new AcquireTimeout({ waitedMillis: error.waitedMillis, statistics: toStatistics(error.statistics) })
-              )
-            )
+            const timeout = new AcquireTimeout({
+              waitedMillis: error.waitedMillis,
+              statistics: toStatistics(error.statistics)
+            })
+            resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(timeout)))
           } else {
-            Deferred.doneUnsafe(deferred, Effect.fail(new PoolClosed({ poolName: config.name })))
+            const closed = new PoolClosed({ poolName: config.name })
+            resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(closed)))
           }
           return
         }
@@ -472,8 +477,10 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       }
     }
 
+    // The wait is interruptible even where the caller is not (the acquire of `acquireRelease`): a caller that
+    // gives up leaves the queue, and a grant it did not see goes back to the engine with `AcquireAbandoned`.
     const acquire = (kind: "exclusive" | "statement"): Effect.Effect<Grant, AcquireTimeout | PoolClosed> =>
-      Effect.uninterruptibleMask((restore) =>
+      Effect.uninterruptible(
         Effect.suspend(() => {
           const acquisition = nextAcquisition++
           const deferred = Deferred.makeUnsafe<Grant, AcquireTimeout | PoolClosed>()
@@ -481,7 +488,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const arrivedAt = now()
           arrivals.set(acquisition, arrivedAt)
           dispatch({ _tag: "AcquireRequested", now: arrivedAt, acquisition, kind })
-          return restore(Deferred.await(deferred)).pipe(
+          return Effect.interruptible(Deferred.await(deferred)).pipe(
             Effect.onInterrupt(() =>
               Effect.sync(() => {
                 waiters.delete(acquisition)
