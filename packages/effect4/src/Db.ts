@@ -17,7 +17,7 @@ import * as Reactivity from "effect/reactivity/Reactivity"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
-import { SqlError, UnknownError } from "effect/sql/SqlError"
+import { AuthenticationError, AuthorizationError, ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import type { ConnectionOptions } from "node:tls"
 import type { HealthStatus } from "./Health.js"
 import * as Client from "./internal/client.js"
@@ -264,15 +264,8 @@ export const makeWithConfig = (
             Effect.provideService(effect, Logger.CurrentLoggers, new Set([logger]))
           )
     const pool = yield* routed(InternalPool.make({ config, open: openOptions(config, options), metrics }))
-    const clients = yield* Client.make(pool, options, {
-      ...options,
-      password: Effect.isEffect(options.password) ? options.password : config.password,
-      host: config.host,
-      port: config.port,
-      database: config.database,
-      username: config.user,
-      url: undefined
-    } as PgClient.PgClientConfig)
+    // `config` as PgClient.layer keeps it: the options as given
+    const clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig)
     yield* pool.initialize
     return {
       withConnection: clients.withConnection,
@@ -391,12 +384,25 @@ export const layerConfig = (
     })
   ).pipe(Layer.provide(Reactivity.layer))
 
-const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRejected): SqlError =>
-  new SqlError({ reason: new UnknownError({ cause: error, message: error.message, operation: "connect" }) })
+/** A failed start as PgClient.layer's `SqlError`, classified as its own would be; the pool's error is the cause. */
+const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRejected): SqlError => {
+  const props = { cause: error, message: error.message, operation: "connect" }
+  return new SqlError({
+    reason:
+      error._tag === "DatabaseUnreachable"
+        ? new ConnectionError(props)
+        : error._tag === "ConnectionRejected" && error.code?.startsWith("28")
+          ? new AuthenticationError(props)
+          : error._tag === "ConnectionRejected" && error.code === "42501"
+            ? new AuthorizationError(props)
+            : new UnknownError(props)
+  })
+}
 
 /**
- * `layer` with `PgClient.layer`'s error type: a failed start is a `SqlError` whose reason's `cause` is the
- * `PoolConfigError`, `DatabaseUnreachable` or `ConnectionRejected`, so code annotated for @effect/sql-pg compiles
+ * `layer` with `PgClient.layer`'s error type: a failed start is a `SqlError` (`ConnectionError` for an unreachable
+ * database, `AuthenticationError` for a refused login, as @effect/sql-pg classifies them) whose reason's `cause` is
+ * the `PoolConfigError`, `DatabaseUnreachable` or `ConnectionRejected`, so code written for @effect/sql-pg runs
  * unchanged.
  *
  * @example

@@ -150,6 +150,13 @@ const commit = (conn: Connection): Effect.Effect<void, SqlError> =>
       : Effect.void
   )
 
+// PostgreSQL truncates identifiers to 63 bytes: @effect/sql-pg refuses longer channel names before sending them
+const channelTooLong = (channel: string) => new TextEncoder().encode(channel).byteLength > 63
+const channelError = (operation: string) => {
+  const message = "PostgreSQL channel names must not exceed 63 UTF-8 bytes"
+  return new SqlError({ reason: new UnknownError({ cause: new Error(message), message, operation }) })
+}
+
 interface PgJson extends Statement.Custom<"PgJson", unknown> {}
 const PgJson = Statement.custom<PgJson>("PgJson")
 
@@ -193,7 +200,9 @@ const build = (
       transformRows
     })
     const notify = (channel: string, payload: string) =>
-      Effect.asVoid(client`SELECT pg_notify(${channel}, ${payload})`.raw)
+      channelTooLong(channel)
+        ? Effect.fail(channelError("notify"))
+        : Effect.asVoid(client`SELECT pg_notify(${channel}, ${payload})`.raw)
     return Object.assign(client, {
       [PgClient.TypeId]: PgClient.TypeId,
       config,
