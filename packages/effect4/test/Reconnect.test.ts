@@ -30,7 +30,7 @@ describe("reconnection", () => {
     Effect.gen(function* () {
       const sql = yield* SqlClient.SqlClient
       yield* sql`SELECT 1`
-      yield* Effect.promise(() => server.stop("fast"))
+      yield* Effect.promise(() => server.stop({ mode: "fast" }))
       // the pool sees its sessions die with the server (their sockets close), without a statement to find out
       yield* Effect.repeat(Db.statistics, { until: (s) => s.total === 0 })
       const waiting = yield* Effect.forkChild(Db.withConnection((conn) => conn<{ one: number }>`SELECT 1 AS one`))
