@@ -133,63 +133,21 @@ export interface DbOptions extends Omit<PoolConfig.PoolConfigInput, "password" |
   readonly connectionTTL?: Duration.Input | undefined
 }
 
-const aliasIssue = (alias: string, setting: string, a: unknown, b: unknown) =>
-  new PoolConfigError({
-    issues: [
-      {
-        field: setting,
-        env: setting,
-        setting: alias,
-        value: `${String(a)} / ${String(b)}`,
-        message: `${alias} (${String(a)}) and ${setting} (${String(b)}) are two names for the same setting and disagree: keep one of them`
-      }
-    ]
-  })
-
-/** Folds `PgClient.layer`'s names into the pool's settings. */
-const toInput = (options: DbOptions): Effect.Effect<InternalConfig.RawInput, PoolConfigError> =>
-  Effect.suspend(() => {
-    const raw: Record<string, unknown> = { ...options }
-    const aliases = [
-      ["maxConnections", "maxSize"],
-      ["minConnections", "minSize"],
-      ["idleTimeout", "maxIdleTime"],
-      ["connectionTTL", "maxLifetime"],
-      ["username", "user"]
-    ] as const
-    for (const [alias, setting] of aliases) {
-      const value = raw[alias]
-      if (value === undefined) continue
-      delete raw[alias]
-      const existing = raw[setting]
-      if (existing !== undefined && InternalConfig.durationMillis(existing) !== InternalConfig.durationMillis(value)) {
-        if (String(existing) !== String(value)) return Effect.fail(aliasIssue(alias, setting, value, existing))
-      }
-      raw[setting] = value
-    }
-    // PgClient.layer keeps no connection open when idle unless asked
-    if (options.maxConnections !== undefined && options.minSize === undefined && options.minConnections === undefined) {
-      raw.minSize = 0
-    }
-    if (Effect.isEffect(raw.password)) delete raw.password
-    if (raw.keepAlive !== undefined && typeof raw.keepAlive !== "boolean") raw.keepAlive = true
-    for (const key of clientKeys) delete raw[key]
-    return Effect.succeed(raw as InternalConfig.RawInput)
-  })
-
-const clientKeys = [
-  "path",
-  "startupParameters",
-  "startupOptions",
-  "types",
-  "prepare",
-  "preparedStatementCacheSize",
-  "maxMessageSize",
-  "spanAttributes",
-  "transformResultNames",
-  "transformQueryNames",
-  "transformJson"
-] as const
+/**
+ * The pool's settings among `PgClient.layer`'s options (its names for them included: the engine's `Settings`
+ * folds `maxConnections` into `maxSize` and reports two names that disagree); the others shape the client.
+ */
+const toInput = (options: DbOptions): InternalConfig.RawInput => {
+  const raw: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(options)) {
+    if (InternalConfig.settingKeys.has(key)) raw[key] = value
+  }
+  // a password Effect is evaluated for each connection attempt, by the driver; keepAlive may be PgClient.layer's
+  // idle time before the first probe
+  if (Effect.isEffect(raw.password)) delete raw.password
+  if (raw.keepAlive !== undefined && typeof raw.keepAlive !== "boolean") raw.keepAlive = true
+  return raw as InternalConfig.RawInput
+}
 
 const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.OpenOptions => {
   const keepAlive =
@@ -303,14 +261,12 @@ export const make = (
 > =>
   "stream" in options && (options as { stream?: unknown }).stream !== undefined
     ? Effect.fail(streamNotSupported)
-    : Effect.flatMap(toInput(options), (input) =>
-        Effect.flatMap(
-          Effect.suspend(() => {
-            const result = InternalConfig.resolve(input, "input")
-            return result instanceof PoolConfigError ? Effect.fail(result) : Effect.succeed(result)
-          }),
-          (config) => makeWithConfig(config, options)
-        )
+    : Effect.flatMap(
+        Effect.suspend(() => {
+          const result = InternalConfig.resolve(toInput(options))
+          return result instanceof PoolConfigError ? Effect.fail(result) : Effect.succeed(result)
+        }),
+        (config) => makeWithConfig(config, options)
       )
 
 // `PgClient.layer`'s `stream` option would compile here, so it must not be ignored
