@@ -4,7 +4,7 @@ import { Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Schedule } from "
 import { SqlClient } from "effect/sql"
 import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
-import { dbLayer } from "./utils/pools.js"
+import { dbLayer, uniqueAppName } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
 
 let server: TestServer
@@ -44,6 +44,31 @@ describe("reconnection", () => {
       assert.isAtLeast(stats.reconnectAttempts, 1)
     }).pipe(Effect.provide(dbLayer(server, { minSize: 1, maxSize: 2, acquireTimeout: "20 seconds" })))
   )
+})
+
+describe("dead sessions", () => {
+  it.live("a session the server terminates is dropped at once, with no statement to find out, and replaced", () => {
+    const name = uniqueAppName("terminated")
+    return Effect.gen(function* () {
+      const before = yield* Db.withConnection((sql) => sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`)
+      yield* Effect.provide(
+        Db.withConnection((sql) => sql`SELECT pg_terminate_backend(${before[0]!.pid})`),
+        dbLayer(server, { minSize: 0, maxSize: 1, applicationName: "e4-observer" })
+      )
+      // the driver watches the socket: the pool learns of the death without using the session
+      const stats = yield* Effect.repeat(Db.statistics, {
+        until: (s) => s.connectionsClosed.broken === 1,
+        schedule: Schedule.spaced("10 millis")
+      })
+      assert.strictEqual(stats.connectionsClosed.validation, 0)
+      // learnt from the socket's close (the health probe, every 5 s, would find it too, but leaves no such error)
+      assert.deepStrictEqual(stats.lastError, Option.some("the server closed the connection"))
+      const after = yield* Db.withConnection((sql) => sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`)
+      assert.notStrictEqual(after[0]!.pid, before[0]!.pid)
+    }).pipe(
+      Effect.provide(dbLayer(server, { minSize: 1, maxSize: 1, applicationName: name, validateAfterIdle: "1 hour" }))
+    )
+  })
 })
 
 describe("initialisation", () => {
