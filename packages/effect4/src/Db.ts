@@ -319,8 +319,8 @@ export const layer = (
  * import { Config } from "effect"
  *
  * const DbLive = Db.layerConfig({
- *   url: Config.redacted("APP_DATABASE_URL"),
- *   maxSize: Config.int("APP_DB_MAX_SIZE").pipe(Config.withDefault(10))
+ *   url: Config.Redacted("APP_DATABASE_URL"),
+ *   maxSize: Config.Int("APP_DB_MAX_SIZE").pipe(Config.withDefault(10))
  * })
  * ```
  *

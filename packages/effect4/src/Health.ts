@@ -16,7 +16,8 @@ import { encode as encodeStatistics, PoolState, PoolStatistics } from "./PoolSta
  * ```ts
  * import { Health } from "@effect-pg-pool/effect4"
  *
- * Health.saturationThresholdMillis // 1000
+ * const saturated = (oldestWaiterMillis: number) => oldestWaiterMillis > Health.saturationThresholdMillis
+ * saturated(1_500) // true
  * ```
  *
  * @since 0.1.0

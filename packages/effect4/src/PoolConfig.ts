@@ -19,7 +19,8 @@ import type { PoolConfigError } from "./PoolError.js"
  * ```ts
  * import type { PoolConfig } from "@effect-pg-pool/effect4"
  *
- * const steps = (r: PoolConfig.ReconnectConfig) => `${r.initialAttempts} attempts at start, ×${r.factor}`
+ * const steps = (r: PoolConfig.ReconnectConfig) =>
+ *   `${r.initialAttempts} attempts at start, ×${r.factor} up to ${r.maxDelay}`
  * ```
  *
  * @since 0.1.0
@@ -179,6 +180,7 @@ export interface PoolConfigInput {
  * import { Effect } from "effect"
  *
  * const config = PoolConfig.make({ url: "postgres://app@localhost/app", minSize: 0, maxSize: 4 })
+ * const sizes = Effect.map(config, (c) => `${c.minSize}..${c.maxSize}`)
  * ```
  *
  * @since 0.1.0
@@ -209,7 +211,8 @@ export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = internal.from
  * ```ts
  * import { PoolConfig } from "@effect-pg-pool/effect4"
  *
- * PoolConfig.redactUrl("postgres://app:secret@db/app") // "postgres://app:***@db/app"
+ * const shown = PoolConfig.redactUrl("postgres://app:secret@db/app")
+ * shown // "postgres://app:***@db/app"
  * ```
  *
  * @since 0.1.0
@@ -224,7 +227,8 @@ export const redactUrl: (url: string) => string = internal.redactUrl
  * ```ts
  * import { PoolConfig } from "@effect-pg-pool/effect4"
  *
- * PoolConfig.redactText("auth failed for hunter22", "hunter22") // "auth failed for ***"
+ * const line = PoolConfig.redactText("auth failed for hunter22", "hunter22")
+ * line // "auth failed for ***"
  * ```
  *
  * @since 0.1.0

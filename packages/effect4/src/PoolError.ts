@@ -16,7 +16,8 @@ import type { PoolStatistics } from "./PoolStatistics.js"
  * ```ts
  * import { PoolError } from "@effect-pg-pool/effect4"
  *
- * const mine = (u: unknown) => typeof u === "object" && u !== null && PoolError.TypeId in u
+ * const mine = (u: unknown) =>
+ *   typeof u === "object" && u !== null && PoolError.TypeId in u
  * ```
  *
  * @since 0.1.0
@@ -37,7 +38,8 @@ export type TypeId = typeof TypeId
  * ```ts
  * import { PoolError } from "@effect-pg-pool/effect4"
  *
- * PoolError.isPoolError(new PoolError.PoolClosed({ poolName: "default" })) // true
+ * const error = new PoolError.PoolClosed({ poolName: "default" })
+ * PoolError.isPoolError(error) // true
  * ```
  *
  * @since 0.1.0
@@ -52,7 +54,8 @@ export const isPoolError = (u: unknown): u is PoolError => Predicate.hasProperty
  * ```ts
  * import type { PoolError } from "@effect-pg-pool/effect4"
  *
- * const line = (issue: PoolError.ConfigIssue) => `${issue.env}: ${issue.message}`
+ * const line = (issue: PoolError.ConfigIssue) =>
+ *   `${issue.env}: ${issue.message}`
  * ```
  *
  * @since 0.1.0
@@ -80,6 +83,7 @@ export interface ConfigIssue {
  * import { Effect } from "effect"
  *
  * const DbLive = Db.layer({ url: "postgres://localhost/app", minSize: 5, maxSize: 2 })
+ * const program = Effect.provide(Db.statistics, DbLive)
  * // fails with PoolConfigError: minSize (5) must be ≤ maxSize (2): lower minSize or raise maxSize
  * ```
  *
@@ -228,7 +232,8 @@ export class AcquireTimeout extends Data.TaggedError("AcquireTimeout")<{
  * ```ts
  * import { PoolError } from "@effect-pg-pool/effect4"
  *
- * new PoolError.PoolClosed({ poolName: "default" }).message // The database pool "default" is shutting down …
+ * const closed = new PoolError.PoolClosed({ poolName: "default" })
+ * closed.message // The database pool "default" is shutting down …
  * ```
  *
  * @since 0.1.0
@@ -255,7 +260,8 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
  * ```ts
  * import type { PoolError } from "@effect-pg-pool/effect4"
  *
- * const tag = (error: PoolError.PoolError) => error._tag
+ * const retryable = (error: PoolError.PoolError) =>
+ *   error._tag === "AcquireTimeout" || error._tag === "DatabaseUnreachable"
  * ```
  *
  * @since 0.1.0

@@ -20,7 +20,9 @@ import { PoolConfigError } from "./PoolError.js"
  * ```ts
  * import type { PoolLogger } from "@effect-pg-pool/effect4"
  *
- * const options: PoolLogger.Options = { redact: ["s3cret-password"] }
+ * const options: PoolLogger.Options = {
+ *   redact: ["s3cret-password"]
+ * }
  * ```
  *
  * @since 0.1.0
@@ -143,7 +145,9 @@ export const layer = (path: string, options?: Options): Layer.Layer<never, PoolC
  * ```ts
  * import { PoolLogger } from "@effect-pg-pool/effect4"
  *
- * const Quiet = PoolLogger.layerSilent
+ * import { Layer } from "effect"
+ *
+ * const Quiet: Layer.Layer<never> = PoolLogger.layerSilent
  * ```
  *
  * @since 0.1.0

@@ -36,7 +36,8 @@ export const PoolState = Schema.Literals(["healthy", "degraded", "unhealthy"])
  * ```ts
  * import type { PoolStatistics } from "@effect-pg-pool/effect4"
  *
- * const ready = (state: PoolStatistics.PoolState) => state !== "unhealthy"
+ * const ready = (state: PoolStatistics.PoolState) =>
+ *   state !== "unhealthy"
  * ```
  *
  * @since 0.1.0
@@ -51,7 +52,8 @@ export type PoolState = typeof PoolState.Type
  * ```ts
  * import type { PoolStatistics } from "@effect-pg-pool/effect4"
  *
- * const unplanned = (c: PoolStatistics.ClosedByReason) => c.broken + c.validation + c.reset + c.cancel
+ * const unplanned = (c: PoolStatistics.ClosedByReason) =>
+ *   c.broken + c.validation + c.reset + c.cancel
  * ```
  *
  * @since 0.1.0
@@ -75,7 +77,9 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
  * ```ts
  * import type { PoolStatistics } from "@effect-pg-pool/effect4"
  *
- * const reasons: ReadonlyArray<PoolStatistics.CloseReason> = ["lifetime", "idle", "broken"]
+ * const reasons: ReadonlyArray<PoolStatistics.CloseReason> = [
+ *   "lifetime", "idle", "broken"
+ * ]
  * ```
  *
  * @since 0.1.0
