@@ -1,6 +1,6 @@
 import { Db } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Metric } from "effect"
+import { Effect, Metric, Schedule } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { dbLayer } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
@@ -15,9 +15,16 @@ describe("metrics", () => {
   it.live("the pool's figures are Effect metrics named db.client.connection.*, with the pool name", () =>
     Effect.gen(function* () {
       yield* Db.withConnection((sql) => sql`SELECT 1`)
-      const snapshot = (yield* Metric.snapshot).filter(
-        (m) => (m.attributes as Record<string, unknown> | undefined)?.["db.client.connection.pool.name"] === "metered"
+      const ours = Effect.map(Metric.snapshot, (all) =>
+        all.filter(
+          (m) => (m.attributes as Record<string, unknown> | undefined)?.["db.client.connection.pool.name"] === "metered"
+        )
       )
+      // the connection-count gauges are refreshed once a second
+      const snapshot = yield* Effect.repeat(ours, {
+        until: (all) => all.some((m) => m.id === "db.client.connection.count"),
+        schedule: Schedule.spaced("50 millis")
+      })
       const find = (id: string, extra: Record<string, string> = {}) =>
         snapshot.find(
           (m) =>

@@ -11,7 +11,6 @@
  *
  * @internal
  */
-import { Classify } from "@effect-pg-pool/engine"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as Arr from "effect/Array"
@@ -27,6 +26,7 @@ import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import type { Facts, Grant, Pool } from "./pool.js"
+import * as StatementText from "./statementText.js"
 
 /** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
 export interface ClientOptions {
@@ -73,7 +73,7 @@ class TrackedConnection implements Connection {
     return Effect.onExit(effect, (exit) =>
       Effect.sync(() => {
         checkout.queries++
-        if (Classify.mayLeaveSessionState(sql)) checkout.dirty = true
+        if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
         if (Exit.hasInterrupts(exit)) checkout.interrupted = true
         checkout.grant.session.track(sql, Exit.isSuccess(exit))
       })
@@ -118,7 +118,7 @@ class TrackedConnection implements Connection {
   ) {
     const checkout = this.checkout
     checkout.queries++
-    if (Classify.mayLeaveSessionState(sql)) checkout.dirty = true
+    if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
     const stream = this.connection.stream(sql, params).pipe(
       Stream.onExit((exit) =>
         Effect.sync(() => {

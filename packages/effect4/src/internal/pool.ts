@@ -170,8 +170,6 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       } finally {
         dispatching = false
       }
-      const s = engine.statistics(now())
-      metrics.counts(s.idle, s.active, s.waiting)
       for (let resume = resumptions.shift(); resume !== undefined; resume = resumptions.shift()) resume()
     }
 
@@ -511,7 +509,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         Effect.forever(
           Effect.andThen(
             Effect.sleep(Duration.millis(housekeepingMillis)),
-            Effect.sync(() => dispatch({ _tag: "Tick", now: now() }))
+            Effect.sync(() => {
+              dispatch({ _tag: "Tick", now: now() })
+              // the connection-count gauges, once a second: a snapshot per event would cost more than the event
+              const s = engine.statistics(now())
+              metrics.counts(s.idle, s.active, s.waiting)
+            })
           )
         )
       )

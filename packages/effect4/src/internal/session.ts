@@ -11,7 +11,6 @@
  *
  * @internal
  */
-import { Classify } from "@effect-pg-pool/engine"
 import * as PgConnection from "@effect/sql-pg/PgConnection"
 import type * as PgTypes from "@effect/sql-pg/PgTypes"
 import * as Effect from "effect/Effect"
@@ -21,6 +20,7 @@ import * as Scope from "effect/Scope"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Net from "node:net"
 import type { ConnectionOptions } from "node:tls"
+import * as StatementText from "./statementText.js"
 
 /** @internal */
 export interface OpenOptions {
@@ -93,7 +93,7 @@ export const resetStatements: ReadonlyArray<string> = [
 
 /** The status after `sql` ran, from its first keyword; multi-statement texts are not supported by PgConnection. */
 const nextStatus = (status: TransactionStatus, sql: string, ok: boolean): TransactionStatus => {
-  const keyword = Classify.firstKeyword(sql)
+  const keyword = StatementText.read(sql).firstKeyword
   if (!ok) {
     // a failed COMMIT ends the transaction; any other failure inside one aborts it
     if (keyword === "COMMIT" || keyword === "END") return "I"
