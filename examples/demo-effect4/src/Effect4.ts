@@ -110,7 +110,7 @@ export const edition: Edition.Edition = {
     const { config } = db
     return {
       info: {
-        edition: `Effect 4 (@effect-pg-pool/effect4 on @effect/sql-pg 4${config.multiplex ? ", multiplexed" : ""})`,
+        edition: `@effect-pg-pool/effect4 (Effect 4, @effect/sql-pg 4${config.multiplex ? ", multiplexed" : ""})`,
         name: config.name,
         host: config.host,
         port: config.port,

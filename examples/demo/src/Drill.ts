@@ -225,6 +225,17 @@ export interface LeakCheck {
   readonly leaked: number
 }
 
+const withoutApplicationName = (url: Redacted.Redacted<string>): Redacted.Redacted<string> => {
+  try {
+    const parsed = new URL(Redacted.value(url))
+    parsed.searchParams.delete("application_name")
+    return Redacted.make(parsed.toString())
+  } catch {
+    // not a URL that `URL` parses: the pool would not have started on it either
+    return url
+  }
+}
+
 /**
  * A separate client, outside the pool and on Effect 3's @effect/sql-pg whatever the edition, to see what the server
  * sees. Its URL is the pool's without an `application_name` parameter, which would override this client's (pg lets
@@ -234,10 +245,8 @@ export const makeServerView = (
   url: Redacted.Redacted<string>
 ): Effect.Effect<(applicationName: string) => Effect.Effect<number, string>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const parsed = new URL(Redacted.value(url))
-    parsed.searchParams.delete("application_name")
     const client = yield* PgClient.make({
-      url: Redacted.make(parsed.toString()),
+      url: withoutApplicationName(url),
       applicationName: "effect-pg-pool-demo-check",
       maxConnections: 1,
       minConnections: 0,

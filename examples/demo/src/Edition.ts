@@ -62,7 +62,7 @@ export interface HealthView {
 }
 
 export interface PoolInfo {
-  /** The edition, for the header: e.g. "Effect 4 (effect 4.1, @effect/sql-pg 4), multiplexed". */
+  /** The edition, for the header: e.g. "@effect-pg-pool/effect4 (Effect 4, @effect/sql-pg 4, multiplexed)". */
   readonly edition: string
   readonly name: string
   readonly host: string

@@ -154,7 +154,7 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
     const state = new Drill.RunState(options, target.outage)
     state.statementsPerConnection = info.statementsPerConnection
     const header = [
-      `${p.bold("effect-pg-pool demo")}  ${options.workers} workers → DatabaseLive of ${info.edition} ` +
+      `${p.bold("effect-pg-pool demo")}  ${options.workers} workers → ${info.edition} DatabaseLive ` +
         `(maxSize ${info.maxSize}, minSize ${info.minSize}, acquireTimeout ${Duration.format(info.acquireTimeoutMillis)}) → ` +
         `${target.kind === "embedded" ? "embedded " : ""}PostgreSQL ${info.serverVersion} on ${info.host}:${info.port}`,
       p.dim(

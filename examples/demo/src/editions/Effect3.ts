@@ -108,7 +108,7 @@ export const edition: Edition.Edition = {
     const { config } = db
     return {
       info: {
-        edition: "Effect 3 (@effect-pg-pool/effect3 on pg)",
+        edition: "@effect-pg-pool/effect3 (Effect 3, pg)",
         name: config.name,
         host: config.host,
         port: config.port,
