@@ -327,7 +327,9 @@ const readme = fs.readFileSync(path.join(root, "README.md"), "utf8")
 for (const [, file, code] of readme.matchAll(/<!-- copy of (\S+) -->\n```ts\n([\s\S]*?)```/g)) {
   const copied = path.join(root, file)
   if (!fs.existsSync(copied) || code !== fs.readFileSync(copied, "utf8")) {
-    problems.push(`README.md: the \`\`\`ts block marked "copy of ${file}" is not that file as it is: copy the file over`)
+    problems.push(
+      `README.md: the \`\`\`ts block marked "copy of ${file}" is not that file as it is: copy the file over`
+    )
   }
 }
 
