@@ -13,6 +13,16 @@ import * as target from "./internal/hostsTarget.js"
 /**
  * One host of the list: a name or address, or a Unix-socket directory (starting with `/`), and its port.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const hosts: ReadonlyArray<Hosts.Host> = [
+ *   { host: "db1.internal", port: 5432 },
+ *   { host: "/run/postgresql", port: 5432 }
+ * ]
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -21,6 +31,14 @@ export type Host = target.Host
 /**
  * libpq's `target_session_attrs`: which server a session must be on.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const writes: Hosts.TargetSessionAttrs = "read-write"
+ * const reads: Hosts.TargetSessionAttrs = "prefer-standby" // standbys first, else any
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -30,6 +48,14 @@ export type TargetSessionAttrs = target.TargetSessionAttrs
  * libpq's `load_balance_hosts`: `disable` tries the hosts as listed, `random` in an order shuffled once per
  * connection attempt.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const spread: Hosts.LoadBalanceHosts = "random" // shuffled once per connection attempt
+ * const listed: Hosts.LoadBalanceHosts = "disable" // in order (the default)
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -38,6 +64,14 @@ export type LoadBalanceHosts = target.LoadBalanceHosts
 /**
  * What one try of one host must find (`prefer-standby` is two passes: `standby`, then `any`).
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const firstPass: Hosts.Requirement = "standby" // prefer-standby's first pass
+ * const secondPass: Hosts.Requirement = "any"
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -46,6 +80,14 @@ export type Requirement = target.Requirement
 /**
  * One try: the host, its place in the configured list, and what it must find.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const attempt: Hosts.Attempt = { host: { host: "h2", port: 5433 }, index: 1, require: "read-write" }
+ * Hosts.hostLabel(attempt.host) // "h2:5433"
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -55,6 +97,14 @@ export type Attempt = target.Attempt
  * What is known of a session's server: `inHotStandby` (in recovery) and `readOnly` (`transaction_read_only` by
  * default), each `undefined` until known.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const standby: Hosts.Observed = { inHotStandby: true, readOnly: true }
+ * const unknownYet: Hosts.Observed = { inHotStandby: undefined, readOnly: undefined }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -63,22 +113,46 @@ export type Observed = target.Observed
 /**
  * A server's role as far as known: `primary`, `standby`, `read-only` (not known to be in recovery), `unknown`.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const role: Hosts.Role = Hosts.roleOf({ inHotStandby: true, readOnly: true }) // "standby"
+ * const unknownYet: Hosts.Role = Hosts.roleOf(Hosts.unknown) // "unknown"
+ * ```
  * @since 0.1.0
  * @category models
  */
 export type Role = target.Role
 
 /**
- * The check of a new session: `Match`, `Mismatch` (with libpq's reason) or `Ask` (run the query, then `answer`).
+ * The verdict on a new session: `Match`, `Mismatch` (with libpq's reason) or `Ask` (run the query, then `answer`).
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const step: Hosts.Verdict = Hosts.check("read-only", Hosts.unknown)
+ * if (step._tag === "Ask") console.log(step.query) // SHOW transaction_read_only
+ * ```
  * @since 0.1.0
  * @category models
  */
-export type Check = target.Check
+export type Verdict = target.Verdict
 
 /**
  * The queries libpq asks when the startup messages did not tell.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const query: Hosts.CheckQuery = "SELECT pg_catalog.pg_is_in_recovery()"
+ * Hosts.answer(Hosts.unknown, query, "f") // { inHotStandby: false, readOnly: undefined }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -87,6 +161,17 @@ export type CheckQuery = target.CheckQuery
 /**
  * What a try that gave no session came to.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const outcome: Hosts.Outcome = {
+ *   _tag: "Mismatch",
+ *   attempt: { host: { host: "h2", port: 5433 }, index: 1, require: "read-write" },
+ *   reason: "session is read-only"
+ * }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -95,6 +180,14 @@ export type Outcome = target.Outcome
 /**
  * Nothing known yet.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * Hosts.check("primary", Hosts.unknown) // Ask "SELECT pg_catalog.pg_is_in_recovery()"
+ * Hosts.check("any", Hosts.unknown) // Match: any server will do
+ * ```
  * @since 0.1.0
  * @category constructors
  */
@@ -119,6 +212,14 @@ export const hostLabel: (host: Host) => string = target.hostLabel
 /**
  * libpq's inside-out Fisher-Yates shuffle with the given source of numbers in [0, 1).
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const draws = [0.9, 0.1]
+ * Hosts.shuffle(["a", "b", "c"], () => draws.shift()!) // ["c", "b", "a"]
+ * ```
  * @since 0.1.0
  * @category ordering
  */
@@ -180,7 +281,7 @@ export const observe: (parameters: Readonly<Record<string, string | undefined>>)
  * @since 0.1.0
  * @category checking
  */
-export const check: (require: Requirement, observed: Observed) => Check = target.check
+export const check: (require: Requirement, observed: Observed) => Verdict = target.check
 
 /**
  * What the check query's one value says; `undefined` in (the query failed) gives `undefined` out: libpq moves
@@ -203,6 +304,14 @@ export const answer: (observed: Observed, query: CheckQuery, value: string | und
 /**
  * Whether a session on a server showing `observed` still serves a pool of that target (unknown facts match).
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * Hosts.stillMatches("read-write", { inHotStandby: true, readOnly: true }) // false: evict
+ * Hosts.stillMatches("prefer-standby", { inHotStandby: false, readOnly: false }) // true
+ * ```
  * @since 0.1.0
  * @category checking
  */
@@ -211,10 +320,18 @@ export const stillMatches: (target: TargetSessionAttrs, observed: Observed) => b
 /**
  * The role `observed` shows.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * Hosts.roleOf({ inHotStandby: false, readOnly: true }) // "read-only": default_transaction_read_only on
+ * Hosts.roleOf({ inHotStandby: false, readOnly: false }) // "primary"
+ * ```
  * @since 0.1.0
  * @category checking
  */
-export const role: (observed: Observed) => Role = target.role
+export const roleOf: (observed: Observed) => Role = target.roleOf
 
 /**
  * After a try failed before the check: `next-host` when the server could not be reached or answered 57P03, `stop`
@@ -238,6 +355,15 @@ export const afterFailure: (failure: Classified, answered: boolean) => "next-hos
  * One classified failure for an attempt that found no session, naming per host what happened (never a password:
  * hosts and the servers' messages only).
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const attempt = { host: { host: "h2", port: 5433 }, index: 1, require: "read-write" as const }
+ * const failure = Hosts.summarize([{ _tag: "Mismatch", attempt, reason: "session is read-only" }], "read-write")
+ * failure.message // "no host gave a session for target_session_attrs=read-write (1 host tried): h2:5433: …"
+ * ```
  * @since 0.1.0
  * @category formatting
  */
@@ -247,6 +373,17 @@ export const summarize: (outcomes: ReadonlyArray<Outcome>, target: TargetSession
  * A pool's per-host configuration: the hosts, the target, the shuffle, the per-host backoff and how often a pool
  * on a fallback host looks for a better one.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const config: Hosts.TableConfig = {
+ *   ...Hosts.tableDefaults,
+ *   hosts: [{ host: "h1", port: 5432 }, { host: "h2", port: 5432 }],
+ *   target: "read-write"
+ * }
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -255,6 +392,14 @@ export type TableConfig = table.TableConfig
 /**
  * `target` any, `load_balance_hosts` disable, per-host backoff from 500 ms doubling to 30 s, recheck every 5 s.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * Hosts.tableDefaults.hostBackoffInitialMillis // 500, doubling per failure in a row
+ * Hosts.tableDefaults.hostBackoffMaxMillis // 30_000
+ * ```
  * @since 0.1.0
  * @category constructors
  */
@@ -264,6 +409,14 @@ export const tableDefaults: typeof table.tableDefaults = table.tableDefaults
  * A session to evict because its host no longer serves the pool's target (or a fallback ended): close it at once
  * when idle, at its release when busy, and never hand it out again.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const describe = (eviction: Hosts.Eviction): string =>
+ *   `session ${eviction.session} on ${Hosts.hostLabel(eviction.host)}: ${eviction.reason}`
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -272,6 +425,14 @@ export type Eviction = table.Eviction
 /**
  * One host's health: role, up or backing off, sessions, failures in a row, the last failure.
  *
+ *
+ * @example
+ * ```ts
+ * import { Hosts } from "@effect-pg-pool/engine"
+ *
+ * const line = (health: Hosts.HostHealth): string =>
+ *   `${health.label} ${health.role} ${health.up ? "up" : `down (${health.lastFailure})`}, ${health.sessions} sessions`
+ * ```
  * @since 0.1.0
  * @category models
  */
@@ -286,7 +447,7 @@ export type HostHealth = table.HostHealth
  * ```ts
  * import { Hosts } from "@effect-pg-pool/engine"
  *
- * const hosts = Hosts.makeTable({
+ * const hosts = new Hosts.Table({
  *   ...Hosts.tableDefaults,
  *   hosts: [{ host: "h1", port: 5432 }, { host: "h2", port: 5432 }],
  *   target: "read-write"
@@ -298,7 +459,7 @@ export type HostHealth = table.HostHealth
  * @since 0.1.0
  * @category constructors
  */
-export const makeTable = (config: TableConfig): Table => new table.Table(config)
+export const Table: typeof table.Table = table.Table
 
 /**
  * @since 0.1.0

@@ -133,9 +133,9 @@ describe("Hosts.check: target_session_attrs as libpq checks it", () => {
       inHotStandby: true,
       readOnly: true
     })
-    assert.strictEqual(Hosts.role({ inHotStandby: undefined, readOnly: true }), "read-only")
-    assert.strictEqual(Hosts.role({ inHotStandby: false, readOnly: false }), "primary")
-    assert.strictEqual(Hosts.role(Hosts.unknown), "unknown")
+    assert.strictEqual(Hosts.roleOf({ inHotStandby: undefined, readOnly: true }), "read-only")
+    assert.strictEqual(Hosts.roleOf({ inHotStandby: false, readOnly: false }), "primary")
+    assert.strictEqual(Hosts.roleOf(Hosts.unknown), "unknown")
   })
 })
 
@@ -266,12 +266,12 @@ describe("Hosts.Table: per-host health, routing and evictions (fake clock)", () 
   const primary: Hosts.Observed = { inHotStandby: false, readOnly: false }
   const standby: Hosts.Observed = { inHotStandby: true, readOnly: true }
   const table = (target: Hosts.TargetSessionAttrs, hosts = [h1, h2, h3]) =>
-    Hosts.makeTable({ ...Hosts.tableDefaults, hosts, target })
+    new Hosts.Table({ ...Hosts.tableDefaults, hosts, target })
   const order = (t: Hosts.Table, now: number) => t.attempts(now, seeded(1)).map((a) => a.host.host)
   const refused = Classify.classifyConnectError({ code: "ECONNREFUSED", message: "connect ECONNREFUSED" })
 
   it("a failed host backs off, doubling per failure up to the max, and goes last in the order meanwhile", () => {
-    const t = Hosts.makeTable({ ...Hosts.tableDefaults, hosts: [h1, h2], target: "any", hostBackoffMaxMillis: 3_000 })
+    const t = new Hosts.Table({ ...Hosts.tableDefaults, hosts: [h1, h2], target: "any", hostBackoffMaxMillis: 3_000 })
     t.failed(0, 0, refused)
     assert.strictEqual(t.health(0)[0]!.retryAt, 500)
     assert.deepStrictEqual(order(t, 100), ["h2", "h1"])

@@ -239,7 +239,7 @@ export class Table {
   /** A session's role as far as known: its host's, with its own `default_transaction_read_only` when newer. */
   roleOf(session: number): Role {
     const entry = this.sessions.get(session)
-    return entry === undefined ? "unknown" : target.role(this.effective(entry))
+    return entry === undefined ? "unknown" : target.roleOf(this.effective(entry))
   }
 
   /**
@@ -268,7 +268,7 @@ export class Table {
     return this.states.map((state) => ({
       host: state.host,
       label: state.label,
-      role: target.role(state.observed),
+      role: target.roleOf(state.observed),
       up: state.failures === 0 && state.retryAt <= now,
       sessions: state.sessions.size,
       failures: state.failures,
@@ -327,7 +327,7 @@ export class Table {
 }
 
 const describe = (observed: Observed): string => {
-  switch (target.role(observed)) {
+  switch (target.roleOf(observed)) {
     case "standby":
       return "in hot standby mode"
     case "read-only":

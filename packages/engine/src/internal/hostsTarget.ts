@@ -157,15 +157,15 @@ export type CheckQuery = "SHOW transaction_read_only" | "SELECT pg_catalog.pg_is
  *
  * @internal
  */
-export type Check =
+export type Verdict =
   | { readonly _tag: "Match" }
   | { readonly _tag: "Mismatch"; readonly reason: string }
   | { readonly _tag: "Ask"; readonly query: CheckQuery }
 
-const match: Check = { _tag: "Match" }
+const match: Verdict = { _tag: "Match" }
 
 /** @internal */
-export const check = (require: Requirement, observed: Observed): Check => {
+export const check = (require: Requirement, observed: Observed): Verdict => {
   switch (require) {
     case "any":
       return match
@@ -240,7 +240,7 @@ export const stillMatches = (target: TargetSessionAttrs, observed: Observed): bo
 export type Role = "primary" | "standby" | "read-only" | "unknown"
 
 /** @internal */
-export const role = (observed: Observed): Role =>
+export const roleOf = (observed: Observed): Role =>
   observed.inHotStandby === true
     ? "standby"
     : observed.readOnly === true
