@@ -6,18 +6,11 @@
  * @internal
  */
 import type { Classified } from "./classify.js"
+import { type Host, isSocket, type LoadBalanceHosts, type TargetSessionAttrs } from "./settings/hosts.js"
 
+// one definition of the host list and the two settings: the one the configuration resolves to
 /** @internal */
-export interface Host {
-  readonly host: string
-  readonly port: number
-}
-
-/** @internal */
-export type TargetSessionAttrs = "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
-
-/** @internal */
-export type LoadBalanceHosts = "disable" | "random"
+export type { Host, LoadBalanceHosts, TargetSessionAttrs } from "./settings/hosts.js"
 
 /**
  * What one try of one host must find. `prefer-standby` is not one: libpq tries every host for `standby`, then
@@ -37,7 +30,7 @@ export interface Attempt {
 
 /** @internal */
 export const hostLabel = (host: Host): string =>
-  host.host.startsWith("/") ? `${host.host}/.s.PGSQL.${host.port}` : `${host.host}:${host.port}`
+  isSocket(host.host) ? `${host.host}/.s.PGSQL.${host.port}` : `${host.host}:${host.port}`
 
 /**
  * libpq's "inside-out" Fisher-Yates shuffle, once per connection attempt (pqConnectOptions2): each host in turn
