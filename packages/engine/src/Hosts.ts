@@ -169,7 +169,8 @@ export type CheckQuery = target.CheckQuery
  * const outcome: Hosts.Outcome = {
  *   _tag: "Mismatch",
  *   attempt: { host: { host: "h2", port: 5433 }, index: 1, require: "read-write" },
- *   reason: "session is read-only"
+ *   reason: "session is read-only",
+ *   observed: { inHotStandby: false, readOnly: true }
  * }
  * ```
  * @since 0.1.0
@@ -361,7 +362,8 @@ export const afterFailure: (failure: Classified, answered: boolean) => "next-hos
  * import { Hosts } from "@effect-pg-pool/engine"
  *
  * const attempt = { host: { host: "h2", port: 5433 }, index: 1, require: "read-write" as const }
- * const failure = Hosts.summarize([{ _tag: "Mismatch", attempt, reason: "session is read-only" }], "read-write")
+ * const observed = { inHotStandby: false, readOnly: true }
+ * const failure = Hosts.summarize([{ _tag: "Mismatch", attempt, reason: "session is read-only", observed }], "read-write")
  * failure.message // "no host gave a session for target_session_attrs=read-write (1 host tried): h2:5433: …"
  * ```
  * @since 0.1.0
@@ -439,7 +441,7 @@ export type Eviction = table.Eviction
 export type HostHealth = table.HostHealth
 
 /**
- * The per-host state of one pool and its decisions: `attempts(now, random)` for the next open, `failed` /
+ * The per-host state of one pool and its decisions: `attempts(now, random)` for the next open, `record` (a connect's outcomes) / `failed` /
  * `mismatched` / `opened` / `reported` / `closed` as the driver reports, evictions out, `recheck(now)` for a pool
  * on a fallback, `health(now)` for statistics.
  *

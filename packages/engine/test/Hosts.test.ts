@@ -217,7 +217,12 @@ describe("Hosts.summarize: one failure that says per host what happened", () => 
     const failure = Hosts.summarize(
       [
         { _tag: "Failed", attempt: { host: h1, index: 0, require: "read-write" }, failure: refused, answered: false },
-        { _tag: "Mismatch", attempt: { host: h2, index: 1, require: "read-write" }, reason: "session is read-only" }
+        {
+          _tag: "Mismatch",
+          attempt: { host: h2, index: 1, require: "read-write" },
+          reason: "session is read-only",
+          observed: { inHotStandby: false, readOnly: true }
+        }
       ],
       "read-write"
     )
@@ -404,5 +409,33 @@ describe("Hosts.Table: per-host health, routing and evictions (fake clock)", () 
       t.opened(0, 1, 1, primary)
       assert.deepStrictEqual(t.recheck(60_000), [])
     })
+  })
+})
+
+describe("Hosts.Table.record: a connect attempt's outcomes", () => {
+  it("backs off the hosts that failed and records the role of those that mismatched", () => {
+    const t = new Hosts.Table({ ...Hosts.tableDefaults, hosts: [h1, h2, h3], target: "read-write" })
+    const refused = Classify.classifyConnectError({ code: "ECONNREFUSED", message: "connect ECONNREFUSED" })
+    t.record(0, [
+      { _tag: "Failed", attempt: { host: h1, index: 0, require: "read-write" }, failure: refused, answered: false },
+      {
+        _tag: "Mismatch",
+        attempt: { host: h2, index: 1, require: "read-write" },
+        reason: "session is read-only",
+        observed: { inHotStandby: true, readOnly: true }
+      }
+    ])
+    assert.deepStrictEqual(
+      t.health(0).map((h) => [h.label, h.role, h.up]),
+      [
+        ["h1:5432", "unknown", false],
+        ["h2:5433", "standby", true],
+        ["h3:5434", "unknown", true]
+      ]
+    )
+    assert.deepStrictEqual(
+      t.attempts(0, Math.random).map((a) => a.host.host),
+      ["h3", "h2", "h1"]
+    )
   })
 })

@@ -145,12 +145,12 @@ const checkTarget = (client: Pg.Client, attempt: Hosts.Attempt): Effect.Effect<T
       case "Match":
         return Effect.succeed({ _tag: "Reached", client, observed })
       case "Mismatch":
-        return Effect.succeed({ _tag: "Mismatch", attempt, reason: verdict.reason })
+        return Effect.succeed({ _tag: "Mismatch", attempt, reason: verdict.reason, observed })
       case "Ask":
         return Effect.flatMap(firstValue(client, verdict.query), (value) => {
           const next = Hosts.answer(observed, verdict.query, value)
           return next === undefined
-            ? Effect.succeed({ _tag: "Mismatch", attempt, reason: `"${verdict.query}" failed` } as const)
+            ? Effect.succeed({ _tag: "Mismatch", attempt, reason: `"${verdict.query}" failed`, observed } as const)
             : step(next)
         })
     }

@@ -8,7 +8,7 @@
  */
 import type { Classified } from "./classify.js"
 import * as target from "./hostsTarget.js"
-import type { Attempt, Host, LoadBalanceHosts, Observed, Role, TargetSessionAttrs } from "./hostsTarget.js"
+import type { Attempt, Host, LoadBalanceHosts, Observed, Outcome, Role, TargetSessionAttrs } from "./hostsTarget.js"
 
 /** @internal */
 export interface TableConfig {
@@ -120,6 +120,19 @@ export class Table {
       ranked.map(({ entry }) => entry),
       this.config.target
     )
+  }
+
+  /**
+   * What the tries of one connection attempt came to (the driver's outcomes, whether or not a later try gave a
+   * session): failures back off, mismatches record the role seen.
+   */
+  record(now: number, outcomes: ReadonlyArray<Outcome>): ReadonlyArray<Eviction> {
+    const evicted: Array<Eviction> = []
+    for (const outcome of outcomes) {
+      if (outcome._tag === "Failed") this.failed(now, outcome.attempt.index, outcome.failure)
+      else evicted.push(...this.mismatched(now, outcome.attempt.index, outcome.observed))
+    }
+    return evicted
   }
 
   /** A try failed before a session was checked: the host waits out a backoff that doubles with each failure. */

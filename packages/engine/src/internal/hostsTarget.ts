@@ -264,13 +264,13 @@ export const afterFailure = (failure: Classified, answered: boolean): "next-host
 /**
  * What one try came to when it gave no session: a failure before the check (`failure`; `answered` when it is an
  * ErrorResponse from the server), or a session of the wrong role or whose check query failed (`reason`, in
- * libpq's words).
+ * libpq's words; `observed`: what its server showed).
  *
  * @internal
  */
 export type Outcome =
   | { readonly _tag: "Failed"; readonly attempt: Attempt; readonly failure: Classified; readonly answered: boolean }
-  | { readonly _tag: "Mismatch"; readonly attempt: Attempt; readonly reason: string }
+  | { readonly _tag: "Mismatch"; readonly attempt: Attempt; readonly reason: string; readonly observed: Observed }
 
 /**
  * One classified failure for a connection attempt that found no session, saying per host what happened, e.g.
