@@ -441,9 +441,9 @@ export type Eviction = table.Eviction
 export type HostHealth = table.HostHealth
 
 /**
- * The per-host state of one pool and its decisions: `attempts(now, random)` for the next open, `record` (a connect's outcomes) / `failed` /
- * `mismatched` / `opened` / `reported` / `closed` as the driver reports, evictions out, `recheck(now)` for a pool
- * on a fallback, `health(now)` for statistics.
+ * The per-host state of one pool and its decisions: `attempts(now, random)` for the next open; `record` (a
+ * connect's outcomes), `failed`, `mismatched`, `opened`, `reported` and `closed` as the driver reports, evictions
+ * out; `recheck(now)` for a pool on a fallback; `health(now)` for statistics.
  *
  * @example
  * ```ts
