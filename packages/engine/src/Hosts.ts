@@ -4,6 +4,15 @@
  * to route and to evict sessions whose server changed role. Pure: the driver connects, runs the check query and
  * reports; time (`now`) and randomness (`random`) come in as arguments.
  *
+ * How a pool uses it (one `Table` per pool; a read-only client is a second pool on the same hosts with
+ * `target: "prefer-standby"`, its own statistics): each open tries `table.attempts(now, Math.random)` with the
+ * driver's multi-host connect; the driver's outcomes go to `table.record` (also those before a success), the
+ * session that matched to `table.opened` (its host index, what it showed, its startup parameters), every later
+ * ParameterStatus on it to `table.reported`, its end to `table.closed`. Each of these returns the sessions to
+ * evict: close the idle ones at once, the busy ones at their release, hand none of them out again. On each
+ * housekeeping tick, `table.recheck(now)` gives the tries of one scout session when a `prefer-standby` pool sits
+ * on its fallback. `table.health(now)` is the per-host part of the statistics and of health.
+ *
  * @since 0.1.0
  */
 import type { Classified } from "./internal/classify.js"
