@@ -93,6 +93,47 @@ const failure = (exit: Exit.Exit<unknown, HostsFailure>): HostsFailure => {
 
 const label = Hosts.hostLabel
 
+// A local TCP server with its own connection handler, closed (with its connections) at the end of the test.
+const listen = (onConnection: (socket: Net.Socket) => void) =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.async<{ server: Net.Server; sockets: Array<Net.Socket> }>((resume) => {
+        const sockets: Array<Net.Socket> = []
+        const server = Net.createServer((socket) => {
+          sockets.push(socket)
+          socket.on("error", () => {})
+          onConnection(socket)
+        })
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
+      }),
+      ({ server, sockets }) =>
+        Effect.async<void>((resume) => {
+          // close() waits for every connection to end: end them first
+          for (const socket of sockets) socket.destroy()
+          server.close(() => resume(Effect.void))
+        })
+    ),
+    ({ server }) => ({ host: "127.0.0.1", port: (server.address() as Net.AddressInfo).port })
+  )
+
+// A FATAL ErrorResponse message of the wire protocol: severity, SQLSTATE, message.
+const errorResponse = (code: string, message: string): Buffer => {
+  const fields = Buffer.concat(
+    [
+      ["S", "FATAL"],
+      ["V", "FATAL"],
+      ["C", code],
+      ["M", message]
+    ]
+      .map(([type, value]) => Buffer.from(`${type}${value}\0`))
+      .concat([Buffer.from("\0")])
+  )
+  const header = Buffer.alloc(5)
+  header.write("E", 0)
+  header.writeInt32BE(fields.length + 4, 1)
+  return Buffer.concat([header, fields])
+}
+
 layer(TwoServersLive, { timeout: "90 seconds", excludeTestServices: true })("multi-host connect (pg)", (it) => {
   it.scoped("read-write skips the read-only server, closes that session, and says which host it reached", () =>
     Effect.gen(function* () {
@@ -156,26 +197,50 @@ layer(TwoServersLive, { timeout: "90 seconds", excludeTestServices: true })("mul
     Effect.gen(function* () {
       const { options, writable } = yield* TwoServers
       // accepts the TCP connection and never says a word
-      const sockets: Array<Net.Socket> = []
-      const silent = yield* Effect.acquireRelease(
-        Effect.async<Net.Server>((resume) => {
-          const server = Net.createServer((socket) => sockets.push(socket))
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) =>
-          Effect.async<void>((resume) => {
-            // close() waits for every connection to end: end them first
-            for (const socket of sockets) socket.destroy()
-            server.close(() => resume(Effect.void))
-          })
-      )
-      const silentHost = { host: "127.0.0.1", port: (silent.address() as Net.AddressInfo).port }
+      const silentHost = yield* listen(() => {})
       const startedAt = performance.now()
       const reached = yield* reach({ ...options, connectTimeoutMillis: 400 }, [silentHost, writable], "any")
       const elapsed = performance.now() - startedAt
       assert.deepStrictEqual(reached.attempt.host, writable)
       assert.isTrue(elapsed >= 390, `moved on after ${elapsed} ms, before the timeout`)
       assert.strictEqual(reached.outcomes[0]?._tag, "Failed")
+    })
+  )
+
+  it.scoped(
+    "a server answering 57P03 (not accepting connections yet) is skipped for the next host, as libpq does",
+    () =>
+      Effect.gen(function* () {
+        const { options, writable } = yield* TwoServers
+        // answers the startup message as a standby that is not hot yet does
+        const notReady = yield* listen((socket) =>
+          socket.once("data", () =>
+            socket.end(errorResponse("57P03", "the database system is not yet accepting connections"))
+          )
+        )
+        const reached = yield* reach(options, [notReady, writable], "any")
+        assert.deepStrictEqual(reached.attempt.host, writable)
+        const [first] = reached.outcomes
+        assert.deepStrictEqual(first?._tag === "Failed" ? [first.failure.code, first.answered] : undefined, [
+          "57P03",
+          true
+        ])
+      })
+  )
+
+  it.scoped("any other answer from the server ends the attempt there (53300 too many connections), as libpq does", () =>
+    Effect.gen(function* () {
+      const { options, writable } = yield* TwoServers
+      const full = yield* listen((socket) =>
+        socket.once("data", () => socket.end(errorResponse("53300", "sorry, too many clients already")))
+      )
+      const error = failure(yield* Effect.exit(reach(options, [full, writable], "any")))
+      assert.strictEqual(error.code, "53300")
+      assert.deepStrictEqual(
+        error.outcomes.map((o) => o.attempt.index),
+        [0]
+      )
+      assert.match(error.message, /answered with an error, so no further host was tried/)
     })
   )
 
