@@ -305,7 +305,11 @@ export const open = (
   options: ConnectOptions,
   onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined,
   hookTimeout: Duration.Duration,
-  onClosed: (conn: PooledConnection, cause: unknown) => void
+  onClosed: (conn: PooledConnection, cause: unknown) => void,
+  /** How the client is reached: one host by default; internal/hosts.ts for several. */
+  connectClient: (closed: (client: Pg.Client, cause: unknown) => void) => Effect.Effect<Pg.Client, ConnectFailure> = (
+    closed
+  ) => connect(options, closed)
 ): Effect.Effect<PooledConnection, ConnectFailure> =>
   Effect.uninterruptibleMask((restore) => {
     let conn: PooledConnection | undefined
@@ -318,7 +322,7 @@ export const open = (
         onClosed(conn, cause)
       } else if (conn === undefined && !early.has(client)) early.set(client, cause)
     }
-    return Effect.flatMap(restore(connect(options, closed)), (client) => {
+    return Effect.flatMap(restore(connectClient(closed)), (client) => {
       conn = new PooledConnection(id, client)
       conn.broken = early.get(client)
       conn.trackTransactionStatus()
