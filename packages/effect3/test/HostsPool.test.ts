@@ -27,6 +27,9 @@ const makeDb = (url: string, options: Omit<Db.DbOptions, "url"> = {}) =>
     Effect.provide(Logger.minimumLogLevel(LogLevel.Error))
   )
 
+const serverPort0 = (sql: Db.Db.Service["sql"]) =>
+  Effect.map(sql<{ port: number }>`SELECT inet_server_port() AS port`, (rows) => rows[0]!.port)
+
 const serverPort = (db: Db.Db.Service) =>
   Effect.map(db.sql<{ port: number }>`SELECT inet_server_port() AS port`, (rows) => rows[0]!.port)
 
@@ -116,6 +119,38 @@ layer(PrimaryStandby.layer(), { timeout: "120 seconds", excludeTestServices: tru
           assert.isBelow(firstOnNew.at - promotedAt, 1_000 + 1_000 + 500)
           const stats = yield* db.statistics
           assert.isAtMost(stats.total, 10)
+        })
+    )
+  }
+)
+
+layer(PrimaryStandby.layer(), { timeout: "120 seconds", excludeTestServices: true })(
+  "a standby pool when its standby is promoted",
+  (it) => {
+    it.scoped(
+      "each session learns of the promotion with its next statement, which succeeds, and is evicted at its release",
+      () =>
+        Effect.gen(function* () {
+          const pair = yield* PrimaryStandby.PrimaryStandby
+          const db = yield* makeDb(urlOf(pair, "primary-first", "standby"), { minSize: 2, maxSize: 2 })
+          assert.strictEqual(yield* serverPort(db), pair.standby.port)
+          yield* eventually(
+            "both sessions are open",
+            Effect.map(db.statistics, (stats) => stats.total === 2)
+          )
+          yield* pair.promote
+          // two callers at once take both sessions: each statement runs on the promoted node and succeeds
+          const ports = yield* Effect.all(
+            Array.from({ length: 2 }, () =>
+              db.withConnection((sql) => Effect.zipLeft(serverPort0(sql), realSleep(50)))
+            ),
+            { concurrency: "unbounded" }
+          )
+          assert.deepStrictEqual(ports, [pair.standby.port, pair.standby.port])
+          yield* eventually(
+            "both sessions were evicted",
+            Effect.map(db.statistics, (stats) => stats.connectionsClosed.broken === 2)
+          )
         })
     )
   }
