@@ -49,6 +49,8 @@ export interface PoolOptions {
   /** Runs on every new connection before first use, and again after a session reset. */
   readonly onConnect?: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
   readonly metrics?: PoolMetrics | undefined
+  /** Evaluated for each new connection instead of the configuration's static password. */
+  readonly passwordProvider?: Connection.PasswordProvider | undefined
 }
 
 /** How often housekeeping runs (lifetimes, idle times, leaks, the minimum size). */
@@ -127,7 +129,7 @@ export class Pool {
     this.config = config
     this.name = config.name
     this.metrics = options.metrics ?? noopMetrics
-    this.connectOptions = Wiring.connectOptions(config, options.types)
+    this.connectOptions = Wiring.connectOptions(config, options.types, options.passwordProvider)
     this.queryHooks = {
       cancelTimeout: config.cancelTimeout,
       onCancelFailed: (conn) => {
@@ -702,6 +704,11 @@ export class Pool {
   // ---------------------------------------------------------------------------------------------------------
   // observability
   // ---------------------------------------------------------------------------------------------------------
+
+  /** Retires every session opened until now (see the engine's `RefreshRequested`). */
+  refresh(): void {
+    this.dispatch({ _tag: "RefreshRequested", now: this.now() })
+  }
 
   statistics(): PoolStatistics {
     return this.observed.statistics(this.engine.statistics(this.now()), this.config)
