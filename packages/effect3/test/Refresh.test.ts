@@ -37,7 +37,13 @@ const makeRole = (admin: Pg.Client, password: string) =>
 /** Can `password` log in as `role` right now? Asked with a plain pg client, outside the pool. */
 const logsIn = (server: PgTestServer.PgTestServer.Service, role: string, password: string) =>
   Effect.promise(async () => {
-    const client = new Pg.Client({ host: server.host, port: server.port, database: server.database, user: role, password })
+    const client = new Pg.Client({
+      host: server.host,
+      port: server.port,
+      database: server.database,
+      user: role,
+      password
+    })
     client.on("error", () => {})
     try {
       await client.connect()
@@ -64,7 +70,10 @@ layer(PgTestServer.layer, { timeout: 90_000, excludeTestServices: true })("passw
           port: server.port,
           database: server.database,
           user: role,
-          password: Effect.zipRight(Ref.update(provided, (n) => n + 1), Ref.get(current)),
+          password: Effect.zipRight(
+            Ref.update(provided, (n) => n + 1),
+            Ref.get(current)
+          ),
           minSize: 4,
           maxSize: 8,
           applicationName
@@ -94,7 +103,12 @@ layer(PgTestServer.layer, { timeout: 90_000, excludeTestServices: true })("passw
             if (Either.isLeft(result)) yield* Ref.update(failures, (all) => [...all, result.left])
           }
         })
-        const callers = yield* Effect.forkScoped(Effect.all(Array.from({ length: 20 }, () => caller), { concurrency: 20 }))
+        const callers = yield* Effect.forkScoped(
+          Effect.all(
+            Array.from({ length: 20 }, () => caller),
+            { concurrency: 20 }
+          )
+        )
         yield* realSleep(500)
 
         const before = yield* backendPids(admin, applicationName)
