@@ -15,6 +15,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Pg from "pg"
 import type { HealthStatus } from "./Health.js"
@@ -90,9 +91,15 @@ export declare namespace Db {
     readonly statistics: Effect.Effect<PoolStatistics>
     /** The pool's health from its state and a background probe; never waits for a connection. */
     readonly health: Effect.Effect<HealthStatus>
+    /**
+     * Retires every connection open now, without failing a caller: idle ones close at once, busy ones when they
+     * are released, and new ones open as needed (with the password provider's current answer). For after a
+     * credential rotation or a DNS failover. Returns at once.
+     */
+    readonly refresh: Effect.Effect<void>
     /** The pooled client, also provided as `SqlClient` and `PgClient`. */
     readonly sql: PgClient.PgClient
-    /** The validated configuration (the password stays `Redacted`). */
+    /** The validated configuration (the password stays `Redacted`; `undefined` when given as a provider). */
     readonly config: PoolConfig.PoolConfig
   }
 }
@@ -120,7 +127,14 @@ export declare namespace Db {
  * @since 0.1.0
  * @category models
  */
-export interface DbOptions extends PoolConfig.PoolConfigInput {
+export interface DbOptions extends Omit<PoolConfig.PoolConfigInput, "password"> {
+  /**
+   * The password: a static one, or an Effect evaluated for each new connection — a password provider, e.g. for a
+   * short-lived IAM authentication token (`Effect.map(fetchToken, Redacted.make)`). A provider that fails (or takes
+   * longer than connectTimeout) fails that connection attempt with an error saying the provider failed, retried
+   * with backoff; its value is never logged. After rotating a password, `Db.refresh` replaces the open connections.
+   */
+  readonly password?: Redacted.Redacted<string> | string | Effect.Effect<Redacted.Redacted<string>, unknown> | undefined
   /** Runs on every new connection before first use (and again after a session reset), e.g. `SET search_path`. */
   readonly onConnect?: ((sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) | undefined
   readonly types?: Pg.CustomTypesConfig | undefined
@@ -189,7 +203,8 @@ export const makeWithConfig = (
 const build = (
   config: PoolConfig.PoolConfig,
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput>,
-  unknownVariables: ReadonlyArray<InternalConfig.UnknownVariable>
+  unknownVariables: ReadonlyArray<InternalConfig.UnknownVariable>,
+  passwordProvider?: Effect.Effect<Redacted.Redacted<string>, unknown> | undefined
 ): Effect.Effect<
   Db.Service,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected,
@@ -206,6 +221,7 @@ const build = (
         config,
         types: options.types,
         metrics: Metrics.make(config.name, config.minSize, config.maxSize),
+        passwordProvider,
         onConnect:
           userOnConnect === undefined
             ? undefined
@@ -233,6 +249,7 @@ const build = (
       withConnection: (f) => withPooled((conn) => Effect.suspend(() => f(pinned(conn)))),
       statistics: Effect.sync(() => pool.statistics()),
       health: Effect.sync(() => pool.health()),
+      refresh: Effect.sync(() => pool.refresh()),
       sql: clients.client,
       config
     }
@@ -265,10 +282,14 @@ export const make = (
 > => ("stream" in options && options.stream !== undefined ? Effect.fail(streamNotSupported) : makeNamed(options, {}))
 
 /** `written` holds the `Config` keys `layerConfig` read options under, for messages to name them. */
-const makeNamed = (options: DbOptions, written: InternalConfig.WrittenNames) =>
-  Effect.flatMap(InternalConfig.fromOptions(toConfigInput(options), written), (config) =>
-    makeWithConfig(config, options)
-  )
+const makeNamed = (options: DbOptions, written: InternalConfig.WrittenNames) => {
+  // a password provider is the driver's to evaluate, per connection: the configuration then holds no password
+  const provider = Effect.isEffect(options.password) ? options.password : undefined
+  const all = toConfigInput(options)
+  const { password: _provider, ...rest } = all
+  const input = provider === undefined ? all : rest
+  return Effect.flatMap(InternalConfig.fromOptions(input, written), (config) => build(config, options, [], provider))
+}
 
 // `PgClient.layer`'s `stream` option compiles here (a `PgClientConfig` is a `DbOptions`), so it must not be ignored.
 const streamNotSupported = new PoolConfigError({
@@ -522,3 +543,29 @@ export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatM
  * @category accessors
  */
 export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Db, (db) => db.health)
+
+/**
+ * Retires every connection of the pool in context, gracefully: idle ones close at once, busy ones when released
+ * (never under their holder), and replacements open with the current credentials — no caller fails, waiting callers
+ * keep their place. Run it after rotating the database password (with a password provider that returns the new
+ * one) or after a DNS failover, so that no connection to the old credentials or the old address stays. The log says
+ * "pool refreshed" with the counts; `statistics.connectionsClosed.refreshed` counts the connections it retired.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect, Redacted, Ref } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const current = yield* Ref.make(Redacted.make("old-secret"))
+ *   const db = yield* Db.make({ host: "localhost", user: "app", password: Ref.get(current) })
+ *   // ... ALTER ROLE app PASSWORD 'new-secret' ran elsewhere
+ *   yield* Ref.set(current, Redacted.make("new-secret"))
+ *   yield* Db.refresh.pipe(Effect.provideService(Db.Db, db))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const refresh: Effect.Effect<void, never, Db> = Effect.flatMap(Db, (db) => db.refresh)

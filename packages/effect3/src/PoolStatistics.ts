@@ -60,7 +60,9 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
   validation: Schema.Number,
   reset: Schema.Number,
   cancel: Schema.Number,
-  shutdown: Schema.Number
+  shutdown: Schema.Number,
+  /** Retired by `Db.refresh`: opened before it. */
+  refreshed: Schema.Number
 }) {}
 
 /**

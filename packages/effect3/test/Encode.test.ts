@@ -16,7 +16,8 @@ const closed = (n: number) =>
     validation: n + 4,
     reset: n + 5,
     cancel: n + 6,
-    shutdown: n + 7
+    shutdown: n + 7,
+    refreshed: n + 8
   })
 
 const statistics = (state: PoolStatistics.PoolState, lastError: Option.Option<string>) =>

@@ -67,7 +67,9 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
   validation: Schema.Number,
   reset: Schema.Number,
   cancel: Schema.Number,
-  shutdown: Schema.Number
+  shutdown: Schema.Number,
+  /** Retired by a refresh (the engine's `RefreshRequested`): opened before it. */
+  refreshed: Schema.Number
 }) {}
 
 /**

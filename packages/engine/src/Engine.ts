@@ -198,6 +198,8 @@ export type SessionId = number
  * - `Tick`: housekeeping, about once a second (lifetimes, idle times, leaks, minimum size).
  * - `ProbeRequested`: the background health probe is due (every few seconds).
  * - `ShutdownRequested`: the scope closes.
+ * - `RefreshRequested`: retire every session opened before it (a credential rotation, a DNS failover): idle ones
+ *   close at once, busy ones when released, opening ones once open; replacements open as usual and no caller fails.
  *
  * @example
  * ```ts
@@ -249,6 +251,7 @@ export type Event =
   | { readonly _tag: "Tick"; readonly now: number }
   | { readonly _tag: "ProbeRequested"; readonly now: number }
   | { readonly _tag: "ShutdownRequested"; readonly now: number }
+  | { readonly _tag: "RefreshRequested"; readonly now: number }
 
 /**
  * Why an acquisition failed: its deadline passed (with the figures at that instant), or the pool closed.

@@ -19,7 +19,17 @@ import type { PoolState } from "./Assessment.js"
  * @since 0.1.0
  * @category models
  */
-export type CloseReason = "lifetime" | "idle" | "maxQueries" | "broken" | "validation" | "reset" | "cancel" | "shutdown"
+export type CloseReason =
+  | "lifetime"
+  | "idle"
+  | "maxQueries"
+  | "broken"
+  | "validation"
+  | "reset"
+  | "cancel"
+  | "shutdown"
+  /** Retired by a refresh (`RefreshRequested`): opened before it. */
+  | "refreshed"
 
 /**
  * A point-in-time snapshot of a pool (the edition adds its name and wall-clock start).
@@ -82,7 +92,8 @@ export const noneClosed = (): Record<CloseReason, number> => ({
   validation: 0,
   reset: 0,
   cancel: 0,
-  shutdown: 0
+  shutdown: 0,
+  refreshed: 0
 })
 
 /**

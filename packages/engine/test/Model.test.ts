@@ -1,6 +1,6 @@
 /**
  * A model-based property test: random sequences of acquire / release / abandon / session open, failure and death /
- * validation and reset outcomes / time / housekeeping / reconnect steps / shutdown, on random configurations. The
+ * validation and reset outcomes / time / housekeeping / reconnect steps / refresh / shutdown, on random configurations. The
  * harness checks after every step the engine's invariants and what callers see (no session held twice, grants in
  * arrival order, counters equal to a recount); at the end, once everything outstanding has completed, every
  * acquisition must have been served or failed, and a shutdown must drain the pool.
@@ -27,6 +27,7 @@ type Op =
   | { readonly op: "probed"; readonly pick: number; readonly ok: boolean }
   | { readonly op: "reconnectDue" }
   | { readonly op: "shutdown" }
+  | { readonly op: "refresh" }
 
 const pick = fc.nat(1_000)
 
@@ -62,7 +63,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ op: "probe" as const }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("probed" as const), pick, ok: fc.boolean() }) },
   { weight: 1, arbitrary: fc.constant({ op: "reconnectDue" as const }) },
-  { weight: 1, arbitrary: fc.constant({ op: "shutdown" as const }) }
+  { weight: 1, arbitrary: fc.constant({ op: "shutdown" as const }) },
+  { weight: 1, arbitrary: fc.constant({ op: "refresh" as const }) }
 )
 
 const configArb: fc.Arbitrary<Engine.Config> = fc
@@ -157,6 +159,9 @@ const run = (h: Harness, op: Op): void => {
       return
     case "shutdown":
       h.shutdown()
+      return
+    case "refresh":
+      h.refresh()
       return
   }
 }

@@ -72,6 +72,8 @@ export class Harness {
   drained = false
   initDone: Extract<Decision, { _tag: "InitDone" }> | undefined = undefined
   states: Array<string> = []
+  /** Sessions open or opening at a refresh: never granted, validated or probed afterwards. */
+  readonly retired = new Set<Engine.SessionId>()
   private nextAcquisition = 1
   private created = 0
 
@@ -181,6 +183,11 @@ export class Harness {
     return this.send({ _tag: "ReconnectDue" })
   }
 
+  refresh(): ReadonlyArray<Decision> {
+    for (const session of [...this.open, ...this.opening]) this.retired.add(session)
+    return this.send({ _tag: "RefreshRequested" })
+  }
+
   shutdown(): ReadonlyArray<Decision> {
     return this.send({ _tag: "ShutdownRequested" })
   }
@@ -250,6 +257,7 @@ export class Harness {
         assert.isDefined(caller, `grant to unknown acquisition ${decision.acquisition}`)
         assert.include(["waiting", "validating"], caller.state, `acquisition ${caller.id} granted twice`)
         assert.isTrue(this.open.has(decision.session), `granted session ${decision.session} is not open`)
+        assert.isFalse(this.retired.has(decision.session), `granted session ${decision.session} was refreshed`)
         assert.isFalse(this.resetting.has(decision.session), `granted session ${decision.session} is being reset`)
         assert.isFalse(this.probing.has(decision.session), `granted session ${decision.session} is being probed`)
         const validatingFor = this.validating.get(decision.session)
@@ -288,6 +296,7 @@ export class Harness {
         this.opening.add(decision.session)
         return
       case "Validate": {
+        assert.isFalse(this.retired.has(decision.session), `validated session ${decision.session} was refreshed`)
         const caller = this.callers.get(decision.acquisition)!
         assert.strictEqual(caller.state, "waiting")
         this.assertArrivalOrder(caller)
@@ -342,6 +351,7 @@ export class Harness {
         assert.notInclude(JSON.stringify(decision.fields), "[object Object]")
         return
       case "ProbeSession":
+        assert.isFalse(this.retired.has(decision.session), `probed session ${decision.session} was refreshed`)
         this.assertFree(decision.session)
         this.probing.add(decision.session)
         this.probeAnswers.push(decision)

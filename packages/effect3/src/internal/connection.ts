@@ -14,6 +14,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import * as Net from "node:net"
 import * as Pg from "pg"
 import type { CloseReason } from "../PoolStatistics.js"
@@ -27,6 +28,8 @@ export interface ConnectOptions {
   readonly database: string
   readonly user: string
   readonly password: string | undefined
+  /** Evaluated for each new connection (a short-lived token), instead of `password`. */
+  readonly passwordProvider?: PasswordProvider | undefined
   readonly ssl: Tls.TlsSettings
   readonly applicationName: string
   readonly statementTimeoutMillis: number | undefined
@@ -191,7 +194,55 @@ export const classifyConnectError = (
 export const connect = (
   options: ConnectOptions,
   onBroken: (client: Pg.Client, cause: unknown) => void
-): Effect.Effect<Pg.Client, ConnectFailure> => Tls.negotiate(options.ssl, (ssl) => connectWith(options, ssl, onBroken))
+): Effect.Effect<Pg.Client, ConnectFailure> =>
+  options.passwordProvider === undefined
+    ? Tls.negotiate(options.ssl, (ssl) => connectWith(options, ssl, onBroken))
+    : Effect.flatMap(providedPassword(options.passwordProvider, options.connectTimeoutMillis), (password) =>
+        // once per connection: a TLS fallback's second attempt logs in with the same password
+        Tls.negotiate(options.ssl, (ssl) => connectWith({ ...options, password }, ssl, onBroken))
+      )
+
+/**
+ * A password provider (the `password` option given as an Effect): evaluated for each new connection, e.g. for a
+ * short-lived IAM authentication token.
+ *
+ * @internal
+ */
+export type PasswordProvider = Effect.Effect<Redacted.Redacted<string>, unknown>
+
+/**
+ * Runs the provider, bounded by connectTimeout. Its failure (or defect, or a value that is no `Redacted` string)
+ * fails this open like an outage — retried with backoff, so a provider that recovers brings the pool back — and
+ * says the provider failed; the value is never part of a message.
+ */
+const providedPassword = (provider: PasswordProvider, timeoutMillis: number): Effect.Effect<string, ConnectFailure> => {
+  const timeout = Duration.millis(timeoutMillis)
+  const bounded = failAfter(
+    Effect.suspend(() => provider),
+    timeout,
+    () => new Error(`it did not answer within ${Duration.format(timeout)} (DB_POOL_CONNECT_TIMEOUT)`)
+  )
+  return Effect.matchCauseEffect(bounded, {
+    onFailure: (cause) => Effect.fail(providerFailure(errorMessage(Cause.squash(cause)))),
+    onSuccess: (password) =>
+      Redacted.isRedacted(password) && typeof Redacted.value(password) === "string"
+        ? Effect.succeed(Redacted.value(password))
+        : Effect.fail(providerFailure("it returned no Redacted string (use Redacted.make(token))"))
+  })
+}
+
+const providerFailure = (reason: string): ConnectFailure => ({
+  _tag: "ConnectFailure",
+  cause: new Error(`the password provider failed: ${reason}`),
+  kind: "outage",
+  code: undefined,
+  message: `the password provider failed: ${reason}`,
+  remedy: "check the Effect given as the password option; the pool retries with backoff until it succeeds",
+  sessionLost: false,
+  probeable: false,
+  startingUp: false,
+  goingAway: false
+})
 
 const connectWith = (
   options: ConnectOptions,

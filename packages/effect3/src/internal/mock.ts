@@ -426,6 +426,8 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
           statistics: statistics()
         })
       }),
+      // no connections to retire
+      refresh: Effect.void,
       sql: client,
       config
     }

@@ -50,6 +50,8 @@ export interface PoolOptions {
   /** Runs on every new connection before first use, and again after a session reset. */
   readonly onConnect?: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
   readonly metrics?: PoolMetrics | undefined
+  /** Evaluated for each new connection instead of the configuration's static password. */
+  readonly passwordProvider?: Connection.PasswordProvider | undefined
 }
 
 /** How often housekeeping runs (lifetimes, idle times, leaks, the minimum size). */
@@ -130,7 +132,7 @@ export class Pool {
     this.config = config
     this.name = config.name
     this.metrics = options.metrics ?? noopMetrics
-    this.connectOptions = Wiring.connectOptions(config, options.types)
+    this.connectOptions = Wiring.connectOptions(config, options.types, options.passwordProvider)
     this.queryHooks = {
       cancelTimeout: config.cancelTimeout,
       onCancelFailed: (conn) => {
@@ -800,6 +802,11 @@ export class Pool {
           true
         )
     )
+  }
+
+  /** Retires every session opened until now (see the engine's `RefreshRequested`). */
+  refresh(): void {
+    this.dispatch({ _tag: "RefreshRequested", now: this.now() })
   }
 
   statistics(): PoolStatistics {

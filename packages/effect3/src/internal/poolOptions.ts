@@ -9,7 +9,7 @@ import * as Duration from "effect/Duration"
 import * as Redacted from "effect/Redacted"
 import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
-import type { ConnectOptions } from "./connection.js"
+import type { ConnectOptions, PasswordProvider } from "./connection.js"
 
 /** @internal */
 export const engineConfig = (config: PoolConfig): Engine.Config => ({
@@ -33,12 +33,17 @@ export const engineConfig = (config: PoolConfig): Engine.Config => ({
 })
 
 /** @internal */
-export const connectOptions = (config: PoolConfig, types: Pg.CustomTypesConfig | undefined): ConnectOptions => ({
+export const connectOptions = (
+  config: PoolConfig,
+  types: Pg.CustomTypesConfig | undefined,
+  passwordProvider?: PasswordProvider | undefined
+): ConnectOptions => ({
   host: config.host,
   port: config.port,
   database: config.database,
   user: config.user,
   password: config.password === undefined ? undefined : Redacted.value(config.password),
+  passwordProvider,
   ssl: { mode: config.sslmode, options: config.ssl },
   applicationName: config.applicationName,
   statementTimeoutMillis:

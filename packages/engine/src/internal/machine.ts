@@ -74,7 +74,11 @@ class Session {
   validatingFor: Acquisition | undefined = undefined
   /** While the health probe borrows it: when it was released, so that the probe does not make it look used. */
   probedReleasedAt = 0
-  constructor(readonly id: SessionId) {}
+  constructor(
+    readonly id: SessionId,
+    /** The refresh generation it was opened in: one opened before the last refresh is retired, never handed out. */
+    readonly generation: number
+  ) {}
 }
 
 const cleanFacts: SessionFacts = { transactionStatus: "I", dirty: false, broken: false, inFlight: 0, queries: 0 }
@@ -92,6 +96,8 @@ export class Machine implements Engine {
   private queuedStatements = 0
   private opening = 0
   private nextSessionId = 1
+  /** Counts `RefreshRequested`: sessions of an older generation are retired. */
+  private generation = 0
 
   private started = false
   private closing = false
@@ -213,6 +219,9 @@ export class Machine implements Engine {
       case "ShutdownRequested":
         this.startShutdown()
         break
+      case "RefreshRequested":
+        this.refresh()
+        break
       default:
         return absurd(event)
     }
@@ -292,7 +301,12 @@ export class Machine implements Engine {
   }
 
   private mayServe(session: Session): boolean {
-    return session.broken === undefined && this.now < session.expiresAt && session.queries < this.config.maxQueries
+    return (
+      session.broken === undefined &&
+      !this.retired(session) &&
+      this.now < session.expiresAt &&
+      session.queries < this.config.maxQueries
+    )
   }
 
   /** Hands a session to an acquisition, validating it first when it idled longer than the skip window. */
@@ -347,6 +361,12 @@ export class Machine implements Engine {
     // undefined when the acquisition gave up during the round trip
     const acquisition = validatingFor?.state === "validating" ? validatingFor : undefined
     if (this.closing) return this.close(session, "shutdown")
+    if (ok && session.broken === undefined && this.retired(session)) {
+      // refreshed during the round trip: the acquisition waits, at its place, for a new session
+      this.close(session, "refreshed")
+      if (acquisition !== undefined) this.enqueue(acquisition, true)
+      return
+    }
     if (ok && session.broken === undefined) {
       if (acquisition !== undefined) {
         this.grant(acquisition, session)
@@ -463,6 +483,8 @@ export class Machine implements Engine {
     if (this.closing) return this.close(session, "shutdown")
     if (facts.inFlight > 0) return this.close(session, "cancel")
     if (session.broken !== undefined) return this.close(session, "broken")
+    // no reset for a session that closes anyway: closing it ends whatever transaction it was in
+    if (this.retired(session)) return this.close(session, "refreshed")
     if (facts.transactionStatus !== "I" || session.dirty) {
       session.state = "resetting"
       return this.emit({
@@ -499,6 +521,8 @@ export class Machine implements Engine {
 
   /** Parks a clean session and serves the queue: the head gets it at once. */
   private offer(session: Session): void {
+    // opened, validated, reset or probed across a refresh: retired instead of offered
+    if (this.retired(session)) return this.close(session, "refreshed")
     session.state = "idle"
     session.releasedAt = this.now
     this.idle.push(session)
@@ -547,7 +571,7 @@ export class Machine implements Engine {
   }
 
   private open(reconnectAttempt = false): void {
-    const session = new Session(this.nextSessionId++)
+    const session = new Session(this.nextSessionId++, this.generation)
     session.reconnectAttempt = reconnectAttempt
     this.sessions.set(session.id, session)
     this.opening++
@@ -790,6 +814,28 @@ export class Machine implements Engine {
   }
 
   // -------------------------------------------------------------------------------------------------------------
+  // refresh: after a credential rotation or a DNS failover, every session opened before it is retired — idle ones
+  // close at once, busy ones when released (instead of being offered), opening ones once open — and replacements
+  // open as usual (minSize, queued demand); waiting callers keep their place and deadline, nobody fails
+  // -------------------------------------------------------------------------------------------------------------
+
+  private refresh(): void {
+    if (!this.started || this.closing) return
+    this.generation++
+    let busy = 0
+    for (const session of this.sessions.values()) if (session.state !== "opening" && session.state !== "idle") busy++
+    const idle = this.idle.length
+    this.log("Info", "pool refreshed", { closedIdle: idle, retiredBusy: busy, retiredOpening: this.opening })
+    // each close opens a replacement when minSize or a waiter asks for one
+    for (const session of [...this.idle]) this.close(session, "refreshed")
+    this.fill()
+  }
+
+  private retired(session: Session): boolean {
+    return session.generation !== this.generation
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
   // shutdown: draining (new acquisitions fail, waiters are woken, idle sessions close, busy ones are awaited up to
   // shutdownTimeout), then cut (what still runs is cancelled and closed), then drained
   // -------------------------------------------------------------------------------------------------------------
@@ -980,6 +1026,10 @@ export class Machine implements Engine {
     check(
       this.idle.every((session) => this.sessions.get(session.id) === session),
       () => "a closed session is listed idle"
+    )
+    check(
+      this.idle.every((session) => !this.retired(session)),
+      () => "a session opened before the last refresh is listed idle"
     )
     check(
       this.sessions.size <= maxSize,
