@@ -1,7 +1,7 @@
 /**
  * Queries per second of 100 callers, `SELECT 1`, on 10 connections: pg.Pool against 10 pipelined sessions
  * (internal/pipeline.ts) driven by Effect fibers, each caller taking the least-loaded session as the engine's
- * statement slots will. Not a test: figures depend on the machine, so nothing here asserts on them. Each mode runs
+ * statement slots will, and against our statements (the SqlClient's `sql` template) on those sessions. Not a test: figures depend on the machine, so nothing here asserts on them. Each mode runs
  * in a fresh process, alternating, and the machine's load average is printed with the figures.
  *
  *   nice bench/node_modules/.bin/tsx packages/effect3/test/PipelineBench.ts [seconds=5] [rounds=3]
@@ -9,11 +9,17 @@
  * With DATABASE_URL set it uses that server; otherwise it starts an embedded one from the testkit.
  */
 import { PgTestServer } from "@effect-pg-pool/testkit"
-import { Effect, Exit, Redacted, Scope } from "effect"
+import { Reactivity } from "@effect/experimental"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import { Effect, Exit, Redacted, Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Pg from "pg"
 import * as Pipeline from "../src/internal/pipeline.js"
+import { makeConstructor } from "../src/internal/statement.js"
 
 const callers = 100
 const connections = 10
@@ -67,7 +73,8 @@ const pgPool = async (url: string, seconds: number) => {
   await pool.end()
 }
 
-const pipelined = async (url: string, seconds: number) => {
+/** The sessions and how each caller picks one: the least loaded, as the engine's statement slots do. */
+const openSessions = async (url: string) => {
   const clients = await Promise.all(
     Array.from({ length: connections }, async () => {
       const client = new Pg.Client({ connectionString: url })
@@ -82,13 +89,17 @@ const pipelined = async (url: string, seconds: number) => {
     for (const session of sessions) if (session.inFlight < best.inFlight) best = session
     return best
   }
-  await measure(
-    "pipelined sessions (Effect)",
+  return { leastLoaded, close: () => Promise.all(clients.map((client) => client.end())) }
+}
+
+const callersLoop = (label: string, call: Effect.Effect<unknown, unknown>, seconds: number) =>
+  measure(
+    label,
     (stop) => {
       let n = 0
       const caller = Effect.whileLoop({
         while: () => !stop(),
-        body: () => Effect.suspend(() => leastLoaded().run(sql, undefined, undefined)),
+        body: () => call,
         step: () => {
           n++
         }
@@ -105,7 +116,56 @@ const pipelined = async (url: string, seconds: number) => {
     },
     seconds
   )
-  await Promise.all(clients.map((client) => client.end()))
+
+/**
+ * Our statements (statement.ts's constructor over @effect/sql's compiler, as the pool's SqlClient builds them) on a
+ * connection that pipelines each one on the least-loaded session: the adapter's path without the engine's
+ * bookkeeping, to show what the SqlClient layers cost on top of the sessions.
+ */
+const statements = async (url: string, seconds: number) => {
+  const { leastLoaded, close } = await openSessions(url)
+  const fail = (error: Pipeline.PipelineError) => new SqlError({ cause: error, message: error.message })
+  const execute = (text: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
+    Effect.mapBoth(leastLoaded().run(text, params.length === 0 ? undefined : params, rowMode, undefined), {
+      onFailure: fail,
+      onSuccess: (result) => result.rows
+    })
+  const connection: SqlConnection.Connection = {
+    execute: (text, params, transform) =>
+      Effect.map(execute(text, params), (rows) => (transform ? transform(rows) : rows)),
+    executeRaw: (text, params) => execute(text, params),
+    executeStream: () => Stream.die("not in this benchmark"),
+    executeValues: (text, params) => execute(text, params, "array"),
+    executeUnprepared: (text, params, transform) =>
+      Effect.map(execute(text, params), (rows) => (transform ? transform(rows) : rows))
+  }
+  const sql = await Effect.runPromise(
+    SqlClient.make({
+      acquirer: Effect.succeed(connection),
+      compiler: PgClient.makeCompiler(),
+      spanAttributes: [],
+      transformRows: undefined
+    }).pipe(
+      Effect.map((base) => makeConstructor(base, { connection, joinsTransactions: () => true }, [], undefined)),
+      Effect.provide(Reactivity.layer)
+    )
+  )
+  await callersLoop(
+    "our statements on pipelined sessions",
+    Effect.suspend(() => sql`SELECT 1`),
+    seconds
+  )
+  await close()
+}
+
+const pipelined = async (url: string, seconds: number) => {
+  const { leastLoaded, close } = await openSessions(url)
+  await callersLoop(
+    "pipelined sessions (Effect)",
+    Effect.suspend(() => leastLoaded().run(sql, undefined, undefined)),
+    seconds
+  )
+  await close()
 }
 
 const child = (mode: string, url: string, seconds: number): Promise<Figures> =>
@@ -132,7 +192,7 @@ const main = async () => {
     Redacted.value(await Effect.runPromise(Effect.map(Scope.extend(PgTestServer.makeEmbedded(), scope), (s) => s.url)))
   const results: Record<string, Array<Figures>> = {}
   for (let round = 0; round < rounds; round++) {
-    for (const mode of ["pg.Pool", "pipelined"]) {
+    for (const mode of ["pg.Pool", "pipelined", "statements"]) {
       const figures = await child(mode, url, seconds)
       const line = `round ${round + 1} ${figures.mode}: ${Math.round(figures.queries / figures.seconds)} q/s, ${(figures.cpuMicros / figures.queries).toFixed(1)} µs CPU/query, load ${Os.loadavg()[0]!.toFixed(2)}`
       process.stdout.write(`${line}\n`)
@@ -143,8 +203,10 @@ const main = async () => {
   const rate = (mode: string) => median(results[mode]!.map((f) => f.queries / f.seconds))
   const pool = rate("pg.Pool")
   const ours = rate("pipelined sessions (Effect)")
+  const ourStatements = rate("our statements on pipelined sessions")
   process.stdout.write(
-    `median: pg.Pool ${Math.round(pool)} q/s, pipelined ${Math.round(ours)} q/s: ${(ours / pool).toFixed(2)}× ` +
+    `median: pg.Pool ${Math.round(pool)} q/s, pipelined sessions ${Math.round(ours)} q/s (${(ours / pool).toFixed(2)}×), ` +
+      `our statements on them ${Math.round(ourStatements)} q/s (${(ourStatements / pool).toFixed(2)}×) ` +
       `(${callers} callers, ${connections} connections, ${seconds} s × ${rounds} rounds, ${Os.cpus().length} cores, ` +
       `load ${Os.loadavg()
         .map((l) => l.toFixed(2))
@@ -156,7 +218,7 @@ const main = async () => {
 if (process.argv[2] === "--child") {
   const url = process.env.BENCH_URL!
   const seconds = Number(process.env.BENCH_SECONDS)
-  const run = process.argv[3] === "pg.Pool" ? pgPool : pipelined
+  const run = process.argv[3] === "pg.Pool" ? pgPool : process.argv[3] === "statements" ? statements : pipelined
   run(url, seconds).then(
     () => process.exit(0),
     (error) => {
