@@ -10,7 +10,13 @@ import { adminClient, adminQuery, eventually, realSleep, uniqueAppName } from ".
 const Env = FaultProxy.layer.pipe(Layer.provideMerge(PgTestServer.layer))
 
 /** A connected client with the listeners the driver attaches (an `error` event must never crash), in the scope. */
-const connect = (options: { readonly viaProxy?: boolean; readonly applicationName?: string } = {}) =>
+interface ConnectOptions {
+  readonly viaProxy?: boolean
+  readonly applicationName?: string
+  readonly statementTimeoutMillis?: number
+}
+
+const connect = (options: ConnectOptions = {}) =>
   Effect.gen(function* () {
     const server = yield* PgTestServer.PgTestServer
     const proxy = yield* FaultProxy.FaultProxy
@@ -19,7 +25,8 @@ const connect = (options: { readonly viaProxy?: boolean; readonly applicationNam
       Effect.promise(async () => {
         const client = new Pg.Client({
           connectionString: url,
-          ...(options.applicationName ? { application_name: options.applicationName } : {})
+          ...(options.applicationName ? { application_name: options.applicationName } : {}),
+          ...(options.statementTimeoutMillis ? { statement_timeout: options.statementTimeoutMillis } : {})
         })
         client.on("error", () => {})
         await client.connect()
@@ -30,7 +37,7 @@ const connect = (options: { readonly viaProxy?: boolean; readonly applicationNam
   })
 
 /** A pipelined session on a fresh client, recording every `onDone` it reports. */
-const session = (options: { readonly viaProxy?: boolean; readonly applicationName?: string } = {}) =>
+const session = (options: ConnectOptions = {}) =>
   Effect.map(connect(options), (client) => {
     const pipeline = Pipeline.make(client)
     const done: Array<Engine.SessionFacts> = []
@@ -137,6 +144,29 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("a pipelined session"
       assert.isTrue(s.pipeline.sound)
       assert.isTrue(s.done.every((f) => !f.broken))
       assert.strictEqual(rows(yield* s.run("SELECT 'after' AS v"))[0].v, "after")
+    })
+  )
+
+  it.scoped("a statement the server cancels (statement_timeout) fails alone; those behind it run at once", () =>
+    Effect.gen(function* () {
+      const s = yield* session({ statementTimeoutMillis: 200 })
+      const startedAt = Date.now()
+      const [slow, ...quick] = yield* Effect.all(
+        [
+          Effect.exit(s.run("SELECT pg_sleep(5)")),
+          ...Array.from({ length: 5 }, (_, i) => Effect.exit(s.run("SELECT $1::int AS n", [i])))
+        ],
+        { concurrency: "unbounded" }
+      )
+      assert.isBelow(Date.now() - startedAt, 2000)
+      assert.strictEqual(failure(slow!)?.reason, "statement")
+      assert.strictEqual((failure(slow!)?.cause as any)?.code, "57014")
+      for (const [i, exit] of quick.entries()) {
+        assert.isTrue(Exit.isSuccess(exit))
+        if (Exit.isSuccess(exit)) assert.strictEqual(rows(exit.value)[0].n, i)
+      }
+      assert.isTrue(s.pipeline.sound)
+      assert.isTrue(s.done.every((f) => !f.broken))
     })
   )
 
