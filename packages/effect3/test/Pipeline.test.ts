@@ -360,6 +360,22 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("a pipelined session"
     })
   )
 
+  it.scoped("a throwing onDone breaks the session instead of escaping into the socket handler", () =>
+    Effect.gen(function* () {
+      const s = yield* session()
+      const result = yield* s.pipeline.run("SELECT 1 AS n", undefined, undefined, () => {
+        throw new Error("a bug in the caller's release")
+      })
+      assert.strictEqual(rows(result)[0].n, 1)
+      yield* eventually(
+        "the session is marked broken",
+        Effect.sync(() => !s.pipeline.sound)
+      )
+      assert.match(String(s.pipeline.broken), /a bug in the caller's release/)
+      assert.strictEqual(failure(yield* Effect.exit(s.run("SELECT 1")))?.reason, "connection")
+    })
+  )
+
   it.scoped("refuses what cannot be pipelined without sending it; the client serves a cursor afterwards", () =>
     Effect.gen(function* () {
       const s = yield* session()

@@ -172,7 +172,7 @@ export class PipelinedSession {
     return Effect.async<Result, PipelineError>((resume) => {
       const refusal = this.refusal(text, values)
       if (refusal !== undefined) {
-        onDone?.(this.facts(0))
+        if (onDone !== undefined) this.report(onDone, 0)
         return resume(Effect.fail(refusal))
       }
       const entry = new Entry(resume, onDone)
@@ -263,6 +263,18 @@ export class PipelinedSession {
     })
   }
 
+  /**
+   * Hands a slot back. It runs inside pg's socket handler, where a throw would escape into the socket's data
+   * callback and take the process down: a throwing `onDone` (a bug of its caller) breaks this session instead.
+   */
+  private report(onDone: OnDone, queries: number): void {
+    try {
+      onDone(this.facts(queries))
+    } catch (defect) {
+      this.broken ??= defect
+    }
+  }
+
   private facts(queries: number): Engine.SessionFacts {
     return {
       transactionStatus: this.transactionStatus,
@@ -295,7 +307,7 @@ export class PipelinedSession {
       this.broken ??= new Error("a pipelined statement's ReadyForQuery arrived before its result")
       this.settle(entry, this.broken as Error, undefined as unknown as Result)
     }
-    entry.onDone?.(this.facts(1))
+    if (entry.onDone !== undefined) this.report(entry.onDone, 1)
   }
 
   private readonly onLost = (cause: unknown): void => {
@@ -312,7 +324,7 @@ export class PipelinedSession {
       const entry = this.wire[this.head]!
       this.wire[this.head++] = undefined
       this.settle(entry, cause, undefined as unknown as Result)
-      entry.onDone?.(this.facts(1))
+      if (entry.onDone !== undefined) this.report(entry.onDone, 1)
     }
     this.wire.length = 0
     this.head = 0
