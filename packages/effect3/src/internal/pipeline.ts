@@ -133,6 +133,7 @@ export class PipelinedSession {
   private readonly wire: Array<Entry | undefined> = []
   private head = 0
   private corked = false
+  private lastPipelineable: string | undefined = undefined
   /** Why the session is unsound, once it is. */
   broken: unknown = undefined
   /** The status of the last ReadyForQuery. */
@@ -208,7 +209,7 @@ export class PipelinedSession {
       })
     }
     // pg would not send these (it calls back without a ReadyForQuery to follow), and the wire count would be off
-    if (typeof text !== "string" || (values !== undefined && !Array.isArray(values)) || !pipelineable(text)) {
+    if (typeof text !== "string" || (values !== undefined && !Array.isArray(values)) || !this.mayPipeline(text)) {
       return new PipelineError({
         reason: "refused",
         sent: false,
@@ -219,6 +220,18 @@ export class PipelinedSession {
       })
     }
     return undefined
+  }
+
+  /**
+   * `pipelineable`, remembering the last text it accepted: the adapter has just asked the same question to choose
+   * the acquisition kind, and a hot path repeats one statement, so the scan runs once per new text, not twice per
+   * statement.
+   */
+  private mayPipeline(text: string): boolean {
+    if (text === this.lastPipelineable) return true
+    if (!pipelineable(text)) return false
+    this.lastPipelineable = text
+    return true
   }
 
   /** The statements of this tick go out in one write: pg writes each message on its own otherwise. */
