@@ -1,7 +1,7 @@
 import { FaultProxy, PgTestServer } from "@effect-pg-pool/testkit"
 import type { Engine } from "@effect-pg-pool/engine"
 import { assert, describe, it as plainIt, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
 import * as Pg from "pg"
 import Cursor from "pg-cursor"
 import * as Pipeline from "../src/internal/pipeline.js"
@@ -357,6 +357,40 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("a pipelined session"
       assert.strictEqual(rows(big)[0].mb.length, 1_048_576)
       assert.strictEqual(rows(small3)[0].n, 3)
       assert.isAbove(s.maxInFlight(), 3)
+    })
+  )
+
+  it.scoped("send writes at once: the wait may start late, or be interrupted before it starts, and onDone comes", () =>
+    Effect.gen(function* () {
+      const s = yield* session()
+      const done: Array<string> = []
+      const late = s.pipeline.send("SELECT 1 AS n", undefined, undefined, () => done.push("late"))
+      // the caller's pattern: granted inside an uninterruptible region, only the wait interruptible; the
+      // interruption is already pending when the grant arrives (the gate), so the wait never runs
+      const started = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const fiber = yield* Effect.fork(
+        Effect.uninterruptibleMask((restore) =>
+          Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(gate)).pipe(
+            Effect.flatMap(() =>
+              restore(s.pipeline.send("SELECT 2 AS n", undefined, undefined, () => done.push("interrupted")))
+            )
+          )
+        )
+      )
+      yield* Deferred.await(started)
+      yield* Fiber.interruptFork(fiber)
+      yield* realSleep(20)
+      yield* Deferred.succeed(gate, undefined)
+      assert.isTrue(Exit.isInterrupted(yield* Fiber.await(fiber)))
+      yield* eventually(
+        "both statements are off the wire",
+        Effect.sync(() => done.length === 2)
+      )
+      assert.deepStrictEqual(done, ["late", "interrupted"])
+      // the answer that came before anyone waited is kept for the wait
+      assert.strictEqual(rows(yield* late)[0].n, 1)
+      assert.strictEqual(s.pipeline.inFlight, 0)
     })
   )
 

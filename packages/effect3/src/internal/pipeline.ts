@@ -31,13 +31,16 @@
  * - Per session: `make(client)` once, when the session opened (keep it beside the `PooledConnection`).
  * - Per autocommit statement: `pipelineable(sql)` chooses the acquisition kind — `"statement"` when true, else
  *   `"exclusive"` (and always exclusive inside a transaction, `withConnection`, streams, `reserve`).
- * - On `Grant { acquisition, session }` of a statement slot: `session.run(sql, params, rowMode, (facts) =>
- *   dispatch({ _tag: "Released", now, acquisition, facts }))`. `onDone` is called exactly once per `run` — when
- *   the statement's ReadyForQuery arrived, when the connection died with it in flight, or at once when it was not
- *   sent — also for an interrupted caller, whose fiber has long gone by then: so the adapter releases the slot
- *   from `onDone`, never from the caller's exit. Its facts are `Engine.SessionFacts` for that one statement
- *   (`inFlight: 0`: the statement has left the wire; `broken: !session.sound`; `queries`: 1, or 0 when not sent;
- *   `dirty: false`; the last ReadyForQuery status).
+ * - On `Grant { acquisition, session }` of a statement slot, still inside the caller's uninterruptible region
+ *   (`Effect.uninterruptibleMask`, as `acquire` runs): `restore(session.send(sql, params, rowMode, (facts) =>
+ *   dispatch({ _tag: "Released", now, acquisition, facts })))`. `send` writes (or refuses) the statement
+ *   synchronously, so from then on `onDone` is certain to be called exactly once — when the statement's
+ *   ReadyForQuery arrived, when the connection died with it in flight, or at once when it was not sent — even
+ *   for a caller interrupted before its wait began or while waiting (only the wait is under `restore`; `run`, the
+ *   lazy form, sends nothing if interrupted first). So the adapter releases the slot from `onDone`, never from the
+ *   caller's exit. Its facts are `Engine.SessionFacts` for that one statement (`inFlight: 0`: it has left the
+ *   wire; `broken: !session.sound`; `queries`: 1, or 0 when not sent; `dirty: false`; the last ReadyForQuery
+ *   status). `onDone` runs inside pg's socket handler: it must not throw (a throw breaks the session).
  * - Errors: `PipelineError.reason` is `"statement"` (the server refused this statement; the session is fine),
  *   `"connection"` (the session died with it in flight, or was dead before it was sent: `sent` says which; the
  *   outcome of a sent one is unknown) or `"refused"` (not sent: run it exclusively). Map them to `SqlError` with
@@ -116,10 +119,12 @@ const onlySeparatorsFrom = (sql: string, i: number): boolean => {
 /** One statement on the wire, from its write to its ReadyForQuery. */
 class Entry {
   settled = false
-  constructor(
-    public resume: ((effect: Effect.Effect<Result, PipelineError>) => void) | undefined,
-    readonly onDone: OnDone | undefined
-  ) {}
+  /** The outcome, when it came before anyone waited for it. */
+  outcome: Effect.Effect<Result, PipelineError> | undefined = undefined
+  abandoned = false
+  /** The waiting caller; gone once it was resumed or gave up. */
+  resume: ((effect: Effect.Effect<Result, PipelineError>) => void) | undefined = undefined
+  constructor(readonly onDone: OnDone | undefined) {}
 }
 
 /**
@@ -161,8 +166,10 @@ export class PipelinedSession {
   }
 
   /**
-   * Runs one autocommit statement, pipelined behind whatever this session has in flight. Interrupting the
-   * returned effect abandons the statement (never a CancelRequest); `onDone` still comes when it leaves the wire.
+   * Runs one autocommit statement, pipelined behind whatever this session has in flight: `send` when the effect
+   * runs. Interrupting it abandons the statement (never a CancelRequest); `onDone` still comes when it leaves the
+   * wire. An effect interrupted before it started sends nothing — and calls no `onDone`: a caller that must hand
+   * a slot back whatever happens calls `send` itself.
    */
   run(
     text: string,
@@ -170,31 +177,49 @@ export class PipelinedSession {
     rowMode: "array" | undefined,
     onDone?: OnDone
   ): Effect.Effect<Result, PipelineError> {
-    return Effect.async<Result, PipelineError>((resume) => {
-      const refusal = this.refusal(text, values)
-      if (refusal !== undefined) {
-        if (onDone !== undefined) this.report(onDone, 0)
-        return resume(Effect.fail(refusal))
-      }
-      const entry = new Entry(resume, onDone)
-      const internal = this.client as unknown as PgInternals
-      if (this.inFlight === 0) internal.pipeline = true
-      this.cork(internal)
-      this.wire.push(entry)
-      this.queries++
-      const config = rowMode === undefined ? text : { text, rowMode }
-      // pg sends it at once in pipeline mode: a synchronous callback (a parameter that cannot be serialised) is
-      // settled like any other, and its Sync still brings the ReadyForQuery that takes it off the wire
-      this.client.query(
-        new Pg.Query(
-          config as any,
-          values as Array<unknown> | undefined,
-          ((err: Error | null, result: Result) => this.settle(entry, err, result)) as any
-        )
+    return Effect.suspend(() => this.send(text, values, rowMode, onDone))
+  }
+
+  /**
+   * Writes one autocommit statement now, pipelined behind whatever this session has in flight (or refuses it now,
+   * unsent), and returns the wait for its outcome. From the moment it returns, `onDone` is certain to be called
+   * exactly once, whether or not the wait is ever run or is interrupted (which abandons the statement: its answer
+   * is read and dropped, never cancelled on the server).
+   */
+  send(
+    text: string,
+    values: ReadonlyArray<unknown> | undefined,
+    rowMode: "array" | undefined,
+    onDone?: OnDone
+  ): Effect.Effect<Result, PipelineError> {
+    const refusal = this.refusal(text, values)
+    if (refusal !== undefined) {
+      if (onDone !== undefined) this.report(onDone, 0)
+      return Effect.fail(refusal)
+    }
+    const entry = new Entry(onDone)
+    const internal = this.client as unknown as PgInternals
+    if (this.inFlight === 0) internal.pipeline = true
+    this.cork(internal)
+    this.wire.push(entry)
+    this.queries++
+    const config = rowMode === undefined ? text : { text, rowMode }
+    // pg sends it at once in pipeline mode: a synchronous callback (a parameter that cannot be serialised) is
+    // settled like any other, and its Sync still brings the ReadyForQuery that takes it off the wire
+    this.client.query(
+      new Pg.Query(
+        config as any,
+        values as Array<unknown> | undefined,
+        ((err: Error | null, result: Result) => this.settle(entry, err, result)) as any
       )
+    )
+    return Effect.async<Result, PipelineError>((resume) => {
+      if (entry.outcome !== undefined) return resume(entry.outcome)
+      entry.resume = resume
       // abandoned: its answer is read and dropped when it comes
       return Effect.sync(() => {
         entry.resume = undefined
+        entry.abandoned = true
       })
     })
   }
@@ -248,13 +273,18 @@ export class PipelinedSession {
   }
 
   private settle(entry: Entry, err: Error | null, result: Result): void {
+    // pg calls back twice after a parameter failed to serialise: the error, then at its ReadyForQuery
+    if (entry.settled) return
     entry.settled = true
+    // classified even when nobody waits: a FATAL answer breaks the session for everyone
+    const outcome = err == null ? Effect.succeed(result) : Effect.fail(this.failure(err))
     const resume = entry.resume
-    // gone once settled (pg calls back twice after a parameter failed to serialise: the error, then at its
-    // ReadyForQuery) or abandoned
-    if (resume === undefined) return
-    entry.resume = undefined
-    resume(err == null ? Effect.succeed(result) : Effect.fail(this.failure(err)))
+    if (resume !== undefined) {
+      entry.resume = undefined
+      resume(outcome)
+    } else if (!entry.abandoned) {
+      entry.outcome = outcome
+    }
   }
 
   private failure(err: Error): PipelineError {
