@@ -1,7 +1,8 @@
 /**
  * Queries per second of 100 callers, `SELECT 1`, on 10 connections: pg.Pool against 10 pipelined sessions
  * (internal/pipeline.ts) driven by Effect fibers, each caller taking the least-loaded session as the engine's
- * statement slots will, and against our statements (the SqlClient's `sql` template) on those sessions. Not a test: figures depend on the machine, so nothing here asserts on them. Each mode runs
+ * statement slots will, against our statements (the SqlClient's `sql` template) on those sessions, and against the
+ * pool itself (`Db.make`, its SqlClient) with `pipeline: 16` and with pipelining off. Not a test: figures depend on the machine, so nothing here asserts on them. Each mode runs
  * in a fresh process, alternating, and the machine's load average is printed with the figures.
  *
  *   nice bench/node_modules/.bin/tsx packages/effect3/test/PipelineBench.ts [seconds=5] [rounds=3]
@@ -14,10 +15,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import { Effect, Exit, Redacted, Scope, Stream } from "effect"
+import { Effect, Exit, Logger, LogLevel, Redacted, Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Os from "node:os"
 import * as Pg from "pg"
+import * as Db from "../src/Db.js"
 import * as Pipeline from "../src/internal/pipeline.js"
 import { makeConstructor } from "../src/internal/statement.js"
 
@@ -158,6 +160,25 @@ const statements = async (url: string, seconds: number) => {
   await close()
 }
 
+/** The pool itself: `Db.make` with `pipeline` slots (0 = off), its SqlClient's `sql` template. */
+const ourPool = (pipeline: number) => async (url: string, seconds: number) => {
+  const label = pipeline >= 2 ? `our pool, pipeline ${pipeline}` : "our pool, pipeline off"
+  await Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const db = yield* Db.make({ url, minSize: connections, maxSize: connections, pipeline })
+        yield* Effect.promise(() =>
+          callersLoop(
+            label,
+            Effect.suspend(() => db.sql`SELECT 1`),
+            seconds
+          )
+        )
+      })
+    ).pipe(Effect.provide(Reactivity.layer), Logger.withMinimumLogLevel(LogLevel.Warning))
+  )
+}
+
 const pipelined = async (url: string, seconds: number) => {
   const { leastLoaded, close } = await openSessions(url)
   await callersLoop(
@@ -192,7 +213,7 @@ const main = async () => {
     Redacted.value(await Effect.runPromise(Effect.map(Scope.extend(PgTestServer.makeEmbedded(), scope), (s) => s.url)))
   const results: Record<string, Array<Figures>> = {}
   for (let round = 0; round < rounds; round++) {
-    for (const mode of ["pg.Pool", "pipelined", "statements"]) {
+    for (const mode of ["pg.Pool", "pipelined", "statements", "pool-pipelined", "pool"]) {
       const figures = await child(mode, url, seconds)
       const line = `round ${round + 1} ${figures.mode}: ${Math.round(figures.queries / figures.seconds)} q/s, ${(figures.cpuMicros / figures.queries).toFixed(1)} µs CPU/query, load ${Os.loadavg()[0]!.toFixed(2)}`
       process.stdout.write(`${line}\n`)
@@ -204,9 +225,13 @@ const main = async () => {
   const pool = rate("pg.Pool")
   const ours = rate("pipelined sessions (Effect)")
   const ourStatements = rate("our statements on pipelined sessions")
+  const poolPipelined = rate("our pool, pipeline 16")
+  const poolOff = rate("our pool, pipeline off")
   process.stdout.write(
     `median: pg.Pool ${Math.round(pool)} q/s, pipelined sessions ${Math.round(ours)} q/s (${(ours / pool).toFixed(2)}×), ` +
-      `our statements on them ${Math.round(ourStatements)} q/s (${(ourStatements / pool).toFixed(2)}×) ` +
+      `our statements on them ${Math.round(ourStatements)} q/s (${(ourStatements / pool).toFixed(2)}×), ` +
+      `our pool's SqlClient with pipeline 16 ${Math.round(poolPipelined)} q/s (${(poolPipelined / pool).toFixed(2)}×), ` +
+      `pipeline off ${Math.round(poolOff)} q/s (${(poolOff / pool).toFixed(2)}×) ` +
       `(${callers} callers, ${connections} connections, ${seconds} s × ${rounds} rounds, ${Os.cpus().length} cores, ` +
       `load ${Os.loadavg()
         .map((l) => l.toFixed(2))
@@ -218,7 +243,14 @@ const main = async () => {
 if (process.argv[2] === "--child") {
   const url = process.env.BENCH_URL!
   const seconds = Number(process.env.BENCH_SECONDS)
-  const run = process.argv[3] === "pg.Pool" ? pgPool : process.argv[3] === "statements" ? statements : pipelined
+  const modes: Record<string, (url: string, seconds: number) => Promise<void>> = {
+    "pg.Pool": pgPool,
+    pipelined,
+    statements,
+    "pool-pipelined": ourPool(16),
+    pool: ourPool(0)
+  }
+  const run = modes[process.argv[3]!]!
   run(url, seconds).then(
     () => process.exit(0),
     (error) => {
