@@ -78,7 +78,8 @@ export const make = (reconnect: PoolConfig["reconnect"], probe: Effect.Effect<bo
         state = next
         return ScheduleDecision.isDone(decision)
           ? Duration.toMillis(reconnect.maxDelay)
-          : Math.max(0, Intervals.start(decision.intervals) - now)
+          : // whole milliseconds: `now` is fractional (performance.now()), and `start - now` would log 100.0000000002
+            Math.max(0, Math.round(Intervals.start(decision.intervals) - now))
       }),
     wait: (delayMillis, failure, startingUpStreak, now) =>
       Effect.gen(function* () {

@@ -212,6 +212,7 @@ const connectWith = (
       keepAlive: options.keepAlive,
       ...(options.types !== undefined ? { types: options.types } : {})
     })
+    recordParameters(client)
     let settled = false
     client.on("error", (cause) => {
       if (settled) onBroken(client, cause)
@@ -236,6 +237,36 @@ const connectWith = (
       }
     })
   })
+
+const parameters = new WeakMap<Pg.Client, Record<string, string>>()
+
+// ParameterStatus messages (server_version, in_hot_standby, default_transaction_read_only, …): pg keeps them to itself
+const recordParameters = (client: Pg.Client): void => {
+  const seen: Record<string, string> = {}
+  parameters.set(client, seen)
+  ;(client as any).connection.on("parameterStatus", (msg: { parameterName: string; parameterValue: string }) => {
+    seen[msg.parameterName] = msg.parameterValue
+  })
+}
+
+/**
+ * The server's parameters as its ParameterStatus messages last reported them on this client (startup and changes).
+ *
+ * @internal
+ */
+export const serverParameters = (client: Pg.Client): Readonly<Record<string, string>> => parameters.get(client) ?? {}
+
+/**
+ * Calls `f` on each ParameterStatus the server sends from now on (a promotion turns `in_hot_standby` off; a reload
+ * may change `default_transaction_read_only`): reported after the statement that saw the change.
+ *
+ * @internal
+ */
+export const onParameterStatus = (client: Pg.Client, f: (name: string, value: string) => void): void => {
+  ;(client as any).connection.on("parameterStatus", (msg: { parameterName: string; parameterValue: string }) =>
+    f(msg.parameterName, msg.parameterValue)
+  )
+}
 
 /**
  * Closes a client without waiting on the server: a polite Terminate when the socket is healthy, then the
@@ -274,7 +305,11 @@ export const open = (
   options: ConnectOptions,
   onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined,
   hookTimeout: Duration.Duration,
-  onClosed: (conn: PooledConnection, cause: unknown) => void
+  onClosed: (conn: PooledConnection, cause: unknown) => void,
+  /** How the client is reached: one host by default; internal/hosts.ts for several. */
+  connectClient: (closed: (client: Pg.Client, cause: unknown) => void) => Effect.Effect<Pg.Client, ConnectFailure> = (
+    closed
+  ) => connect(options, closed)
 ): Effect.Effect<PooledConnection, ConnectFailure> =>
   Effect.uninterruptibleMask((restore) => {
     let conn: PooledConnection | undefined
@@ -287,7 +322,7 @@ export const open = (
         onClosed(conn, cause)
       } else if (conn === undefined && !early.has(client)) early.set(client, cause)
     }
-    return Effect.flatMap(restore(connect(options, closed)), (client) => {
+    return Effect.flatMap(restore(connectClient(closed)), (client) => {
       conn = new PooledConnection(id, client)
       conn.broken = early.get(client)
       conn.trackTransactionStatus()

@@ -11,7 +11,7 @@
  * @internal
  */
 import type { Engine } from "@effect-pg-pool/engine"
-import { Classify, Engine as Engines } from "@effect-pg-pool/engine"
+import { Classify, Engine as Engines, Hosts } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -32,6 +32,7 @@ import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } f
 import type { PoolStatistics } from "../PoolStatistics.js"
 import * as Backoff from "./backoff.js"
 import * as Connection from "./connection.js"
+import * as MultiHost from "./hosts.js"
 import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
@@ -118,6 +119,8 @@ export class Pool {
   private initOutcome: Deferred.Deferred<void, DatabaseUnreachable | ConnectionRejected> | undefined = undefined
   private drained: Deferred.Deferred<void> | undefined = undefined
   private shutDown = false
+  /** Per-host state when the pool has several hosts or a target_session_attrs: routing, health, evictions. */
+  private readonly hosts: Hosts.Table | undefined
   /** What each engine failure was in the driver's words (remedy, the unredacted cause), for errors built later. */
   private readonly failures = new WeakMap<Engine.Failure, Connection.ConnectFailure>()
 
@@ -148,6 +151,15 @@ export class Pool {
       }
     }
     this.engine = Engines.make(Wiring.engineConfig(config))
+    this.hosts =
+      config.hosts.length > 1 || config.targetSessionAttrs !== "any" || config.loadBalanceHosts !== "disable"
+        ? new Hosts.Table({
+            ...Hosts.tableDefaults,
+            hosts: config.hosts,
+            target: config.targetSessionAttrs,
+            loadBalance: config.loadBalanceHosts
+          })
+        : undefined
     this.timer = new Timer.Timer(
       () => this.now(),
       (now) => this.dispatch({ _tag: "TimerDue", now })
@@ -155,10 +167,15 @@ export class Pool {
     this.observed = new Observed.Observed(this.name, this.engine, clock.unsafeCurrentTimeMillis())
     this.backoff = Backoff.make(
       config.reconnect,
-      Effect.map(Connection.probeTcp(config.host, config.port), (latency) => {
-        if (latency !== undefined) this.observed.tcpLatencyMillis = latency
-        return latency !== undefined
-      })
+      // several hosts: any one listening again ends the step
+      Effect.map(
+        Effect.forEach(config.hosts, ({ host, port }) => Connection.probeTcp(host, port), { concurrency: "unbounded" }),
+        (latencies) => {
+          const latency = latencies.find((l) => l !== undefined)
+          if (latency !== undefined) this.observed.tcpLatencyMillis = latency
+          return latency !== undefined
+        }
+      )
     )
   }
 
@@ -510,11 +527,19 @@ export class Pool {
     // fiber may run to its end before `fork` returns
     let done = false
     let fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+    let reached: MultiHost.Reached | undefined
     fiber = this.fork(
       Effect.onExit(
         Effect.suspend(() =>
-          Connection.open(session, this.connectOptions, this.onConnect, this.config.connectTimeout, (conn, cause) =>
-            this.closedByServer(conn, cause)
+          Connection.open(
+            session,
+            this.connectOptions,
+            this.onConnect,
+            this.config.connectTimeout,
+            (conn, cause) => this.closedByServer(conn, cause),
+            this.hosts === undefined
+              ? undefined
+              : (closed) => this.connectHosts(this.hosts!, closed, (r) => (reached = r))
           )
         ),
         (exit) =>
@@ -524,13 +549,62 @@ export class Pool {
             if (Exit.isSuccess(exit)) {
               this.metrics.created(performance.now() - startedAtPerf)
               this.sessions.set(session, exit.value)
-              return this.dispatch({ _tag: "SessionOpened", now: this.now(), session, jitter: Math.random() })
+              this.dispatch({ _tag: "SessionOpened", now: this.now(), session, jitter: Math.random() })
+              if (reached !== undefined) this.hostOpened(exit.value, reached)
+              return
             }
             this.dispatch({ _tag: "OpenFailed", now: this.now(), session, failure: this.openFailure(exit.cause) })
           })
       )
     )
     if (attempt && !done) this.reconnectAttempt = fiber
+  }
+
+  /** One open on several hosts: the table's order, the driver's tries; what each try came to goes to the table. */
+  private connectHosts(
+    hosts: Hosts.Table,
+    closed: (client: Pg.Client, cause: unknown) => void,
+    onReached: (reached: MultiHost.Reached) => void
+  ): Effect.Effect<Pg.Client, Connection.ConnectFailure> {
+    const attempts = hosts.attempts(this.now(), Math.random)
+    return MultiHost.connectAny(this.connectOptions, attempts, this.config.targetSessionAttrs, closed).pipe(
+      Effect.tapError((failure) => Effect.sync(() => this.evict(hosts.record(this.now(), failure.outcomes)))),
+      Effect.map((reached) => {
+        onReached(reached)
+        return reached.client
+      })
+    )
+  }
+
+  /**
+   * A session opened on one of several hosts: the table learns which host and role, and hears every later
+   * ParameterStatus on it (a promotion, a reload), so that sessions whose server changed role are evicted.
+   */
+  private hostOpened(conn: PooledConnection, reached: MultiHost.Reached): void {
+    const hosts = this.hosts!
+    const now = this.now()
+    const evicted = [
+      ...hosts.record(now, reached.outcomes),
+      ...hosts.opened(now, conn.id, reached.attempt.index, reached.observed, reached.parameters)
+    ]
+    Connection.onParameterStatus(conn.client, (name, value) => {
+      if (this.sessions.get(conn.id) === conn) this.evict(hosts.reported(this.now(), conn.id, { [name]: value }))
+    })
+    this.evict(evicted)
+  }
+
+  /**
+   * Sessions on a host that no longer serves the pool's target: the engine evicts them as it does a session whose
+   * socket died — an idle one at once, one in use when its holder releases it — and none is handed out again.
+   */
+  private evict(evictions: ReadonlyArray<Hosts.Eviction>): void {
+    for (const { reason, session } of evictions) {
+      const conn = this.sessions.get(session)
+      if (conn === undefined) continue
+      conn.broken ??= new Error(reason)
+      const failure: Engine.Failure = { kind: "fatal-session", message: reason, probeable: false, startingUp: false }
+      this.dispatch({ _tag: "SessionClosed", now: this.now(), session, failure })
+    }
   }
 
   /** Why an open failed, defects and interruptions included, classified and redacted for the engine. */
@@ -605,6 +679,7 @@ export class Pool {
     const conn = this.sessions.get(session)
     if (conn === undefined) return
     this.sessions.delete(session)
+    this.hosts?.closed(session)
     const { idle, total } = this.engine.gauges
     this.metrics.closed(reason, idle, total - idle)
     const target = cancelFirst && conn.inFlight > 0 ? conn.cancelTarget() : undefined
