@@ -154,6 +154,13 @@ export interface PoolConfig {
   /** A connection is replaced after this many queries. Default 50 000, `DB_POOL_MAX_QUERIES`, integer ≥ 1. */
   readonly maxQueries: number
   /**
+   * Statement slots per connection: with k ≥ 2, an autocommit statement of the pooled `SqlClient` that cannot
+   * leave session state (one SELECT / INSERT / UPDATE / DELETE / WITH…) is pipelined on the least-loaded
+   * connection, up to k at once; transactions, `withConnection`, streams and anything else still take a whole
+   * connection. Default 0 (off), `DB_POOL_PIPELINE`, integer from 0 to 1000.
+   */
+  readonly pipeline: number
+  /**
    * A connection held longer than this is reported as a suspected leak; 0 disables the check.
    * Default 30 s, `DB_POOL_LEAK_DETECTION_THRESHOLD`, ≥ 0.
    */
@@ -301,6 +308,7 @@ export interface PoolConfigInput {
   readonly maxLifetime?: Duration.DurationInput | string | undefined
   readonly maxIdleTime?: Duration.DurationInput | string | undefined
   readonly maxQueries?: number | undefined
+  readonly pipeline?: number | undefined
   readonly leakDetectionThreshold?: Duration.DurationInput | string | undefined
   readonly shutdownTimeout?: Duration.DurationInput | string | undefined
   readonly cancelTimeout?: Duration.DurationInput | string | undefined

@@ -23,8 +23,15 @@ const makePool = (options: Omit<Db.DbOptions, "url"> & { readonly direct?: boole
     const server = yield* PgTestServer.PgTestServer
     const proxy = yield* FaultProxy.FaultProxy
     const { direct, ...rest } = options
-    return yield* Db.make({ url: direct ? server.url : proxy.url, ...rest }).pipe(Effect.provide(Reactivity.layer))
+    return yield* Db.make({ url: direct ? server.url : proxy.url, pipeline: faultPipeline, ...rest }).pipe(
+      Effect.provide(Reactivity.layer)
+    )
   })
+
+/** `TEST_PIPELINE=16` runs the whole suite with pipelined statements (the `pipeline` option). */
+const faultPipeline = Number(process.env.TEST_PIPELINE ?? 0)
+/** What a fault may fail per connection: what runs on it — one statement, or its pipeline's slots. */
+const inFlightPerConnection = Math.max(1, faultPipeline)
 
 const select = (db: Db.Db.Service) => db.sql`SELECT pg_sleep(0.001)`
 
@@ -49,7 +56,7 @@ layer(Env, { timeout: 120_000, excludeTestServices: true })("fault suite (100 ca
       yield* report("server killed 5 s", totals, { recoveryMillis, attemptsWhileDown, downMillis: upAt - downAt })
       assert.strictEqual(totals.hung, 0)
       // only what was in flight at the kill: at most one query per connection
-      assert.isAtMost(failedCount(totals), 10)
+      assert.isAtMost(failedCount(totals), 10 * inFlightPerConnection)
       for (const tag of Object.keys(totals.failed)) assert.match(tag, /^SqlError/)
       assert.isAtMost(recoveryMillis, 1000)
       // backoff 1 s, 2 s (then 4 s) within a 5 s outage: at most one full attempt per step
@@ -73,7 +80,7 @@ layer(Env, { timeout: 120_000, excludeTestServices: true })("fault suite (100 ca
       const totals = yield* stop
       yield* report("resetAll ×3", totals)
       assert.strictEqual(totals.hung, 0)
-      assert.isAtMost(failedCount(totals), 30)
+      assert.isAtMost(failedCount(totals), 30 * inFlightPerConnection)
       assert.isAbove(totals.ok, 100)
       for (const tag of Object.keys(totals.failed)) assert.match(tag, /^SqlError/)
       const admin = yield* adminClient
@@ -99,7 +106,7 @@ layer(Env, { timeout: 120_000, excludeTestServices: true })("fault suite (100 ca
       yield* report("pg_terminate_backend ×3", totals)
       assert.strictEqual(totals.hung, 0)
       // the query in flight, and at most one sent before the termination notice arrived, per connection
-      assert.isAtMost(failedCount(totals), 60)
+      assert.isAtMost(failedCount(totals), 60 * inFlightPerConnection)
       for (const tag of Object.keys(totals.failed)) assert.match(tag, /^SqlError/)
       yield* assertQuiescent(db, admin, applicationName)
       yield* assertServes(db)

@@ -30,6 +30,7 @@ import type { PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
+import * as Pipeline from "./pipeline.js"
 import { makeConstructor, type StatementTarget } from "./statement.js"
 import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
@@ -289,13 +290,82 @@ export const make = (
       usePooled(f, acquireError)
 
     // Statements outside a transaction borrow a connection per call; no Scope is opened for it.
+    // Pipelining (`pipeline` ≥ 2 statement slots): an autocommit statement that cannot leave session state takes a
+    // slot of the least-loaded session (internal/pipeline.ts) instead of a whole one. Not with a queryTimeout: its
+    // promise is a server-side cancel, and a pipelined statement is never cancelled (the running one may be
+    // another caller's).
+    const pipelining = config.pipeline >= 2 && config.queryTimeout === undefined
+    const pipelinedError = (error: Pipeline.PipelineError): SqlError => {
+      const cause = error.cause as Error | undefined
+      const text = cause === undefined ? error.message : pool.redact(cause)
+      const code = (cause as { code?: unknown } | undefined)?.code
+      return new SqlError({
+        cause: error.cause ?? error,
+        message:
+          error.reason === "statement"
+            ? `Failed to execute statement${typeof code === "string" ? ` (SQLSTATE ${code})` : ""}: ${text}`
+            : `Connection lost while executing a statement (${text}); it may or may not have been applied: ` +
+              `retry only if it is idempotent`
+      })
+    }
+    // The slot is granted and the statement written inside one uninterruptible region: from `send` on, its
+    // `onDone` hands the slot back exactly once, whether the caller waits, is interrupted, or never looks.
+    const pipelined = (
+      sql: string,
+      params: ReadonlyArray<unknown>,
+      rowMode: "array" | undefined,
+      value: (result: Pg.QueryResult) => any,
+      exclusive: Effect.Effect<any, SqlError>
+    ): Effect.Effect<any, SqlError> => {
+      const invalid = unsendable(sql, params)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.matchCauseEffect(pool.acquireStatement(restore), {
+          onFailure: (cause) => Effect.failCause(Cause.map(cause, acquireError)),
+          onSuccess: ({ acquisition, session }) =>
+            restore(
+              Effect.matchEffect(
+                session.send(sql, params, rowMode, (facts) => pool.releaseStatement(acquisition, facts)),
+                {
+                  onSuccess: (result) => Effect.succeed(value(result as Pg.QueryResult)),
+                  // not sent (the session died before, or refused it): nothing ran, the exclusive path may
+                  onFailure: (error) => (error.sent ? Effect.fail(pipelinedError(error)) : exclusive)
+                }
+              )
+            )
+        })
+      )
+    }
+    const rowsOf = (transform: RowTransform) => (result: Pg.QueryResult) =>
+      transform !== undefined ? transform(result.rows ?? []) : (result.rows ?? [])
+
     const pooledConnection: SqlConnection.Connection = {
-      execute: (sql, params, transform) => borrow((conn) => run(conn, sql, params, transform)),
-      executeRaw: (sql, params) => borrow((conn) => runRaw(conn, sql, params)),
+      execute: (sql, params, transform) => {
+        const exclusive = borrow((conn) => run(conn, sql, params, transform))
+        return pipelining && Pipeline.pipelineable(sql)
+          ? pipelined(sql, params, undefined, rowsOf(transform), exclusive)
+          : exclusive
+      },
+      executeRaw: (sql, params) => {
+        const exclusive = borrow((conn) => runRaw(conn, sql, params))
+        return pipelining && Pipeline.pipelineable(sql)
+          ? pipelined(sql, params, undefined, identity, exclusive)
+          : exclusive
+      },
       executeStream: (sql, params, transform) =>
         Stream.unwrapScoped(Effect.flatMap(reserveRaw, (conn) => stream(conn, sql, params, transform))),
-      executeValues: (sql, params) => borrow((conn) => run(conn, sql, params, undefined, "array")),
-      executeUnprepared: (sql, params, transform) => borrow((conn) => run(conn, sql, params, transform))
+      executeValues: (sql, params) => {
+        const exclusive = borrow((conn) => run(conn, sql, params, undefined, "array"))
+        return pipelining && Pipeline.pipelineable(sql)
+          ? pipelined(sql, params, "array", rowsOf(undefined), exclusive)
+          : exclusive
+      },
+      executeUnprepared: (sql, params, transform) => {
+        const exclusive = borrow((conn) => run(conn, sql, params, transform))
+        return pipelining && Pipeline.pipelineable(sql)
+          ? pipelined(sql, params, undefined, rowsOf(transform), exclusive)
+          : exclusive
+      }
     }
 
     const reserve = Effect.map(reserveRaw, (conn): SqlConnection.Connection => new PinnedConnection(conn))

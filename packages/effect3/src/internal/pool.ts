@@ -37,6 +37,7 @@ import { failAfter } from "./deadline.js"
 import type { PoolMetrics } from "./metrics.js"
 import { noopMetrics } from "./metrics.js"
 import * as Observed from "./observed.js"
+import * as Pipeline from "./pipeline.js"
 import * as Wiring from "./poolOptions.js"
 import * as Timer from "./timer.js"
 
@@ -63,6 +64,14 @@ const cancelOnShutdownMillis = 1_000
 
 const liveClockClass = Clock.make().constructor
 
+/** What a statement acquisition is granted: a slot of a session's pipeline, and its name to hand it back. @internal */
+export interface StatementSlot {
+  readonly session: Pipeline.PipelinedSession
+  readonly acquisition: Engine.AcquisitionId
+}
+
+const exclusiveGrant = (conn: PooledConnection): PooledConnection => conn
+
 /** A caller waiting for the engine's answer: a grant, or a failure. */
 interface Waiter {
   readonly deferred: Deferred.Deferred<PooledConnection, AcquireTimeout | PoolClosed>
@@ -86,6 +95,10 @@ export class Pool {
 
   /** Open sessions by the engine's name. */
   private readonly sessions = new Map<Engine.SessionId, PooledConnection>()
+  /** Statement acquisitions not yet granted or failed. */
+  private readonly statements = new Set<Engine.AcquisitionId>()
+  /** The pipelined side of each session that ran a statement slot. */
+  private readonly pipelines = new WeakMap<PooledConnection, Pipeline.PipelinedSession>()
   /** Callers waiting for the engine's answer. */
   private readonly waiters = new Map<Engine.AcquisitionId, Waiter>()
   private nextAcquisition = 1
@@ -274,17 +287,55 @@ export class Pool {
    * common case — a session the engine grants at once — resolves synchronously and allocates no Deferred.
    */
   acquire(restore: Restore): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
+    return this.request(restore, "exclusive", exclusiveGrant)
+  }
+
+  /**
+   * One statement slot (`pipeline` ≥ 2): the session's pipelined side and the acquisition to hand back, which
+   * `releaseStatement` does from the statement's `onDone` (internal/pipeline.ts), never from the caller's exit.
+   * Must run uninterruptibly, as `acquire`, and the statement be sent (`PipelinedSession.send`) before anything
+   * interruptible runs.
+   */
+  acquireStatement(restore: Restore): Effect.Effect<StatementSlot, AcquireTimeout | PoolClosed> {
+    return this.request(restore, "statement", this.statementGrant)
+  }
+
+  private readonly statementGrant = (conn: PooledConnection, acquisition: Engine.AcquisitionId): StatementSlot => ({
+    session: this.pipelineOf(conn),
+    acquisition
+  })
+
+  /** The slot of a pipelined statement is free: the statement has left the wire. */
+  releaseStatement(acquisition: Engine.AcquisitionId, facts: Engine.SessionFacts): void {
+    this.dispatch({ _tag: "Released", now: this.now(), acquisition, facts })
+  }
+
+  private pipelineOf(conn: PooledConnection): Pipeline.PipelinedSession {
+    let session = this.pipelines.get(conn)
+    if (session === undefined) {
+      session = Pipeline.make(conn.client)
+      this.pipelines.set(conn, session)
+    }
+    return session
+  }
+
+  private request<A>(
+    restore: Restore,
+    kind: "exclusive" | "statement",
+    granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A
+  ): Effect.Effect<A, AcquireTimeout | PoolClosed> {
     return Effect.withFiberRuntime((fiber) => {
       const startedAtPerf = performance.now()
       const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(fiber.currentSpan) : undefined
       const id = this.nextAcquisition++
+      if (kind === "statement") this.statements.add(id)
       this.requesting = id
-      this.dispatch({ _tag: "AcquireRequested", now: this.now(), acquisition: id, kind: "exclusive" })
+      this.dispatch({ _tag: "AcquireRequested", now: this.now(), acquisition: id, kind })
       this.requesting = 0
-      const granted = this.grantedNow
-      if (granted !== undefined) {
+      const grantedConn = this.grantedNow
+      if (grantedConn !== undefined) {
         this.grantedNow = undefined
-        return Effect.succeed(this.handOut(granted, startedAtPerf, site))
+        return Effect.succeed(granted(this.handOut(grantedConn, startedAtPerf, site), id))
       }
       const failed = this.failedNow
       if (failed !== undefined) {
@@ -293,7 +344,7 @@ export class Pool {
       }
       const waiter: Waiter = { deferred: Deferred.unsafeMake(fiber.id()), startedAtPerf, site, conn: undefined }
       this.waiters.set(id, waiter)
-      return Effect.onExit(restore(Deferred.await(waiter.deferred)), (exit) => {
+      const waited = Effect.onExit(restore(Deferred.await(waiter.deferred)), (exit) => {
         if (Exit.isSuccess(exit)) {
           this.handOut(exit.value, startedAtPerf, site)
           return Effect.void
@@ -301,6 +352,9 @@ export class Pool {
         if (!Cause.isInterrupted(exit.cause)) return Effect.void
         return Effect.sync(() => this.abandon(id, waiter))
       })
+      return (granted as unknown) === exclusiveGrant
+        ? (waited as Effect.Effect<A, AcquireTimeout | PoolClosed>)
+        : Effect.map(waited, (conn) => granted(conn, id))
     })
   }
 
@@ -313,8 +367,11 @@ export class Pool {
 
   private grant(acquisition: Engine.AcquisitionId, session: Engine.SessionId): void {
     const conn = this.sessions.get(session)!
-    conn.holder = acquisition
-    conn.queriesAtGrant = conn.queries
+    // a statement slot is one of several on the session: it neither holds it nor counts its queries there
+    if (!this.statements.delete(acquisition)) {
+      conn.holder = acquisition
+      conn.queriesAtGrant = conn.queries
+    }
     if (acquisition === this.requesting) {
       this.grantedNow = conn
       return
@@ -327,6 +384,7 @@ export class Pool {
   }
 
   private fail(acquisition: Engine.AcquisitionId, error: Engine.AcquireError): void {
+    this.statements.delete(acquisition)
     const failure =
       error._tag === "Closed"
         ? new PoolClosed({ poolName: this.name })

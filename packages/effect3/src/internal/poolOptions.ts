@@ -15,8 +15,8 @@ import type { ConnectOptions, PasswordProvider } from "./connection.js"
 export const engineConfig = (config: PoolConfig): Engine.Config => ({
   minSize: config.minSize,
   maxSize: config.maxSize,
-  // every acquisition takes a whole session: pg runs one statement at a time
-  capacity: 1,
+  // 1: every acquisition takes a whole session; k ≥ 2: autocommit statements share k slots (internal/pipeline.ts)
+  capacity: Math.max(1, config.pipeline),
   acquireTimeout: Duration.toMillis(config.acquireTimeout),
   validateAfterIdle: Duration.toMillis(config.validateAfterIdle),
   validationTimeout: Duration.toMillis(config.validationTimeout),

@@ -24,6 +24,7 @@ export const defaults = {
   maxLifetime: 3_600_000,
   maxIdleTime: 60_000,
   maxQueries: 50_000,
+  pipeline: 0,
   leakDetectionThreshold: 30_000,
   shutdownTimeout: 30_000,
   cancelTimeout: 5_000,

@@ -27,6 +27,7 @@ export type Setting =
   | "maxLifetime"
   | "maxIdleTime"
   | "maxQueries"
+  | "pipeline"
   | "leakDetectionThreshold"
   | "shutdownTimeout"
   | "cancelTimeout"
@@ -103,6 +104,11 @@ export const table: ReadonlyArray<Entry> = [
   { setting: "maxLifetime", env: "DB_POOL_MAX_LIFETIME", doc: "a connection's lifetime; default 1h" },
   { setting: "maxIdleTime", env: "DB_POOL_MAX_IDLE_TIME", doc: "idle time above minSize before a close; default 60s" },
   { setting: "maxQueries", env: "DB_POOL_MAX_QUERIES", doc: "queries before a connection is replaced; default 50000" },
+  {
+    setting: "pipeline",
+    env: "DB_POOL_PIPELINE",
+    doc: "autocommit statements pipelined per connection (statement slots); 0 = off, the default"
+  },
   {
     setting: "leakDetectionThreshold",
     env: "DB_POOL_LEAK_DETECTION_THRESHOLD",

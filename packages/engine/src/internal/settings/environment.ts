@@ -38,6 +38,7 @@ export const inputFromEnv = (record: Readonly<Record<string, string | undefined>
     maxLifetime: get("maxLifetime"),
     maxIdleTime: get("maxIdleTime"),
     maxQueries: get("maxQueries"),
+    pipeline: get("pipeline"),
     leakDetectionThreshold: get("leakDetectionThreshold"),
     shutdownTimeout: get("shutdownTimeout"),
     cancelTimeout: get("cancelTimeout"),

@@ -93,6 +93,8 @@ export interface Settings<T> {
   readonly maxLifetime: number
   readonly maxIdleTime: number
   readonly maxQueries: number
+  /** Statement slots per connection for autocommit statements (pipelining); 0 = off. */
+  readonly pipeline: number
   readonly leakDetectionThreshold: number
   readonly shutdownTimeout: number
   readonly cancelTimeout: number

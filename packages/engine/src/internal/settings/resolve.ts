@@ -351,6 +351,7 @@ export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): 
       `set how long a connection above ${n("minSize")} may stay idle before it is closed, e.g. 60s`
     ),
     maxQueries: issues.read("maxQueries", raw.maxQueries, d.maxQueries as number, integer(1, undefined, "e.g. 50000")),
+    pipeline: issues.read("pipeline", raw.pipeline, d.pipeline as number, integer(0, 1000, "0 (off) or e.g. 16")),
     leakDetectionThreshold: nonNegative("leakDetectionThreshold", "to disable leak detection", "30s"),
     shutdownTimeout: nonNegative("shutdownTimeout", "to stop checked-out connections at once on shutdown", "30s"),
     cancelTimeout: positive("cancelTimeout", "set how long an interrupted query may take to stop, e.g. 5s"),
