@@ -104,6 +104,11 @@ export class Db extends Context.Service<Db, Service>()("@effect-pg-pool/Db") {}
  * @category models
  */
 export interface DbOptions extends Omit<PoolConfig.PoolConfigInput, "password" | "ssl" | "keepAlive"> {
+  /**
+   * Runs on every new connection before its first use, and again after a session-state reset (which clears what
+   * it set), e.g. `SET search_path`. A failing hook fails that connection, not the pool.
+   */
+  readonly onConnect?: ((sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) | undefined
   /** A static password, or (as `PgClient.layer` takes it) an Effect evaluated for each connection attempt. */
   readonly password?: Redacted.Redacted<string> | string | Effect.Effect<Redacted.Redacted> | undefined
   readonly ssl?: boolean | ConnectionOptions | undefined
@@ -221,9 +226,21 @@ export const makeWithConfig = (
         : Effect.flatMap(PoolLogger.make(logFile), (logger) =>
             Effect.provideService(effect, Logger.CurrentLoggers, new Set([logger]))
           )
-    const pool = yield* routed(InternalPool.make({ config, open: openOptions(config, options), metrics }))
+    let clients: Client.Clients | undefined
+    const userOnConnect = options.onConnect
+    const pool = yield* routed(
+      InternalPool.make({
+        config,
+        open: openOptions(config, options),
+        metrics,
+        onConnect:
+          userOnConnect === undefined
+            ? undefined
+            : (session) => Effect.flatMap(clients!.forSession(session), (sql) => Effect.asVoid(userOnConnect(sql)))
+      })
+    )
     // `config` as PgClient.layer keeps it: the options as given
-    const clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig)
+    clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig)
     yield* pool.initialize
     return {
       withConnection: clients.withConnection,

@@ -26,6 +26,7 @@ import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import type { Facts, Grant, Pool } from "./pool.js"
+import type { Session } from "./session.js"
 import * as StatementText from "./statementText.js"
 
 /** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
@@ -220,6 +221,8 @@ export interface Clients {
   readonly withConnection: <A, E, R>(
     f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+  /** A client bound to a session outside any checkout: the connect hook's. */
+  readonly forSession: (session: Session) => Effect.Effect<PgClient.PgClient>
 }
 
 /** @internal */
@@ -272,30 +275,36 @@ export const make = (
       config
     )
 
+    const bound = (conn: TrackedConnection) => {
+      const held: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.succeed(conn)
+      return build(
+        options,
+        spanTarget,
+        {
+          acquirer: held,
+          transactionAcquirer: held,
+          listen: (channel) => {
+            conn.checkout.dirty = true
+            return conn.connection.listen(channel)
+          }
+        },
+        config
+      ).pipe(Effect.provideContext(reactivity))
+    }
+
+    const forSession = (session: Session) =>
+      bound(new TrackedConnection(session.connection, newCheckout({ acquisition: -1, session, grantedAt: 0 })))
+
     const withConnection = <A, E, R>(
       f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> =>
       Effect.scoped(
         Effect.gen(function* () {
-          const conn = yield* lease(false)
-          const held: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.succeed(conn)
-          const pinned = yield* build(
-            options,
-            spanTarget,
-            {
-              acquirer: held,
-              transactionAcquirer: held,
-              listen: (channel) => {
-                conn.checkout.dirty = true
-                return conn.connection.listen(channel)
-              }
-            },
-            config
-          ).pipe(Effect.provideContext(reactivity))
+          const pinned = yield* bound(yield* lease(false))
           // suspended: a callback that throws is a defect inside the lease, so its session is returned all the same
           return yield* Effect.suspend(() => f(pinned))
         })
       )
 
-    return { client, withConnection }
+    return { client, withConnection, forSession }
   })

@@ -51,6 +51,8 @@ export interface Options {
   readonly config: PoolConfig
   readonly open: Driver.OpenOptions
   readonly metrics: Metrics
+  /** Runs on every new session before its first use, and again after a session-state reset. */
+  readonly onConnect?: ((session: Driver.Session) => Effect.Effect<void, unknown>) | undefined
 }
 
 const housekeepingMillis = 1_000
@@ -259,6 +261,15 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           failure: failure(Classify.classifyError(causeOf(error)))
         })
       }).pipe(
+        // a failing hook fails this session (closed, reported as a failed open), not the pool
+        Effect.flatMap((session) =>
+          options.onConnect === undefined
+            ? Effect.succeed(session)
+            : options.onConnect(session).pipe(
+                Effect.as(session),
+                Effect.tapCause(() => session.close(false))
+              )
+        ),
         Effect.matchEffect({
           onFailure: (error) =>
             Effect.sync(() =>
@@ -360,7 +371,13 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const session = sessions.get(decision.session)
           if (session === undefined) return
           run(
-            bounded(session.reset(decision.rollback, decision.discard), decision.timeoutAt).pipe(
+            bounded(
+              Effect.andThen(
+                session.reset(decision.rollback, decision.discard),
+                decision.discard && options.onConnect !== undefined ? options.onConnect(session) : Effect.void
+              ),
+              decision.timeoutAt
+            ).pipe(
               Effect.match({
                 onFailure: (error) => ({ ok: false, error: redact(Classify.errorMessage(causeOf(error))) }),
                 onSuccess: (result) =>
