@@ -161,8 +161,8 @@ const channelError = (operation: string) => {
 interface PgJson extends Statement.Custom<"PgJson", unknown> {}
 const PgJson = Statement.custom<PgJson>("PgJson")
 
-/** The pieces of a client over one way of getting connections. */
-const build = (
+/** A client over one way of getting connections (the pool's, a held session's, the mock's). @internal */
+export const build = (
   options: ClientOptions,
   spanTarget: { readonly host: string; readonly port: number; readonly database: string },
   acquirers: {
