@@ -63,6 +63,8 @@ const factsOf = (checkout: Checkout): Facts => {
   }
 }
 
+const rollbackStatement = /^\s*(?:ROLLBACK|RELEASE)\b/i
+
 class TrackedConnection implements Connection {
   constructor(
     readonly connection: PgConnection.PgConnection,
@@ -82,10 +84,20 @@ class TrackedConnection implements Connection {
   }
 
   private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
-    return this.track(
+    const rows = this.track(
       sql,
       Effect.map(this.connection.query(sql, params, prepare), (result) => result.rows)
     )
+    // A lost connection has ended its transaction: the server rolled it back. `withTransaction` turns a failed
+    // ROLLBACK into a defect, so on a lost connection the rollback reports what happened — it is done — and the
+    // transaction fails with the connection error that ended it.
+    return rollbackStatement.test(sql)
+      ? Effect.catchIf(
+          rows,
+          (error) => error.reason._tag === "ConnectionError",
+          () => Effect.succeed([])
+        )
+      : rows
   }
 
   execute(
