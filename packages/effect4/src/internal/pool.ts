@@ -10,7 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -102,6 +102,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const sessions = new Map<Engine.SessionId, Driver.Session>()
     const waiters = new Map<Engine.AcquisitionId, Deferred.Deferred<Grant, AcquireTimeout | PoolClosed>>()
     const arrivals = new Map<Engine.AcquisitionId, number>()
+    const closing = new Set<Fiber.Fiber<void>>()
     let nextAcquisition = 1
     let timer: Fiber.Fiber<void> | undefined
     let reconnect: Fiber.Fiber<void> | undefined
@@ -396,7 +397,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const session = sessions.get(decision.session)
           sessions.delete(decision.session)
           metrics.closed(decision.reason)
-          if (session !== undefined) run(session.close(decision.cancelFirst))
+          if (session !== undefined) {
+            // a close runs to its end (the CancelRequest, then Terminate): shutdown waits for it rather than cut it
+            const fiber = run(Effect.uninterruptible(session.close(decision.cancelFirst)))
+            closing.add(fiber)
+            fiber.addObserver(() => closing.delete(fiber))
+          }
           return
         }
         case "ArmTimer": {
@@ -550,7 +556,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     yield* Effect.addFinalizer(() =>
       Effect.andThen(
         Effect.sync(() => dispatch({ _tag: "ShutdownRequested", now: now() })),
-        Effect.interruptible(Deferred.await(drained))
+        Effect.interruptible(
+          Effect.andThen(
+            Deferred.await(drained),
+            Effect.suspend(() => Fiber.awaitAll([...closing]))
+          )
+        )
       )
     )
 
