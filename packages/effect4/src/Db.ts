@@ -24,7 +24,7 @@ import * as Client from "./internal/client.js"
 import * as InternalConfig from "./internal/config.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
-import type * as Driver from "./internal/session.js"
+import * as Driver from "./internal/session.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "./PoolError.js"
 import { PoolConfigError } from "./PoolError.js"
@@ -220,12 +220,9 @@ export const makeWithConfig = (
     const logFile = config.logFile
     // the pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
     // file (and only it) however the program composes its layers
+    const fileLogger = logFile === undefined ? undefined : yield* PoolLogger.make(logFile)
     const routed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      logFile === undefined
-        ? effect
-        : Effect.flatMap(PoolLogger.make(logFile), (logger) =>
-            Effect.provideService(effect, Logger.CurrentLoggers, new Set([logger]))
-          )
+      fileLogger === undefined ? effect : Effect.provideService(effect, Logger.CurrentLoggers, new Set([fileLogger]))
     let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
     const pool = yield* routed(
@@ -240,7 +237,29 @@ export const makeWithConfig = (
       })
     )
     // `config` as PgClient.layer keeps it: the options as given
-    clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig)
+    const open = openOptions(config, options)
+    let listeners = 0
+    clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
+      open: routed(
+        Effect.suspend(() =>
+          Driver.open(
+            -++listeners,
+            open,
+            () => performance.now(),
+            () => undefined
+          ).pipe(
+            Effect.tap((session) =>
+              userOnConnect === undefined
+                ? Effect.void
+                : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
+            )
+          )
+        )
+      ),
+      reconnect: config.reconnect,
+      log: (message, annotations) =>
+        routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: config.name, ...annotations })))
+    })
     yield* pool.initialize
     return {
       withConnection: clients.withConnection,

@@ -1,6 +1,7 @@
 import { Db, PoolError } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Schedule } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Exit, Fiber, Layer, Logger, Option, Queue, Redacted, Schedule } from "effect"
 import { SqlClient } from "effect/sql"
 import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
@@ -68,6 +69,35 @@ describe("dead sessions", () => {
     }).pipe(
       Effect.provide(dbLayer(server, { minSize: 1, maxSize: 1, applicationName: name, validateAfterIdle: "1 hour" }))
     )
+  })
+})
+
+describe("listen", () => {
+  it.live("a listener has a session of its own, and listens again after its session is terminated", () => {
+    const name = uniqueAppName("listener")
+    return Effect.gen(function* () {
+      const sql = yield* PgClient.PgClient
+      const queue = yield* sql.listen("e4_reconnecting")
+      // the listener takes no pool slot: the one pooled session still serves
+      yield* sql.notify("e4_reconnecting", "before")
+      assert.strictEqual((yield* Queue.take(queue)).payload, "before")
+      const observer = dbLayer(server, { minSize: 0, maxSize: 1, applicationName: "e4-observer" })
+      const terminated = yield* Effect.provide(
+        Db.withConnection(
+          (conn) =>
+            conn<{ done: boolean }>`SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+               WHERE application_name = ${name} AND query LIKE 'LISTEN%'`
+        ),
+        observer
+      )
+      assert.deepStrictEqual(terminated, [{ done: true }])
+      // notifications sent while it is down are lost: send until one arrives
+      const after = yield* Effect.gen(function* () {
+        yield* sql.notify("e4_reconnecting", "after")
+        return yield* Queue.take(queue).pipe(Effect.timeout("200 millis"))
+      }).pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), times: 100 }))
+      assert.strictEqual(after.payload, "after")
+    }).pipe(Effect.scoped, Effect.provide(dbLayer(server, { minSize: 1, maxSize: 1, applicationName: name })))
   })
 })
 

@@ -27,6 +27,7 @@ import * as Stream from "effect/Stream"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import type { Facts, Grant, Pool } from "./pool.js"
 import type { Session } from "./session.js"
+import * as Listener from "./listener.js"
 import * as StatementText from "./statementText.js"
 
 /** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
@@ -241,7 +242,8 @@ export interface Clients {
 export const make = (
   pool: Pool,
   options: ClientOptions,
-  config: PgClient.PgClientConfig
+  config: PgClient.PgClientConfig,
+  listener: Listener.ListenerOptions
 ): Effect.Effect<Clients, never, Reactivity.Reactivity> =>
   Effect.gen(function* () {
     const reactivity = yield* Effect.context<Reactivity.Reactivity>()
@@ -277,8 +279,9 @@ export const make = (
         (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
       )
 
+    // a dedicated, reconnecting session per listener: it takes no pool slot
     const listen = (channel: string) =>
-      Effect.flatMap(Effect.mapError(lease(true), toSqlError), (conn) => conn.connection.listen(channel))
+      channelTooLong(channel) ? Effect.fail(channelError("listen")) : Listener.listen(listener, channel)
 
     const client = yield* build(
       options,
