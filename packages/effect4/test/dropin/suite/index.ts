@@ -9,6 +9,7 @@ import * as Errors from "./Errors.js"
 import * as Listen from "./Listen.js"
 import * as Migrator from "./Migrator.js"
 import * as Options from "./Options.js"
+import * as Persistence from "./Persistence.js"
 import * as Queries from "./Queries.js"
 import * as Transactions from "./Transactions.js"
 import type { MakeLayer } from "./MakeLayer.js"
@@ -25,4 +26,5 @@ export const dropInSuite = (name: string, makeLayer: MakeLayer): void =>
     Listen.suite(it, makeLayer)
     Options.suite(it, makeLayer)
     Migrator.suite(it, makeLayer)
+    Persistence.suite(it, makeLayer)
   })
