@@ -26,3 +26,8 @@ export * as Statistics from "./Statistics.js"
  * @since 0.1.0
  */
 export * as WaiterQueue from "./WaiterQueue.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Settings from "./Settings.js"

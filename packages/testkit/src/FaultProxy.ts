@@ -24,7 +24,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import * as internal from "./internal/faultProxy.js"
+import * as Core from "./core/FaultProxy.js"
 import { PgTestServer } from "./PgTestServer.js"
 
 /**
@@ -157,17 +157,7 @@ export interface Target {
   readonly url?: Redacted.Redacted<string> | string | undefined
 }
 
-const HOST = "127.0.0.1"
-
-const rewrite = (target: Target, port: number): string => {
-  if (target.url === undefined) return `postgres://${HOST}:${port}/`
-  const url = new URL(Redacted.isRedacted(target.url) ? Redacted.value(target.url) : target.url)
-  url.hostname = HOST
-  url.port = String(port)
-  return url.href
-}
-
-const toMode = (state: internal.State): Mode => {
+const toMode = (state: Core.Mode): Mode => {
   switch (state._tag) {
     case "Pass":
       return Mode.Pass()
@@ -199,27 +189,37 @@ const toMode = (state: internal.State): Mode => {
  * @category constructors
  */
 export const make = (target: Target): Effect.Effect<FaultProxy.Service, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const proxy = yield* Effect.acquireRelease(
-      Effect.sync(() => new internal.ProxyServer(target)),
+  Effect.map(
+    Effect.acquireRelease(
+      // Binding port 0 on the loopback interface has no failure mode worth a typed error.
+      Effect.promise(() =>
+        Core.start({
+          host: target.host,
+          port: target.port,
+          url:
+            target.url === undefined
+              ? undefined
+              : Redacted.isRedacted(target.url)
+                ? Redacted.value(target.url)
+                : target.url
+        })
+      ),
       (proxy) => Effect.promise(() => proxy.close())
-    )
-    // Binding port 0 on the loopback interface has no failure mode worth a typed error.
-    const port = yield* Effect.promise(() => proxy.listen(HOST))
-    const set = (state: internal.State) => Effect.sync(() => proxy.setState(state))
-    return FaultProxy.of({
-      host: HOST,
-      port,
-      url: Redacted.make(rewrite(target, port)),
-      mode: Effect.sync(() => toMode(proxy.state)),
-      resetAll: Effect.sync(() => proxy.resetAll()),
-      blackhole: set({ _tag: "Blackhole" }),
-      refuse: set({ _tag: "Refuse" }),
-      latency: (millis) => set({ _tag: "Latency", millis: Number.isFinite(millis) && millis > 0 ? millis : 0 }),
-      restore: set({ _tag: "Pass" }),
-      openConnections: Effect.sync(() => proxy.pairs.size)
-    })
-  })
+    ),
+    (proxy) =>
+      FaultProxy.of({
+        host: proxy.host,
+        port: proxy.port,
+        url: Redacted.make(proxy.url),
+        mode: Effect.sync(() => toMode(proxy.mode())),
+        resetAll: Effect.sync(proxy.resetAll),
+        blackhole: Effect.sync(proxy.blackhole),
+        refuse: Effect.sync(proxy.refuse),
+        latency: (millis) => Effect.sync(() => proxy.latency(millis)),
+        restore: Effect.sync(proxy.restore),
+        openConnections: Effect.sync(proxy.openConnections)
+      })
+  )
 
 /**
  * A proxy in front of the {@link PgTestServer}; its `url` carries the server's credentials.

@@ -12,16 +12,15 @@
  */
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import * as container from "./internal/container.js"
-import * as embedded from "./internal/embedded.js"
+import * as Core from "./core/TestServer.js"
+import * as Adapter from "./internal/adapter.js"
 import * as internalError from "./internal/error.js"
-import * as external from "./internal/external.js"
 
 /**
  * The running test server. Tests that use it need real time, not `TestClock`: build their layer with
@@ -315,7 +314,8 @@ export interface MakeOptions {
  */
 export const makeEmbedded = (
   options?: EmbeddedOptions
-): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> => embedded.make(options)
+): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
+  scoped("embedded", (signal) => Core.startEmbedded(embeddedOptions(options), { signal }))
 
 /**
  * Starts a PostgreSQL container with testcontainers, removed when the scope closes. Fails with
@@ -337,7 +337,8 @@ export const makeEmbedded = (
  */
 export const makeContainer = (
   options?: ContainerOptions
-): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> => container.make(options)
+): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
+  scoped("container", () => Core.startContainer(containerOptions(options)))
 
 /**
  * Uses a server that runs elsewhere. Opens one session to check the URL; `stop`, `start` and `restart` fail with
@@ -357,9 +358,54 @@ export const makeContainer = (
  */
 export const makeExternal = (
   url: Redacted.Redacted<string> | string
-): Effect.Effect<PgTestServer.Service, PgTestServerError> => external.make(url)
+): Effect.Effect<PgTestServer.Service, PgTestServerError> => external(url)
 
-const BACKENDS: ReadonlyArray<PgTestServer.Backend> = ["embedded", "container", "external"]
+const reveal = (value: Redacted.Redacted<string> | string): string =>
+  Redacted.isRedacted(value) ? Redacted.value(value) : value
+
+const embeddedOptions = (options: EmbeddedOptions | undefined): Core.EmbeddedOptions | undefined => {
+  if (options === undefined) return undefined
+  const { password, startTimeout, ...rest } = options
+  return {
+    ...rest,
+    ...(password === undefined ? {} : { password: reveal(password) }),
+    ...(startTimeout === undefined ? {} : { startTimeoutMillis: Duration.toMillis(startTimeout) })
+  }
+}
+
+const containerOptions = (options: ContainerOptions | undefined): Core.ContainerOptions | undefined => {
+  if (options === undefined) return undefined
+  const { password, startTimeout, ...rest } = options
+  return {
+    ...rest,
+    ...(password === undefined ? {} : { password: reveal(password) }),
+    ...(startTimeout === undefined ? {} : { startTimeoutMillis: Duration.toMillis(startTimeout) })
+  }
+}
+
+/** A core server as a scoped service: started (abortable) here, closed with the scope. */
+const scoped = (
+  backend: PgTestServer.Backend,
+  start: (signal: AbortSignal) => Promise<Core.TestServer>
+): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(Effect.tryPromise({ try: start, catch: internalError.fromCore(backend) }), (server) =>
+      Effect.promise(() => server.close())
+    ),
+    Adapter.fromCore
+  )
+
+const external = (
+  url: Redacted.Redacted<string> | string,
+  source?: string
+): Effect.Effect<PgTestServer.Service, PgTestServerError> =>
+  Effect.map(
+    Effect.tryPromise({
+      try: () => Core.connectExternal(reveal(url), source),
+      catch: internalError.fromCore("external", "BackendUnavailable")
+    }),
+    Adapter.fromCore
+  )
 
 const invalidConfig = (message: string, cause?: unknown) =>
   new internalError.PgTestServerError({ reason: "InvalidConfig", backend: "embedded", message, cause })
@@ -388,38 +434,23 @@ export const make = (options: MakeOptions = {}): Effect.Effect<PgTestServer.Serv
     const fromEnv = yield* Config.option(Config.string("PG_TEST_BACKEND")).pipe(
       Effect.mapError((cause) => invalidConfig(`PG_TEST_BACKEND cannot be read: ${cause.message}`, cause))
     )
-    const backend =
-      options.backend ??
-      Option.getOrElse(
-        Option.filter(fromEnv, (value) => value.trim() !== ""),
-        () => "embedded"
-      )
+    const backend = yield* Effect.try({
+      try: () => Core.backendFrom(options.backend ?? Option.getOrUndefined(fromEnv)),
+      catch: internalError.fromCore("embedded", "InvalidConfig")
+    })
     switch (backend) {
       case "embedded":
         return yield* makeEmbedded(options.embedded)
       case "container":
         return yield* makeContainer(options.container)
       case "external": {
-        if (options.url !== undefined) return yield* external.make(options.url, "the url option")
+        if (options.url !== undefined) return yield* external(options.url, "the url option")
         const url = yield* Config.option(Config.redacted("PG_TEST_URL")).pipe(
           Effect.mapError((cause) => invalidConfig(`PG_TEST_URL cannot be read: ${cause.message}`, cause))
         )
-        if (Option.isNone(url)) {
-          return yield* new internalError.PgTestServerError({
-            reason: "InvalidConfig",
-            backend: "external",
-            message:
-              "PG_TEST_BACKEND=external needs PG_TEST_URL, and it is not set: set PG_TEST_URL=" +
-              "postgres://user:password@host:port/database, or unset PG_TEST_BACKEND for an embedded server."
-          })
-        }
-        return yield* external.make(url.value, "PG_TEST_URL")
+        if (Option.isNone(url)) return yield* internalError.fromCore("external")(Core.missingUrl())
+        return yield* external(url.value, "PG_TEST_URL")
       }
-      default:
-        return yield* invalidConfig(
-          `PG_TEST_BACKEND (${JSON.stringify(backend)}) must be one of ${BACKENDS.join(", ")}: fix or unset it ` +
-            `(unset means embedded).`
-        )
     }
   })
 

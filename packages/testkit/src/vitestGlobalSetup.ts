@@ -1,5 +1,5 @@
 /**
- * A vitest global setup that guarantees no embedded PostgreSQL outlives the test run:
+ * A vitest global setup (runtime-free: vitest 3 and 5 alike, Effect 3 or 4 tests) that guarantees no embedded PostgreSQL outlives the test run:
  *
  * - before the run, it reaps servers left by earlier runs whose process died, and builds the template cluster once
  *   (so that parallel workers do not all run initdb);
@@ -13,7 +13,6 @@
  *
  * @since 0.1.0
  */
-import * as Effect from "effect/Effect"
 import * as embedded from "./internal/embedded.js"
 import * as Registry from "./internal/registry.js"
 
@@ -44,7 +43,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   const backend = process.env.PG_TEST_BACKEND
   if (backend === undefined || backend === "" || backend === "embedded") {
     // Failures surface, with their message, in the first test that starts a server.
-    await Effect.runPromise(Effect.ignore(embedded.warmTemplate))
+    await embedded.warmTemplate().catch(() => undefined)
   }
   return async () => {
     process.off("exit", onExit)

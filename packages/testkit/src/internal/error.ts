@@ -1,11 +1,9 @@
 /** @internal */
 import * as Data from "effect/Data"
+import { type Backend, type Reason, TestServerError } from "./serverError.js"
 
-/** @internal */
-export type Backend = "embedded" | "container" | "external"
-
-/** @internal */
-export type Reason = "StartFailed" | "StopFailed" | "BackendUnavailable" | "NotSupported" | "InvalidConfig"
+export type { Backend, Reason } from "./serverError.js"
+export { describe } from "./serverError.js"
 
 /** @internal */
 export class PgTestServerError extends Data.TaggedError("PgTestServerError")<{
@@ -16,9 +14,23 @@ export class PgTestServerError extends Data.TaggedError("PgTestServerError")<{
 }> {}
 
 /**
- * The text of an unknown failure, for messages. Never applied to anything holding a password.
+ * The core's error as the Effect 3 layer's, field for field; anything else (a defect of ours) as `StartFailed`.
  *
  * @internal
  */
-export const describe = (cause: unknown): string =>
-  cause instanceof Error ? cause.message : typeof cause === "string" ? cause : String(cause)
+export const fromCore =
+  (backend: Backend, reason: Reason = "StartFailed") =>
+  (cause: unknown): PgTestServerError =>
+    cause instanceof TestServerError
+      ? new PgTestServerError({
+          reason: cause.reason,
+          backend: cause.backend,
+          message: cause.message,
+          ...(cause.cause === undefined ? {} : { cause: cause.cause })
+        })
+      : new PgTestServerError({
+          reason,
+          backend,
+          message: cause instanceof Error ? cause.message : String(cause),
+          cause
+        })

@@ -4,11 +4,9 @@
  * @internal
  */
 import * as Net from "node:net"
-import * as Effect from "effect/Effect"
-import * as Redacted from "effect/Redacted"
-import type { PgTestServer } from "../PgTestServer.js"
+import type { TestServer } from "../core/TestServer.js"
 import * as Connect from "./connect.js"
-import { describe, PgTestServerError } from "./error.js"
+import { describe, TestServerError } from "./serverError.js"
 
 /** @internal */
 export interface Parsed extends Connect.ConnectionParams {
@@ -29,9 +27,8 @@ export const redactUrl = (url: URL): string => {
 const EXPECTED = "postgres://user:password@host:port/database"
 
 /** @internal */
-export const parse = (url: string, source: string): Parsed | PgTestServerError => {
-  const invalid = (text: string) =>
-    new PgTestServerError({ reason: "InvalidConfig", backend: "external", message: text })
+export const parse = (url: string, source: string): Parsed | TestServerError => {
+  const invalid = (text: string) => new TestServerError({ reason: "InvalidConfig", backend: "external", message: text })
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -65,28 +62,25 @@ const canConnect = (host: string, port: number): Promise<boolean> =>
   })
 
 /** @internal */
-export const make = (
-  url: Redacted.Redacted<string> | string,
-  source = "the external PostgreSQL URL"
-): Effect.Effect<PgTestServer.Service, PgTestServerError> =>
-  Effect.gen(function* () {
-    const parsed = parse(Redacted.isRedacted(url) ? Redacted.value(url) : url, source)
-    if (parsed instanceof PgTestServerError) return yield* parsed
-    const where = `${parsed.host}:${parsed.port}`
-    yield* Effect.tryPromise({
-      try: () => Connect.waitForSession(parsed, Date.now() + 10_000),
-      catch: (cause) =>
-        new PgTestServerError({
-          reason: "BackendUnavailable",
-          backend: "external",
-          message:
-            `Cannot open a session on the external PostgreSQL at ${where} (database "${parsed.database}", ` +
-            `user "${parsed.user}"): ${describe(cause)}. Check that the server is up and that ${source} is right.`,
-          cause
-        })
+export const connect = async (url: string, source = "the external PostgreSQL URL"): Promise<TestServer> => {
+  const parsed = parse(url, source)
+  if (parsed instanceof TestServerError) throw parsed
+  const where = `${parsed.host}:${parsed.port}`
+  try {
+    await Connect.waitForSession(parsed, Date.now() + 10_000)
+  } catch (cause) {
+    throw new TestServerError({
+      reason: "BackendUnavailable",
+      backend: "external",
+      message:
+        `Cannot open a session on the external PostgreSQL at ${where} (database "${parsed.database}", ` +
+        `user "${parsed.user}"): ${describe(cause)}. Check that the server is up and that ${source} is right.`,
+      cause
     })
-    const notSupported = (operation: string) =>
-      new PgTestServerError({
+  }
+  const notSupported = (operation: string) =>
+    Promise.reject(
+      new TestServerError({
         reason: "NotSupported",
         backend: "external",
         message:
@@ -94,17 +88,21 @@ export const make = (
           `Tests that take the database down need PG_TEST_BACKEND=embedded (the default) or container; ` +
           `skip them when server.backend === "external".`
       })
-    return {
-      backend: "external",
-      url: Redacted.make(parsed.url),
-      host: parsed.host,
-      port: parsed.port,
-      user: parsed.user,
-      password: Redacted.make(parsed.password),
-      database: parsed.database,
-      stop: () => Effect.fail(notSupported("stop")),
-      start: Effect.fail(notSupported("start")),
-      restart: Effect.fail(notSupported("restart")),
-      isRunning: Effect.promise(() => canConnect(parsed.host, parsed.port))
-    } satisfies PgTestServer.Service
-  })
+    )
+  return {
+    backend: "external",
+    url: parsed.url,
+    host: parsed.host,
+    port: parsed.port,
+    user: parsed.user,
+    password: parsed.password,
+    database: parsed.database,
+    socketDir: parsed.host.startsWith("/") ? parsed.host : undefined,
+    stop: () => notSupported("stop"),
+    kill: () => notSupported("kill"),
+    start: () => notSupported("start"),
+    restart: () => notSupported("restart"),
+    isRunning: () => canConnect(parsed.host, parsed.port),
+    close: async () => undefined
+  }
+}

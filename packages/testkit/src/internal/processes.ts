@@ -159,3 +159,27 @@ export const terminate = async (pids: ReadonlyArray<number>, graceMillis: number
 }
 
 const sleep = (millis: number) => new Promise<void>((resolve) => setTimeout(resolve, millis))
+
+/**
+ * The direct children of a process (Linux: from /proc; elsewhere: `pgrep -P`). PostgreSQL puts every backend in its
+ * own session, so signalling the postmaster's process group would not reach them.
+ *
+ * @internal
+ */
+export const childrenOf = (pid: number): Array<number> => {
+  let names: Array<string>
+  try {
+    names = Fs.readdirSync("/proc").filter((name) => /^\d+$/.test(name))
+  } catch {
+    try {
+      const out = ChildProcess.execFileSync("pgrep", ["-P", String(pid)], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "ignore"]
+      })
+      return out.split(/\s+/).filter(Boolean).map(Number)
+    } catch {
+      return []
+    }
+  }
+  return names.map(Number).filter((child) => parentPid(child) === pid)
+}

@@ -14,7 +14,6 @@ import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { globalValue } from "effect/GlobalValue"
 import * as Processes from "./processes.js"
 
 const dirName = (): string => {
@@ -110,15 +109,13 @@ interface State {
 
 // Global rather than module state: vitest may evaluate this module once per test file in the same process, and
 // one set of handlers must see every server of the process.
-const state = globalValue(
-  Symbol.for("@effect-pg-pool/testkit/internal/registry"),
-  (): State => ({
-    owned: new Map(),
-    orphaned: false,
-    parentWatched: false,
-    handlers: undefined
-  })
-)
+const STATE = Symbol.for("@effect-pg-pool/testkit/internal/registry")
+const state: State = ((globalThis as { [STATE]?: State })[STATE] ??= {
+  owned: new Map(),
+  orphaned: false,
+  parentWatched: false,
+  handlers: undefined
+})
 
 const entryFile = (id: string): string => Path.join(serversDir(), `${id}.json`)
 

@@ -1,0 +1,711 @@
+/**
+ * Resolution: an options object (or an environment record) in, a resolved configuration or every issue out. Each
+ * issue names the setting as the user wrote it, shows the offending value (a URL with its password masked, a
+ * password never), says what is allowed and what to do.
+ *
+ * @internal
+ */
+import { defaults } from "./defaults.js"
+import { envOf, optionNames, type Setting, tlsEnv, tlsUnsupported } from "./env.js"
+import {
+  type Host,
+  hostList,
+  LOAD_BALANCE_FIX,
+  type LoadBalanceHosts,
+  loadBalanceHostsValues,
+  mismatch,
+  pair,
+  portList,
+  showList,
+  TARGET_FIX,
+  type TargetSessionAttrs,
+  targetSessionAttrsValues
+} from "./hosts.js"
+import { redactUrl } from "./redact.js"
+import { buildUrl, EXAMPLE_URL, type ParsedUrl, parseUrl } from "./url.js"
+import {
+  boolean,
+  duration,
+  durationMillis,
+  factor,
+  formatMillis,
+  integer,
+  type LogLevel,
+  logLevel,
+  MAX_POOL_SIZE,
+  name,
+  oneOf,
+  type Parse,
+  type Runtime,
+  SIZE_FIX,
+  secretText,
+  show,
+  text
+} from "./values.js"
+
+/** One invalid setting. @internal */
+export interface Issue {
+  /** The configuration field, e.g. `minSize`. */
+  readonly field: string
+  /** The environment variable that sets it, e.g. `DB_POOL_MIN_SIZE`. */
+  readonly env: string
+  /** The name the configuration gave it, which the message uses: option, `Config` key or variable. */
+  readonly setting: string
+  /** What was given, already redacted where it could hold a secret. */
+  readonly value: string
+  /** What is wrong and how to fix it. */
+  readonly message: string
+}
+
+/** The libpq sslmode values. @internal */
+export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
+
+/** What a TLS resolver is given. @internal */
+export interface TlsInput {
+  /** The `ssl` option given in code; wins over every parameter. */
+  readonly option: unknown
+  /** The URL's TLS parameters, and the URL as messages show it (password masked). */
+  readonly url:
+    | {
+        readonly params: ReadonlyMap<string, string>
+        readonly shown: string
+        /** How the user named the URL: `url` in code, a `Config` key, or `DATABASE_URL`. */
+        readonly name: string
+      }
+    | undefined
+  /** The `PGSSL*` variables set, by name; each fills in what the URL does not set. */
+  readonly env: ReadonlyMap<string, string>
+}
+
+/** What a TLS resolver returns: the mode, the edition's TLS material, and the parameters of the normalised URL. @internal */
+export interface TlsResolved<T> {
+  readonly sslmode: SslMode
+  readonly tls: T
+  readonly params: ReadonlyArray<readonly [string, string]>
+}
+
+/** Reports one invalid setting: field, variable, shown value, message. @internal */
+export type Report = (field: string, env: string, value: string, message: string) => void
+
+/** Turns TLS settings into what the edition's driver needs (files read, keys decrypted), reporting problems. @internal */
+export type TlsResolver<T> = (input: TlsInput, report: Report) => TlsResolved<T>
+
+/** The reconnect schedule's settings; delays in milliseconds. @internal */
+export interface Reconnect {
+  readonly initialDelay: number
+  readonly factor: number
+  readonly maxDelay: number
+  readonly initialAttempts: number
+  readonly jitter: boolean
+}
+
+/** A resolved configuration: every default filled in, durations in milliseconds. @internal */
+export interface Settings<T> {
+  readonly name: string
+  /** The normalised connection URL, password included: every host with its port, every parameter encoded. */
+  readonly url: string
+  /** The hosts to try, in order (libpq's multi-host), each with its port; at least one. */
+  readonly hosts: ReadonlyArray<Host>
+  /** The first host: the only one for a single-host configuration. */
+  readonly host: string
+  /** The first host's port. */
+  readonly port: number
+  readonly targetSessionAttrs: TargetSessionAttrs
+  readonly loadBalanceHosts: LoadBalanceHosts
+  readonly database: string
+  readonly user: string
+  readonly password: string | undefined
+  readonly sslmode: SslMode
+  /** What the TLS resolver made of the TLS settings. */
+  readonly tls: T
+  readonly minSize: number
+  readonly maxSize: number
+  readonly acquireTimeout: number
+  /** Bound on one connection attempt, to one host (libpq's connect_timeout applies per host too). */
+  readonly connectTimeout: number
+  readonly validateAfterIdle: number
+  readonly validationTimeout: number
+  readonly maxLifetime: number
+  readonly maxIdleTime: number
+  readonly maxQueries: number
+  readonly leakDetectionThreshold: number
+  readonly shutdownTimeout: number
+  readonly cancelTimeout: number
+  readonly queryTimeout: number | undefined
+  readonly keepAlive: boolean
+  readonly reset: "auto" | "always"
+  readonly reconnect: Reconnect
+  readonly init: "eager" | "lazy"
+  readonly statementTimeout: number | undefined
+  readonly applicationName: string
+  readonly logFile: string | undefined
+  readonly logLevel: LogLevel | undefined
+  /** How the configuration named each setting: option, `Config` key or environment variable. */
+  readonly settingNames: { readonly [K in Setting]: string }
+}
+
+/** `PgClient.layer`'s names for settings of ours, accepted so that its options carry over unchanged. */
+const ALIASES = [
+  ["user", "username"],
+  ["maxSize", "maxConnections"],
+  ["minSize", "minConnections"],
+  ["maxIdleTime", "idleTimeout"],
+  ["maxLifetime", "connectionTTL"]
+] as const
+
+type Option = Exclude<Setting, `reconnect.${string}`>
+
+/** Everything resolution accepts, typed loosely: values from the environment are strings, JavaScript passes anything. @internal */
+export type Input = { readonly [K in Option]?: unknown } & {
+  readonly reconnect?: { readonly [K in keyof Reconnect]?: unknown } | undefined
+} & { readonly [K in (typeof ALIASES)[number][1]]?: unknown }
+
+/** The names the user wrote for settings given under another name than their option's (a `Config` key). @internal */
+export type WrittenNames = { readonly [option: string]: string | undefined }
+
+/** @internal */
+export interface Options<T> {
+  /** How settings are named in messages: by option (`input`, the default) or by environment variable (`env`). */
+  readonly source?: "input" | "env" | undefined
+  /** Settings given under another name, e.g. a `Config` key, keyed by option. */
+  readonly written?: WrittenNames | undefined
+  /** How the edition's own values (durations, secrets) are read. */
+  readonly runtime?: Runtime | undefined
+  /** The edition's TLS resolution; without one, `passTls`. */
+  readonly tls?: TlsResolver<T> | undefined
+  /**
+   * Environment variables that fill in what the options and the URL leave unset, as libpq does: `PGSSL*`,
+   * `PGTARGETSESSIONATTRS`, `PGLOADBALANCEHOSTS`. Empty values count as unset.
+   */
+  readonly env?: Readonly<Record<string, string | undefined>> | undefined
+}
+
+/** The outcome: the settings, or every issue. @internal */
+export type Result<T> =
+  | { readonly ok: true; readonly settings: Settings<T> }
+  | { readonly ok: false; readonly issues: ReadonlyArray<Issue> }
+
+/** The TLS settings as given, unresolved: what a resolver-less resolution returns. @internal */
+export interface TlsParams {
+  readonly option: unknown
+  readonly params: ReadonlyArray<readonly [string, string]>
+}
+
+const SSL_MODES: ReadonlyArray<SslMode> = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+/**
+ * The TLS resolution of an edition without TLS material of its own: the `sslmode` checked (from the URL, else
+ * `PGSSLMODE`), the other parameters passed through as given.
+ *
+ * @internal
+ */
+export const passTls: TlsResolver<TlsParams> = (input, report) => {
+  for (const [, name, fix] of tlsUnsupported) {
+    const value = name === undefined ? undefined : input.env.get(name)
+    if (name !== undefined && value !== undefined)
+      report("ssl", name, value, `${name} (${value}) is not supported: ${fix}`)
+  }
+  const params = new Map<string, string>()
+  for (const [param, env] of Object.entries(tlsEnv)) {
+    const value = input.env.get(env)
+    if (value !== undefined) params.set(param, value)
+  }
+  for (const [key, value] of input.url?.params ?? []) params.set(key, value)
+  const given = params.get("sslmode")?.trim().toLowerCase()
+  const sslmode =
+    given === undefined ? "disable" : given === "no-verify" ? "require" : SSL_MODES.find((m) => m === given)
+  if (sslmode === undefined) {
+    report(
+      "ssl",
+      tlsEnv.sslmode,
+      params.get("sslmode")!,
+      `sslmode (${params.get("sslmode")}) is not an sslmode: use ${SSL_MODES.join(", ")}`
+    )
+  }
+  params.delete("sslmode")
+  const all: Array<readonly [string, string]> = [["sslmode", sslmode ?? "disable"], ...params]
+  return { sslmode: sslmode ?? "disable", tls: { option: input.option, params: all }, params: all }
+}
+
+class Issues {
+  readonly list: Array<Issue> = []
+  private readonly invalid = new Set<string>()
+  readonly names: { -readonly [K in Setting]: string }
+
+  constructor(
+    source: "input" | "env",
+    written: WrittenNames,
+    readonly runtime: Runtime
+  ) {
+    this.names = { ...(source === "env" ? envOf : optionNames) }
+    for (const setting of Object.keys(this.names) as Array<Setting>) {
+      const name = written[setting]
+      if (name !== undefined) this.names[setting] = name
+    }
+  }
+
+  /** The name a message gives `setting`: what the user wrote, or its option or variable; other fields as given. */
+  nameOf(setting: string): string {
+    return Object.hasOwn(this.names, setting) ? this.names[setting as Setting] : setting
+  }
+
+  report(field: string, env: string, value: string, message: string, setting: string = field): void {
+    this.list.push({ field, env, setting: this.nameOf(setting), value, message })
+    this.invalid.add(field)
+  }
+
+  valid(...fields: ReadonlyArray<string>): boolean {
+    return fields.every((field) => !this.invalid.has(field))
+  }
+
+  show(raw: unknown): string {
+    return show(raw, this.runtime)
+  }
+
+  // On failure the fallback stands in so resolution can go on and find the other problems; it is never returned
+  // to the caller because any issue fails the whole configuration.
+  read<A>(field: Setting, raw: unknown, fallback: A, parse: Parse<A>): A {
+    if (raw === undefined) return fallback
+    const result = parse(raw, this.runtime)
+    if (result.ok) return result.value
+    const shown = this.show(raw)
+    this.report(field, envOf[field], shown, `${this.nameOf(field)} (${shown}) ${result.problem}`)
+    return fallback
+  }
+}
+
+/** Folds each alias into its setting, records which name was written, and reports pairs that disagree. */
+const applyAliases = (raw: Input, written: WrittenNames, issues: Issues): Input => {
+  // Two values mean the same when they read as the same number, duration or text: `idleTimeout: "60s"` and
+  // `maxIdleTime: Duration.minutes(1)` agree.
+  const sameValue = (a: unknown, b: unknown): boolean => {
+    const millisA = durationMillis(a, issues.runtime)
+    const millisB = durationMillis(b, issues.runtime)
+    if (millisA !== undefined || millisB !== undefined) return millisA === millisB
+    return issues.show(a) === issues.show(b)
+  }
+  const out: Record<string, unknown> = { ...raw }
+  for (const [setting, alias] of ALIASES) {
+    const value = raw[setting]
+    const aliasValue = raw[alias]
+    if (aliasValue === undefined) continue
+    const aliasName = written[alias] ?? alias
+    if (value === undefined) {
+      out[setting] = aliasValue
+      issues.names[setting] = aliasName
+    } else if (!sameValue(value, aliasValue)) {
+      const name = issues.nameOf(setting)
+      const [a, b] = [issues.show(aliasValue), issues.show(value)]
+      issues.report(
+        setting,
+        envOf[setting],
+        `${a} / ${b}`,
+        `${aliasName} (${a}) and ${name} (${b}) are two names for the same setting and disagree: keep one of them`
+      )
+    }
+  }
+  return out as Input
+}
+
+/** Reads the host and port lists (options win over the URL) and pairs them. */
+const hostsOf = (raw: Input, parsed: ParsedUrl | undefined, urlLabel: string, issues: Issues): ReadonlyArray<Host> => {
+  const hostGiven = raw.host === undefined || raw.host === "" ? undefined : raw.host
+  const optionHosts = issues.read<ReadonlyArray<string> | undefined>("host", hostGiven, undefined, hostList)
+  const optionPorts = issues.read<ReadonlyArray<number | undefined> | undefined>("port", raw.port, undefined, portList)
+  if (!issues.valid("host", "port")) return defaults.hosts
+  const hosts = optionHosts ?? parsed?.hosts ?? [defaults.host]
+  const ports = optionPorts ?? parsed?.ports ?? [undefined]
+  const paired = pair(hosts, ports)
+  if (paired.ok) return paired.hosts
+  const label = (option: unknown, list: ReadonlyArray<string | number | undefined>, setting: Setting) =>
+    option === undefined ? urlLabel : `${issues.nameOf(setting)} (${showList(list)})`
+  const hostLabel = label(optionHosts, hosts, "host")
+  const portLabel = label(optionPorts, ports, "port")
+  issues.report(
+    "port",
+    envOf.port,
+    showList(ports),
+    `${portLabel} ${mismatch(ports.length, hosts.length, hostLabel === portLabel ? undefined : hostLabel)}`,
+    optionPorts === undefined ? "url" : "port"
+  )
+  return defaults.hosts
+}
+
+type PositiveField =
+  | "acquireTimeout"
+  | "connectTimeout"
+  | "validationTimeout"
+  | "maxLifetime"
+  | "maxIdleTime"
+  | "cancelTimeout"
+
+type NonNegativeField = "validateAfterIdle" | "leakDetectionThreshold" | "shutdownTimeout"
+
+const nonEmpty = (env: Options<unknown>["env"]): Map<string, string> => {
+  const out = new Map<string, string>()
+  // Deployment tools often define variables as empty; an empty value means "not set", not "invalid".
+  for (const [key, value] of Object.entries(env ?? {}))
+    if (value !== undefined && value.trim() !== "") out.set(key, value)
+  return out
+}
+
+const connection = <T>(
+  raw: Input,
+  source: "input" | "env",
+  issues: Issues,
+  options: Options<T>,
+  env: Map<string, string>
+) => {
+  const urlName = issues.nameOf("url")
+  let urlText: string | undefined
+  if (raw.url !== undefined) {
+    urlText = secretText(raw.url, issues.runtime)
+    if (urlText === undefined) {
+      issues.report(
+        "url",
+        envOf.url,
+        "<not a string>",
+        `${urlName} must be a string or a Redacted string: ${EXAMPLE_URL}`
+      )
+    }
+  }
+  let parsed: ParsedUrl | undefined
+  const shown = urlText === undefined ? "" : redactUrl(urlText)
+  if (urlText !== undefined) {
+    const result = parseUrl(urlText)
+    if (!result.ok) {
+      for (const { field, problem } of result.problems) {
+        issues.report(field, envOf.url, shown, `${urlName} (${shown}) ${problem}`, "url")
+      }
+    } else {
+      parsed = result.url
+    }
+  }
+  const given = [raw.host, raw.port, raw.user, raw.password, raw.database].some((v) => v !== undefined)
+  if (raw.url === undefined && !given) {
+    issues.report(
+      "url",
+      envOf.url,
+      "",
+      source === "env"
+        ? `${envOf.url} is not set: set it to the database's URL, e.g. ${envOf.url}=${EXAMPLE_URL} ` +
+            `(or set PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE)`
+        : `no connection is configured: pass url, e.g. ${EXAMPLE_URL}, or host, port, user, password and database`
+    )
+  }
+
+  // Explicit fields win over the URL's parts; empty strings count as not given.
+  const hosts = hostsOf(raw, parsed, `${urlName} (${shown})`, issues)
+  const user =
+    issues.read<string | undefined>("user", raw.user, undefined, text("e.g. postgres")) || parsed?.user || defaults.user
+  const database =
+    issues.read<string | undefined>("database", raw.database, undefined, text("e.g. mydb")) || parsed?.database || user
+  let password: string | undefined
+  if (raw.password !== undefined) {
+    password = secretText(raw.password, issues.runtime)
+    if (password === undefined) {
+      issues.report(
+        "password",
+        envOf.password,
+        "***",
+        `${issues.nameOf("password")} must be a string or a Redacted string`
+      )
+    }
+  }
+  password = password || parsed?.password || undefined
+  const resolveTls = (options.tls ?? passTls) as TlsResolver<T>
+  const tls = resolveTls(
+    { option: raw.ssl, url: parsed && { params: parsed.tls, shown, name: urlName }, env },
+    (field, env, value, message) => issues.report(field, env, value, message)
+  )
+  // libpq's rule: the option, else the URL's parameter, else the variable fills in
+  const fromUrlOrEnv = <A extends string>(
+    field: "targetSessionAttrs" | "loadBalanceHosts",
+    param: string,
+    urlValue: string | undefined,
+    values: ReadonlyArray<A>,
+    fix: string,
+    fallback: A
+  ): A => {
+    if (raw[field] !== undefined) return issues.read(field, raw[field], fallback, oneOf(values, fix))
+    const variable = env.get(envOf[field])
+    const [value, label, envName] =
+      urlValue !== undefined
+        ? [urlValue, `${urlName} (${shown}) ${param} (${urlValue})`, envOf.url]
+        : variable !== undefined
+          ? [variable, `${envOf[field]} (${variable})`, envOf[field]]
+          : [undefined, "", ""]
+    if (value === undefined) return fallback
+    const result = oneOf(values, fix)(value, issues.runtime)
+    if (result.ok) return result.value
+    issues.report(field, envName, value, `${label} ${result.problem}`, urlValue !== undefined ? "url" : field)
+    return fallback
+  }
+  const targetSessionAttrs = fromUrlOrEnv(
+    "targetSessionAttrs",
+    "target_session_attrs",
+    parsed?.targetSessionAttrs,
+    targetSessionAttrsValues,
+    TARGET_FIX,
+    defaults.targetSessionAttrs
+  )
+  const loadBalanceHosts = fromUrlOrEnv(
+    "loadBalanceHosts",
+    "load_balance_hosts",
+    parsed?.loadBalanceHosts,
+    loadBalanceHostsValues,
+    LOAD_BALANCE_FIX,
+    defaults.loadBalanceHosts
+  )
+  const applicationName =
+    issues.read<string | undefined>("applicationName", raw.applicationName, undefined, text("e.g. my-service")) ??
+    parsed?.applicationName ??
+    defaults.applicationName
+  const params: Array<readonly [string, string]> = [...tls.params, ["application_name", applicationName]]
+  if (targetSessionAttrs !== defaults.targetSessionAttrs) params.push(["target_session_attrs", targetSessionAttrs])
+  if (loadBalanceHosts !== defaults.loadBalanceHosts) params.push(["load_balance_hosts", loadBalanceHosts])
+  return {
+    hosts,
+    targetSessionAttrs,
+    loadBalanceHosts,
+    user,
+    database,
+    password,
+    sslmode: tls.sslmode,
+    tls: tls.tls,
+    applicationName,
+    url: buildUrl({ hosts, user, password, database, params })
+  }
+}
+
+const logFileOf = (issues: Issues, raw: unknown): string | undefined =>
+  issues.read<string | undefined>("logFile", raw, undefined, text("give a file path")) || undefined
+
+/** @internal */
+export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): Result<T> => {
+  const source = options.source ?? "input"
+  const written = options.written ?? {}
+  const issues = new Issues(source, written, options.runtime ?? {})
+  const env = nonEmpty(options.env)
+  const raw = applyAliases(input, written, issues)
+  const n = (setting: Setting) => issues.nameOf(setting)
+  const conn = connection(raw, source, issues, options, env)
+  const d = defaults
+  const maxSize = issues.read(
+    "maxSize",
+    raw.maxSize,
+    d.maxSize as number,
+    integer(1, MAX_POOL_SIZE, `e.g. 10; ${SIZE_FIX}`)
+  )
+  // A default never conflicts with a setting the user made: the default minimum is capped at the maximum. With
+  // the maximum given as `PgClient.layer`'s `maxConnections` and no minimum, the minimum is that layer's: 0.
+  const defaultMinSize = input.maxSize === undefined && input.maxConnections !== undefined ? 0 : d.minSize
+  const minSize = issues.read(
+    "minSize",
+    raw.minSize,
+    Math.min(defaultMinSize, maxSize),
+    integer(0, MAX_POOL_SIZE, "e.g. 2")
+  )
+  // A default taking part in a conflict is labelled as such: the user never wrote it and may not know it exists.
+  const shownOr = (value: unknown, fallback: string) =>
+    value === undefined ? `${fallback}, the default` : issues.show(value)
+  if (issues.valid("minSize", "maxSize") && minSize > maxSize) {
+    issues.report(
+      "minSize",
+      envOf.minSize,
+      issues.show(raw.minSize),
+      `${n("minSize")} (${issues.show(raw.minSize)}) must be ≤ ${n("maxSize")} ` +
+        `(${shownOr(raw.maxSize, String(d.maxSize))}): lower ${n("minSize")} or raise ${n("maxSize")}`
+    )
+  }
+  const positive = (field: PositiveField, fix: string) =>
+    issues.read(field, raw[field], d[field] as number, duration("> 0", fix))
+  const optionalPositive = (field: "queryTimeout" | "statementTimeout", what: string) =>
+    issues.read<number | undefined>(
+      field,
+      raw[field],
+      undefined,
+      duration("> 0", `set ${what} such as 30s, or leave ${n(field)} unset for none`)
+    )
+  const nonNegative = (field: NonNegativeField, zero: string, example: string) =>
+    issues.read(
+      field,
+      raw[field],
+      d[field] as number,
+      duration("≥ 0", `use 0 ${zero}, or a duration such as ${example}`)
+    )
+
+  const reconnectRaw = raw.reconnect ?? {}
+  const r = d.reconnect
+  const initialDelay = issues.read(
+    "reconnect.initialDelay",
+    reconnectRaw.initialDelay,
+    r.initialDelay as number,
+    duration("> 0", "set the delay before the first retry, e.g. 1s")
+  )
+  const maxDelay = issues.read(
+    "reconnect.maxDelay",
+    reconnectRaw.maxDelay,
+    r.maxDelay as number,
+    duration("> 0", "set the longest delay between retries, e.g. 16s")
+  )
+  if (issues.valid("reconnect.initialDelay", "reconnect.maxDelay") && maxDelay < initialDelay) {
+    const max = shownOr(reconnectRaw.maxDelay, formatMillis(r.maxDelay))
+    issues.report(
+      "reconnect.maxDelay",
+      envOf["reconnect.maxDelay"],
+      reconnectRaw.maxDelay === undefined ? formatMillis(r.maxDelay) : issues.show(reconnectRaw.maxDelay),
+      `${n("reconnect.maxDelay")} (${max}) must be ≥ ${n("reconnect.initialDelay")} ` +
+        `(${shownOr(reconnectRaw.initialDelay, formatMillis(r.initialDelay))}): ` +
+        `raise ${n("reconnect.maxDelay")} or lower ${n("reconnect.initialDelay")}`
+    )
+  }
+
+  const settings: Settings<T> = {
+    name: issues.read("name", raw.name, d.name as string, name),
+    url: conn.url,
+    hosts: conn.hosts,
+    host: conn.hosts[0]!.host,
+    port: conn.hosts[0]!.port,
+    targetSessionAttrs: conn.targetSessionAttrs,
+    loadBalanceHosts: conn.loadBalanceHosts,
+    database: conn.database,
+    user: conn.user,
+    password: conn.password,
+    sslmode: conn.sslmode,
+    tls: conn.tls,
+    minSize,
+    maxSize,
+    acquireTimeout: positive("acquireTimeout", "set how long a caller may wait for a connection, e.g. 30s"),
+    connectTimeout: positive("connectTimeout", "set how long one connection attempt may take, e.g. 5s"),
+    validateAfterIdle: nonNegative("validateAfterIdle", "to validate on every acquisition", "1s"),
+    validationTimeout: positive("validationTimeout", "set how long the validation round trip may take, e.g. 2s"),
+    maxLifetime: positive("maxLifetime", "set how long a connection may live before it is replaced, e.g. 1h"),
+    maxIdleTime: positive(
+      "maxIdleTime",
+      `set how long a connection above ${n("minSize")} may stay idle before it is closed, e.g. 60s`
+    ),
+    maxQueries: issues.read("maxQueries", raw.maxQueries, d.maxQueries as number, integer(1, undefined, "e.g. 50000")),
+    leakDetectionThreshold: nonNegative("leakDetectionThreshold", "to disable leak detection", "30s"),
+    shutdownTimeout: nonNegative("shutdownTimeout", "to stop checked-out connections at once on shutdown", "30s"),
+    cancelTimeout: positive("cancelTimeout", "set how long an interrupted query may take to stop, e.g. 5s"),
+    queryTimeout: optionalPositive("queryTimeout", "a client-side limit per query"),
+    keepAlive: issues.read("keepAlive", raw.keepAlive, d.keepAlive as boolean, boolean),
+    reset: issues.read(
+      "reset",
+      raw.reset,
+      d.reset,
+      oneOf(
+        ["auto", "always"],
+        "auto discards session state only after statements that may leave some, always runs DISCARD ALL on every return"
+      )
+    ),
+    reconnect: {
+      initialDelay,
+      factor: issues.read("reconnect.factor", reconnectRaw.factor, r.factor as number, factor),
+      maxDelay,
+      initialAttempts: issues.read(
+        "reconnect.initialAttempts",
+        reconnectRaw.initialAttempts,
+        r.initialAttempts as number,
+        integer(1, undefined, "set how many attempts startup makes before it fails, e.g. 5")
+      ),
+      jitter: issues.read("reconnect.jitter", reconnectRaw.jitter, r.jitter as boolean, boolean)
+    },
+    init: issues.read(
+      "init",
+      raw.init,
+      d.init,
+      oneOf(
+        ["eager", "lazy"],
+        "eager fails startup when the database is unreachable, lazy starts degraded and connects in the background"
+      )
+    ),
+    statementTimeout: optionalPositive("statementTimeout", "a server-side limit per statement"),
+    applicationName: conn.applicationName,
+    logFile: logFileOf(issues, raw.logFile),
+    logLevel: issues.read<LogLevel | undefined>("logLevel", raw.logLevel, undefined, logLevel),
+    settingNames: issues.names
+  }
+  return issues.list.length === 0 ? { ok: true, settings } : { ok: false, issues: issues.list }
+}
+
+/**
+ * The options an environment record gives: `DATABASE_URL`, or libpq's `PG*` variables when it is not set (mixing
+ * both sources would hide which one won), and the `DB_POOL_*` settings. Empty values count as unset.
+ *
+ * @internal
+ */
+export const inputFromEnv = (record: Readonly<Record<string, string | undefined>>): Input => {
+  const env = nonEmpty(record)
+  const url = env.get(envOf.url)
+  const libpq = (key: string) => (url === undefined ? env.get(key) : undefined)
+  const get = (setting: Setting) => env.get(envOf[setting])
+  return {
+    url,
+    host: libpq(envOf.host),
+    port: libpq(envOf.port),
+    user: libpq(envOf.user),
+    password: libpq(envOf.password),
+    database: libpq(envOf.database),
+    name: get("name"),
+    minSize: get("minSize"),
+    maxSize: get("maxSize"),
+    acquireTimeout: get("acquireTimeout"),
+    connectTimeout: get("connectTimeout"),
+    validateAfterIdle: get("validateAfterIdle"),
+    validationTimeout: get("validationTimeout"),
+    maxLifetime: get("maxLifetime"),
+    maxIdleTime: get("maxIdleTime"),
+    maxQueries: get("maxQueries"),
+    leakDetectionThreshold: get("leakDetectionThreshold"),
+    shutdownTimeout: get("shutdownTimeout"),
+    cancelTimeout: get("cancelTimeout"),
+    queryTimeout: get("queryTimeout"),
+    keepAlive: get("keepAlive"),
+    reset: get("reset"),
+    reconnect: {
+      initialDelay: get("reconnect.initialDelay"),
+      factor: get("reconnect.factor"),
+      maxDelay: get("reconnect.maxDelay"),
+      initialAttempts: get("reconnect.initialAttempts"),
+      jitter: get("reconnect.jitter")
+    },
+    init: get("init"),
+    statementTimeout: get("statementTimeout"),
+    applicationName: get("applicationName"),
+    logFile: get("logFile"),
+    logLevel: get("logLevel")
+  }
+}
+
+/** Resolves the settings an environment record gives, named by their variables in messages. @internal */
+export const fromEnv = <T = TlsParams>(
+  record: Readonly<Record<string, string | undefined>>,
+  options: Omit<Options<T>, "source" | "env"> = {}
+): Result<T> => resolve(inputFromEnv(record), { ...options, source: "env", env: record })
+
+/**
+ * The log file and level an environment record gives, validated as `fromEnv` validates them (the same rules and
+ * messages), and the passwords a log line must never show.
+ *
+ * @internal
+ */
+export const loggingFromEnv = (
+  record: Readonly<Record<string, string | undefined>>
+):
+  | {
+      readonly ok: true
+      readonly logFile: string | undefined
+      readonly logLevel: LogLevel | undefined
+      readonly url: string | undefined
+      readonly password: string | undefined
+    }
+  | { readonly ok: false; readonly issues: ReadonlyArray<Issue> } => {
+  const env = nonEmpty(record)
+  const issues = new Issues("env", {}, {})
+  const logFile = logFileOf(issues, env.get(envOf.logFile))
+  const level = issues.read<LogLevel | undefined>("logLevel", env.get(envOf.logLevel), undefined, logLevel)
+  if (issues.list.length > 0) return { ok: false, issues: issues.list }
+  return { ok: true, logFile, logLevel: level, url: env.get(envOf.url), password: env.get(envOf.password) }
+}
