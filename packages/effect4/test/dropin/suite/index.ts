@@ -6,6 +6,7 @@ import { layer } from "@effect/vitest"
 import * as PgServer from "../../support/PgServer.js"
 import * as ClientIntegration from "./ClientIntegration.js"
 import * as Errors from "./Errors.js"
+import * as Interruption from "./Interruption.js"
 import * as Listen from "./Listen.js"
 import * as Migrator from "./Migrator.js"
 import * as Options from "./Options.js"
@@ -23,6 +24,7 @@ export const dropInSuite = (name: string, makeLayer: MakeLayer): void =>
     Errors.suite(it, makeLayer)
     Queries.suite(it, makeLayer)
     Transactions.suite(it, makeLayer)
+    Interruption.suite(it, makeLayer)
     Listen.suite(it, makeLayer)
     Options.suite(it, makeLayer)
     Migrator.suite(it, makeLayer)
