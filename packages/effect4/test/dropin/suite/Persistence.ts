@@ -2,9 +2,6 @@
  * The ports of @effect/sql-pg's `test/KeyValueStore.integration.test.ts` and `test/Persistence.integration.test.ts`
  * (with the shared suites they run, from `effect-test/unstable/persistence`): effect's SQL-backed stores are code
  * written against `SqlClient` on `PgClient.layer`, with row locks, upserts, batches and polling.
- *
- * Left out: `SqlEventLogServerUnencrypted.integration.test.ts` (the event log server's storage, a 169-line shared
- * suite over `effect/unstable/eventlog`, not ported in this round).
  */
 import type * as Vitest from "@effect/vitest"
 import { assert } from "@effect/vitest"

@@ -6,6 +6,7 @@ import { layer } from "@effect/vitest"
 import * as PgServer from "../../support/PgServer.js"
 import * as ClientIntegration from "./ClientIntegration.js"
 import * as Errors from "./Errors.js"
+import * as EventLog from "./EventLog.js"
 import * as Interruption from "./Interruption.js"
 import * as Listen from "./Listen.js"
 import * as Migrator from "./Migrator.js"
@@ -29,4 +30,5 @@ export const dropInSuite = (name: string, makeLayer: MakeLayer): void =>
     Options.suite(it, makeLayer)
     Migrator.suite(it, makeLayer)
     Persistence.suite(it, makeLayer)
+    EventLog.suite(it, makeLayer)
   })
