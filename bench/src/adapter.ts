@@ -2,9 +2,43 @@
  * One client under test, as the worker drives it. Each implementation lives in its own module under `adapters/`
  * and is imported dynamically, so a worker process loads only the library it measures (fair RSS and CPU).
  */
+import type { ClientName } from "./protocol.js"
 import type { Recorder } from "./stats.js"
 
-export type Operation = "select" | "checkout"
+/**
+ * `select`: `SELECT 1`; `checkout`: borrow a connection and give it back, no query; `rows`: {@link rowsQuery};
+ * `blob`: {@link blobQuery}.
+ */
+export type Operation = "select" | "checkout" | "rows" | "blob"
+
+/** 100 rows × 10 columns of the common types (ints, text, bool, float, numeric, timestamptz, uuid, jsonb). */
+export const rowsQuery = "SELECT * FROM bench_rows"
+/** One row whose one column is 1 MB of text. */
+export const blobQuery = "SELECT payload FROM bench_blob"
+
+/** The tables behind {@link rowsQuery} and {@link blobQuery}; the orchestrator runs this once per server. */
+export const rowsSetup = `
+DROP TABLE IF EXISTS bench_rows, bench_blob;
+CREATE TABLE bench_rows AS SELECT
+  g AS id,
+  g::int8 * 1000003 AS big,
+  'name ' || g AS name,
+  'user' || g || '@example.com' AS email,
+  g % 2 = 0 AS active,
+  g / 7.0::float8 AS score,
+  (g * 12.345)::numeric(12, 3) AS amount,
+  timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute' AS created,
+  md5(g::text)::uuid AS ref,
+  jsonb_build_object('g', g, 'tags', jsonb_build_array('a', 'b')) AS meta
+FROM generate_series(1, 100) AS g;
+CREATE TABLE bench_blob AS SELECT repeat('x', 1048576) AS payload;
+ANALYZE bench_rows, bench_blob;
+`
+
+/** The adapter cannot run in this checkout (its package does not export what it needs yet): reported, not faked. */
+export class NotAvailable extends Error {
+  override readonly name = "NotAvailable"
+}
 
 export interface OutageControl {
   stopped: boolean
@@ -37,6 +71,9 @@ export interface AdapterOptions {
 }
 
 export type MakeAdapter = (options: AdapterOptions) => Adapter
+
+/** A worker's registry: the adapter of each client it runs; throws {@link NotAvailable} for one it cannot run. */
+export type LoadAdapter = (client: ClientName) => Promise<MakeAdapter>
 
 /** Closed loops over a promise-returning operation. */
 export const promiseLoop = async (

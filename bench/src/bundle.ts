@@ -50,8 +50,11 @@ const loadEsbuild = (): Esbuild | undefined => {
 const builtins = new Set(Module.builtinModules)
 
 export interface Bundle {
-  /** The worker entry to fork with plain `node`, or the TypeScript source to run under tsx. */
-  readonly workerPath: string
+  /**
+   * Each worker's entry to fork with plain `node` (or its TypeScript source to run under tsx), or why it could not
+   * be built: the effect 3 side's (bench/src/worker.ts) and the effect 4 side's (bench/effect4/src/worker.ts).
+   */
+  readonly workers: Record<"effect3" | "effect4", { readonly path: string } | { readonly error: string }>
   /** examples/health-server's entry (exampleServer.ts), or why it could not be built. */
   readonly exampleServer: { readonly path: string } | { readonly error: string }
   readonly execArgv: ReadonlyArray<string>
@@ -68,13 +71,14 @@ const firstError = (errors: ReadonlyArray<unknown>): string => {
  */
 export const bundleWorker = async (benchDir: string, corePath: string | undefined): Promise<Bundle> => {
   const source = Path.join(benchDir, "src", "worker.ts")
+  const effect4Source = Path.join(benchDir, "effect4", "src", "worker.ts")
   const exampleSource = Path.join(benchDir, "src", "exampleServer.ts")
   const esbuild = loadEsbuild()
   if (esbuild === undefined) {
     if (corePath !== undefined)
       throw new Error("--effect3 needs esbuild (from tsx's dependencies), which was not found")
     return {
-      workerPath: source,
+      workers: { effect3: { path: source }, effect4: { path: effect4Source } },
       exampleServer: { path: exampleSource },
       execArgv: process.execArgv,
       description: "workers under tsx (esbuild not found)"
@@ -115,18 +119,22 @@ export const bundleWorker = async (benchDir: string, corePath: string | undefine
   }
   const result = await esbuild.build({ ...options, entryPoints: [source] })
   if (result.errors.length > 0) throw new Error(`bundling the worker failed: ${firstError(result.errors)}`)
-  // the example is someone else's moving target: if it does not build, only its row is skipped
-  const example = await esbuild
-    .build({ ...options, entryPoints: [exampleSource], outdir: Path.join(outdir, "example") })
-    .then(
-      (r) =>
+  // the example and the Effect 4 side are other helpers' moving targets: if one does not build, its rows or
+  // clients are reported as not measured, and the rest of the run goes on
+  const build = (base: Record<string, unknown>, entry: string, dir: string) =>
+    esbuild.build({ ...base, entryPoints: [entry], outdir: Path.join(outdir, dir) }).then(
+      (r): { path: string } | { error: string } =>
         r.errors.length > 0
           ? { error: firstError(r.errors) }
-          : { path: Path.join(outdir, "example", "exampleServer.js") },
+          : { path: Path.join(outdir, dir, `${Path.basename(entry, ".ts")}.js`) },
       (error: unknown) => ({ error: error instanceof Error ? error.message.split("\n")[0]! : String(error) })
     )
+  const example = await build(options, exampleSource, "example")
+  // without the --effect3 alias: the Effect 4 side does not import the Effect 3 edition
+  const { alias: _alias, ...effect4Options } = options as typeof options & { readonly alias?: unknown }
+  const effect4 = await build(effect4Options, effect4Source, "effect4")
   return {
-    workerPath: Path.join(outdir, "worker.js"),
+    workers: { effect3: { path: Path.join(outdir, "worker.js") }, effect4 },
     exampleServer: example,
     execArgv: [],
     description: `workers bundled with esbuild ${esbuild.version}, run by plain node`

@@ -1,14 +1,17 @@
 /**
- * `pnpm bench`: the same workloads through our pool (SqlClient and Db.withConnection), @effect/sql-pg,
+ * `pnpm bench`: the same workloads through both editions of our pool (Effect 3: SqlClient and Db.withConnection;
+ * Effect 4: Db.layer's SqlClient, multiplex off and on), @effect/sql-pg 0.53 and 4.0.5 (multiplex off and on),
  * pg.Pool, postgres.js and pgbench, against one embedded PostgreSQL, in alternating rounds. Each client runs in its
- * own child process (worker.ts). Prints the table; a complete run writes `bench/results/latest.json`, a dated copy,
- * `latest.md` and the table section of BENCHMARKS.md, any other run a `*.tmp.json` (ignored by git).
+ * own child process (bench/src/worker.ts, or bench/effect4/src/worker.ts for the effect 4 clients). Prints the
+ * tables; a complete run writes `bench/results/latest.json`, a dated copy, `latest.md` and the table and profile
+ * sections of BENCHMARKS.md, any other run a `*.tmp.json` (ignored by git). A client whose package does not
+ * provide what it needs yet is listed as not available (the probe at the start), never measured in its place.
  *
- *   pnpm bench                 full run (3 rounds, ~5 minutes)
- *   pnpm bench --quick         1 round, short phases (~1 minute)
+ *   pnpm bench                 full run (3 rounds and the per-edition profiles)
+ *   pnpm bench --quick         1 round, short phases, no profiles (~2 minutes)
  *   pnpm bench --rounds 5      more rounds
  *   pnpm bench --clients ours-sql,pg-pool
- *   pnpm bench --skip reconnect,http,pgbench
+ *   pnpm bench --skip reconnect,http,pgbench,profiles
  *   pnpm bench --profile       CPU profile per client of SELECT 1 with 100 callers (--profile-op checkout|init|
  *                              shutdown for the others): top self-time frames, .cpuprofile files in results/profiles
  *   pnpm bench --no-md         leave BENCHMARKS.md alone
@@ -27,6 +30,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Url from "node:url"
 import Pg from "pg"
+import { NotAvailable, rowsSetup } from "./adapter.js"
 import { type Bundle, bundleWorker } from "./bundle.js"
 import * as Pgbench from "./pgbench.js"
 import { summarize } from "./profile.js"
@@ -39,7 +43,8 @@ import {
   type ReconnectResult,
   type ToWorker,
   type WorkloadPlan,
-  type WorkloadResult
+  type WorkloadResult,
+  workerOf
 } from "./protocol.js"
 import {
   aggregate,
@@ -51,9 +56,11 @@ import {
   type ReconnectSummary,
   type RoundData,
   render,
-  targets
+  scalingFlags,
+  targets,
+  type Unavailable
 } from "./report.js"
-import { wallNow } from "./stats.js"
+import { fmt, wallNow } from "./stats.js"
 
 const benchDir = Path.resolve(Path.dirname(Url.fileURLToPath(import.meta.url)), "..")
 const rootDir = Path.resolve(benchDir, "..")
@@ -84,17 +91,23 @@ const corePath = (() => {
 
 const plan: WorkloadPlan = quick
   ? {
+      prewarmMs: 700,
       warmupMs: 150,
-      selectMs: 700,
+      selectMs: 600,
       checkoutMs: 400,
+      scalingMs: 300,
+      rowsMs: 300,
       healthIterations: 10_000,
       busyQueries: 10,
       busyShutdownTimeoutMs: 500
     }
   : {
+      prewarmMs: 2_000,
       warmupMs: 300,
       selectMs: 2_000,
       checkoutMs: 1_000,
+      scalingMs: 1_000,
+      rowsMs: 1_000,
       healthIterations: 20_000,
       busyQueries: 10,
       busyShutdownTimeoutMs: 500
@@ -129,11 +142,21 @@ interface Worker {
   readonly exited: Promise<void>
 }
 
+/** The worker bundle that runs `client` (each major's clients load from their own node_modules). */
+const entryOf = (client: ClientName): string => {
+  const built = bundle!.workers[workerOf[client]]
+  if ("error" in built)
+    throw new NotAvailable(
+      `bench/${workerOf[client] === "effect4" ? "effect4/" : ""}src/worker.ts did not build: ${built.error}`
+    )
+  return built.path
+}
+
 const spawnWorker = (
   args: ReadonlyArray<string>,
   execArgv: ReadonlyArray<string> = [],
   env: NodeJS.ProcessEnv = {},
-  entry = bundle!.workerPath
+  entry = isClientName(args[1] ?? "") ? entryOf(args[1] as ClientName) : entryOf("ours-conn")
 ) => {
   const child = ChildProcess.fork(entry, [...args], {
     cwd: benchDir,
@@ -162,9 +185,9 @@ const spawnWorker = (
   const next = async <T extends FromWorker["type"]>(type: T, timeoutMs = 120_000) => {
     const deadline = Date.now() + timeoutMs
     for (;;) {
-      const error = inbox.find((m) => m.type === "error")
-      if (error !== undefined && error.type === "error")
-        throw new Error(`worker ${args.join(" ")} failed: ${error.message}`)
+      const error = inbox.find((m) => m.type === "error" || m.type === "unavailable")
+      if (error?.type === "unavailable") throw new NotAvailable(error.reason)
+      if (error?.type === "error") throw new Error(`worker ${args.join(" ")} failed: ${error.message}`)
       const index = inbox.findIndex((m) => m.type === type)
       if (index !== -1) return inbox.splice(index, 1)[0] as Extract<FromWorker, { type: T }>
       if (exitCode !== null || child.exitCode !== null) {
@@ -201,6 +224,19 @@ const sleep = (millis: number) => new Promise<void>((resolve) => setTimeout(reso
 // -------------------------------------------------------------------------------------------------------------
 // phases
 // -------------------------------------------------------------------------------------------------------------
+
+/** Whether `client`'s adapter loads in its worker: undefined when it does, else why not. */
+const probe = async (client: ClientName): Promise<string | undefined> => {
+  try {
+    const worker = spawnWorker(["probe", client])
+    await worker.next("available", 60_000)
+    await worker.exited
+    return undefined
+  } catch (error) {
+    if (error instanceof NotAvailable) return error.message
+    throw error
+  }
+}
 
 const runWorkload = async (client: ClientName, url: string): Promise<WorkloadResult> => {
   const worker = spawnWorker(["workload", client, url, JSON.stringify(plan)])
@@ -343,45 +379,111 @@ const machineInfo = async (url: string, pgbench: string | undefined) => {
 
 const profileOps = ["select", "checkout", "init", "shutdown"] as const
 
-const runProfiles = async (url: string) => {
+const profileWhat = {
+  select: "SELECT 1, 100 callers",
+  checkout: "checkout cycle, 10 callers",
+  init: "cold init (pool + first query)",
+  shutdown: "shutdown of an idle pool"
+} as const
+
+/** One CPU profile of `client` in a fresh process: its heading line and the summary of its top frames. */
+const profileOne = async (
+  client: ClientName,
+  url: string,
+  op: (typeof profileOps)[number],
+  ms: number,
+  top: number
+) => {
   const dir = Path.join(resultsDir, "profiles")
   Fs.mkdirSync(dir, { recursive: true })
-  const op = profileOps.find((o) => o === option("profile-op")) ?? "select"
-  const what = {
-    select: "SELECT 1, 100 callers",
-    checkout: "checkout cycle, 10 callers",
-    init: "cold init (pool + first query)",
-    shutdown: "shutdown of an idle pool"
-  }[op]
-  for (const client of selected) {
-    const out = Path.join(dir, `${client}-${op}.cpuprofile`)
-    log(`profiling ${clientLabels[client]}: ${what}`)
-    const worker = spawnWorker(["profile", client, url, quick ? "2000" : "5000", op, out])
-    const result = await worker.next("profiled", 120_000)
-    await worker.exited
-    const figures =
-      op === "select" || op === "checkout"
-        ? `${Math.round(result.opsPerSec)}/s, ${result.cpuMicrosPerOp.toFixed(1)} µs CPU each`
-        : `${result.elapsedMs.toFixed(1)} ms, ${(result.cpuMicrosPerOp / 1000).toFixed(1)} ms CPU`
-    console.log(`\n## ${clientLabels[client]}, ${what}: ${figures} — ${Path.relative(rootDir, out)}`)
-    console.log(summarize(JSON.parse(Fs.readFileSync(out, "utf8")), 30, /packages\/|examples\/|bench\//))
+  const out = Path.join(dir, `${client}-${op}.cpuprofile`)
+  log(`profiling ${clientLabels[client]}: ${profileWhat[op]}`)
+  const worker = spawnWorker(["profile", client, url, String(ms), op, out])
+  const result = await worker.next("profiled", 120_000)
+  await worker.exited
+  const figures =
+    op === "select" || op === "checkout"
+      ? `${fmt(result.opsPerSec)}/s, ${result.cpuMicrosPerOp.toFixed(1)} µs CPU each`
+      : `${result.elapsedMs.toFixed(1)} ms, ${(result.cpuMicrosPerOp / 1000).toFixed(1)} ms CPU`
+  return {
+    heading: `${clientLabels[client]}, ${profileWhat[op]}: ${figures}`,
+    out: Path.relative(rootDir, out),
+    summary: summarize(JSON.parse(Fs.readFileSync(out, "utf8")), top, /packages\/|examples\/|bench\//)
   }
+}
+
+const runProfiles = async (url: string) => {
+  const op = profileOps.find((o) => o === option("profile-op")) ?? "select"
+  for (const client of selected) {
+    const reason = await probe(client)
+    if (reason !== undefined) {
+      console.log(`\n## ${clientLabels[client]}: not available — ${reason}`)
+      continue
+    }
+    const { heading, out, summary } = await profileOne(client, url, op, quick ? 2_000 : 5_000, 30)
+    console.log(`\n## ${heading} — ${out}\n${summary}`)
+  }
+}
+
+/** The clients whose profile BENCHMARKS.md keeps: every path of both editions. */
+const editionProfiled: ReadonlyArray<ClientName> = ["ours-sql", "ours-conn", "ours4", "ours4-mux"]
+
+/** Where each edition's CPU goes, SELECT 1 with 100 callers: the profile section of BENCHMARKS.md. */
+const editionProfiles = async (url: string, available: ReadonlyArray<ClientName>): Promise<string> => {
+  const parts: Array<string> = []
+  for (const client of editionProfiled) {
+    if (!available.includes(client)) {
+      parts.push(`#### ${clientLabels[client]}\n\nnot available in this run.`)
+      continue
+    }
+    const { heading, summary } = await profileOne(client, url, "select", quick ? 1_500 : 4_000, 12)
+    parts.push(`#### ${heading}\n\n\`\`\`text\n${summary}\n\`\`\``)
+  }
+  return parts.join("\n\n")
 }
 
 // -------------------------------------------------------------------------------------------------------------
 // main
 // -------------------------------------------------------------------------------------------------------------
 
-const updateBenchmarksMd = (markdown: string) => {
-  const file = Path.join(rootDir, "BENCHMARKS.md")
-  const begin = "<!-- bench:begin -->"
-  const end = "<!-- bench:end -->"
-  const current = Fs.existsSync(file) ? Fs.readFileSync(file, "utf8") : `# Benchmarks\n\n${begin}\n${end}\n`
+/**
+ * Rewrites the text between `<!-- bench:<name>:begin -->` and its end marker (`bench:begin` / `bench:end` for the
+ * tables); a section the file does not have yet is appended under `heading`.
+ */
+const replaceSection = (current: string, name: string, content: string, heading: string): string => {
+  const begin = name === "" ? "<!-- bench:begin -->" : `<!-- bench:${name}:begin -->`
+  const end = name === "" ? "<!-- bench:end -->" : `<!-- bench:${name}:end -->`
   const from = current.indexOf(begin)
   const to = current.indexOf(end)
-  if (from === -1 || to === -1) return log(`BENCHMARKS.md has no ${begin} … ${end} section: left unchanged`)
-  Fs.writeFileSync(file, `${current.slice(0, from + begin.length)}\n${markdown}\n${current.slice(to)}`)
+  if (from === -1 || to === -1) return `${current.trimEnd()}\n\n${heading}\n\n${begin}\n${content}\n${end}\n`
+  return `${current.slice(0, from + begin.length)}\n${content}\n${current.slice(to)}`
+}
+
+const updateBenchmarksMd = (markdown: string, profiles: string | undefined) => {
+  const file = Path.join(rootDir, "BENCHMARKS.md")
+  let text = Fs.existsSync(file) ? Fs.readFileSync(file, "utf8") : "# Benchmarks\n"
+  text = replaceSection(text, "", markdown, "## Latest run")
+  if (profiles !== undefined)
+    text = replaceSection(
+      text,
+      "profiles",
+      profiles,
+      "## Where each edition's CPU goes\n\nWritten by `pnpm bench` from V8 CPU profiles of SELECT 1 with 100 callers " +
+        "(the measured window only); `pnpm bench --profile [--profile-op …] [--clients …]` profiles any client."
+    )
+  Fs.writeFileSync(file, text)
   log("BENCHMARKS.md updated")
+}
+
+/** The tables the row workloads read (`rowsQuery`, `blobQuery`), made once per server. */
+const setupRows = async (url: string) => {
+  const client = new Pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    await client.query(rowsSetup)
+  } finally {
+    await client.end()
+  }
 }
 
 const main = async () => {
@@ -396,21 +498,34 @@ const main = async () => {
     const machine = await machineInfo(url, Pgbench.findPgbench())
     log(`${machine.cpuModel} × ${machine.cores}, ${machine.memoryGb} GB, ${machine.node}; ${machine.postgres}`)
 
+    await setupRows(url)
+
     if (flag("profile")) return await runProfiles(url)
 
+    const started = Date.now()
     const notes = new Set<string>()
     if (pgbench === undefined && !skip.has("pgbench")) notes.add("pgbench not on PATH: its column is empty")
+    // every client is probed in its own worker first: one that cannot run here is reported, not silently dropped
+    const unavailable: Unavailable = {}
+    for (const client of selected) {
+      const reason = await probe(client)
+      if (reason === undefined) continue
+      unavailable[client] = reason
+      notes.add(`${clientLabels[client]}: not available — ${reason}; its column and targets are empty`)
+      log(`  ${client}: not available (${reason})`)
+    }
+    const available = selected.filter((c) => unavailable[c] === undefined)
     const data: Array<RoundData> = []
-    const started = Date.now()
     for (let round = 0; round < rounds; round++) {
       const loadAtStart = Os.loadavg()[0]!
-      const order = selected.map((_, i) => selected[(i + round) % selected.length]!)
+      const order = available.map((_, i) => available[(i + round) % available.length]!)
       log(`round ${round + 1}/${rounds}: ${order.join(", ")}`)
       const workload: Partial<Record<ClientName, WorkloadResult>> = {}
       for (const client of order) {
         workload[client] = await timed(`workload ${client}`, () => runWorkload(client, url))
       }
       let pgbenchResult: RoundData["pgbench"]
+      let pgbenchPrepared: RoundData["pgbenchPrepared"]
       if (pgbench !== undefined) {
         const conn = {
           host: server.host,
@@ -419,9 +534,13 @@ const main = async () => {
           password: Redacted.value(server.password),
           database: server.database
         }
-        pgbenchResult = await timed("pgbench", async () => ({
+        pgbenchResult = await timed("pgbench -M simple", async () => ({
           select10: Pgbench.run(pgbench, conn, 10, pgbenchSeconds),
           select100: Pgbench.run(pgbench, conn, 100, pgbenchSeconds)
+        }))
+        pgbenchPrepared = await timed("pgbench -M prepared", async () => ({
+          select10: Pgbench.run(pgbench, conn, 10, pgbenchSeconds, "prepared"),
+          select100: Pgbench.run(pgbench, conn, 100, pgbenchSeconds, "prepared")
         }))
       }
       const reconnect: Partial<Record<ClientName, ReconnectSummary>> = {}
@@ -432,7 +551,7 @@ const main = async () => {
       }
       const http = skip.has("http") ? {} : await timed("http", () => runHttp(url, round, notes))
       const loadAverage = [loadAtStart, Os.loadavg()[0]!] as const
-      data.push({ round, loadAverage, order, workload, pgbench: pgbenchResult, reconnect, http })
+      data.push({ round, loadAverage, order, workload, pgbench: pgbenchResult, pgbenchPrepared, reconnect, http })
     }
 
     const agg = aggregate(data)
@@ -440,16 +559,22 @@ const main = async () => {
       agg.http.example === undefined && agg.http.live !== undefined
         ? "example not measured: node:http + Db.health stands in"
         : undefined
-    const targetResults = targets(agg, httpNote)
-    const shown = columns.filter((c): c is Column => (c === "pgbench" ? pgbench !== undefined : selected.includes(c)))
-    const rendered = render(agg, targetResults, shown)
+    const flags = scalingFlags(agg)
+    const targetResults = targets(agg, flags, unavailable, httpNote)
+    const shown = columns.filter((c): c is Column =>
+      c === "pgbench" || c === "pgbench-prepared" ? pgbench !== undefined : available.includes(c)
+    )
+    const rendered = render(agg, targetResults, flags, shown)
+    for (const line of rendered.flags) notes.add(line)
+    const profiles = skip.has("profiles") ? undefined : await timed("profiles", () => editionProfiles(url, available))
     const elapsedSeconds = Math.round((Date.now() - started) / 1000)
     const command = `pnpm bench ${argv.join(" ")}`.trim()
     const header =
       `Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryGb} GB RAM, ${machine.os}; ` +
       `Node ${machine.node}; ${machine.postgres.split(",")[0]}; ${machine.pgbench}.\n` +
       `Command: \`${command}\` — ${rounds} round(s), ${elapsedSeconds} s, ${new Date().toISOString()}; ` +
-      `maxSize 10 for every pool, each client in its own process, one embedded server.` +
+      `maxSize 10 for every pool (the pool-size scaling steps aside), each client in its own process, one ` +
+      `embedded server.` +
       ` ${bundle!.description}.` +
       (corePath === undefined ? "" : `\nOur pool from ${corePath} (--effect3).`)
     const loads = data.flatMap((r) => r.loadAverage)
@@ -460,6 +585,7 @@ const main = async () => {
     const notesText = [...notes].map((n) => `- ${n}`).join("\n")
 
     console.log(`\n${header}\n\n${rendered.text}\n${notesText === "" ? "" : `\n${notesText}\n`}`)
+    if (profiles !== undefined) console.log(`\nWhere each edition's CPU goes (SELECT 1, 100 callers):\n\n${profiles}\n`)
 
     Fs.mkdirSync(resultsDir, { recursive: true })
     const json = {
@@ -486,6 +612,9 @@ const main = async () => {
       ratios: agg.ratios,
       http: agg.http,
       targets: targetResults,
+      scalingFlags: flags,
+      unavailable,
+      profiles,
       rounds_: data
     }
     const stamp = new Date()
@@ -502,7 +631,7 @@ const main = async () => {
       Fs.writeFileSync(Path.join(resultsDir, `full-${stamp}.json`), body)
       Fs.writeFileSync(Path.join(resultsDir, "latest.md"), markdown)
       log(`results written to ${Path.relative(rootDir, resultsDir)}/latest.json, full-${stamp}.json and latest.md`)
-      if (!flag("no-md")) updateBenchmarksMd(markdown)
+      if (!flag("no-md")) updateBenchmarksMd(markdown, profiles)
     } else {
       const file = Path.join(resultsDir, `${quick ? "quick" : "partial"}-${stamp}.tmp.json`)
       Fs.writeFileSync(file, body)

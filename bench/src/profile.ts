@@ -3,7 +3,11 @@
  * per package. Also runnable on its own: `tsx src/profile.ts file.cpuprofile [top]`.
  */
 import * as Fs from "node:fs"
+import * as Path from "node:path"
 import * as Url from "node:url"
+
+/** The repository's root (whichever checkout or worktree runs the bench), cut from the frames' paths. */
+const repoRoot = `${Path.resolve(Path.dirname(Url.fileURLToPath(import.meta.url)), "..", "..")}/`
 
 interface CallFrame {
   readonly functionName: string
@@ -30,8 +34,7 @@ const shortUrl = (url: string): string => {
   const path = url.startsWith("file://") ? Url.fileURLToPath(url) : url
   const nm = path.lastIndexOf("node_modules/")
   if (nm !== -1) return path.slice(nm + "node_modules/".length)
-  const work = path.indexOf("/work/main/")
-  return work === -1 ? path : path.slice(work + "/work/main/".length)
+  return path.startsWith(repoRoot) ? path.slice(repoRoot.length) : path
 }
 
 const packageOf = (url: string): string => {
@@ -44,6 +47,8 @@ const packageOf = (url: string): string => {
     return parts[0]!.startsWith("@") ? `${parts[0]}/${parts[1]}` : parts[0]!
   }
   if (short.startsWith("@")) return short.split("/").slice(0, 2).join("/")
+  // the workers' esbuild bundle: our packages and the bench's own code, compiled together
+  if (short.startsWith("bench/dist/")) return "bundled workspace code (packages/*, bench/src)"
   if (short.startsWith("packages/") || short.startsWith("bench/") || short.startsWith("examples/")) {
     return short.split("/").slice(0, 2).join("/")
   }

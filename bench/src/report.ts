@@ -2,20 +2,29 @@
  * Aggregation (medians over rounds, ratios computed within each round, then their median), the targets of the
  * issue, and the table as plain text and as Markdown.
  */
-import { type ClientName, clientLabels, type LoopStats, type WorkloadResult } from "./protocol.js"
+import {
+  type ClientName,
+  clientLabels,
+  clients,
+  defaultPoolSize,
+  type LoopStats,
+  officialOf,
+  poolScalingCallers,
+  scalingCallers,
+  scalingPoolSizes,
+  type WorkloadResult
+} from "./protocol.js"
 import { fmt, fmtRatio, median } from "./stats.js"
 
-export type Column = ClientName | "pgbench"
-export const columns: ReadonlyArray<Column> = [
-  "ours-sql",
-  "ours-conn",
-  "effect-sql-pg",
-  "pg-pool",
-  "postgres-js",
-  "pgbench"
-]
-const ours: ReadonlyArray<Column> = ["ours-sql", "ours-conn"]
-const peers: ReadonlyArray<Column> = ["effect-sql-pg", "pg-pool", "postgres-js", "pgbench"]
+export type Column = ClientName | "pgbench" | "pgbench-prepared"
+export const columns: ReadonlyArray<Column> = [...clients, "pgbench", "pgbench-prepared"]
+const isPgbench = (column: Column): column is "pgbench" | "pgbench-prepared" =>
+  column === "pgbench" || column === "pgbench-prepared"
+
+/** The two peers every ratio is taken against: pg.Pool, and the official Effect client of the same major. */
+export type Peer = "pg-pool" | "official"
+const peerColumn = (subject: ClientName, peer: Peer): ClientName | undefined =>
+  peer === "pg-pool" ? (subject === "pg-pool" ? undefined : "pg-pool") : officialOf[subject]
 
 export interface ReconnectSummary {
   /** First successful query after the server reported ready, minus that moment. */
@@ -48,13 +57,17 @@ export interface RoundData {
   readonly loadAverage: readonly [number, number]
   readonly order: ReadonlyArray<ClientName>
   readonly workload: Partial<Record<ClientName, WorkloadResult>>
+  /** pgbench's SELECT 1 with the simple query protocol, and with prepared statements (`-M prepared`). */
   readonly pgbench: { readonly select10: LoopStats; readonly select100: LoopStats } | undefined
+  readonly pgbenchPrepared?: { readonly select10: LoopStats; readonly select100: LoopStats } | undefined
   readonly reconnect: Partial<Record<ClientName, ReconnectSummary>>
   readonly http: Partial<Record<HttpServer, HttpResult>>
 }
 
 interface Metric {
   readonly id: string
+  /** The main table, or the scaling table (SELECT 1 at every callers × pool size step). */
+  readonly section?: "scaling" | undefined
   readonly label: string
   readonly better: "higher" | "lower"
   readonly ratio: boolean
@@ -64,7 +77,8 @@ interface Metric {
 const loop =
   (pick: (w: WorkloadResult) => LoopStats, field: keyof LoopStats, pg?: "select10" | "select100") =>
   (round: RoundData, column: Column): number | undefined => {
-    if (column === "pgbench") return pg === undefined ? undefined : round.pgbench?.[pg][field]
+    if (isPgbench(column))
+      return pg === undefined ? undefined : (column === "pgbench" ? round.pgbench : round.pgbenchPrepared)?.[pg][field]
     const w = round.workload[column]
     return w === undefined ? undefined : pick(w)[field]
   }
@@ -72,7 +86,7 @@ const loop =
 const workload =
   (pick: (w: WorkloadResult) => number | undefined) =>
   (round: RoundData, column: Column): number | undefined => {
-    if (column === "pgbench") return undefined
+    if (isPgbench(column)) return undefined
     const w = round.workload[column]
     return w === undefined ? undefined : pick(w)
   }
@@ -80,10 +94,64 @@ const workload =
 const reconnect =
   (pick: (r: ReconnectSummary) => number | undefined) =>
   (round: RoundData, column: Column): number | undefined => {
-    if (column === "pgbench") return undefined
+    if (isPgbench(column)) return undefined
     const r = round.reconnect[column]
     return r === undefined ? undefined : pick(r)
   }
+
+/** One scaling step of SELECT 1: callers 1 → 1,000 at pool size 10, then pool sizes 1 → 50 at 100 callers. */
+export interface Step {
+  readonly callers: number
+  readonly poolSize: number
+}
+/** The two series of the issue: callers at pool size 10, then pool sizes at 100 callers (one step in both). */
+export const scalingSeries: ReadonlyArray<{ readonly name: string; readonly steps: ReadonlyArray<Step> }> = [
+  {
+    name: `callers at pool size ${defaultPoolSize}`,
+    steps: scalingCallers.map((callers) => ({ callers, poolSize: defaultPoolSize }))
+  },
+  {
+    name: `pool size at ${poolScalingCallers} callers`,
+    steps: scalingPoolSizes.map((poolSize) => ({ callers: poolScalingCallers, poolSize }))
+  }
+]
+export const stepId = (step: Step) => `scale.c${step.callers}.p${step.poolSize}`
+
+const scalingMetrics = (): ReadonlyArray<Metric> => {
+  const stats = (step: Step) => (w: WorkloadResult) =>
+    w.scaling.find((s) => s.callers === step.callers && s.poolSize === step.poolSize)?.stats
+  const pick =
+    (step: Step, field: "opsPerSec" | "cpuMicrosPerOp") =>
+    (round: RoundData, column: Column): number | undefined => {
+      if (isPgbench(column)) return undefined
+      const w = round.workload[column]
+      return w === undefined ? undefined : stats(step)(w)?.[field]
+    }
+  const ordered = scalingSeries.flatMap((series) => series.steps)
+  return ordered.flatMap((step, i): ReadonlyArray<Metric> => {
+    const name = `${step.callers.toLocaleString("en-US")} caller${step.callers === 1 ? "" : "s"}, pool ${step.poolSize}`
+    // the 100-caller, pool-10 step is listed in both series; its metric once
+    if (ordered.findIndex((s) => stepId(s) === stepId(step)) !== i) return []
+    return [
+      {
+        id: `${stepId(step)}.qps`,
+        section: "scaling",
+        label: `${name}: queries/s`,
+        better: "higher",
+        ratio: true,
+        get: pick(step, "opsPerSec")
+      },
+      {
+        id: `${stepId(step)}.cpu`,
+        section: "scaling",
+        label: "  client CPU, µs/query",
+        better: "lower",
+        ratio: true,
+        get: pick(step, "cpuMicrosPerOp")
+      }
+    ]
+  })
+}
 
 export const metrics: ReadonlyArray<Metric> = [
   {
@@ -171,6 +239,34 @@ export const metrics: ReadonlyArray<Metric> = [
     get: loop((w) => w.checkout10, "opsPerSec")
   },
   {
+    id: "rows.qps",
+    label: "100 rows × 10 columns, 10 callers: queries/s",
+    better: "higher",
+    ratio: true,
+    get: loop((w) => w.rows, "opsPerSec")
+  },
+  {
+    id: "rows.cpu",
+    label: "  client CPU, µs/query",
+    better: "lower",
+    ratio: true,
+    get: loop((w) => w.rows, "cpuMicrosPerOp")
+  },
+  {
+    id: "blob.qps",
+    label: "one 1 MB row, 10 callers: queries/s",
+    better: "higher",
+    ratio: true,
+    get: loop((w) => w.blob, "opsPerSec")
+  },
+  {
+    id: "blob.cpu",
+    label: "  client CPU, µs/query",
+    better: "lower",
+    ratio: true,
+    get: loop((w) => w.blob, "cpuMicrosPerOp")
+  },
+  {
     id: "coldInit",
     label: "cold init (pool + first query), ms",
     better: "lower",
@@ -223,16 +319,20 @@ export const metrics: ReadonlyArray<Metric> = [
     id: "import",
     label: "import of the client library, ms",
     better: "lower",
-    ratio: false,
+    ratio: true,
     get: workload((w) => w.importMs)
-  }
+  },
+  ...scalingMetrics()
 ]
 
 export interface Aggregate {
   /** metric id → column → median over rounds */
   readonly medians: Record<string, Partial<Record<Column, number>>>
-  /** metric id → ours column → peer column → median of per-round ratios ("times better": > 1 favours ours) */
-  readonly ratios: Record<string, Partial<Record<Column, Partial<Record<Column, number>>>>>
+  /**
+   * metric id → client → peer (pg.Pool, or the official Effect client of the same major) → median of per-round
+   * ratios, "times better": > 1 favours the client (its rate ÷ the peer's, or the peer's time or memory ÷ its own)
+   */
+  readonly ratios: Record<string, Partial<Record<ClientName, Partial<Record<Peer, number>>>>>
   readonly http: Partial<Record<HttpServer, HttpResult>>
 }
 
@@ -250,23 +350,25 @@ export const aggregate = (rounds: ReadonlyArray<RoundData>): Aggregate => {
     }
     medians[metric.id] = byColumn
     if (!metric.ratio) continue
-    const byOurs: Partial<Record<Column, Partial<Record<Column, number>>>> = {}
-    for (const mine of ours) {
-      const byPeer: Partial<Record<Column, number>> = {}
-      for (const peer of peers) {
+    const bySubject: Partial<Record<ClientName, Partial<Record<Peer, number>>>> = {}
+    for (const subject of clients) {
+      const byPeer: Partial<Record<Peer, number>> = {}
+      for (const peer of ["pg-pool", "official"] as const) {
+        const other = peerColumn(subject, peer)
+        if (other === undefined) continue
         const perRound = finite(
           rounds.map((r) => {
-            const a = metric.get(r, mine)
-            const b = metric.get(r, peer)
+            const a = metric.get(r, subject)
+            const b = metric.get(r, other)
             if (a === undefined || b === undefined || a === 0 || b === 0) return undefined
             return metric.better === "higher" ? a / b : b / a
           })
         )
         if (perRound.length > 0) byPeer[peer] = median(perRound)
       }
-      byOurs[mine] = byPeer
+      bySubject[subject] = byPeer
     }
-    ratios[metric.id] = byOurs
+    ratios[metric.id] = bySubject
   }
   const http: Partial<Record<HttpServer, HttpResult>> = {}
   for (const server of ["example", "live", "static"] as const) {
@@ -284,28 +386,86 @@ export const aggregate = (rounds: ReadonlyArray<RoundData>): Aggregate => {
 }
 
 // -------------------------------------------------------------------------------------------------------------
+// scaling: per-query client CPU must not grow faster than the work
+// -------------------------------------------------------------------------------------------------------------
+
+/**
+ * Every scaling step runs the same work per query (`SELECT 1`, one row), so the per-query client CPU should stay
+ * flat from step to step; a step is flagged when it grows by more than this factor over the previous step (the
+ * margin is the round-to-round noise of a shared 2-core machine).
+ */
+export const cpuGrowthTolerance = 1.2
+
+export interface ScalingFlag {
+  readonly client: ClientName
+  readonly series: string
+  readonly from: Step
+  readonly to: Step
+  /** Per-query client CPU at `to` ÷ at `from` (the work per query is the same: growth 1×). */
+  readonly growth: number
+}
+
+export const scalingFlags = (agg: Aggregate): ReadonlyArray<ScalingFlag> => {
+  const flags: Array<ScalingFlag> = []
+  for (const client of clients) {
+    for (const series of scalingSeries) {
+      for (let i = 1; i < series.steps.length; i++) {
+        const from = series.steps[i - 1]!
+        const to = series.steps[i]!
+        const a = agg.medians[`${stepId(from)}.cpu`]?.[client]
+        const b = agg.medians[`${stepId(to)}.cpu`]?.[client]
+        if (a === undefined || b === undefined || a <= 0) continue
+        if (b / a > cpuGrowthTolerance) flags.push({ client, series: series.name, from, to, growth: b / a })
+      }
+    }
+  }
+  return flags
+}
+
+const stepName = (step: Step) =>
+  `${step.callers.toLocaleString("en-US")} caller${step.callers === 1 ? "" : "s"} / pool ${step.poolSize}`
+
+// -------------------------------------------------------------------------------------------------------------
 // targets
 // -------------------------------------------------------------------------------------------------------------
 
 export interface TargetResult {
+  /** Whose target: issue 14 (performance on both majors), or one set before it that still holds. */
+  readonly issue: "14" | "earlier"
   readonly target: string
   readonly measured: string
   readonly pass: boolean | undefined
 }
 
+/** Clients that could not run in this checkout, with the reason (see `NotAvailable`). */
+export type Unavailable = Partial<Record<ClientName, string>>
+
+/**
+ * A ratio target. Rates (`atLeast`): the client's ÷ the peer's. Times and memory (`atMost`): the client's ÷ the
+ * peer's as well, so "≤ 1.2× the official client's import" reads as written.
+ */
 const ratioTarget = (
   agg: Aggregate,
+  unavailable: Unavailable,
+  text: string,
   metric: string,
-  mine: Column,
-  peer: Column,
-  min: number,
-  text: string
+  subject: ClientName,
+  peer: Peer,
+  bound: { readonly atLeast: number } | { readonly atMost: number }
 ): TargetResult => {
-  const value = agg.ratios[metric]?.[mine]?.[peer]
+  const other = peerColumn(subject, peer)
+  const missing = [subject, other].find((c) => c !== undefined && unavailable[c] !== undefined)
+  if (missing !== undefined) {
+    return { issue: "14", target: text, measured: `${clientLabels[missing]} not available`, pass: undefined }
+  }
+  const better = agg.ratios[metric]?.[subject]?.[peer]
+  if (better === undefined) return { issue: "14", target: text, measured: "not measured", pass: undefined }
+  const natural = "atLeast" in bound ? better : 1 / better
   return {
+    issue: "14",
     target: text,
-    measured: value === undefined ? "not measured" : fmtRatio(value),
-    pass: value === undefined ? undefined : value >= min
+    measured: fmtRatio(natural),
+    pass: "atLeast" in bound ? natural >= bound.atLeast : natural <= bound.atMost
   }
 }
 
@@ -315,6 +475,7 @@ const valueTarget = (
   text: string,
   unit: string
 ): TargetResult => ({
+  issue: "earlier",
   target: text,
   measured: value === undefined || !Number.isFinite(value) ? "not measured" : `${fmt(value)} ${unit}`,
   pass: value === undefined || !Number.isFinite(value) ? undefined : ok(value)
@@ -326,50 +487,126 @@ const worst = (values: ReadonlyArray<number | undefined>, better: "higher" | "lo
   return better === "higher" ? Math.min(...f) : Math.max(...f)
 }
 
-export const targets = (agg: Aggregate, httpNote: string | undefined): ReadonlyArray<TargetResult> => {
+/** Issue 14's targets, then the earlier ones the Effect 3 edition met or still misses. */
+export const targets = (
+  agg: Aggregate,
+  flags: ReadonlyArray<ScalingFlag>,
+  unavailable: Unavailable,
+  httpNote: string | undefined
+): ReadonlyArray<TargetResult> => {
+  const t = (
+    text: string,
+    metric: string,
+    subject: ClientName,
+    peer: Peer,
+    bound: { readonly atLeast: number } | { readonly atMost: number }
+  ) => ratioTarget(agg, unavailable, text, metric, subject, peer, bound)
+  const effect4: Array<TargetResult> = []
+  for (const [subject, mode] of [
+    ["ours4-mux", "multiplexed"],
+    ["ours4", "not multiplexed"]
+  ] as const) {
+    for (const callers of [100, 10] as const) {
+      const metric = `select${callers}.qps`
+      effect4.push(
+        t(
+          `Effect 4, ${mode}: ≥ 1.0× @effect/sql-pg 4 ${mode}, SELECT 1, ${callers} callers`,
+          metric,
+          subject,
+          "official",
+          { atLeast: 1 }
+        ),
+        t(
+          `Effect 4, ${mode}: ≥ ${mode === "multiplexed" ? "2.5" : "1.0"}× pg.Pool, SELECT 1, ${callers} callers`,
+          metric,
+          subject,
+          "pg-pool",
+          { atLeast: mode === "multiplexed" ? 2.5 : 1 }
+        )
+      )
+    }
+  }
+  const effect3 = [
+    t(
+      "Effect 3, SqlClient (pipelined statements): ≥ 1.5× pg.Pool, SELECT 1, 100 callers",
+      "select100.qps",
+      "ours-sql",
+      "pg-pool",
+      { atLeast: 1.5 }
+    ),
+    t("Effect 3, Db.withConnection: ≥ 0.9× pg.Pool, SELECT 1, 10 callers", "select10.qps", "ours-conn", "pg-pool", {
+      atLeast: 0.9
+    }),
+    t("Effect 3, checkout cycle (Db.withConnection): ≥ 0.5× pg.Pool, 1 caller", "checkout1", "ours-conn", "pg-pool", {
+      atLeast: 0.5
+    }),
+    t(
+      "Effect 3, checkout cycle (Db.withConnection): ≥ 0.5× pg.Pool, 10 callers",
+      "checkout10",
+      "ours-conn",
+      "pg-pool",
+      { atLeast: 0.5 }
+    )
+  ]
+  const ours = ["ours-sql", "ours-conn", "ours4", "ours4-mux"] as const
+  const both = ours.flatMap((subject) => [
+    t(`${clientLabels[subject]}: cold init (pool + first query) ≤ 1.5× pg.Pool's`, "coldInit", subject, "pg-pool", {
+      atMost: 1.5
+    }),
+    t(
+      `${clientLabels[subject]}: RSS after the 100-caller run ≤ ${clientLabels[officialOf[subject]!]}'s`,
+      "rss100",
+      subject,
+      "official",
+      { atMost: 1 }
+    ),
+    t(
+      `${clientLabels[subject]}: import ≤ 1.2× ${clientLabels[officialOf[subject]!]}'s`,
+      "import",
+      subject,
+      "official",
+      { atMost: 1.2 }
+    )
+  ])
+  const scaling = ours.map((subject): TargetResult => {
+    const text = `${clientLabels[subject]}: no scaling step grows the per-query client CPU faster than the work`
+    if (unavailable[subject] !== undefined)
+      return { issue: "14", target: text, measured: "not available", pass: undefined }
+    const measured = agg.medians[`${stepId(scalingSeries[0]!.steps[0]!)}.cpu`]?.[subject] !== undefined
+    const mine = flags.filter((f) => f.client === subject)
+    const worstFlag = mine.reduce<ScalingFlag | undefined>(
+      (w, f) => (w === undefined || f.growth > w.growth ? f : w),
+      undefined
+    )
+    return {
+      issue: "14",
+      target: text,
+      measured: !measured
+        ? "not measured"
+        : worstFlag === undefined
+          ? `every step ≤ ${cpuGrowthTolerance}× the previous`
+          : `${mine.length} step(s) flagged (notes), worst ${fmtRatio(worstFlag.growth)}: ` +
+            `${stepName(worstFlag.from)} → ${stepName(worstFlag.to)}`,
+      pass: measured ? mine.length === 0 : undefined
+    }
+  })
+
   const m = agg.medians
-  const both = (id: string) => [m[id]?.["ours-sql"], m[id]?.["ours-conn"]]
+  const both3 = (id: string) => [m[id]?.["ours-sql"], m[id]?.["ours-conn"]]
   const http = agg.http.example ?? agg.http.live
-  return [
-    ratioTarget(
-      agg,
-      "select10.qps",
-      "ours-sql",
-      "effect-sql-pg",
-      2,
-      "SqlClient ≥ 2× @effect/sql-pg queries/s, 10 callers"
-    ),
-    ratioTarget(
-      agg,
-      "select100.qps",
-      "ours-sql",
-      "effect-sql-pg",
-      2,
-      "SqlClient ≥ 2× @effect/sql-pg queries/s, 100 callers"
-    ),
-    ratioTarget(
-      agg,
-      "select10.qps",
-      "ours-conn",
-      "pg-pool",
-      0.9,
-      "Db.withConnection ≥ 0.9× pg.Pool queries/s, 10 callers"
-    ),
-    ratioTarget(
-      agg,
-      "select100.qps",
-      "ours-conn",
-      "pg-pool",
-      0.9,
-      "Db.withConnection ≥ 0.9× pg.Pool queries/s, 100 callers"
-    ),
-    ratioTarget(agg, "checkout1", "ours-conn", "effect-sql-pg", 4, "checkout cycle ≥ 4× @effect/sql-pg, 1 caller"),
-    ratioTarget(agg, "checkout10", "ours-conn", "effect-sql-pg", 4, "checkout cycle ≥ 4× @effect/sql-pg, 10 callers"),
-    ratioTarget(agg, "checkout1", "ours-conn", "pg-pool", 0.5, "checkout cycle ≥ 0.5× pg.Pool, 1 caller"),
-    ratioTarget(agg, "checkout10", "ours-conn", "pg-pool", 0.5, "checkout cycle ≥ 0.5× pg.Pool, 10 callers"),
-    valueTarget(worst(both("rss100"), "lower"), (v) => v <= 100, "RSS after the 100-caller run ≤ 100 MB", "MB"),
-    valueTarget(worst(both("coldInit"), "lower"), (v) => v <= 50, "cold init (pool + first query) ≤ 50 ms", "ms"),
-    valueTarget(worst(both("health.p99"), "lower"), (v) => v < 100, "in-process health check p99 < 0.1 ms", "µs"),
+  const earlierRatio = (metric: string, text: string, min: number): TargetResult => {
+    const value = agg.ratios[metric]?.["ours-conn"]?.official
+    return {
+      issue: "earlier",
+      target: text,
+      measured: value === undefined ? "not measured" : fmtRatio(value),
+      pass: value === undefined ? undefined : value >= min
+    }
+  }
+  const earlier: Array<TargetResult> = [
+    earlierRatio("checkout1", "Effect 3, checkout cycle ≥ 4× @effect/sql-pg 0.53, 1 caller", 4),
+    earlierRatio("checkout10", "Effect 3, checkout cycle ≥ 4× @effect/sql-pg 0.53, 10 callers", 4),
+    valueTarget(worst(both3("health.p99"), "lower"), (v) => v < 100, "in-process health check p99 < 0.1 ms", "µs"),
     {
       ...valueTarget(
         http?.reqPerSec,
@@ -386,13 +623,14 @@ export const targets = (agg: Aggregate, httpNote: string | undefined): ReadonlyA
         : {})
     },
     valueTarget(
-      worst(both("reconnect.recovery"), "lower"),
+      worst(both3("reconnect.recovery"), "lower"),
       (v) => v <= 1_000,
       "reconnection within one backoff step (≤ 1 000 ms after the server is ready)",
       "ms"
     ),
-    valueTarget(worst(both("shutdown.idle"), "lower"), (v) => v < 50, "idle shutdown < 50 ms", "ms")
+    valueTarget(worst(both3("shutdown.idle"), "lower"), (v) => v < 50, "idle shutdown < 50 ms", "ms")
   ]
+  return [...effect4, ...effect3, ...both, ...scaling, ...earlier]
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -414,30 +652,43 @@ const renderMarkdown = (table: Table): string => {
   return [line(table[0]!), `| ${align.join(" | ")} |`, ...table.slice(1).map(line)].join("\n")
 }
 
-const mainTable = (agg: Aggregate, shown: ReadonlyArray<Column>): Table => [
-  ["workload (median of rounds)", ...shown.map((c) => clientLabels[c])],
-  ...metrics.map((metric) => [
-    metric.label,
-    ...shown.map((c) => {
-      const value = agg.medians[metric.id]?.[c]
-      return metric.id === "reconnect.failed" && value !== undefined ? String(Math.round(value)) : fmt(value)
-    })
-  ])
+const figureTable = (
+  agg: Aggregate,
+  shown: ReadonlyArray<Column>,
+  section: "scaling" | undefined,
+  title: string
+): Table => [
+  [title, ...shown.map((c) => clientLabels[c])],
+  ...metrics
+    .filter((metric) => metric.section === section)
+    .map((metric) => [
+      metric.label,
+      ...shown.map((c) => {
+        const value = agg.medians[metric.id]?.[c]
+        return metric.id === "reconnect.failed" && value !== undefined ? String(Math.round(value)) : fmt(value)
+      })
+    ])
 ]
 
+/** One row per metric, one column per client: "vs pg.Pool · vs the official client of the same major". */
 const ratioTable = (agg: Aggregate, shown: ReadonlyArray<Column>): Table => {
-  const peerColumns = peers.filter((p) => shown.includes(p))
+  const subjects = shown.filter((c): c is ClientName => !isPgbench(c) && c !== "pg-pool")
   const rows: Array<ReadonlyArray<string>> = [
-    ["ratio, ours ÷ peer (> 1 = ours better)", ...peerColumns.map((p) => `vs ${clientLabels[p]}`)]
+    ["ratio (> 1 = better): vs pg.Pool · vs official same major", ...subjects.map((c) => clientLabels[c])]
   ]
+  let last = ""
   for (const metric of metrics) {
     if (!metric.ratio) continue
-    for (const mine of ours) {
-      if (!shown.includes(mine)) continue
-      const cells = peerColumns.map((p) => fmtRatio(agg.ratios[metric.id]?.[mine]?.[p]))
-      if (cells.every((c) => c === "—")) continue
-      rows.push([`${metric.label.trim()} — ${clientLabels[mine]}`, ...cells])
-    }
+    const cells = subjects.map((c) => {
+      const r = agg.ratios[metric.id]?.[c]
+      const pool = fmtRatio(r?.["pg-pool"])
+      return officialOf[c] === undefined ? pool : `${pool} · ${fmtRatio(r?.official)}`
+    })
+    if (cells.every((c) => c === "—" || c === "— · —")) continue
+    // an indented label ("  client CPU") names its metric by the one above it
+    const label = metric.label.startsWith("  ") ? `${last} — ${metric.label.trim()}` : metric.label
+    if (!metric.label.startsWith("  ")) last = metric.label.split(":")[0]!
+    rows.push([label, ...cells])
   }
   return rows
 }
@@ -453,23 +704,41 @@ const httpTable = (agg: Aggregate): Table => [
 ]
 
 const targetTable = (results: ReadonlyArray<TargetResult>): Table => [
-  ["target", "measured", "status"],
-  ...results.map((t) => [t.target, t.measured, t.pass === undefined ? "n/a" : t.pass ? "met" : "MISSED"])
+  ["target", "issue", "measured", "status"],
+  ...results.map((t) => [t.target, t.issue, t.measured, t.pass === undefined ? "n/a" : t.pass ? "met" : "MISSED"])
 ]
+
+const flagLines = (flags: ReadonlyArray<ScalingFlag>): ReadonlyArray<string> =>
+  flags.map(
+    (f) =>
+      `scaling, ${clientLabels[f.client]} (${f.series}): ${stepName(f.from)} → ${stepName(f.to)} grows the ` +
+      `per-query client CPU ${fmtRatio(f.growth)} for the same work (tolerance ${cpuGrowthTolerance}×)`
+  )
 
 export interface Rendered {
   readonly text: string
   readonly markdown: string
+  /** One line per flagged scaling step, for the notes. */
+  readonly flags: ReadonlyArray<string>
 }
 
 export const render = (
   agg: Aggregate,
   results: ReadonlyArray<TargetResult>,
+  flags: ReadonlyArray<ScalingFlag>,
   shown: ReadonlyArray<Column>
 ): Rendered => {
-  const tables = [mainTable(agg, shown), ratioTable(agg, shown), httpTable(agg), targetTable(results)]
+  const scalingShown = shown.filter((c) => !isPgbench(c))
+  const tables = [
+    figureTable(agg, shown, undefined, "workload (median of rounds)"),
+    figureTable(agg, scalingShown, "scaling", "scaling, SELECT 1 (median of rounds)"),
+    ratioTable(agg, shown),
+    httpTable(agg),
+    targetTable(results)
+  ].filter((table) => table.length > 1)
   return {
     text: tables.map(renderText).join("\n\n"),
-    markdown: tables.map(renderMarkdown).join("\n\n")
+    markdown: tables.map(renderMarkdown).join("\n\n"),
+    flags: flagLines(flags)
   }
 }

@@ -12,6 +12,8 @@ import type { Recorder } from "../stats.js"
 export interface EffectOps {
   readonly select: () => Effect.Effect<unknown, unknown>
   readonly checkout: () => Effect.Effect<unknown, unknown>
+  readonly rows: () => Effect.Effect<unknown, unknown>
+  readonly blob: () => Effect.Effect<unknown, unknown>
   readonly sleep: () => Effect.Effect<unknown, unknown>
   readonly health?: Effect.Effect<unknown> | undefined
   readonly healthJson?: Effect.Effect<string> | undefined
@@ -64,7 +66,7 @@ export const makeEffectAdapter = <R, E>(
     },
     loop: async (op, callers, deadline, recorder) => {
       const errors = { count: 0 }
-      const effect = op === "select" ? o().select : o().checkout
+      const effect = o()[op]
       await rt().runPromise(
         Effect.all(
           Array.from({ length: callers }, () => timedLoop(effect, deadline, recorder, errors)),

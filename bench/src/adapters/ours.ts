@@ -6,7 +6,7 @@ import { Db, Health } from "@effect-pg-pool/effect3"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import type { AdapterOptions, MakeAdapter } from "../adapter.js"
+import { type AdapterOptions, blobQuery, type MakeAdapter, rowsQuery } from "../adapter.js"
 import { type EffectOps, makeEffectAdapter } from "./effect.js"
 
 const layer = (options: AdapterOptions) =>
@@ -36,6 +36,8 @@ export const makeSql: MakeAdapter = (options) =>
       ({ health, healthJson, sleep, sql }): EffectOps => ({
         select: () => sql`SELECT 1`,
         checkout: () => Effect.scoped(sql.reserve),
+        rows: () => sql.unsafe(rowsQuery),
+        blob: () => sql.unsafe(blobQuery),
         sleep,
         health,
         healthJson
@@ -51,6 +53,8 @@ export const makeConn: MakeAdapter = (options) =>
       ({ db, health, healthJson, sleep }): EffectOps => ({
         select: () => db.withConnection((sql) => sql`SELECT 1`),
         checkout: () => db.withConnection(() => Effect.void),
+        rows: () => db.withConnection((sql) => sql.unsafe(rowsQuery)),
+        blob: () => db.withConnection((sql) => sql.unsafe(blobQuery)),
         sleep,
         health,
         healthJson

@@ -2,7 +2,7 @@
  * node-postgres's `pg.Pool`: `pool.query` for statements, `connect()` + `release()` for a checkout.
  */
 import Pg from "pg"
-import { type MakeAdapter, promiseBusy, promiseLoop, promiseOutage } from "../adapter.js"
+import { blobQuery, type MakeAdapter, rowsQuery, promiseBusy, promiseLoop, promiseOutage } from "../adapter.js"
 
 export const make: MakeAdapter = (options) => {
   let pool: Pg.Pool | undefined
@@ -12,6 +12,12 @@ export const make: MakeAdapter = (options) => {
     const client = await p().connect()
     client.release()
   }
+  const ops = {
+    select,
+    checkout,
+    rows: () => p().query(rowsQuery),
+    blob: () => p().query(blobQuery)
+  }
   return {
     init: async () => {
       pool = new Pg.Pool({ connectionString: options.url, max: options.maxSize })
@@ -19,8 +25,7 @@ export const make: MakeAdapter = (options) => {
       pool.on("error", () => undefined)
       await pool.query("SELECT 1")
     },
-    loop: (op, callers, deadline, recorder) =>
-      promiseLoop(callers, deadline, recorder, op === "select" ? select : checkout),
+    loop: (op, callers, deadline, recorder) => promiseLoop(callers, deadline, recorder, ops[op]),
     outage: (callers, control) => promiseOutage(callers, control, select),
     busy: (n) => promiseBusy(n, () => p().query("SELECT pg_sleep(1)")),
     close: () => p().end()

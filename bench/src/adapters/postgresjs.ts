@@ -2,7 +2,7 @@
  * postgres.js (`postgres`): tagged templates, `sql.reserve()` + `release()` for a checkout.
  */
 import postgres from "postgres"
-import { type MakeAdapter, promiseBusy, promiseLoop, promiseOutage } from "../adapter.js"
+import { blobQuery, type MakeAdapter, rowsQuery, promiseBusy, promiseLoop, promiseOutage } from "../adapter.js"
 
 export const make: MakeAdapter = (options) => {
   let sql: postgres.Sql | undefined
@@ -12,13 +12,18 @@ export const make: MakeAdapter = (options) => {
     const reserved = await s().reserve()
     reserved.release()
   }
+  const ops = {
+    select,
+    checkout,
+    rows: () => s().unsafe(rowsQuery),
+    blob: () => s().unsafe(blobQuery)
+  }
   return {
     init: async () => {
       sql = postgres(options.url, { max: options.maxSize, onnotice: () => undefined })
       await sql`SELECT 1`
     },
-    loop: (op, callers, deadline, recorder) =>
-      promiseLoop(callers, deadline, recorder, op === "select" ? select : checkout),
+    loop: (op, callers, deadline, recorder) => promiseLoop(callers, deadline, recorder, ops[op]),
     outage: (callers, control) => promiseOutage(callers, control, select),
     busy: (n) => promiseBusy(n, () => s()`SELECT pg_sleep(1)`),
     close: () =>

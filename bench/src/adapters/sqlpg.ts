@@ -5,7 +5,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
-import type { MakeAdapter } from "../adapter.js"
+import { blobQuery, type MakeAdapter, rowsQuery } from "../adapter.js"
 import { type EffectOps, makeEffectAdapter } from "./effect.js"
 
 export const make: MakeAdapter = (options) =>
@@ -16,6 +16,8 @@ export const make: MakeAdapter = (options) =>
       (sql): EffectOps => ({
         select: () => sql`SELECT 1`,
         checkout: () => Effect.scoped(sql.reserve),
+        rows: () => sql.unsafe(rowsQuery),
+        blob: () => sql.unsafe(blobQuery),
         sleep: () => sql`SELECT pg_sleep(1)`
       })
     )

@@ -12,11 +12,11 @@
  */
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Core from "./core/TestServer.js"
 import * as Adapter from "./internal/adapter.js"
@@ -315,7 +315,7 @@ export interface MakeOptions {
 export const makeEmbedded = (
   options?: EmbeddedOptions
 ): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
-  scoped("embedded", (signal) => Core.startEmbedded(embeddedOptions(options), { signal }))
+  scoped("embedded", (signal) => Core.startEmbedded(Adapter.embeddedOptions(options), { signal }))
 
 /**
  * Starts a PostgreSQL container with testcontainers, removed when the scope closes. Fails with
@@ -338,7 +338,7 @@ export const makeEmbedded = (
 export const makeContainer = (
   options?: ContainerOptions
 ): Effect.Effect<PgTestServer.Service, PgTestServerError, Scope.Scope> =>
-  scoped("container", () => Core.startContainer(containerOptions(options)))
+  scoped("container", () => Core.startContainer(Adapter.containerOptions(options)))
 
 /**
  * Uses a server that runs elsewhere. Opens one session to check the URL; `stop`, `start` and `restart` fail with
@@ -360,29 +360,6 @@ export const makeExternal = (
   url: Redacted.Redacted<string> | string
 ): Effect.Effect<PgTestServer.Service, PgTestServerError> => external(url)
 
-const reveal = (value: Redacted.Redacted<string> | string): string =>
-  Redacted.isRedacted(value) ? Redacted.value(value) : value
-
-const embeddedOptions = (options: EmbeddedOptions | undefined): Core.EmbeddedOptions | undefined => {
-  if (options === undefined) return undefined
-  const { password, startTimeout, ...rest } = options
-  return {
-    ...rest,
-    ...(password === undefined ? {} : { password: reveal(password) }),
-    ...(startTimeout === undefined ? {} : { startTimeoutMillis: Duration.toMillis(startTimeout) })
-  }
-}
-
-const containerOptions = (options: ContainerOptions | undefined): Core.ContainerOptions | undefined => {
-  if (options === undefined) return undefined
-  const { password, startTimeout, ...rest } = options
-  return {
-    ...rest,
-    ...(password === undefined ? {} : { password: reveal(password) }),
-    ...(startTimeout === undefined ? {} : { startTimeoutMillis: Duration.toMillis(startTimeout) })
-  }
-}
-
 /** A core server as a scoped service: started (abortable) here, closed with the scope. */
 const scoped = (
   backend: PgTestServer.Backend,
@@ -401,7 +378,7 @@ const external = (
 ): Effect.Effect<PgTestServer.Service, PgTestServerError> =>
   Effect.map(
     Effect.tryPromise({
-      try: () => Core.connectExternal(reveal(url), source),
+      try: () => Core.connectExternal(Adapter.reveal(url), source),
       catch: internalError.fromCore("external", "BackendUnavailable")
     }),
     Adapter.fromCore

@@ -19,3 +19,17 @@ export * as TestServer from "./core/TestServer.js"
  * @since 0.2.0
  */
 export * as FaultProxy from "./core/FaultProxy.js"
+
+/**
+ * A primary and a streaming standby from the embedded binaries: promote, stop, kill, wait for replay.
+ *
+ * @since 0.2.0
+ */
+export * as PrimaryStandby from "./core/PrimaryStandby.js"
+
+/**
+ * PgBouncer (the machine's binary) in front of a test server, in transaction or session pool mode.
+ *
+ * @since 0.2.0
+ */
+export * as PgBouncer from "./core/PgBouncer.js"

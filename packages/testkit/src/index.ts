@@ -16,3 +16,17 @@ export * as FaultProxy from "./FaultProxy.js"
  * @since 0.1.0
  */
 export * as PgTestServer from "./PgTestServer.js"
+
+/**
+ * A primary and a streaming standby from the embedded binaries: promote, kill, wait for replay.
+ *
+ * @since 0.2.0
+ */
+export * as PrimaryStandby from "./PrimaryStandby.js"
+
+/**
+ * PgBouncer (the machine's binary) in front of the test server, in transaction or session pool mode.
+ *
+ * @since 0.2.0
+ */
+export * as PgBouncer from "./PgBouncer.js"

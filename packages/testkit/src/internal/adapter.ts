@@ -3,10 +3,11 @@
  *
  * @internal
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Core from "../core/TestServer.js"
-import type { PgTestServer } from "../PgTestServer.js"
+import type { ContainerOptions, EmbeddedOptions, PgTestServer } from "../PgTestServer.js"
 import * as Errors from "./error.js"
 
 /**
@@ -37,3 +38,29 @@ export const fromCore = (server: Core.TestServer): PgTestServer.Service => {
     isRunning: Effect.promise(() => server.isRunning())
   }
 }
+
+/** @internal */
+export const embeddedOptions = (options: EmbeddedOptions | undefined): Core.EmbeddedOptions | undefined => {
+  if (options === undefined) return undefined
+  const { password, startTimeout, ...rest } = options
+  return {
+    ...rest,
+    ...(password === undefined ? {} : { password: reveal(password) }),
+    ...(startTimeout === undefined ? {} : { startTimeoutMillis: Duration.toMillis(startTimeout) })
+  }
+}
+
+/** @internal */
+export const containerOptions = (options: ContainerOptions | undefined): Core.ContainerOptions | undefined => {
+  if (options === undefined) return undefined
+  const { password, startTimeout, ...rest } = options
+  return {
+    ...rest,
+    ...(password === undefined ? {} : { password: reveal(password) }),
+    ...(startTimeout === undefined ? {} : { startTimeoutMillis: Duration.toMillis(startTimeout) })
+  }
+}
+
+/** @internal */
+export const reveal = (value: Redacted.Redacted<string> | string): string =>
+  Redacted.isRedacted(value) ? Redacted.value(value) : value

@@ -57,3 +57,23 @@ export const waitForSession = async (
     }
   }
 }
+
+/**
+ * Runs one statement in a session of its own and returns its rows.
+ *
+ * @internal
+ */
+export const query = async <A = Record<string, unknown>>(
+  params: ConnectionParams,
+  sql: string,
+  timeoutMillis = 5_000
+): Promise<Array<A>> => {
+  const client = new Pg.Client({ ...params, connectionTimeoutMillis: timeoutMillis, application_name: "testkit" })
+  client.on("error", () => undefined)
+  try {
+    await client.connect()
+    return (await client.query(sql)).rows as Array<A>
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}

@@ -100,8 +100,12 @@ const installedBinaries = (): Promise<Binaries> =>
 // the account the server runs as
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The uid/gid to run PostgreSQL as, or undefined when we are not root (then it runs as us). */
-type Account = { readonly uid: number; readonly gid: number } | undefined
+/**
+ * The uid/gid to run PostgreSQL as, or undefined when we are not root (then it runs as us).
+ *
+ * @internal
+ */
+export type Account = { readonly uid: number; readonly gid: number } | undefined
 
 const lookupAccount = async (): Promise<{ uid: number; gid: number }> => {
   const [uid, gid] = await Promise.all([execFile("id", ["-u", USER]), execFile("id", ["-g", USER])])
@@ -120,7 +124,8 @@ const loadAccount = once(async (): Promise<Account> => {
   }
 })
 
-const account = (): Promise<Account> =>
+/** @internal */
+export const account = (): Promise<Account> =>
   loadAccount().catch((cause) => {
     throw fail(
       "StartFailed",
@@ -131,12 +136,14 @@ const account = (): Promise<Account> =>
     )
   })
 
-const chown = (file: string, owner: Account) => {
+/** @internal */
+export const chown = (file: string, owner: Account) => {
   if (owner !== undefined) Fs.chownSync(file, owner.uid, owner.gid)
 }
 
 // What runs as the server's account starts in "/": it may not be able to enter our working directory.
-const asOwner = (owner: Account) => (owner === undefined ? {} : { ...owner, cwd: "/" })
+/** @internal */
+export const asOwner = (owner: Account) => (owner === undefined ? {} : { ...owner, cwd: "/" })
 
 const ancestors = (path: string): Array<string> => {
   const dirs: Array<string> = []
@@ -505,7 +512,8 @@ export const warmTemplate = async (): Promise<void> => {
 // the postmaster process
 // ---------------------------------------------------------------------------------------------------------------
 
-class Logs {
+/** The last lines a process wrote, for error messages. @internal */
+export class Logs {
   private readonly lines: Array<string> = []
   private partial = ""
   push(chunk: Buffer): void {
@@ -593,8 +601,11 @@ const spawnPostmaster = (settings: Settings, port: number, signal: AbortSignal):
       clearTimeout(timer)
       signal.removeEventListener("abort", onAbort)
       if (error === undefined) return resolve(postmaster)
-      Processes.signal(postmaster.pid, "SIGQUIT")
-      reject(error)
+      // Rejected once the process is gone: a start right after must not find its lock file still held.
+      stopPostmaster(postmaster, "immediate").then(
+        () => reject(error),
+        () => reject(error)
+      )
     }
     const onData = (chunk: Buffer) => {
       logs.push(chunk)
@@ -634,7 +645,8 @@ const stopPostmaster = async (postmaster: Postmaster, mode: "fast" | "immediate"
       postmaster.exited.then(() => true),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), millis).unref())
     ])
-  if (postmaster.hasExited) return
+  // Never spawned (no pid): nothing to stop.
+  if (postmaster.hasExited || postmaster.pid <= 0) return
   const steps: ReadonlyArray<readonly [NodeJS.Signals, number]> =
     mode === "fast"
       ? [

@@ -108,7 +108,16 @@ export const isPostgresProcess = (pid: number): boolean => {
 }
 
 /** @internal */
+export const isProcessNamed = (pid: number, command: string): boolean => {
+  if (!isAlive(pid)) return false
+  const name = commandName(pid)
+  return name === undefined || name.includes(command)
+}
+
+/** @internal */
 export const signal = (pid: number, sig: NodeJS.Signals): void => {
+  // 0 and negative pids address process groups (-1: every process we may signal): never what we mean.
+  if (!Number.isInteger(pid) || pid <= 0) return
   try {
     process.kill(pid, sig)
   } catch {

@@ -87,6 +87,10 @@ export interface Entry {
   readonly dataDir: string
   readonly createdAt: string
   readonly postmasterPid?: number | undefined
+  /** The process's pid file; default `<dataDir>/postmaster.pid`. */
+  readonly pidFile?: string | undefined
+  /** What its command name contains (pids are recycled: anything else is left alone); default `postgres`. */
+  readonly command?: string | undefined
   readonly port?: number | undefined
 }
 
@@ -149,7 +153,7 @@ export const register = (entry: Entry): void => {
     )
   }
   writeEntry(entry)
-  state.owned.set(entry.id, { entry, watchdog: spawnWatchdog(entry.rootDir, entryFile(entry.id)) })
+  state.owned.set(entry.id, { entry, watchdog: spawnWatchdog(entry, entryFile(entry.id)) })
   installHandlers()
 }
 
@@ -186,9 +190,11 @@ export const unregister = (id: string): void => {
   if (state.owned.size === 0) uninstallHandlers()
 }
 
-const readPostmasterPid = (dataDir: string): number | undefined => {
+const pidFileOf = (entry: Entry): string => entry.pidFile ?? Path.join(entry.dataDir, "postmaster.pid")
+
+const readPid = (file: string): number | undefined => {
   try {
-    const pid = Number(Fs.readFileSync(Path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0])
+    const pid = Number(Fs.readFileSync(file, "utf8").split("\n")[0])
     return Number.isInteger(pid) && pid > 0 ? pid : undefined
   } catch {
     return undefined
@@ -198,10 +204,12 @@ const readPostmasterPid = (dataDir: string): number | undefined => {
 const serverPids = (entry: Entry): Array<number> => {
   const pids = new Set<number>()
   // The pid file is the truth after a restart; the recorded pid covers a server killed before writing it.
-  const fromFile = readPostmasterPid(entry.dataDir)
+  const fromFile = readPid(pidFileOf(entry))
   if (fromFile !== undefined) pids.add(fromFile)
   if (entry.postmasterPid !== undefined) pids.add(entry.postmasterPid)
-  return [...pids].filter(Processes.isPostgresProcess)
+  return [...pids].filter((pid) =>
+    entry.command === undefined ? Processes.isPostgresProcess(pid) : Processes.isProcessNamed(pid, entry.command)
+  )
 }
 
 const removeFiles = (entry: Entry): void => {
@@ -385,7 +393,7 @@ const uninstallHandlers = (): void => {
 const WATCHDOG_SCRIPT = `
 trap '' INT TERM HUP
 while read -r _; do :; done
-pidfile="$1/data/postmaster.pid"
+pidfile="$3"
 if [ -f "$pidfile" ]; then
   pid=$(head -n 1 "$pidfile")
   name=$(cat "/proc/$pid/comm" 2>/dev/null || ps -o comm= -p "$pid" 2>/dev/null)
@@ -401,16 +409,27 @@ fi
 rm -rf "$1" "$2"
 `
 
-const spawnWatchdog = (rootDir: string, registryFile: string): ChildProcess.ChildProcess | undefined => {
+const spawnWatchdog = (entry: Entry, registryFile: string): ChildProcess.ChildProcess | undefined => {
   if (process.platform === "win32") return undefined
   try {
     const child = ChildProcess.spawn(
       "/bin/sh",
-      ["-c", 'eval "$WATCHDOG_SCRIPT"', "effect-pg-pool-testkit-watchdog", rootDir, registryFile],
+      [
+        "-c",
+        'eval "$WATCHDOG_SCRIPT"',
+        "effect-pg-pool-testkit-watchdog",
+        entry.rootDir,
+        registryFile,
+        pidFileOf(entry)
+      ],
       {
         detached: true,
         stdio: ["pipe", "ignore", "ignore"],
-        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", WATCHDOG_SCRIPT, WATCHDOG_EXPECT: "postgres" }
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          WATCHDOG_SCRIPT,
+          WATCHDOG_EXPECT: entry.command ?? "postgres"
+        }
       }
     )
     child.on("error", () => undefined)
