@@ -13,6 +13,7 @@ import * as Migrator from "./Migrator.js"
 import * as Options from "./Options.js"
 import * as Persistence from "./Persistence.js"
 import * as Queries from "./Queries.js"
+import * as Restart from "./Restart.js"
 import * as Transactions from "./Transactions.js"
 import type { MakeLayer } from "./MakeLayer.js"
 
@@ -31,4 +32,5 @@ export const dropInSuite = (name: string, makeLayer: MakeLayer): void =>
     Migrator.suite(it, makeLayer)
     Persistence.suite(it, makeLayer)
     EventLog.suite(it, makeLayer)
+    Restart.suite(it, makeLayer)
   })
