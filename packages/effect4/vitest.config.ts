@@ -23,6 +23,6 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    globalSetup: ["@effect-pg-pool/testkit/vitestGlobalSetup"]
+    globalSetup: ["@effect-pg-pool/testkit/vitestGlobalSetup", "./test/support/node20.ts"]
   }
 })
