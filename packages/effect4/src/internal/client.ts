@@ -253,30 +253,39 @@ export const make = (
 
     // an exclusive lease for the current scope: a whole session, pinned when multiplexed (so statements skip the
     // pipeline, interruption cancels on the server, and pipelined leftovers drain first)
+    // The lease and the borrower mask interruption themselves instead of using acquireRelease /
+    // acquireUseRelease, whose acquire is uninterruptible: waiting for a session must stay as interruptible as the
+    // caller (interruptible in a program, not in a finalizer), and the release is registered before anything can
+    // interrupt.
     const lease = (dirty: boolean): Effect.Effect<TrackedConnection, AcquireTimeout | PoolClosed, Scope.Scope> =>
-      Effect.gen(function* () {
-        const checkout = yield* Effect.acquireRelease(
-          Effect.map(pool.acquire("exclusive"), (grant) => {
-            const checkout = newCheckout(grant)
-            checkout.dirty = dirty
-            return checkout
-          }),
-          (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
-        )
-        const base = checkout.grant.session.connection
-        const connection = multiplex ? yield* base.pin : base
-        return new TrackedConnection(connection, checkout)
-      })
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const checkout = newCheckout(yield* restore(pool.acquire("exclusive")))
+          checkout.dirty = dirty
+          yield* Effect.addFinalizer(() => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout))))
+          // pinned when multiplexed: statements skip the pipeline, interruption cancels on the server, and pipelined
+          // leftovers drain first
+          const base = checkout.grant.session.connection
+          const connection = multiplex ? yield* restore(base.pin) : base
+          return new TrackedConnection(connection, checkout)
+        })
+      )
 
     const exclusive = Effect.mapError(lease(false), toSqlError)
 
     // one statement outside a transaction: multiplexed, a statement slot on the base (pipelining) connection,
     // whose interruption abandons the statement instead of cancelling it (the session runs others' too)
     const borrower = <A, E, R>(f: (connection: Connection) => Effect.Effect<A, E, R>) =>
-      Effect.acquireUseRelease(
-        Effect.mapError(Effect.map(pool.acquire(multiplex ? "statement" : "exclusive"), newCheckout), toSqlError),
-        (checkout) => f(new TrackedConnection(checkout.grant.session.connection, checkout)),
-        (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          Effect.mapError(restore(pool.acquire(multiplex ? "statement" : "exclusive")), toSqlError),
+          (grant) => {
+            const checkout = newCheckout(grant)
+            return restore(f(new TrackedConnection(grant.session.connection, checkout))).pipe(
+              Effect.ensuring(Effect.sync(() => pool.release(grant, factsOf(checkout))))
+            )
+          }
+        )
       )
 
     // a dedicated, reconnecting session per listener: it takes no pool slot

@@ -71,9 +71,11 @@ const causeOf = (error: unknown): unknown => {
 export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> =>
   Effect.gen(function* () {
     const { config, metrics } = options
-    const clock = yield* Clock.Clock
+    // The pool keeps real time even when it is built under a TestClock (@effect/vitest's it.layer): its sockets,
+    // timeouts and backoff are real, and code tested on PgClient.layer, which keeps no timers, must not hang here.
+    const clock = Clock.Clock.defaultValue()
     const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1e6
-    const run = yield* FiberSet.makeRuntime<never>()
+    const run = yield* Effect.provideService(FiberSet.makeRuntime<never>(), Clock.Clock, clock)
     const password = config.password === undefined ? undefined : Redacted.value(config.password)
     const redact = (text: string) => redactText(text, password)
     const millis = (d: Duration.Duration) => Duration.toMillis(d)
@@ -498,10 +500,11 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       }
     }
 
-    // The wait is interruptible even where the caller is not (the acquire of `acquireRelease`): a caller that
-    // gives up leaves the queue, and a grant it did not see goes back to the engine with `AcquireAbandoned`.
+    // The wait is as interruptible as the caller: a caller that gives up leaves the queue, and a grant it did not
+    // see goes back to the engine with `AcquireAbandoned`; a statement run by a finalizer (uninterruptible) waits.
+    // Callers must not wrap it in `acquireRelease`'s acquire, which is uninterruptible: see client.ts.
     const acquire = (kind: "exclusive" | "statement"): Effect.Effect<Grant, AcquireTimeout | PoolClosed> =>
-      Effect.uninterruptible(
+      Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const acquisition = nextAcquisition++
           const deferred = Deferred.makeUnsafe<Grant, AcquireTimeout | PoolClosed>()
@@ -509,7 +512,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const arrivedAt = now()
           arrivals.set(acquisition, arrivedAt)
           dispatch({ _tag: "AcquireRequested", now: arrivedAt, acquisition, kind })
-          return Effect.interruptible(Deferred.await(deferred)).pipe(
+          return restore(Deferred.await(deferred)).pipe(
             Effect.onInterrupt(() =>
               Effect.sync(() => {
                 waiters.delete(acquisition)
