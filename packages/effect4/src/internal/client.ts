@@ -58,10 +58,16 @@ const factsOf = (checkout: Checkout): Facts => {
     // an interrupted statement drained (or cancelled) before it returned: the session is validated by a reset
     transactionStatus: session.status,
     dirty: checkout.dirty || checkout.interrupted,
-    broken: session.closed,
+    broken: session.closed || session.broken,
     inFlight: 0,
     queries: checkout.queries
   }
+}
+
+/** The statement failed because the connection did (socket error, closed, class 08): the session is lost. */
+const isConnectionError = (exit: Exit.Exit<unknown, SqlError>) => {
+  const error = Exit.findErrorOption(exit)
+  return error._tag === "Some" && error.value.reason._tag === "ConnectionError"
 }
 
 const rollbackStatement = /^\s*(?:ROLLBACK|RELEASE)\b/i
@@ -79,6 +85,7 @@ class TrackedConnection implements Connection {
         checkout.queries++
         if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
         if (Exit.hasInterrupts(exit)) checkout.interrupted = true
+        else if (Exit.isFailure(exit) && isConnectionError(exit)) checkout.grant.session.broken = true
         checkout.grant.session.track(sql, Exit.isSuccess(exit))
       })
     )

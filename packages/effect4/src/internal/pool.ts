@@ -384,7 +384,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
               Effect.match({
                 onFailure: (error) => ({ ok: false, error: redact(Classify.errorMessage(causeOf(error))) }),
                 onSuccess: (result) =>
-                  Option.isSome(result) && session.status === "I" && !session.closed
+                  Option.isSome(result) && session.status === "I" && !session.closed && !session.broken
                     ? { ok: true, error: undefined }
                     : { ok: false, error: "the reset timed out" }
               }),
