@@ -41,6 +41,8 @@ describe("reconnection", () => {
       const rows = yield* Fiber.join(waiting)
       assert.strictEqual(rows[0]!.one, 1)
       const stats = yield* Effect.repeat(Db.statistics, { until: (s) => s.state === "healthy" })
+      // the health no longer shows the outage's failed probe
+      assert.isTrue((yield* Db.health).database.reachable)
       assert.isAtLeast(stats.connectionsClosed.broken, 1)
       assert.isAtLeast(stats.reconnectAttempts, 1)
     }).pipe(Effect.provide(dbLayer(server, { minSize: 1, maxSize: 2, acquireTimeout: "20 seconds" })))

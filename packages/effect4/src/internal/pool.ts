@@ -286,6 +286,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           onSuccess: (session) =>
             Effect.sync(() => {
               metrics.created((now() - started) / 1000)
+              // a session that opens proves the database reachable: health must not show an older failed probe
+              reachability = new DatabaseReachability({
+                reachable: true,
+                latencyMs: Option.none(),
+                probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
+              })
               sessions.set(id, session)
               dispatch({ _tag: "SessionOpened", now: now(), session: id, jitter: Math.random() })
               if (session.closed && sessions.has(id)) {
