@@ -24,7 +24,7 @@ import * as Client from "./internal/client.js"
 import * as InternalConfig from "./internal/config.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
-import type * as Driver from "./internal/session.js"
+import * as Driver from "./internal/session.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "./PoolError.js"
 import { PoolConfigError } from "./PoolError.js"
@@ -104,6 +104,11 @@ export class Db extends Context.Service<Db, Service>()("@effect-pg-pool/Db") {}
  * @category models
  */
 export interface DbOptions extends Omit<PoolConfig.PoolConfigInput, "password" | "ssl" | "keepAlive"> {
+  /**
+   * Runs on every new connection before its first use, and again after a session-state reset (which clears what
+   * it set), e.g. `SET search_path`. A failing hook fails that connection, not the pool.
+   */
+  readonly onConnect?: ((sql: PgClient.PgClient) => Effect.Effect<unknown, unknown>) | undefined
   /** A static password, or (as `PgClient.layer` takes it) an Effect evaluated for each connection attempt. */
   readonly password?: Redacted.Redacted<string> | string | Effect.Effect<Redacted.Redacted> | undefined
   readonly ssl?: boolean | ConnectionOptions | undefined
@@ -215,15 +220,46 @@ export const makeWithConfig = (
     const logFile = config.logFile
     // the pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
     // file (and only it) however the program composes its layers
+    const fileLogger = logFile === undefined ? undefined : yield* PoolLogger.make(logFile)
     const routed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      logFile === undefined
-        ? effect
-        : Effect.flatMap(PoolLogger.make(logFile), (logger) =>
-            Effect.provideService(effect, Logger.CurrentLoggers, new Set([logger]))
-          )
-    const pool = yield* routed(InternalPool.make({ config, open: openOptions(config, options), metrics }))
+      fileLogger === undefined ? effect : Effect.provideService(effect, Logger.CurrentLoggers, new Set([fileLogger]))
+    let clients: Client.Clients | undefined
+    const userOnConnect = options.onConnect
+    const pool = yield* routed(
+      InternalPool.make({
+        config,
+        open: openOptions(config, options),
+        metrics,
+        onConnect:
+          userOnConnect === undefined
+            ? undefined
+            : (session) => Effect.flatMap(clients!.forSession(session), (sql) => Effect.asVoid(userOnConnect(sql)))
+      })
+    )
     // `config` as PgClient.layer keeps it: the options as given
-    const clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig)
+    const open = openOptions(config, options)
+    let listeners = 0
+    clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
+      open: routed(
+        Effect.suspend(() =>
+          Driver.open(
+            -++listeners,
+            open,
+            () => performance.now(),
+            () => undefined
+          ).pipe(
+            Effect.tap((session) =>
+              userOnConnect === undefined
+                ? Effect.void
+                : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
+            )
+          )
+        )
+      ),
+      reconnect: config.reconnect,
+      log: (message, annotations) =>
+        routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: config.name, ...annotations })))
+    })
     yield* pool.initialize
     return {
       withConnection: clients.withConnection,

@@ -15,6 +15,11 @@ export { DatabaseLive } from "./Db.js"
 /**
  * @since 0.1.0
  */
+export * as DbMock from "./DbMock.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Health from "./Health.js"
 
 /**

@@ -1,7 +1,8 @@
 import { Db, PoolError } from "@effect-pg-pool/effect4"
 import { FaultProxy } from "@effect-pg-pool/testkit/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option, Redacted, Schedule } from "effect"
+import { Cause, Effect, Exit, Option, Redacted, Schedule } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
 import { afterAll, beforeAll } from "vitest"
 import { dbLayer } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
@@ -64,6 +65,29 @@ describe("faults", () => {
       const stats = yield* Db.statistics
       assert.strictEqual(stats.active, 0)
       assert.isAtLeast(stats.connectionsCreated, 2)
+    }).pipe(Effect.provide(dbLayer(server, { url: Redacted.make(proxy.url), minSize: 1, maxSize: 2 })))
+  )
+
+  it.live("a connection lost inside a transaction fails it with a typed ConnectionError, not a defect", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const exit = yield* Effect.exit(
+        sql.withTransaction(
+          Effect.gen(function* () {
+            yield* sql`SELECT 1`
+            proxy.resetAll()
+            yield* sql`SELECT pg_sleep(0.2)`
+          })
+        )
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        assert.isFalse(Cause.hasDies(exit.cause), Cause.pretty(exit.cause))
+        const error = Option.getOrUndefined(Exit.findErrorOption(exit))
+        assert.strictEqual((error as SqlError.SqlError).reason._tag, "ConnectionError")
+      }
+      const rows = yield* sql<{ one: number }>`SELECT 1 AS one`
+      assert.strictEqual(rows[0]!.one, 1)
     }).pipe(Effect.provide(dbLayer(server, { url: Redacted.make(proxy.url), minSize: 1, maxSize: 2 })))
   )
 })

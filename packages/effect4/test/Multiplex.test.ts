@@ -68,6 +68,26 @@ describe("multiplexing", () => {
   )
 })
 
+describe("interrupting a multiplexed statement", () => {
+  it.live("abandons it: the caller is released at once, the statements pipelined with it are not disturbed", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const neighbour = yield* Effect.forkChild(sql<{ n: number }>`SELECT 7 AS n FROM pg_sleep(0.4)`)
+      yield* Effect.repeat(Db.statistics, { until: (s) => s.active === 1 })
+      const abandoned = yield* Effect.exit(sql`SELECT pg_sleep(0.2)`.pipe(Effect.timeout("50 millis")))
+      assert.isTrue(abandoned._tag === "Failure")
+      // not cancelled on the server (the neighbour would have been hit): it completes, and the session still serves
+      const rows = yield* Fiber.join(neighbour)
+      assert.strictEqual(rows[0]!.n, 7)
+      const after = yield* sql<{ one: number }>`SELECT 1 AS one`
+      assert.strictEqual(after[0]!.one, 1)
+      const stats = yield* Db.statistics
+      assert.strictEqual(stats.connectionsCreated, 1)
+      assert.strictEqual(stats.connectionsClosed.cancel + stats.connectionsClosed.broken, 0)
+    }).pipe(Effect.provide(dbLayer(server, { minSize: 1, maxSize: 1, multiplex: true, multiplexConcurrency: 4 })))
+  )
+})
+
 describe("without multiplexing", () => {
   it.live("the same statements queue for the one session (the control of the test above)", () =>
     Effect.gen(function* () {

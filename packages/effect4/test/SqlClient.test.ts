@@ -1,3 +1,4 @@
+import { Db } from "@effect-pg-pool/effect4"
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Queue, Stream } from "effect"
@@ -119,5 +120,20 @@ describe("SqlClient and PgClient on the pool", () => {
       const message = yield* Queue.take(queue)
       assert.strictEqual(message.payload, "hello")
     }).pipe(Effect.scoped, Effect.provide(env()))
+  )
+
+  it.live("onConnect runs on every new session, and again after a reset cleared what it set", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const setting = sql<{ tz: string }>`SELECT current_setting('TimeZone') AS tz`
+      assert.strictEqual((yield* setting)[0]!.tz, "Pacific/Auckland")
+      // a holder changes session state: the session is reset (RESET ALL) and the hook runs again
+      yield* Db.withConnection((conn) => conn`SET TIME ZONE 'UTC'`)
+      assert.strictEqual((yield* setting)[0]!.tz, "Pacific/Auckland")
+    }).pipe(
+      Effect.provide(
+        dbLayer(server, { minSize: 1, maxSize: 1, onConnect: (sql) => sql`SET TIME ZONE 'Pacific/Auckland'` })
+      )
+    )
   )
 })

@@ -26,6 +26,8 @@ import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import type { Facts, Grant, Pool } from "./pool.js"
+import type { Session } from "./session.js"
+import * as Listener from "./listener.js"
 import * as StatementText from "./statementText.js"
 
 /** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
@@ -56,11 +58,19 @@ const factsOf = (checkout: Checkout): Facts => {
     // an interrupted statement drained (or cancelled) before it returned: the session is validated by a reset
     transactionStatus: session.status,
     dirty: checkout.dirty || checkout.interrupted,
-    broken: session.closed,
+    broken: session.closed || session.broken,
     inFlight: 0,
     queries: checkout.queries
   }
 }
+
+/** The statement failed because the connection did (socket error, closed, class 08): the session is lost. */
+const isConnectionError = (exit: Exit.Exit<unknown, SqlError>) => {
+  const error = Exit.findErrorOption(exit)
+  return error._tag === "Some" && error.value.reason._tag === "ConnectionError"
+}
+
+const rollbackStatement = /^\s*(?:ROLLBACK|RELEASE)\b/i
 
 class TrackedConnection implements Connection {
   constructor(
@@ -75,16 +85,27 @@ class TrackedConnection implements Connection {
         checkout.queries++
         if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
         if (Exit.hasInterrupts(exit)) checkout.interrupted = true
+        else if (Exit.isFailure(exit) && isConnectionError(exit)) checkout.grant.session.broken = true
         checkout.grant.session.track(sql, Exit.isSuccess(exit))
       })
     )
   }
 
   private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
-    return this.track(
+    const rows = this.track(
       sql,
       Effect.map(this.connection.query(sql, params, prepare), (result) => result.rows)
     )
+    // A lost connection has ended its transaction: the server rolled it back. `withTransaction` turns a failed
+    // ROLLBACK into a defect, so on a lost connection the rollback reports what happened — it is done — and the
+    // transaction fails with the connection error that ended it.
+    return rollbackStatement.test(sql)
+      ? Effect.catchIf(
+          rows,
+          (error) => error.reason._tag === "ConnectionError",
+          () => Effect.succeed([])
+        )
+      : rows
   }
 
   execute(
@@ -160,8 +181,8 @@ const channelError = (operation: string) => {
 interface PgJson extends Statement.Custom<"PgJson", unknown> {}
 const PgJson = Statement.custom<PgJson>("PgJson")
 
-/** The pieces of a client over one way of getting connections. */
-const build = (
+/** A client over one way of getting connections (the pool's, a held session's, the mock's). @internal */
+export const build = (
   options: ClientOptions,
   spanTarget: { readonly host: string; readonly port: number; readonly database: string },
   acquirers: {
@@ -220,13 +241,16 @@ export interface Clients {
   readonly withConnection: <A, E, R>(
     f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+  /** A client bound to a session outside any checkout: the connect hook's. */
+  readonly forSession: (session: Session) => Effect.Effect<PgClient.PgClient>
 }
 
 /** @internal */
 export const make = (
   pool: Pool,
   options: ClientOptions,
-  config: PgClient.PgClientConfig
+  config: PgClient.PgClientConfig,
+  listener: Listener.ListenerOptions
 ): Effect.Effect<Clients, never, Reactivity.Reactivity> =>
   Effect.gen(function* () {
     const reactivity = yield* Effect.context<Reactivity.Reactivity>()
@@ -236,34 +260,44 @@ export const make = (
 
     // an exclusive lease for the current scope: a whole session, pinned when multiplexed (so statements skip the
     // pipeline, interruption cancels on the server, and pipelined leftovers drain first)
+    // The lease and the borrower mask interruption themselves instead of using acquireRelease /
+    // acquireUseRelease, whose acquire is uninterruptible: waiting for a session must stay as interruptible as the
+    // caller (interruptible in a program, not in a finalizer), and the release is registered before anything can
+    // interrupt.
     const lease = (dirty: boolean): Effect.Effect<TrackedConnection, AcquireTimeout | PoolClosed, Scope.Scope> =>
-      Effect.gen(function* () {
-        const checkout = yield* Effect.acquireRelease(
-          Effect.map(pool.acquire("exclusive"), (grant) => {
-            const checkout = newCheckout(grant)
-            checkout.dirty = dirty
-            return checkout
-          }),
-          (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
-        )
-        const base = checkout.grant.session.connection
-        const connection = multiplex ? yield* base.pin : base
-        return new TrackedConnection(connection, checkout)
-      })
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const checkout = newCheckout(yield* restore(pool.acquire("exclusive")))
+          checkout.dirty = dirty
+          yield* Effect.addFinalizer(() => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout))))
+          // pinned when multiplexed: statements skip the pipeline, interruption cancels on the server, and pipelined
+          // leftovers drain first
+          const base = checkout.grant.session.connection
+          const connection = multiplex ? yield* restore(base.pin) : base
+          return new TrackedConnection(connection, checkout)
+        })
+      )
 
     const exclusive = Effect.mapError(lease(false), toSqlError)
 
     // one statement outside a transaction: multiplexed, a statement slot on the base (pipelining) connection,
     // whose interruption abandons the statement instead of cancelling it (the session runs others' too)
     const borrower = <A, E, R>(f: (connection: Connection) => Effect.Effect<A, E, R>) =>
-      Effect.acquireUseRelease(
-        Effect.mapError(Effect.map(pool.acquire(multiplex ? "statement" : "exclusive"), newCheckout), toSqlError),
-        (checkout) => f(new TrackedConnection(checkout.grant.session.connection, checkout)),
-        (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          Effect.mapError(restore(pool.acquire(multiplex ? "statement" : "exclusive")), toSqlError),
+          (grant) => {
+            const checkout = newCheckout(grant)
+            return restore(f(new TrackedConnection(grant.session.connection, checkout))).pipe(
+              Effect.ensuring(Effect.sync(() => pool.release(grant, factsOf(checkout))))
+            )
+          }
+        )
       )
 
+    // a dedicated, reconnecting session per listener: it takes no pool slot
     const listen = (channel: string) =>
-      Effect.flatMap(Effect.mapError(lease(true), toSqlError), (conn) => conn.connection.listen(channel))
+      channelTooLong(channel) ? Effect.fail(channelError("listen")) : Listener.listen(listener, channel)
 
     const client = yield* build(
       options,
@@ -272,30 +306,36 @@ export const make = (
       config
     )
 
+    const bound = (conn: TrackedConnection) => {
+      const held: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.succeed(conn)
+      return build(
+        options,
+        spanTarget,
+        {
+          acquirer: held,
+          transactionAcquirer: held,
+          listen: (channel) => {
+            conn.checkout.dirty = true
+            return conn.connection.listen(channel)
+          }
+        },
+        config
+      ).pipe(Effect.provideContext(reactivity))
+    }
+
+    const forSession = (session: Session) =>
+      bound(new TrackedConnection(session.connection, newCheckout({ acquisition: -1, session, grantedAt: 0 })))
+
     const withConnection = <A, E, R>(
       f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> =>
       Effect.scoped(
         Effect.gen(function* () {
-          const conn = yield* lease(false)
-          const held: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.succeed(conn)
-          const pinned = yield* build(
-            options,
-            spanTarget,
-            {
-              acquirer: held,
-              transactionAcquirer: held,
-              listen: (channel) => {
-                conn.checkout.dirty = true
-                return conn.connection.listen(channel)
-              }
-            },
-            config
-          ).pipe(Effect.provideContext(reactivity))
+          const pinned = yield* bound(yield* lease(false))
           // suspended: a callback that throws is a defect inside the lease, so its session is returned all the same
           return yield* Effect.suspend(() => f(pinned))
         })
       )
 
-    return { client, withConnection }
+    return { client, withConnection, forSession }
   })

@@ -10,7 +10,7 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type * as Fiber from "effect/Fiber"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -51,6 +51,8 @@ export interface Options {
   readonly config: PoolConfig
   readonly open: Driver.OpenOptions
   readonly metrics: Metrics
+  /** Runs on every new session before its first use, and again after a session-state reset. */
+  readonly onConnect?: ((session: Driver.Session) => Effect.Effect<void, unknown>) | undefined
 }
 
 const housekeepingMillis = 1_000
@@ -69,9 +71,11 @@ const causeOf = (error: unknown): unknown => {
 export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> =>
   Effect.gen(function* () {
     const { config, metrics } = options
-    const clock = yield* Clock.Clock
+    // The pool keeps real time even when it is built under a TestClock (@effect/vitest's it.layer): its sockets,
+    // timeouts and backoff are real, and code tested on PgClient.layer, which keeps no timers, must not hang here.
+    const clock = Clock.Clock.defaultValue()
     const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1e6
-    const run = yield* FiberSet.makeRuntime<never>()
+    const run = yield* Effect.provideService(FiberSet.makeRuntime<never>(), Clock.Clock, clock)
     const password = config.password === undefined ? undefined : Redacted.value(config.password)
     const redact = (text: string) => redactText(text, password)
     const millis = (d: Duration.Duration) => Duration.toMillis(d)
@@ -100,6 +104,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const sessions = new Map<Engine.SessionId, Driver.Session>()
     const waiters = new Map<Engine.AcquisitionId, Deferred.Deferred<Grant, AcquireTimeout | PoolClosed>>()
     const arrivals = new Map<Engine.AcquisitionId, number>()
+    const closing = new Set<Fiber.Fiber<void>>()
     let nextAcquisition = 1
     let timer: Fiber.Fiber<void> | undefined
     let reconnect: Fiber.Fiber<void> | undefined
@@ -259,6 +264,15 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           failure: failure(Classify.classifyError(causeOf(error)))
         })
       }).pipe(
+        // a failing hook fails this session (closed, reported as a failed open), not the pool
+        Effect.flatMap((session) =>
+          options.onConnect === undefined
+            ? Effect.succeed(session)
+            : options.onConnect(session).pipe(
+                Effect.as(session),
+                Effect.tapCause(() => session.close(false))
+              )
+        ),
         Effect.matchEffect({
           onFailure: (error) =>
             Effect.sync(() =>
@@ -272,6 +286,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           onSuccess: (session) =>
             Effect.sync(() => {
               metrics.created((now() - started) / 1000)
+              // a session that opens proves the database reachable: health must not show an older failed probe
+              reachability = new DatabaseReachability({
+                reachable: true,
+                latencyMs: Option.none(),
+                probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
+              })
               sessions.set(id, session)
               dispatch({ _tag: "SessionOpened", now: now(), session: id, jitter: Math.random() })
               if (session.closed && sessions.has(id)) {
@@ -360,11 +380,17 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const session = sessions.get(decision.session)
           if (session === undefined) return
           run(
-            bounded(session.reset(decision.rollback, decision.discard), decision.timeoutAt).pipe(
+            bounded(
+              Effect.andThen(
+                session.reset(decision.rollback, decision.discard),
+                decision.discard && options.onConnect !== undefined ? options.onConnect(session) : Effect.void
+              ),
+              decision.timeoutAt
+            ).pipe(
               Effect.match({
                 onFailure: (error) => ({ ok: false, error: redact(Classify.errorMessage(causeOf(error))) }),
                 onSuccess: (result) =>
-                  Option.isSome(result) && session.status === "I" && !session.closed
+                  Option.isSome(result) && session.status === "I" && !session.closed && !session.broken
                     ? { ok: true, error: undefined }
                     : { ok: false, error: "the reset timed out" }
               }),
@@ -379,7 +405,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const session = sessions.get(decision.session)
           sessions.delete(decision.session)
           metrics.closed(decision.reason)
-          if (session !== undefined) run(session.close(decision.cancelFirst))
+          if (session !== undefined) {
+            // a close runs to its end (the CancelRequest, then Terminate): shutdown waits for it rather than cut it
+            const fiber = run(Effect.uninterruptible(session.close(decision.cancelFirst)))
+            closing.add(fiber)
+            fiber.addObserver(() => closing.delete(fiber))
+          }
           return
         }
         case "ArmTimer": {
@@ -475,10 +506,11 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       }
     }
 
-    // The wait is interruptible even where the caller is not (the acquire of `acquireRelease`): a caller that
-    // gives up leaves the queue, and a grant it did not see goes back to the engine with `AcquireAbandoned`.
+    // The wait is as interruptible as the caller: a caller that gives up leaves the queue, and a grant it did not
+    // see goes back to the engine with `AcquireAbandoned`; a statement run by a finalizer (uninterruptible) waits.
+    // Callers must not wrap it in `acquireRelease`'s acquire, which is uninterruptible: see client.ts.
     const acquire = (kind: "exclusive" | "statement"): Effect.Effect<Grant, AcquireTimeout | PoolClosed> =>
-      Effect.uninterruptible(
+      Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const acquisition = nextAcquisition++
           const deferred = Deferred.makeUnsafe<Grant, AcquireTimeout | PoolClosed>()
@@ -486,7 +518,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           const arrivedAt = now()
           arrivals.set(acquisition, arrivedAt)
           dispatch({ _tag: "AcquireRequested", now: arrivedAt, acquisition, kind })
-          return Effect.interruptible(Deferred.await(deferred)).pipe(
+          return restore(Deferred.await(deferred)).pipe(
             Effect.onInterrupt(() =>
               Effect.sync(() => {
                 waiters.delete(acquisition)
@@ -533,7 +565,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     yield* Effect.addFinalizer(() =>
       Effect.andThen(
         Effect.sync(() => dispatch({ _tag: "ShutdownRequested", now: now() })),
-        Effect.interruptible(Deferred.await(drained))
+        Effect.interruptible(
+          Effect.andThen(
+            Deferred.await(drained),
+            Effect.suspend(() => Fiber.awaitAll([...closing]))
+          )
+        )
       )
     )
 

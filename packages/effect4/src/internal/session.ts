@@ -61,6 +61,8 @@ export interface Session {
   status: TransactionStatus
   /** Set when the socket has closed (on its own or by `close`). */
   closed: boolean
+  /** Set when the socket errored or a statement failed with a connection error: never hand the session out again. */
+  broken: boolean
   /** Notes one statement's text and outcome for the transaction status. */
   readonly track: (sql: string, ok: boolean) => void
   /** One cheap round trip. */
@@ -153,17 +155,32 @@ export const open = (
     // session's socket is connected
     const stream = (): Net.Socket => {
       if (socket === undefined) {
-        socket = connectTo()
-        socket.on("error", (error) => {
+        const own = connectTo()
+        socket = own
+        let notified = false
+        // once, at the first sign: a destroy (PgConnection destroys the socket the moment it finds the session
+        // dead, and its 'close' follows a tick later — long enough for queued callers to be handed the dead
+        // session one after another), an error, or the close
+        const dead = (error: unknown) => {
+          if (session !== undefined) session.broken = true
+          if (notified || closedByUs || session === undefined) return
+          notified = true
+          onClosed(error)
+        }
+        const destroy = own.destroy.bind(own)
+        own.destroy = ((error?: Error) => {
+          dead(error ?? lastError ?? Object.assign(new Error("the connection was closed"), { code: "ECONNRESET" }))
+          return destroy(error)
+        }) as typeof own.destroy
+        own.on("error", (error) => {
           lastError = error
+          dead(error)
         })
-        socket.once("close", () => {
+        own.once("close", () => {
           if (session !== undefined) session.closed = true
-          if (!closedByUs && session !== undefined) {
-            onClosed(lastError ?? Object.assign(new Error("the server closed the connection"), { code: "ECONNRESET" }))
-          }
+          dead(lastError ?? Object.assign(new Error("the server closed the connection"), { code: "ECONNRESET" }))
         })
-        return socket
+        return own
       }
       const address = socket.remoteAddress
       const port = socket.remotePort
@@ -231,6 +248,7 @@ export const open = (
           openedAt: now(),
           status: "I",
           closed: false,
+          broken: false,
           track: (sql, ok) => {
             self.status = nextStatus(self.status, sql, ok)
           },

@@ -1,5 +1,6 @@
 // An Effect 4 program written for PgClient.layer runs unchanged on our layer: the same source (program/orders.ts),
 // each run on a fresh server, only the layer differs.
+import { Db } from "@effect-pg-pool/effect4"
 import { PgClient } from "@effect/sql-pg"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -24,7 +25,13 @@ const expected: Report = {
   ]
 }
 
-const layers: ReadonlyArray<readonly [string, MakeLayer]> = [["PgClient.layer", PgClient.layer]]
+// Db.layer as well as Db.layerPgClient: they differ only in the error type of a failed start, which this program
+// never meets.
+const layers: ReadonlyArray<readonly [string, MakeLayer]> = [
+  ["PgClient.layer", PgClient.layer],
+  ["Db.layerPgClient", Db.layerPgClient],
+  ["Db.layer", Db.layer]
+]
 
 for (const [name, makeLayer] of layers) {
   layer(PgServer.layer, { timeout: "60 seconds" })(`an unchanged PgClient.layer program on ${name}`, (it) => {
