@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import { Statistics } from "@effect-pg-pool/engine"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -298,16 +299,7 @@ const statistics = (state: PoolState) =>
       acquisitionTimeP99Ms: 0,
       acquireTimeouts: 0,
       connectionsCreated: 1,
-      connectionsClosed: new ClosedByReason({
-        lifetime: 0,
-        idle: 0,
-        maxQueries: 0,
-        broken: 0,
-        validation: 0,
-        reset: 0,
-        cancel: 0,
-        shutdown: 0
-      }),
+      connectionsClosed: new ClosedByReason(Statistics.noneClosed()),
       reconnectAttempts: 0,
       leaksSuspected: 0,
       state,
