@@ -1,5 +1,5 @@
 /**
- * Checks the JSDoc of the library packages' public modules (`packages/{effect3,testkit,engine}/src/*.ts`; `src/internal`
+ * Checks the JSDoc of the library packages' public modules (`packages/{effect3,effect4,testkit,engine}/src/*.ts`; `src/internal`
  * is not public):
  *
  * - each file opens with a module doc comment carrying `@since` and no other tag;
@@ -28,7 +28,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const packageDirs = [
   { dir: "packages/effect3", examplesIn: "packages/effect3" },
   { dir: "packages/testkit", examplesIn: "packages/effect3" },
-  { dir: "packages/engine", examplesIn: "packages/engine" }
+  { dir: "packages/engine", examplesIn: "packages/engine" },
+  { dir: "packages/effect4", examplesIn: "packages/effect4" }
 ]
 const examplesDirOf = (packageDir) => path.join(root, packageDir.examplesIn, ".doc-examples")
 const minExampleLines = 3

@@ -80,10 +80,29 @@ export interface PoolConfig {
   readonly name: string
   /** The normalised connection URL, password included. `DATABASE_URL`. */
   readonly url: Redacted.Redacted<string>
-  /** Host name, IP address or Unix socket directory. Default `"localhost"`, `PGHOST`. */
+  /** Host name, IP address or Unix socket directory: the first of `hosts`. Default `"localhost"`, `PGHOST`. */
   readonly host: string
-  /** Default 5432, `PGPORT`. */
+  /** The first host's port. Default 5432, `PGPORT`. */
   readonly port: number
+  /**
+   * Every host to try, in order, each with its port (libpq's multi-host: `postgres://h1:5432,h2:5433/db`, `host`
+   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory. **This edition connects
+   * to the first host only for now**: the hosts after it, `targetSessionAttrs` and `loadBalanceHosts` are parsed
+   * and validated but not acted on until the multi-host driver lands; a pool given several hosts logs a warning
+   * saying so when it starts.
+   */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  /**
+   * libpq's `target_session_attrs`: which session a connection must reach — `any`, `read-write`, `read-only`,
+   * `primary`, `standby` or `prefer-standby`. Default `"any"`, the URL's `target_session_attrs` or
+   * `PGTARGETSESSIONATTRS`. Parsed only for now (see `hosts`).
+   */
+  readonly targetSessionAttrs: "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
+  /**
+   * libpq's `load_balance_hosts`: `disable` tries the hosts in order, `random` in a random order per connection.
+   * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`. Parsed only for now (see `hosts`).
+   */
+  readonly loadBalanceHosts: "disable" | "random"
   /** Default: the user name, `PGDATABASE`. */
   readonly database: string
   /** Default `"postgres"`, `PGUSER`. */
@@ -118,7 +137,7 @@ export interface PoolConfig {
   readonly maxSize: number
   /** How long a caller waits for a connection. Default 30 s, `DB_POOL_ACQUIRE_TIMEOUT`, > 0. */
   readonly acquireTimeout: Duration.Duration
-  /** Bound on one connection attempt. Default 5 s, `DB_POOL_CONNECT_TIMEOUT`, > 0. */
+  /** Bound on one connection attempt, to one host (as libpq's connect_timeout). Default 5 s, `DB_POOL_CONNECT_TIMEOUT`, > 0. */
   readonly connectTimeout: Duration.Duration
   /**
    * A connection used more recently than this is handed out without a validation round trip (0 validates on every
@@ -203,7 +222,9 @@ export interface PoolConfig {
  * @since 0.1.0
  * @category models
  */
-export type Setting = Exclude<keyof PoolConfig, "reconnect" | "settingNames"> | `reconnect.${keyof ReconnectConfig}`
+export type Setting =
+  | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts">
+  | `reconnect.${keyof ReconnectConfig}`
 
 /**
  * The name of every setting as its configuration wrote it (see `PoolConfig.settingNames`).
@@ -255,8 +276,12 @@ export interface PoolConfigInput {
   readonly name?: string | undefined
   /** A `postgres://` or `postgresql://` URL; `sslmode`, `application_name` and libpq's keyword parameters count. */
   readonly url?: Redacted.Redacted<string> | string | undefined
-  readonly host?: string | undefined
-  readonly port?: number | undefined
+  /** A host, or several to try in order (`["db1", "db2"]` or `"db1,db2"`, as libpq's host keyword). */
+  readonly host?: string | ReadonlyArray<string> | undefined
+  /** One port for every host, or one per host in the same order. */
+  readonly port?: number | ReadonlyArray<number> | undefined
+  readonly targetSessionAttrs?: PoolConfig["targetSessionAttrs"] | undefined
+  readonly loadBalanceHosts?: PoolConfig["loadBalanceHosts"] | undefined
   readonly database?: string | undefined
   readonly user?: string | undefined
   readonly password?: Redacted.Redacted<string> | string | undefined

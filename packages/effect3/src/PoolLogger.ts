@@ -29,6 +29,7 @@
  *
  * @since 0.1.0
  */
+import { Settings } from "@effect-pg-pool/engine"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
@@ -248,7 +249,7 @@ export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigEr
         ...(env.url === undefined ? [] : internal.passwordsInUrl(env.url)),
         ...(env.password === undefined ? [] : [env.password])
       ]
-      return layerNamed(env.logFile, { ...options, redact, minimumLogLevel }, "DB_POOL_LOG_FILE")
+      return layerNamed(env.logFile, { ...options, redact, minimumLogLevel }, Settings.envOf.logFile)
     })
   )
 

@@ -1,6 +1,18 @@
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Cause, Config, ConfigProvider, Duration, Effect, Either, Exit, Layer, LogLevel, Redacted } from "effect"
+import {
+  Cause,
+  Config,
+  ConfigProvider,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Layer,
+  Logger,
+  LogLevel,
+  Redacted
+} from "effect"
 import * as Db from "../src/Db.js"
 import * as InternalConfig from "../src/internal/config.js"
 import * as PoolConfig from "../src/PoolConfig.js"
@@ -1121,12 +1133,37 @@ describe("PoolConfig", () => {
       })
     )
 
-    it.effect("rejects several hosts, which are not supported yet", () =>
+    it.effect("parses several hosts and says that this edition connects to the first one only", () =>
       Effect.gen(function* () {
-        const error = yield* failure(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db1:5432,db2:5432/appdb` }))
+        const config = yield* PoolConfig.make({
+          url: `postgres://app:${PASSWORD}@db1:5432,db2:5433/appdb?target_session_attrs=read-write`
+        })
+        assert.deepStrictEqual(config.hosts, [
+          { host: "db1", port: 5432 },
+          { host: "db2", port: 5433 }
+        ])
+        assert.deepStrictEqual([config.host, config.port, config.targetSessionAttrs], ["db1", 5432, "read-write"])
+        assert.strictEqual(
+          InternalConfig.multiHostWarning(config)?.message,
+          "multi-host connections are not supported by this edition yet: every connection goes to db1:5432, and " +
+            "the hosts after db1:5432 and targetSessionAttrs (read-write) are not acted on; give the host that " +
+            "accepts this pool's sessions first"
+        )
+        assert.isUndefined(InternalConfig.multiHostWarning(yield* PoolConfig.make({ url: URL })))
+        const lists = yield* withEnv({ PGHOST: "db1,db2", PGPORT: "5432,5433", PGLOADBALANCEHOSTS: "random" })
+        assert.deepStrictEqual(lists.hosts, config.hosts)
+        assert.strictEqual(lists.loadBalanceHosts, "random")
+      })
+    )
+
+    it.effect("refuses a port list that does not pair with the hosts", () =>
+      Effect.gen(function* () {
+        const error = yield* failure(
+          PoolConfig.make({ host: ["db1", "db2", "db3"], port: [5432, 5433], password: PASSWORD })
+        )
         assert.deepStrictEqual(messages(error), [
-          "url (postgres://app:***@db1:5432,db2:5432/appdb) lists several hosts: multi-host connections " +
-            "are not supported yet, give a single host, e.g. postgres://user:password@db.example.com:5432/mydb"
+          "port (5432,5433) lists 2 ports for 3 hosts (host (db1,db2,db3)): give one port for all hosts, or one per " +
+            "host in the same order (libpq: could not match 2 port numbers to 3 hosts)"
         ])
       })
     )
@@ -1215,6 +1252,26 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolC
         Effect.withConfigProvider(provider)
       )
     })
+
+  it.effect("warns at start that a pool given several hosts connects to the first one only", () =>
+    Effect.gen(function* () {
+      const server = yield* PgTestServer.PgTestServer
+      // a second host that does not exist: every connection must go to the first, the test server
+      const url = Redacted.value(server.url).replace(/@([^/@]+)\//, "@$1,standby.invalid:5432/")
+      const warnings: Array<string> = []
+      const capture = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const one = yield* Effect.flatMap(Db.Db, (db) => db.withConnection((sql) => sql`SELECT 1 AS one`)).pipe(
+        Effect.provide(Db.layer({ url, name: uniqueAppName("hosts"), minSize: 0 })),
+        Effect.provide(Logger.add(capture))
+      )
+      assert.deepStrictEqual(one, [{ one: 1 }])
+      const warning = warnings.find((line) => line.startsWith("multi-host connections are not supported"))
+      assert.isDefined(warning, `no multi-host warning among: ${warnings.join(" | ")}`)
+      assert.include(warning, "the hosts after")
+    })
+  )
 
   it.effect("builds a one-connection pool from maxSize: 1, maxConnections: 1 or DB_POOL_MAX_SIZE=1", () =>
     Effect.gen(function* () {

@@ -1,6 +1,38 @@
 /**
- * @effect-pg-pool/effect4 — the Effect 4 edition (issue 13), being built: its modules are exported from here as they land.
- *
  * @since 0.1.0
  */
-export {}
+
+/**
+ * @since 0.1.0
+ */
+export * as Db from "./Db.js"
+
+/**
+ * @since 0.1.0
+ */
+export { DatabaseLive } from "./Db.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Health from "./Health.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as PoolConfig from "./PoolConfig.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as PoolError from "./PoolError.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as PoolLogger from "./PoolLogger.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as PoolStatistics from "./PoolStatistics.js"

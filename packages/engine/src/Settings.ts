@@ -13,7 +13,10 @@ import * as defaultsInternal from "./internal/settings/defaults.js"
 import * as env from "./internal/settings/env.js"
 import * as hosts from "./internal/settings/hosts.js"
 import * as redact from "./internal/settings/redact.js"
+import * as environment from "./internal/settings/environment.js"
+import type * as model from "./internal/settings/model.js"
 import * as internal from "./internal/settings/resolve.js"
+import * as tlsInternal from "./internal/settings/tls.js"
 import * as values from "./internal/settings/values.js"
 
 /**
@@ -34,7 +37,7 @@ import * as values from "./internal/settings/values.js"
  * @since 0.1.0
  * @category models
  */
-export type Settings<T = TlsParams> = internal.Settings<T>
+export type Settings<T = TlsParams> = model.Settings<T>
 
 /**
  * The reconnect schedule: `initialDelay`, multiplied by `factor` after each failure up to `maxDelay` (milliseconds).
@@ -50,7 +53,7 @@ export type Settings<T = TlsParams> = internal.Settings<T>
  * @since 0.1.0
  * @category models
  */
-export type Reconnect = internal.Reconnect
+export type Reconnect = model.Reconnect
 
 /**
  * What `resolve` accepts, typed loosely (values from the environment are strings; JavaScript passes anything):
@@ -69,7 +72,7 @@ export type Reconnect = internal.Reconnect
  * @since 0.1.0
  * @category models
  */
-export type Input = internal.Input
+export type Input = model.Input
 
 /**
  * How `resolve` names settings (`source`, `written`), reads the edition's own values (`runtime`), resolves TLS
@@ -87,7 +90,7 @@ export type Input = internal.Input
  * @since 0.1.0
  * @category models
  */
-export type Options<T> = internal.Options<T>
+export type Options<T> = model.Options<T>
 
 /**
  * The settings, or every issue found.
@@ -103,7 +106,7 @@ export type Options<T> = internal.Options<T>
  * @since 0.1.0
  * @category models
  */
-export type Result<T> = internal.Result<T>
+export type Result<T> = model.Result<T>
 
 /**
  * One invalid setting: the field, its environment variable, the name the user wrote for it, the value as shown
@@ -121,7 +124,7 @@ export type Result<T> = internal.Result<T>
  * @since 0.1.0
  * @category models
  */
-export type Issue = internal.Issue
+export type Issue = model.Issue
 
 /**
  * A setting by its option name; the reconnect schedule's as `reconnect.initialDelay` and so on.
@@ -205,7 +208,7 @@ const encrypted = (mode: Settings.SslMode): boolean => mode !== "disable" && mod
  * @since 0.1.0
  * @category models
  */
-export type SslMode = internal.SslMode
+export type SslMode = model.SslMode
 
 /**
  * A log level, as Effect names them.
@@ -257,7 +260,7 @@ export type Runtime = values.Runtime
  * @since 0.1.0
  * @category models
  */
-export type TlsInput = internal.TlsInput
+export type TlsInput = model.TlsInput
 
 /**
  * What a TLS resolver returns: the mode, the edition's TLS material and the parameters of the normalised URL.
@@ -273,7 +276,24 @@ const plain: Settings.TlsResolved<false> = { sslmode: "disable", tls: false, par
  * @since 0.1.0
  * @category models
  */
-export type TlsResolved<T> = internal.TlsResolved<T>
+export type TlsResolved<T> = model.TlsResolved<T>
+
+/**
+ * Reports one invalid setting — field, environment variable, the value as shown (redacted), message — and lets
+ * resolution go on to find the others.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const issues: Array<string> = []
+ * const report: Settings.Report = (field, env, value, message) => issues.push(`${field} (${env}): ${message}`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Report = model.Report
 
 /**
  * An edition's TLS resolution (reading certificate files, decrypting keys), called where resolution reaches TLS
@@ -293,7 +313,7 @@ export type TlsResolved<T> = internal.TlsResolved<T>
  * @since 0.1.0
  * @category models
  */
-export type TlsResolver<T> = internal.TlsResolver<T>
+export type TlsResolver<T> = model.TlsResolver<T>
 
 /**
  * The TLS settings as given, `sslmode` checked: what `resolve` returns in `tls` without a resolver of the edition.
@@ -310,7 +330,7 @@ export type TlsResolver<T> = internal.TlsResolver<T>
  * @since 0.1.0
  * @category models
  */
-export type TlsParams = internal.TlsParams
+export type TlsParams = model.TlsParams
 
 /**
  * The names the user wrote for settings given under another name than their option's, keyed by option.
@@ -326,7 +346,7 @@ const written: Settings.WrittenNames = { maxSize: "PG_MAX", "reconnect.maxDelay"
  * @since 0.1.0
  * @category models
  */
-export type WrittenNames = internal.WrittenNames
+export type WrittenNames = model.WrittenNames
 
 /**
  * One row of the settings table: option name, environment variable, what it is.
@@ -397,7 +417,7 @@ export const resolve: <T = TlsParams>(input: Input, options?: Options<T>) => Res
 export const fromEnv: <T = TlsParams>(
   record: Readonly<Record<string, string | undefined>>,
   options?: Omit<Options<T>, "source" | "env">
-) => Result<T> = internal.fromEnv
+) => Result<T> = environment.fromEnv
 
 /**
  * The options an environment record gives, unresolved (what `fromEnv` resolves).
@@ -413,7 +433,7 @@ export const fromEnv: <T = TlsParams>(
  * @since 0.1.0
  * @category constructors
  */
-export const inputFromEnv: (record: Readonly<Record<string, string | undefined>>) => Input = internal.inputFromEnv
+export const inputFromEnv: (record: Readonly<Record<string, string | undefined>>) => Input = environment.inputFromEnv
 
 /**
  * The log file and level an environment record gives (`DB_POOL_LOG_FILE`, `DB_POOL_LOG_LEVEL`), validated as
@@ -430,7 +450,7 @@ export const inputFromEnv: (record: Readonly<Record<string, string | undefined>>
  * @since 0.1.0
  * @category constructors
  */
-export const loggingFromEnv = internal.loggingFromEnv
+export const loggingFromEnv = environment.loggingFromEnv
 
 /**
  * The TLS resolution used without one of the edition's: `sslmode` checked, the other parameters passed through.
@@ -446,7 +466,7 @@ export const loggingFromEnv = internal.loggingFromEnv
  * @since 0.1.0
  * @category constructors
  */
-export const passTls: TlsResolver<TlsParams> = internal.passTls
+export const passTls: TlsResolver<TlsParams> = tlsInternal.passTls
 
 /**
  * The defaults resolution fills in, durations in milliseconds; `database` defaults to the user name, `password`
@@ -762,3 +782,96 @@ export const formatMillis: (millis: number) => string = values.formatMillis
  * @category parsers
  */
 export const isSocket: (host: string) => boolean = hosts.isSocket
+
+/**
+ * A failure of the edition's file or crypto access: its error code (`ENOENT`, `EACCES`,
+ * `ERR_OSSL_BAD_DECRYPT`, …), which picks the message, and its own message.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const missing: Settings.TlsFailure = { code: "ENOENT", message: "no such file or directory" }
+ * // reported as "… sslrootcert (/etc/ca.pem) cannot be read: the file does not exist; …"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsFailure = tlsInternal.TlsFailure
+
+/**
+ * The edition's access to files and TLS material (on Node: `fs.readFileSync`, `crypto.X509Certificate`,
+ * `crypto.createPrivateKey`, `tls.createSecureContext`), which `makeTlsResolver` needs and the engine cannot do.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const inMemory = (files: Record<string, string>): Settings.TlsFiles => ({
+ *   read: (path) => (path in files ? { text: files[path]! } : { code: "ENOENT", message: "not found" }),
+ *   checkCertificate: () => undefined,
+ *   decryptKey: (pem) => ({ pem }),
+ *   checkContext: () => undefined
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsFiles = tlsInternal.TlsFiles
+
+/**
+ * What `makeTlsResolver` makes of the TLS settings: Node's `tls.ConnectionOptions` (`false` with `disable`; the
+ * private key not enumerable) and which settings produced them, for messages at connect time.
+ *
+ * @example
+ * ```ts
+ * import type { Settings } from "@effect-pg-pool/engine"
+ *
+ * const explain = (material: Settings.TlsMaterial, problem: string): string =>
+ *   `TLS: ${problem} (${material.description})`
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TlsMaterial = tlsInternal.TlsMaterial
+
+/**
+ * libpq's TLS settings resolved for a Node driver, the same for every edition: `sslmode` (node-postgres's `ssl=true`
+ * and `no-verify` too), `sslrootcert` (`system` included: verify-full only), `sslcert` + `sslkey` (+
+ * `sslpassword`, the key decrypted once), `sslcrl`, `sslsni`, `ssl_min/max_protocol_version`, or the `ssl` option
+ * in code (checked, returned as given); every problem reported with the parameter and the path.
+ *
+ * @example
+ * ```ts
+ * import { Settings } from "@effect-pg-pool/engine"
+ *
+ * declare const files: Settings.TlsFiles // the edition's: fs and crypto
+ * const tls = Settings.makeTlsResolver(files)
+ * const result = Settings.resolve({ url: "postgres://db/app?sslmode=verify-full&sslrootcert=/etc/ca.pem" }, { tls })
+ * // result.settings.tls.options: { rejectUnauthorized: true, ca: ["-----BEGIN CERTIFICATE-----…"] }
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTlsResolver: (files: TlsFiles) => TlsResolver<TlsMaterial> = tlsInternal.makeTlsResolver
+
+/**
+ * The description of TLS options given in code (`TlsMaterial.description`), so that connect-time messages name
+ * the fix in those terms.
+ *
+ * @example
+ * ```ts
+ * import { Settings } from "@effect-pg-pool/engine"
+ *
+ * // a fix for options given in code names the ssl option, not sslrootcert
+const byOption = (material: Settings.TlsMaterial): boolean => material.description === Settings.tlsOption
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tlsOption: string = tlsInternal.OPTION

@@ -179,11 +179,35 @@ describe("Settings: value parsers", () => {
       [
         { maxConnections: 4, maxSize: 5 },
         "maxConnections (4) and maxSize (5) are two names for the same setting and disagree: keep one of them"
+      ],
+      [
+        { connectionTTL: "1h", maxLifetime: "2h" },
+        "connectionTTL (1h) and maxLifetime (2h) are two names for the same setting and disagree: keep one of them"
+      ],
+      [{ user: 42 }, "user (42) must be a string: e.g. postgres"],
+      [{ database: false }, "database (false) must be a string: e.g. mydb"],
+      [{ applicationName: 1 }, "applicationName (1) must be a string: e.g. my-service"],
+      [{ logFile: 1 }, "logFile (1) must be a string: give a file path"],
+      [
+        { statementTimeout: "-5s" },
+        "statementTimeout (-5s) must be > 0: set a server-side limit per statement such as 30s, or leave statementTimeout unset for none"
+      ],
+      [
+        { leakDetectionThreshold: "x" },
+        "leakDetectionThreshold (x) is not a duration: use milliseconds (250), a short form (500ms, 1.5s, 2m, 1h) or Effect's form (5 seconds)"
+      ],
+      [
+        { reconnect: { jitter: "sometimes" } },
+        "reconnect.jitter (sometimes) must be true or false (yes/no, on/off and 1/0 work too)"
       ]
     ]
     for (const [input, message] of cases) {
       assert.deepStrictEqual(messages(Settings.resolve({ url: "postgres://db", ...input })), [message])
     }
+    assert.deepStrictEqual(messages(Settings.resolve({ url: 42 })), [
+      "url must be a string or a Redacted string: postgres://user:password@localhost:5432/mydb"
+    ])
+    assert.strictEqual(ok(Settings.resolve({ url: "postgres://db", username: "u" })).user, "u")
     const all = messages(Settings.resolve({ url: "postgres://db", maxSize: 0, keepAlive: "x", init: "y" }))
     assert.strictEqual(all.length, 3)
   })

@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { redactText } from "./config.js"
+import { Settings } from "@effect-pg-pool/engine"
 
 /**
  * Renders `cause` for a log line, with `password` (and any URL's credentials) redacted.
@@ -14,7 +14,7 @@ import { redactText } from "./config.js"
  * @internal
  */
 export const formatLogError = (cause: unknown, password: string | undefined): string =>
-  redactText(render(cause, 0), password)
+  Settings.redactText(render(cause, 0), password)
 
 // deep enough for an AggregateError inside a wrapper inside a wrapper; a cycle stops here too
 const MAX_DEPTH = 4

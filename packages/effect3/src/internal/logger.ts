@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import { Settings } from "@effect-pg-pool/engine"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -22,7 +23,6 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import type { PoolConfig } from "../PoolConfig.js"
 import { PoolConfigError } from "../PoolError.js"
-import { redactText } from "./config.js"
 
 // ---------------------------------------------------------------------------------------------------------
 // the loggers that write to the console
@@ -62,28 +62,32 @@ export const withoutConsoleLoggers = (
 // secrets
 // ---------------------------------------------------------------------------------------------------------
 
-const URL_SCHEME = /postgres(?:ql)?:\/\//i
-const PASSWORD_KEYWORD = /password\s*=/i
-const PASSWORD_SETTING = /(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&'",;]+)/gi
+// ---------------------------------------------------------------------------------------------------------
+// the pool's log level and log file (read and validated by the engine's Settings, carried out here)
+// ---------------------------------------------------------------------------------------------------------
+
+const LOG_LEVELS: { readonly [K in Settings.LogLevel]: LogLevel.LogLevel } = {
+  All: LogLevel.All,
+  Trace: LogLevel.Trace,
+  Debug: LogLevel.Debug,
+  Info: LogLevel.Info,
+  Warning: LogLevel.Warning,
+  Error: LogLevel.Error,
+  Fatal: LogLevel.Fatal,
+  None: LogLevel.None
+}
+
+/** Effect's `LogLevel` for a level the engine parsed. @internal */
+export const logLevelOf = (level: Settings.LogLevel | undefined): LogLevel.LogLevel | undefined =>
+  level === undefined ? undefined : LOG_LEVELS[level]
 
 /**
  * A function removing from a string every given secret (plain or percent-encoded), the password of every
- * `postgres://` URL and every `password=` setting (libpq keyword strings, URL parameters). The fast path returns
- * strings holding none of them untouched.
+ * `postgres://` URL and every `password=` setting: the engine's one redaction (`Settings.makeRedactor`).
  *
  * @internal
  */
-export const makeRedactor = (secrets: ReadonlyArray<string>): ((text: string) => string) => {
-  const forms = [...new Set(secrets.flatMap((s) => (s === "" ? [] : [s, encodeURIComponent(s)])))]
-  return (text) => {
-    let hit = URL_SCHEME.test(text) || PASSWORD_KEYWORD.test(text)
-    for (let i = 0; !hit && i < forms.length; i++) hit = text.includes(forms[i]!)
-    if (!hit) return text
-    let out = redactText(text, undefined)
-    for (const secret of secrets) out = redactText(out, secret)
-    return out.replace(PASSWORD_SETTING, "$1***")
-  }
-}
+export const makeRedactor: (secrets: ReadonlyArray<string>) => (text: string) => string = Settings.makeRedactor
 
 /**
  * The password of a `postgres://` URL (user info runs to the last `@`, as the pool reads it) and of its
@@ -91,29 +95,7 @@ export const makeRedactor = (secrets: ReadonlyArray<string>): ((text: string) =>
  *
  * @internal
  */
-export const passwordsInUrl = (url: string): Array<string> => {
-  const out: Array<string> = []
-  const scheme = /^\s*postgres(?:ql)?:\/\//i.exec(url)
-  if (scheme !== null) {
-    const rest = url.slice(scheme[0].length)
-    const at = rest.lastIndexOf("@")
-    const colon = rest.indexOf(":")
-    if (at !== -1 && colon !== -1 && colon < at) out.push(decode(rest.slice(colon + 1, at)))
-  }
-  for (const match of url.matchAll(/[?&\s]password\s*=\s*('(?:[^'\\]|\\.)*'|[^&\s]*)/gi)) {
-    const value = match[1]!
-    out.push(value.startsWith("'") ? value.slice(1, -1).replace(/\\(.)/g, "$1") : decode(value))
-  }
-  return out.filter((s) => s !== "")
-}
-
-const decode = (text: string): string => {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
-  }
-}
+export const passwordsInUrl: (url: string) => Array<string> = Settings.passwordsInUrl
 
 /** @internal */
 export const secretText = (secret: Redacted.Redacted<string> | string | undefined): string | undefined =>
@@ -595,7 +577,7 @@ export const openError = (path: string, error: Error, setting: string) =>
     issues: [
       {
         field: "logFile",
-        env: "DB_POOL_LOG_FILE",
+        env: Settings.envOf.logFile,
         setting,
         value: path,
         message:

@@ -1,19 +1,21 @@
 /**
- * TLS the way libpq does it: `sslmode` and the `sslrootcert`/`sslcert`/`sslkey` family (URL parameters or `PGSSL*`
- * variables) resolved at configuration time into Node's `tls.ConnectionOptions` — files read, keys decrypted,
- * every problem reported with the parameter and the path — and the negotiation at connect time, including the
- * plain-text fallback of `allow` and `prefer` that node-postgres lacks.
+ * TLS the way libpq does it: the engine's `Settings.makeTlsResolver` resolves `sslmode` and the
+ * `sslrootcert`/`sslcert`/`sslkey` family (URL parameters or `PGSSL*` variables) at configuration time, with Node's
+ * file system and crypto given here — files read, keys decrypted, every problem reported with the parameter and the
+ * path — into Node's `tls.ConnectionOptions`; and the negotiation at connect time, including the plain-text
+ * fallback of `allow` and `prefer` that node-postgres lacks.
  *
  * @internal
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodeTls from "node:tls"
+import { Settings } from "@effect-pg-pool/engine"
 import * as Effect from "effect/Effect"
 import type { ConnectFailure } from "./connection.js"
 
 /** @internal */
-export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
+export type SslMode = Settings.SslMode
 
 /** @internal */
 export type ConnectionOptions = NodeTls.ConnectionOptions
@@ -25,104 +27,6 @@ export interface TlsSettings {
   readonly options: false | NodeTls.ConnectionOptions
 }
 
-const MODES: ReadonlyArray<SslMode> = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-
-/** The sslmode values and what each does, for messages. @internal */
-export const SSL_MODE_FIX =
-  "use disable, allow, prefer (plain text when the server refuses TLS), require (TLS, no certificate check), " +
-  "verify-ca (the certificate's chain) or verify-full (its chain and host name)"
-
-// ---------------------------------------------------------------------------
-// parameters and where they come from
-// ---------------------------------------------------------------------------
-
-/** libpq's parameter names, as in a URL; each also has a `PGSSL*` variable but `ssl` and `sslpassword`. */
-type Param =
-  | "sslmode"
-  | "ssl"
-  | "sslrootcert"
-  | "sslcert"
-  | "sslkey"
-  | "sslpassword"
-  | "sslcrl"
-  | "sslsni"
-  | "ssl_min_protocol_version"
-  | "ssl_max_protocol_version"
-
-/** The parameters a URL may carry; `ssl` is node-postgres's `ssl=true`. @internal */
-export const URL_PARAMS: ReadonlySet<string> = new Set<Param>([
-  "sslmode",
-  "ssl",
-  "sslrootcert",
-  "sslcert",
-  "sslkey",
-  "sslpassword",
-  "sslcrl",
-  "sslsni",
-  "ssl_min_protocol_version",
-  "ssl_max_protocol_version"
-])
-
-/** @internal */
-export const ENV: { readonly [K in Exclude<Param, "ssl" | "sslpassword">]: string } = {
-  sslmode: "PGSSLMODE",
-  sslrootcert: "PGSSLROOTCERT",
-  sslcert: "PGSSLCERT",
-  sslkey: "PGSSLKEY",
-  sslcrl: "PGSSLCRL",
-  sslsni: "PGSSLSNI",
-  ssl_min_protocol_version: "PGSSLMINPROTOCOLVERSION",
-  ssl_max_protocol_version: "PGSSLMAXPROTOCOLVERSION"
-}
-
-// libpq settings node-postgres cannot honour: a URL or variable naming one is reported, never ignored.
-const UNSUPPORTED: ReadonlyArray<readonly [param: string, env: string | undefined, fix: string]> = [
-  ["sslcrldir", "PGSSLCRLDIR", "Node cannot read a CRL directory: concatenate the CRLs into one file for sslcrl"],
-  ["sslcertmode", "PGSSLCERTMODE", "remove it: a client certificate is sent whenever sslcert and sslkey are given"],
-  ["sslnegotiation", "PGSSLNEGOTIATION", "remove it: only the standard negotiation (postgres) is supported"],
-  ["sslcompression", "PGSSLCOMPRESSION", "remove it: TLS compression is obsolete and never used"],
-  ["sslkeylogfile", undefined, "remove it: key logging is not supported"],
-  ["requiressl", "PGREQUIRESSL", "it is deprecated: use sslmode=require"],
-  ["gssencmode", "PGGSSENCMODE", "remove it: GSSAPI encryption is not supported, use TLS (sslmode)"]
-]
-
-/** The fix for a libpq TLS parameter the pool does not support, if `key` is one. @internal */
-export const unsupportedParam = (key: string): string | undefined => UNSUPPORTED.find(([param]) => param === key)?.[2]
-
-/** Every variable read, supported or not. @internal */
-export const ENV_NAMES: ReadonlyArray<string> = [
-  ...Object.values(ENV),
-  ...UNSUPPORTED.flatMap(([, env]) => (env === undefined ? [] : [env]))
-]
-
-/** One parameter's value and who set it. */
-interface Given {
-  readonly value: string
-  /** The value as messages show it: `***` for a passphrase. */
-  readonly shown: string
-  /** The variable named in the issue: `DATABASE_URL` or a `PGSSL*` one. */
-  readonly env: string
-  /** How a message names it, e.g. `DATABASE_URL (postgres://…) sslrootcert (/etc/ca.pem)` (`url (…)` in code). */
-  readonly label: string
-}
-
-/** @internal */
-export interface Input {
-  /** The `ssl` option given in code; wins over every parameter. */
-  readonly option: unknown
-  /** The URL's TLS parameters, and the URL as messages show it (password masked). */
-  readonly url:
-    | {
-        readonly params: ReadonlyMap<string, string>
-        readonly shown: string
-        /** How the user named the URL: `url` in code, a Config key, or `DATABASE_URL`. */
-        readonly name: string
-      }
-    | undefined
-  /** Environment variables by name (`PGSSLMODE`, …); each fills in what the URL does not set. */
-  readonly env: ReadonlyMap<string, string> | undefined
-}
-
 /** @internal */
 export interface Resolved {
   readonly sslmode: SslMode
@@ -131,242 +35,64 @@ export interface Resolved {
   readonly params: ReadonlyArray<readonly [string, string]>
 }
 
-/** Reports one invalid setting (field, variable, shown value, message); resolution goes on to find the others. */
-type Report = (field: string, env: string, value: string, message: string) => void
-
-// For messages at connect time: which settings produced these options.
-const descriptions = new WeakMap<object, string>()
-const OPTION = "the ssl option"
-
-const skipHostCheck = (): undefined => undefined
-
 // ---------------------------------------------------------------------------
-// resolution
+// resolution: the engine's, on Node's files and crypto
 // ---------------------------------------------------------------------------
-
-const isPlainObject = (u: unknown): u is Record<string, unknown> => {
-  if (typeof u !== "object" || u === null) return false
-  const proto = Object.getPrototypeOf(u)
-  return proto === Object.prototype || proto === null
-}
-
-const fromOption = (option: unknown, report: Report): Resolved => {
-  if (option === false) return { sslmode: "disable", ssl: false, params: [["sslmode", "disable"]] }
-  const options: NodeTls.ConnectionOptions | undefined =
-    option === true ? { rejectUnauthorized: true } : isPlainObject(option) ? option : undefined
-  const reject = options?.rejectUnauthorized
-  if (options === undefined || (reject !== undefined && typeof reject !== "boolean")) {
-    report(
-      "ssl",
-      "ssl",
-      options === undefined ? String(option) : `{ rejectUnauthorized: ${String(reject)} }`,
-      "ssl must be true, false or Node's tls.ConnectionOptions (ca, cert, key, rejectUnauthorized, …): " +
-        "true verifies the server certificate against Node's trusted CAs"
-    )
-    return { sslmode: "disable", ssl: false, params: [] }
-  }
-  // Bad PEM text or a wrong passphrase would otherwise fail every connection attempt, one by one.
-  if (options.secureContext === undefined) {
-    try {
-      NodeTls.createSecureContext(options)
-    } catch (error) {
-      report(
-        "ssl",
-        "ssl",
-        "<tls options>",
-        `ssl holds TLS material Node cannot use (${message(error)}): pass the PEM text (or a Buffer) of the ` +
-          "certificates in ca and cert and of the private key in key, with its passphrase if it is encrypted"
-      )
-    }
-  }
-  const sslmode: SslMode = reject === false ? "require" : "verify-full"
-  descriptions.set(options, OPTION)
-  return { sslmode, ssl: options, params: [["sslmode", sslmode]] }
-}
 
 const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
+const codeOf = (cause: unknown): string | undefined => {
+  const code = (cause as { code?: unknown } | null)?.code
+  return typeof code === "string" ? code : undefined
+}
 
-const VERSIONS = new Set(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"])
+const failure = (error: unknown): Settings.TlsFailure => ({ code: codeOf(error), message: message(error) })
 
-/** @internal */
-export const resolve = (input: Input, report: Report): Resolved => {
-  if (input.option !== undefined) return fromOption(input.option, report)
-
-  const given = new Map<string, Given>()
-  const url = input.url
-  if (url !== undefined) {
-    for (const [key, value] of url.params) {
-      const shownValue = key === "sslpassword" ? "***" : value
-      given.set(key, {
-        value,
-        shown: shownValue,
-        env: "DATABASE_URL",
-        label: `${url.name} (${url.shown}) ${key} (${shownValue})`
-      })
-    }
-  }
-  for (const [param, name] of Object.entries(ENV)) {
-    const value = input.env?.get(name)
-    if (value !== undefined && !given.has(param)) {
-      given.set(param, { value, shown: value, env: name, label: `${name} (${value})` })
-    }
-  }
-  for (const [, name, fix] of UNSUPPORTED) {
-    const value = name === undefined ? undefined : input.env?.get(name)
-    if (name !== undefined && value !== undefined)
-      report("ssl", name, value, `${name} (${value}) is not supported: ${fix}`)
-  }
-  const bad = (g: Given, problem: string) => report("ssl", g.env, g.shown, `${g.label} ${problem}`)
-
-  // sslmode, or node-postgres's ssl=true|false when it is absent
-  let sslmode: SslMode | undefined
-  const modeGiven = given.get("sslmode")
-  if (modeGiven !== undefined) {
-    const value = modeGiven.value.trim().toLowerCase()
-    // `no-verify` is node-postgres's spelling of require, common in hosting docs
-    sslmode = value === "no-verify" ? "require" : MODES.find((mode) => mode === value)
-    if (sslmode === undefined) bad(modeGiven, `is not an sslmode: ${SSL_MODE_FIX}`)
-  } else {
-    const flag = given.get("ssl")
-    if (flag !== undefined) {
-      const value = flag.value.trim().toLowerCase()
-      // node-postgres reads ssl=true as TLS with certificate checks; ignoring it would silently drop TLS.
-      if (["true", "1", "on", "yes"].includes(value)) sslmode = "verify-full"
-      else if (["false", "0", "off", "no"].includes(value)) sslmode = "disable"
-      else bad(flag, `is not true or false: write ssl=true, or sslmode=verify-full, require or disable`)
-    }
-  }
-  const rootGiven = given.get("sslrootcert")
-  const system = rootGiven?.value === "system"
-  // libpq: sslrootcert=system makes verify-full the default and refuses anything weaker, since anyone can get a
-  // publicly trusted certificate for a host name they control.
-  if (system && sslmode !== undefined && sslmode !== "verify-full") {
-    bad(rootGiven!, `may not be used with the weak sslmode ${sslmode}: use sslmode=verify-full`)
-  }
-  // Unlike libpq (prefer), no sslmode means no TLS — as in node-postgres and @effect/sql-pg.
-  const mode: SslMode = sslmode ?? (system ? "verify-full" : "disable")
-  const params: Array<readonly [string, string]> = [["sslmode", mode]]
-  if (mode === "disable") return { sslmode: mode, ssl: false, params }
-
-  const files: Array<string> = [`sslmode=${mode}`]
-  const read = (key: "sslrootcert" | "sslcert" | "sslkey" | "sslcrl", what: string): string | undefined => {
-    const g = given.get(key)
-    if (g === undefined) return undefined
-    params.push([key, g.value])
-    files.push(`${key}=${g.value}`)
-    if (key === "sslrootcert" && g.value === "system") return undefined
+const nodeFiles: Settings.TlsFiles = {
+  read: (path) => {
     try {
-      return Fs.readFileSync(g.value, "utf8")
+      return { text: Fs.readFileSync(path, "utf8") }
     } catch (error) {
-      const code = (error as { code?: unknown }).code
-      const reason =
-        code === "ENOENT" ? "does not exist" : code === "EACCES" ? "is not readable by this process" : message(error)
-      bad(g, `cannot be read: the file ${reason}; give the path of ${what}`)
+      return failure(error)
+    }
+  },
+  checkCertificate: (pem) => {
+    try {
+      new Crypto.X509Certificate(pem)
       return undefined
-    }
-  }
-
-  const options: Record<string, unknown> = {}
-  const rootText = read("sslrootcert", "a PEM file holding the CA certificates that signed the server's certificate")
-  let ca: Array<string> | undefined
-  if (rootText !== undefined) {
-    ca = rootText.match(PEM_CERTIFICATE) ?? []
-    try {
-      if (ca.length === 0) throw new Error("no -----BEGIN CERTIFICATE----- block")
-      for (const pem of ca) new Crypto.X509Certificate(pem)
     } catch (error) {
-      bad(rootGiven!, `is not a PEM certificate file (${message(error)}): give the server's CA certificate(s) in PEM`)
-      ca = undefined
+      return message(error)
     }
-  }
-  // libpq refuses verify-ca without a root certificate, and rightly: against public CAs it accepts a certificate
-  // anyone can get for a host name they control.
-  if (mode === "verify-ca" && rootGiven === undefined) {
-    bad(
-      modeGiven!,
-      "needs sslrootcert (or PGSSLROOTCERT), the CA that signed the server's certificate: against Node's public " +
-        "CAs it would accept any host's certificate; use verify-full to check the host name too"
-    )
-  }
-  // libpq: a root certificate makes require (and allow/prefer) check the chain too, i.e. behave as verify-ca.
-  const verify = mode === "verify-ca" || mode === "verify-full" || ca !== undefined
-  options.rejectUnauthorized = verify
-  if (ca !== undefined) options.ca = ca
-  if (verify && mode !== "verify-full") options.checkServerIdentity = skipHostCheck
-
-  const certGiven = given.get("sslcert")
-  const keyGiven = given.get("sslkey")
-  const certText = read("sslcert", "a PEM file holding the client certificate")
-  const keyText = read("sslkey", "a PEM file holding the client certificate's private key")
-  const passwordGiven = given.get("sslpassword")
-  if (passwordGiven !== undefined) params.push(["sslpassword", passwordGiven.value])
-  if ((certGiven === undefined) !== (keyGiven === undefined)) {
-    const [has, lacks] = certGiven === undefined ? [keyGiven!, "sslcert"] : [certGiven, "sslkey"]
-    bad(has, `is given without ${lacks}: a client certificate needs both (they are not read from ~/.postgresql)`)
-  } else if (certText !== undefined && keyText !== undefined) {
-    let key: string | undefined
+  },
+  decryptKey: (pem, passphrase) => {
     try {
-      // Decrypted once here: a wrong passphrase is a configuration error, and the passphrase is not kept.
-      key = Crypto.createPrivateKey({
-        key: keyText,
-        ...(passwordGiven !== undefined ? { passphrase: passwordGiven.value } : {})
-      })
-        .export({ type: "pkcs8", format: "pem" })
-        .toString()
+      const key = Crypto.createPrivateKey({ key: pem, ...(passphrase !== undefined ? { passphrase } : {}) })
+      return { pem: key.export({ type: "pkcs8", format: "pem" }).toString() }
     } catch (error) {
-      const code = (error as { code?: unknown }).code
-      bad(
-        keyGiven!,
-        code === "ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED"
-          ? "is encrypted: give its passphrase as sslpassword"
-          : code === "ERR_OSSL_BAD_DECRYPT"
-            ? "cannot be decrypted with sslpassword: check the passphrase"
-            : `is not a PEM private key (${message(error)})`
-      )
+      return failure(error)
     }
-    if (key !== undefined) {
-      try {
-        NodeTls.createSecureContext({ cert: certText, key })
-        options.cert = certText
-        // Not enumerable, as node-postgres does it: the key stays out of JSON, logs and inspection.
-        Object.defineProperty(options, "key", { value: key, enumerable: false })
-      } catch (error) {
-        bad(certGiven!, `does not go with sslkey (${keyGiven!.value}): ${message(error)}`)
-      }
-    }
-  }
-
-  const crlText = read("sslcrl", "a PEM file holding the certificate revocation list")
-  if (crlText !== undefined) {
+  },
+  checkContext: (options) => {
     try {
-      NodeTls.createSecureContext({ crl: crlText })
-      options.crl = crlText
+      NodeTls.createSecureContext(options as NodeTls.SecureContextOptions)
+      return undefined
     } catch (error) {
-      bad(given.get("sslcrl")!, `is not a PEM certificate revocation list (${message(error)})`)
+      return message(error)
     }
   }
-  const sni = given.get("sslsni")
-  if (sni !== undefined) {
-    params.push(["sslsni", sni.value])
-    if (sni.value.trim() !== "1") {
-      bad(sni, "is not supported: node-postgres always sends the host name (SNI) when it is not an IP address")
-    }
-  }
-  for (const [key, option] of [
-    ["ssl_min_protocol_version", "minVersion"],
-    ["ssl_max_protocol_version", "maxVersion"]
-  ] as const) {
-    const g = given.get(key)
-    if (g === undefined) continue
-    params.push([key, g.value])
-    if (VERSIONS.has(g.value)) options[option] = g.value
-    else bad(g, "is not a TLS version: use TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3")
-  }
-  const ssl = options as NodeTls.ConnectionOptions
-  descriptions.set(ssl, files.join(", "))
-  return { sslmode: mode, ssl, params }
+}
+
+const resolveMaterial = Settings.makeTlsResolver(nodeFiles)
+
+// For messages at connect time: which settings produced these options.
+const descriptions = new WeakMap<object, string>()
+
+/** The engine's TLS resolution on Node, as the engine's settings resolution calls it. @internal */
+export const resolver: Settings.TlsResolver<Resolved> = (input, report) => {
+  const { sslmode, tls, params } = resolveMaterial(input, report)
+  const ssl = tls.options as false | NodeTls.ConnectionOptions
+  if (ssl !== false) descriptions.set(ssl, tls.description)
+  return { sslmode, tls: { sslmode, ssl, params }, params }
 }
 
 // ---------------------------------------------------------------------------
@@ -394,11 +120,6 @@ const CERTIFICATE_CODES = new Set([
   "ERR_TLS_CERT_ALTNAME_INVALID"
 ])
 
-const codeOf = (cause: unknown): string | undefined => {
-  const code = (cause as { code?: unknown } | null)?.code
-  return typeof code === "string" ? code : undefined
-}
-
 /**
  * pg_hba refused the session it was offered (no entry for it, or `reject`): the case `allow` and `prefer` retry the
  * other way for. A wrong password (28P01) is not retried, so that it is not sent again over the other transport.
@@ -415,7 +136,7 @@ const explain = (settings: TlsSettings, failure: ConnectFailure): ConnectFailure
   const text = message(cause)
   const what = (settings.options !== false && descriptions.get(settings.options)) || `sslmode=${settings.mode}`
   // the fix in the terms the user wrote: the ssl option, or libpq's parameters
-  const byOption = what === OPTION
+  const byOption = what === Settings.tlsOption
   let problem: string
   let fix: string
   if (text === DECLINED) {

@@ -1,24 +1,34 @@
 /**
- * Resolution: an options object (or an environment record) in, a resolved configuration or every issue out. Each
+ * Resolution: an options object in, a resolved configuration or every issue out. Each
  * issue names the setting as the user wrote it, shows the offending value (a URL with its password masked, a
  * password never), says what is allowed and what to do.
  *
  * @internal
  */
 import { defaults } from "./defaults.js"
-import { envOf, optionNames, type Setting, tlsEnv, tlsUnsupported } from "./env.js"
+import { envOf, type Setting } from "./env.js"
+import { Issues, logFileOf, nonEmpty } from "./issues.js"
+import {
+  ALIASES,
+  type Input,
+  type Options,
+  type Result,
+  type Settings,
+  type TlsParams,
+  type TlsResolver,
+  type WrittenNames
+} from "./model.js"
+import { passTls } from "./tls.js"
 import {
   type Host,
   hostList,
   LOAD_BALANCE_FIX,
-  type LoadBalanceHosts,
   loadBalanceHostsValues,
   mismatch,
   pair,
   portList,
   showList,
   TARGET_FIX,
-  type TargetSessionAttrs,
   targetSessionAttrsValues
 } from "./hosts.js"
 import { redactUrl } from "./redact.js"
@@ -35,244 +45,10 @@ import {
   MAX_POOL_SIZE,
   name,
   oneOf,
-  type Parse,
-  type Runtime,
   SIZE_FIX,
   secretText,
-  show,
   text
 } from "./values.js"
-
-/** One invalid setting. @internal */
-export interface Issue {
-  /** The configuration field, e.g. `minSize`. */
-  readonly field: string
-  /** The environment variable that sets it, e.g. `DB_POOL_MIN_SIZE`. */
-  readonly env: string
-  /** The name the configuration gave it, which the message uses: option, `Config` key or variable. */
-  readonly setting: string
-  /** What was given, already redacted where it could hold a secret. */
-  readonly value: string
-  /** What is wrong and how to fix it. */
-  readonly message: string
-}
-
-/** The libpq sslmode values. @internal */
-export type SslMode = "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full"
-
-/** What a TLS resolver is given. @internal */
-export interface TlsInput {
-  /** The `ssl` option given in code; wins over every parameter. */
-  readonly option: unknown
-  /** The URL's TLS parameters, and the URL as messages show it (password masked). */
-  readonly url:
-    | {
-        readonly params: ReadonlyMap<string, string>
-        readonly shown: string
-        /** How the user named the URL: `url` in code, a `Config` key, or `DATABASE_URL`. */
-        readonly name: string
-      }
-    | undefined
-  /** The `PGSSL*` variables set, by name; each fills in what the URL does not set. */
-  readonly env: ReadonlyMap<string, string>
-}
-
-/** What a TLS resolver returns: the mode, the edition's TLS material, and the parameters of the normalised URL. @internal */
-export interface TlsResolved<T> {
-  readonly sslmode: SslMode
-  readonly tls: T
-  readonly params: ReadonlyArray<readonly [string, string]>
-}
-
-/** Reports one invalid setting: field, variable, shown value, message. @internal */
-export type Report = (field: string, env: string, value: string, message: string) => void
-
-/** Turns TLS settings into what the edition's driver needs (files read, keys decrypted), reporting problems. @internal */
-export type TlsResolver<T> = (input: TlsInput, report: Report) => TlsResolved<T>
-
-/** The reconnect schedule's settings; delays in milliseconds. @internal */
-export interface Reconnect {
-  readonly initialDelay: number
-  readonly factor: number
-  readonly maxDelay: number
-  readonly initialAttempts: number
-  readonly jitter: boolean
-}
-
-/** A resolved configuration: every default filled in, durations in milliseconds. @internal */
-export interface Settings<T> {
-  readonly name: string
-  /** The normalised connection URL, password included: every host with its port, every parameter encoded. */
-  readonly url: string
-  /** The hosts to try, in order (libpq's multi-host), each with its port; at least one. */
-  readonly hosts: ReadonlyArray<Host>
-  /** The first host: the only one for a single-host configuration. */
-  readonly host: string
-  /** The first host's port. */
-  readonly port: number
-  readonly targetSessionAttrs: TargetSessionAttrs
-  readonly loadBalanceHosts: LoadBalanceHosts
-  readonly database: string
-  readonly user: string
-  readonly password: string | undefined
-  readonly sslmode: SslMode
-  /** What the TLS resolver made of the TLS settings. */
-  readonly tls: T
-  readonly minSize: number
-  readonly maxSize: number
-  readonly acquireTimeout: number
-  /** Bound on one connection attempt, to one host (libpq's connect_timeout applies per host too). */
-  readonly connectTimeout: number
-  readonly validateAfterIdle: number
-  readonly validationTimeout: number
-  readonly maxLifetime: number
-  readonly maxIdleTime: number
-  readonly maxQueries: number
-  readonly leakDetectionThreshold: number
-  readonly shutdownTimeout: number
-  readonly cancelTimeout: number
-  readonly queryTimeout: number | undefined
-  readonly keepAlive: boolean
-  readonly reset: "auto" | "always"
-  readonly reconnect: Reconnect
-  readonly init: "eager" | "lazy"
-  readonly statementTimeout: number | undefined
-  readonly applicationName: string
-  readonly logFile: string | undefined
-  readonly logLevel: LogLevel | undefined
-  /** How the configuration named each setting: option, `Config` key or environment variable. */
-  readonly settingNames: { readonly [K in Setting]: string }
-}
-
-/** `PgClient.layer`'s names for settings of ours, accepted so that its options carry over unchanged. */
-const ALIASES = [
-  ["user", "username"],
-  ["maxSize", "maxConnections"],
-  ["minSize", "minConnections"],
-  ["maxIdleTime", "idleTimeout"],
-  ["maxLifetime", "connectionTTL"]
-] as const
-
-type Option = Exclude<Setting, `reconnect.${string}`>
-
-/** Everything resolution accepts, typed loosely: values from the environment are strings, JavaScript passes anything. @internal */
-export type Input = { readonly [K in Option]?: unknown } & {
-  readonly reconnect?: { readonly [K in keyof Reconnect]?: unknown } | undefined
-} & { readonly [K in (typeof ALIASES)[number][1]]?: unknown }
-
-/** The names the user wrote for settings given under another name than their option's (a `Config` key). @internal */
-export type WrittenNames = { readonly [option: string]: string | undefined }
-
-/** @internal */
-export interface Options<T> {
-  /** How settings are named in messages: by option (`input`, the default) or by environment variable (`env`). */
-  readonly source?: "input" | "env" | undefined
-  /** Settings given under another name, e.g. a `Config` key, keyed by option. */
-  readonly written?: WrittenNames | undefined
-  /** How the edition's own values (durations, secrets) are read. */
-  readonly runtime?: Runtime | undefined
-  /** The edition's TLS resolution; without one, `passTls`. */
-  readonly tls?: TlsResolver<T> | undefined
-  /**
-   * Environment variables that fill in what the options and the URL leave unset, as libpq does: `PGSSL*`,
-   * `PGTARGETSESSIONATTRS`, `PGLOADBALANCEHOSTS`. Empty values count as unset.
-   */
-  readonly env?: Readonly<Record<string, string | undefined>> | undefined
-}
-
-/** The outcome: the settings, or every issue. @internal */
-export type Result<T> =
-  | { readonly ok: true; readonly settings: Settings<T> }
-  | { readonly ok: false; readonly issues: ReadonlyArray<Issue> }
-
-/** The TLS settings as given, unresolved: what a resolver-less resolution returns. @internal */
-export interface TlsParams {
-  readonly option: unknown
-  readonly params: ReadonlyArray<readonly [string, string]>
-}
-
-const SSL_MODES: ReadonlyArray<SslMode> = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
-
-/**
- * The TLS resolution of an edition without TLS material of its own: the `sslmode` checked (from the URL, else
- * `PGSSLMODE`), the other parameters passed through as given.
- *
- * @internal
- */
-export const passTls: TlsResolver<TlsParams> = (input, report) => {
-  for (const [, name, fix] of tlsUnsupported) {
-    const value = name === undefined ? undefined : input.env.get(name)
-    if (name !== undefined && value !== undefined)
-      report("ssl", name, value, `${name} (${value}) is not supported: ${fix}`)
-  }
-  const params = new Map<string, string>()
-  for (const [param, env] of Object.entries(tlsEnv)) {
-    const value = input.env.get(env)
-    if (value !== undefined) params.set(param, value)
-  }
-  for (const [key, value] of input.url?.params ?? []) params.set(key, value)
-  const given = params.get("sslmode")?.trim().toLowerCase()
-  const sslmode =
-    given === undefined ? "disable" : given === "no-verify" ? "require" : SSL_MODES.find((m) => m === given)
-  if (sslmode === undefined) {
-    report(
-      "ssl",
-      tlsEnv.sslmode,
-      params.get("sslmode")!,
-      `sslmode (${params.get("sslmode")}) is not an sslmode: use ${SSL_MODES.join(", ")}`
-    )
-  }
-  params.delete("sslmode")
-  const all: Array<readonly [string, string]> = [["sslmode", sslmode ?? "disable"], ...params]
-  return { sslmode: sslmode ?? "disable", tls: { option: input.option, params: all }, params: all }
-}
-
-class Issues {
-  readonly list: Array<Issue> = []
-  private readonly invalid = new Set<string>()
-  readonly names: { -readonly [K in Setting]: string }
-
-  constructor(
-    source: "input" | "env",
-    written: WrittenNames,
-    readonly runtime: Runtime
-  ) {
-    this.names = { ...(source === "env" ? envOf : optionNames) }
-    for (const setting of Object.keys(this.names) as Array<Setting>) {
-      const name = written[setting]
-      if (name !== undefined) this.names[setting] = name
-    }
-  }
-
-  /** The name a message gives `setting`: what the user wrote, or its option or variable; other fields as given. */
-  nameOf(setting: string): string {
-    return Object.hasOwn(this.names, setting) ? this.names[setting as Setting] : setting
-  }
-
-  report(field: string, env: string, value: string, message: string, setting: string = field): void {
-    this.list.push({ field, env, setting: this.nameOf(setting), value, message })
-    this.invalid.add(field)
-  }
-
-  valid(...fields: ReadonlyArray<string>): boolean {
-    return fields.every((field) => !this.invalid.has(field))
-  }
-
-  show(raw: unknown): string {
-    return show(raw, this.runtime)
-  }
-
-  // On failure the fallback stands in so resolution can go on and find the other problems; it is never returned
-  // to the caller because any issue fails the whole configuration.
-  read<A>(field: Setting, raw: unknown, fallback: A, parse: Parse<A>): A {
-    if (raw === undefined) return fallback
-    const result = parse(raw, this.runtime)
-    if (result.ok) return result.value
-    const shown = this.show(raw)
-    this.report(field, envOf[field], shown, `${this.nameOf(field)} (${shown}) ${result.problem}`)
-    return fallback
-  }
-}
 
 /** Folds each alias into its setting, records which name was written, and reports pairs that disagree. */
 const applyAliases = (raw: Input, written: WrittenNames, issues: Issues): Input => {
@@ -340,14 +116,6 @@ type PositiveField =
   | "cancelTimeout"
 
 type NonNegativeField = "validateAfterIdle" | "leakDetectionThreshold" | "shutdownTimeout"
-
-const nonEmpty = (env: Options<unknown>["env"]): Map<string, string> => {
-  const out = new Map<string, string>()
-  // Deployment tools often define variables as empty; an empty value means "not set", not "invalid".
-  for (const [key, value] of Object.entries(env ?? {}))
-    if (value !== undefined && value.trim() !== "") out.set(key, value)
-  return out
-}
 
 const connection = <T>(
   raw: Input,
@@ -477,9 +245,6 @@ const connection = <T>(
     url: buildUrl({ hosts, user, password, database, params })
   }
 }
-
-const logFileOf = (issues: Issues, raw: unknown): string | undefined =>
-  issues.read<string | undefined>("logFile", raw, undefined, text("give a file path")) || undefined
 
 /** @internal */
 export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): Result<T> => {
@@ -628,84 +393,4 @@ export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): 
     settingNames: issues.names
   }
   return issues.list.length === 0 ? { ok: true, settings } : { ok: false, issues: issues.list }
-}
-
-/**
- * The options an environment record gives: `DATABASE_URL`, or libpq's `PG*` variables when it is not set (mixing
- * both sources would hide which one won), and the `DB_POOL_*` settings. Empty values count as unset.
- *
- * @internal
- */
-export const inputFromEnv = (record: Readonly<Record<string, string | undefined>>): Input => {
-  const env = nonEmpty(record)
-  const url = env.get(envOf.url)
-  const libpq = (key: string) => (url === undefined ? env.get(key) : undefined)
-  const get = (setting: Setting) => env.get(envOf[setting])
-  return {
-    url,
-    host: libpq(envOf.host),
-    port: libpq(envOf.port),
-    user: libpq(envOf.user),
-    password: libpq(envOf.password),
-    database: libpq(envOf.database),
-    name: get("name"),
-    minSize: get("minSize"),
-    maxSize: get("maxSize"),
-    acquireTimeout: get("acquireTimeout"),
-    connectTimeout: get("connectTimeout"),
-    validateAfterIdle: get("validateAfterIdle"),
-    validationTimeout: get("validationTimeout"),
-    maxLifetime: get("maxLifetime"),
-    maxIdleTime: get("maxIdleTime"),
-    maxQueries: get("maxQueries"),
-    leakDetectionThreshold: get("leakDetectionThreshold"),
-    shutdownTimeout: get("shutdownTimeout"),
-    cancelTimeout: get("cancelTimeout"),
-    queryTimeout: get("queryTimeout"),
-    keepAlive: get("keepAlive"),
-    reset: get("reset"),
-    reconnect: {
-      initialDelay: get("reconnect.initialDelay"),
-      factor: get("reconnect.factor"),
-      maxDelay: get("reconnect.maxDelay"),
-      initialAttempts: get("reconnect.initialAttempts"),
-      jitter: get("reconnect.jitter")
-    },
-    init: get("init"),
-    statementTimeout: get("statementTimeout"),
-    applicationName: get("applicationName"),
-    logFile: get("logFile"),
-    logLevel: get("logLevel")
-  }
-}
-
-/** Resolves the settings an environment record gives, named by their variables in messages. @internal */
-export const fromEnv = <T = TlsParams>(
-  record: Readonly<Record<string, string | undefined>>,
-  options: Omit<Options<T>, "source" | "env"> = {}
-): Result<T> => resolve(inputFromEnv(record), { ...options, source: "env", env: record })
-
-/**
- * The log file and level an environment record gives, validated as `fromEnv` validates them (the same rules and
- * messages), and the passwords a log line must never show.
- *
- * @internal
- */
-export const loggingFromEnv = (
-  record: Readonly<Record<string, string | undefined>>
-):
-  | {
-      readonly ok: true
-      readonly logFile: string | undefined
-      readonly logLevel: LogLevel | undefined
-      readonly url: string | undefined
-      readonly password: string | undefined
-    }
-  | { readonly ok: false; readonly issues: ReadonlyArray<Issue> } => {
-  const env = nonEmpty(record)
-  const issues = new Issues("env", {}, {})
-  const logFile = logFileOf(issues, env.get(envOf.logFile))
-  const level = issues.read<LogLevel | undefined>("logLevel", env.get(envOf.logLevel), undefined, logLevel)
-  if (issues.list.length > 0) return { ok: false, issues: issues.list }
-  return { ok: true, logFile, logLevel: level, url: env.get(envOf.url), password: env.get(envOf.password) }
 }

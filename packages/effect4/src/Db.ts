@@ -1,0 +1,496 @@
+/**
+ * The database service: one pool, a `withConnection` for session work, statistics and health — and the same pool
+ * as `effect/sql`'s `SqlClient` and @effect/sql-pg 4's `PgClient`, so the layer is a drop-in for
+ * `PgClient.layer`: it accepts that layer's options.
+ *
+ * @since 0.1.0
+ */
+import type * as PgTypes from "@effect/sql-pg/PgTypes"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Reactivity from "effect/reactivity/Reactivity"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import * as SqlClient from "effect/sql/SqlClient"
+import { AuthenticationError, AuthorizationError, ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
+import type { ConnectionOptions } from "node:tls"
+import type { HealthStatus } from "./Health.js"
+import * as Client from "./internal/client.js"
+import * as InternalConfig from "./internal/config.js"
+import * as Metrics from "./internal/metrics.js"
+import * as InternalPool from "./internal/pool.js"
+import type * as Driver from "./internal/session.js"
+import type * as PoolConfig from "./PoolConfig.js"
+import type { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "./PoolError.js"
+import { PoolConfigError } from "./PoolError.js"
+import * as PoolLogger from "./PoolLogger.js"
+import type { PoolStatistics } from "./PoolStatistics.js"
+
+/**
+ * What the `Db` service holds.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const report = Effect.gen(function* () {
+ *   const db = yield* Db.Db
+ *   const stats = yield* db.statistics
+ *   yield* Effect.log(`pool ${db.config.name}: ${stats.active} of ${db.config.maxSize} connections busy`)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Service {
+  /**
+   * Runs `f` on one physical connection, held for the whole callback and returned (reset if needed) on success,
+   * failure, defect and interruption alike. `sql` is a full `PgClient` bound to that connection.
+   */
+  readonly withConnection: <A, E, R>(
+    f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+  /** A snapshot of the pool's figures; no I/O. */
+  readonly statistics: Effect.Effect<PoolStatistics>
+  /** The pool's health from its state and a background probe; never waits for a connection. */
+  readonly health: Effect.Effect<HealthStatus>
+  /** The pooled client, also provided as `SqlClient` and `PgClient`. */
+  readonly sql: PgClient.PgClient
+  /** The validated configuration (the password stays `Redacted`). */
+  readonly config: PoolConfig.PoolConfig
+}
+
+/**
+ * The pool service.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const busy = Effect.flatMap(Db.Db, (db) => Effect.map(db.statistics, (s) => s.active))
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Db extends Context.Service<Db, Service>()("@effect-pg-pool/Db") {}
+
+/**
+ * What `layer` and `make` accept: the pool configuration, and every option of @effect/sql-pg 4's
+ * `PgClient.layer` under its own name, so existing options carry over unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Redacted, String as Str } from "effect"
+ *
+ * const options: Db.DbOptions = {
+ *   url: Redacted.make("postgres://app:secret@localhost:5432/app"),
+ *   maxConnections: 20, // PgClient.layer's name for maxSize
+ *   transformResultNames: Str.snakeToCamel
+ * }
+ * const DbLive = Db.layer(options)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DbOptions extends Omit<PoolConfig.PoolConfigInput, "password" | "ssl" | "keepAlive"> {
+  /** A static password, or (as `PgClient.layer` takes it) an Effect evaluated for each connection attempt. */
+  readonly password?: Redacted.Redacted<string> | string | Effect.Effect<Redacted.Redacted> | undefined
+  readonly ssl?: boolean | ConnectionOptions | undefined
+  /** `true` / `false`, or `PgClient.layer`'s idle time before TCP keepalive probes start. */
+  readonly keepAlive?: boolean | Duration.Input | undefined
+  /** `PgClient.layer` name for `user`. */
+  readonly username?: string | undefined
+  /** A Unix socket path, used verbatim. */
+  readonly path?: string | undefined
+  readonly startupParameters?: Readonly<Record<string, string>> | undefined
+  readonly startupOptions?: string | undefined
+  readonly types?: PgTypes.Registry | undefined
+  readonly prepare?: boolean | undefined
+  readonly preparedStatementCacheSize?: number | undefined
+  readonly maxMessageSize?: number | undefined
+  readonly spanAttributes?: Record<string, unknown> | undefined
+  readonly transformResultNames?: ((str: string) => string) | undefined
+  readonly transformQueryNames?: ((str: string) => string) | undefined
+  readonly transformJson?: boolean | undefined
+  /** `PgClient.layer` name for `maxSize`; without a minimum the pool keeps none open when idle, as it does. */
+  readonly maxConnections?: number | undefined
+  /** `PgClient.layer` name for `minSize`. */
+  readonly minConnections?: number | undefined
+  /** `PgClient.layer` name for `maxIdleTime`. */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** `PgClient.layer` name for `maxLifetime`. */
+  readonly connectionTTL?: Duration.Input | undefined
+}
+
+/**
+ * The pool's settings among `PgClient.layer`'s options (its names for them included: the engine's `Settings`
+ * folds `maxConnections` into `maxSize` and reports two names that disagree); the others shape the client.
+ */
+const toInput = (options: DbOptions): InternalConfig.RawInput => {
+  const raw: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(options)) {
+    if (InternalConfig.settingKeys.has(key)) raw[key] = value
+  }
+  // a password Effect is evaluated for each connection attempt, by the driver; keepAlive may be PgClient.layer's
+  // idle time before the first probe
+  if (Effect.isEffect(raw.password)) delete raw.password
+  if (raw.keepAlive !== undefined && typeof raw.keepAlive !== "boolean") raw.keepAlive = true
+  return raw as InternalConfig.RawInput
+}
+
+const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.OpenOptions => {
+  const keepAlive =
+    options.keepAlive === undefined || typeof options.keepAlive === "boolean"
+      ? config.keepAlive
+        ? 60_000
+        : undefined
+      : Duration.toMillis(Duration.fromInputUnsafe(options.keepAlive))
+  const startupParameters: Record<string, string> = { ...options.startupParameters }
+  if (config.statementTimeout !== undefined) {
+    startupParameters.statement_timeout = String(Math.round(Duration.toMillis(config.statementTimeout)))
+  }
+  return {
+    host: config.host,
+    port: config.port,
+    path: options.path,
+    database: config.database,
+    user: config.user,
+    password: Effect.isEffect(options.password) ? options.password : config.password,
+    ssl: config.ssl === false ? false : config.ssl,
+    connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
+    keepAliveMillis: keepAlive,
+    applicationName: config.applicationName,
+    startupParameters,
+    startupOptions: options.startupOptions,
+    types: options.types,
+    multiplex: config.multiplex,
+    prepare: options.prepare,
+    preparedStatementCacheSize: options.preparedStatementCacheSize,
+    maxMessageSize: options.maxMessageSize
+  }
+}
+
+/**
+ * Builds the pool from a validated configuration in the current scope; closing the scope shuts it down
+ * gracefully. With `logFile` set, the pool's own events go to that file and nowhere else.
+ *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ * import { Reactivity } from "effect/reactivity"
+ *
+ * const program = Effect.gen(function* () {
+ *   const config = yield* PoolConfig.make({ url: "postgres://app:secret@localhost/app" })
+ *   const db = yield* Db.makeWithConfig(config)
+ *   return yield* db.statistics
+ * }).pipe(Effect.scoped, Effect.provide(Reactivity.layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeWithConfig = (
+  config: PoolConfig.PoolConfig,
+  options: DbOptions = {}
+): Effect.Effect<
+  Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
+> =>
+  Effect.gen(function* () {
+    const context = yield* Effect.context<never>()
+    const metrics = Metrics.make(config.name, config.minSize, config.maxSize, context)
+    const logFile = config.logFile
+    // the pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
+    // file (and only it) however the program composes its layers
+    const routed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      logFile === undefined
+        ? effect
+        : Effect.flatMap(PoolLogger.make(logFile), (logger) =>
+            Effect.provideService(effect, Logger.CurrentLoggers, new Set([logger]))
+          )
+    const pool = yield* routed(InternalPool.make({ config, open: openOptions(config, options), metrics }))
+    // `config` as PgClient.layer keeps it: the options as given
+    const clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig)
+    yield* pool.initialize
+    return {
+      withConnection: clients.withConnection,
+      statistics: Effect.sync(() => pool.statistics()),
+      health: Effect.sync(() => pool.health()),
+      sql: clients.client,
+      config
+    }
+  })
+
+/**
+ * Validates `options` and builds the pool in the current scope.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Redacted } from "effect"
+ * import { Reactivity } from "effect/reactivity"
+ *
+ * const program = Effect.gen(function* () {
+ *   const db = yield* Db.make({ url: Redacted.make("postgres://app:secret@localhost/app"), maxSize: 4 })
+ *   return yield* db.withConnection((sql) => sql`SELECT pg_backend_pid() AS pid`)
+ * }).pipe(Effect.scoped, Effect.provide(Reactivity.layer))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: DbOptions
+): Effect.Effect<
+  Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
+> =>
+  "stream" in options && (options as { stream?: unknown }).stream !== undefined
+    ? Effect.fail(streamNotSupported)
+    : Effect.flatMap(
+        Effect.suspend(() => {
+          const result = InternalConfig.resolve(toInput(options))
+          return result instanceof PoolConfigError ? Effect.fail(result) : Effect.succeed(result)
+        }),
+        (config) => makeWithConfig(config, options)
+      )
+
+// `PgClient.layer`'s `stream` option would compile here, so it must not be ignored
+const streamNotSupported = new PoolConfigError({
+  issues: [
+    {
+      field: "stream",
+      setting: "stream",
+      env: "stream",
+      value: "<function>",
+      message:
+        "stream (PgClient.layer's custom socket) is not supported: the pool opens, watches and cancels through its " +
+        "own sockets to host and port (or path); remove it, or keep PgClient.layer for this database"
+    }
+  ]
+})
+
+const toContext = (db: Service) =>
+  Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
+
+/**
+ * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Redacted } from "effect"
+ *
+ * const DbLive = Db.layer({ url: Redacted.make("postgres://app:secret@localhost/app"), maxSize: 20 })
+ * const program = Db.withConnection((sql) => sql`SELECT 1 AS one`)
+ * Effect.runPromise(Effect.provide(program, DbLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: DbOptions
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> => Layer.effectContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * Like `layer`, with the options read through `Config` (e.g. `Config.redacted("DATABASE_URL")`).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Config } from "effect"
+ *
+ * const DbLive = Db.layerConfig({
+ *   url: Config.Redacted("APP_DATABASE_URL"),
+ *   maxSize: Config.Int("APP_DB_MAX_SIZE").pipe(Config.withDefault(10))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Wrap<DbOptions>
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Config.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> =>
+  Layer.effectContext(
+    Effect.gen(function* () {
+      const options = yield* Config.unwrap(config)
+      return toContext(yield* make(options))
+    })
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/** A failed start as PgClient.layer's `SqlError`, classified as its own would be; the pool's error is the cause. */
+const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRejected): SqlError => {
+  const props = { cause: error, message: error.message, operation: "connect" }
+  return new SqlError({
+    reason:
+      error._tag === "DatabaseUnreachable"
+        ? new ConnectionError(props)
+        : error._tag === "ConnectionRejected" && error.code?.startsWith("28")
+          ? new AuthenticationError(props)
+          : error._tag === "ConnectionRejected" && error.code === "42501"
+            ? new AuthorizationError(props)
+            : new UnknownError(props)
+  })
+}
+
+/**
+ * `layer` with `PgClient.layer`'s error type: a failed start is a `SqlError` (`ConnectionError` for an unreachable
+ * database, `AuthenticationError` for a refused login, as @effect/sql-pg classifies them) whose reason's `cause` is
+ * the `PoolConfigError`, `DatabaseUnreachable` or `ConnectionRejected`, so code written for @effect/sql-pg runs
+ * unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import type { PgClient } from "@effect/sql-pg"
+ * import { type Layer, Redacted } from "effect"
+ * import type { SqlClient, SqlError } from "effect/sql"
+ *
+ * // was: PgClient.layer({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * export const SqlLive: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError.SqlError> =
+ *   Db.layerPgClient({ url: Redacted.make(process.env.DATABASE_URL!) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClient = (
+  options: DbOptions
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
+  Layer.effectContext(Effect.map(Effect.mapError(make(options), toSqlError), toContext)).pipe(
+    Layer.provide(Reactivity.layer)
+  )
+
+/**
+ * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the `DB_POOL_*`
+ * settings), with the options no variable sets (name transforms, types…).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { String as Str } from "effect"
+ *
+ * const DbLive = Db.layerFromEnv({ transformResultNames: Str.snakeToCamel })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv = (
+  options: DbOptions = {}
+): Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> =>
+  Layer.effectContext(
+    Effect.map(
+      Effect.flatMap(InternalConfig.fromEnv, (config) => makeWithConfig(config, options)),
+      toContext
+    )
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/**
+ * The pool configured from the environment: `Effect.provide(DatabaseLive)`.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const rows = yield* Db.withConnection((sql) => sql`SELECT now() AS now`)
+ *   const stats = yield* Db.statistics
+ *   return { rows, stats }
+ * })
+ * Effect.runPromise(Effect.provide(program, DatabaseLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const DatabaseLive: Layer.Layer<
+  Db | SqlClient.SqlClient | PgClient.PgClient,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected
+> = layerFromEnv()
+
+/**
+ * Runs `f` on one connection of the pool in context; fails with `AcquireTimeout` (or `PoolClosed` during
+ * shutdown) when none frees up within `acquireTimeout`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const rows = Db.withConnection((sql) =>
+ *   Effect.gen(function* () {
+ *     yield* sql`SET statement_timeout = 1000`
+ *     return yield* sql`SELECT ${1}::int AS n`
+ *   })
+ * ).pipe(Effect.catchTag("AcquireTimeout", (error) => Effect.as(Effect.logWarning(error.message), [])))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const withConnection = <A, E, R>(
+  f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R | Db> =>
+  Effect.flatMap(Effect.service(Db), (db) => db.withConnection(f))
+
+/**
+ * A snapshot of the figures of the pool in context; no I/O.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const line = Effect.map(Db.statistics, (s) => `${s.active}/${s.maxSize} busy, ${s.waiting} waiting`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatMap(
+  Effect.service(Db),
+  (db) => db.statistics
+)
+
+/**
+ * The health of the pool in context, from its state and a background probe; never waits for a connection.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const ready = Effect.map(Db.health, (health) => health.status !== "unhealthy")
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Effect.service(Db), (db) => db.health)

@@ -1,0 +1,301 @@
+/**
+ * `effect/sql`'s `SqlClient` and @effect/sql-pg's `PgClient` over the pool, built as `PgClient.make` builds its
+ * own (`SqlClient.make` with a borrower, acquirers and a COMMIT that checks its answer, `PgClient.makeCompiler`,
+ * the `json` fragment) — its private pieces rewritten here from its public parts.
+ *
+ * - A statement outside a transaction borrows: an exclusive session for one statement, or, multiplexed, one of a
+ *   session's statement slots (pipelined with others). Transactions, `reserve`, streams and `LISTEN` lease a
+ *   whole session (exclusive, strictly FIFO) for their scope.
+ * - Every statement is tracked: the checkout's query count, whether it may leave session state behind, the
+ *   transaction status, an interruption — the facts the engine decides the release on.
+ *
+ * @internal
+ */
+import type * as PgConnection from "@effect/sql-pg/PgConnection"
+import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as Arr from "effect/Array"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Queue from "effect/Queue"
+import type * as Reactivity from "effect/reactivity/Reactivity"
+import type * as Scope from "effect/Scope"
+import * as SqlClient from "effect/sql/SqlClient"
+import type { Connection } from "effect/sql/SqlConnection"
+import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
+import * as Statement from "effect/sql/Statement"
+import * as Stream from "effect/Stream"
+import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
+import type { Facts, Grant, Pool } from "./pool.js"
+import * as StatementText from "./statementText.js"
+
+/** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
+export interface ClientOptions {
+  readonly transformResultNames?: ((str: string) => string) | undefined
+  readonly transformQueryNames?: ((str: string) => string) | undefined
+  readonly transformJson?: boolean | undefined
+  readonly spanAttributes?: Record<string, unknown> | undefined
+}
+
+/** One checkout's record of what ran on it. */
+interface Checkout {
+  readonly grant: Grant
+  queries: number
+  dirty: boolean
+  interrupted: boolean
+}
+
+/** A pool error as the `SqlError` that `SqlClient`'s signatures carry; the pool error stays its cause. @internal */
+export const toSqlError = (error: AcquireTimeout | PoolClosed): SqlError =>
+  new SqlError({
+    reason: new ConnectionError({ cause: error, message: error.message, operation: "acquireConnection" })
+  })
+
+const factsOf = (checkout: Checkout): Facts => {
+  const session = checkout.grant.session
+  return {
+    // an interrupted statement drained (or cancelled) before it returned: the session is validated by a reset
+    transactionStatus: session.status,
+    dirty: checkout.dirty || checkout.interrupted,
+    broken: session.closed,
+    inFlight: 0,
+    queries: checkout.queries
+  }
+}
+
+class TrackedConnection implements Connection {
+  constructor(
+    readonly connection: PgConnection.PgConnection,
+    readonly checkout: Checkout
+  ) {}
+
+  private track<A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+    const checkout = this.checkout
+    return Effect.onExit(effect, (exit) =>
+      Effect.sync(() => {
+        checkout.queries++
+        if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
+        if (Exit.hasInterrupts(exit)) checkout.interrupted = true
+        checkout.grant.session.track(sql, Exit.isSuccess(exit))
+      })
+    )
+  }
+
+  private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
+    return this.track(
+      sql,
+      Effect.map(this.connection.query(sql, params, prepare), (result) => result.rows)
+    )
+  }
+
+  execute(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    transformRows: (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+  ) {
+    return transformRows ? Effect.map(this.rows(sql, params, true), transformRows) : this.rows(sql, params, true)
+  }
+  executeRaw(sql: string, params: ReadonlyArray<unknown>) {
+    return this.track(sql, this.connection.query(sql, params))
+  }
+  executeValues(sql: string, params: ReadonlyArray<unknown>) {
+    return this.track(sql, this.connection.queryValues(sql, params))
+  }
+  executeValuesUnprepared(sql: string, params: ReadonlyArray<unknown>) {
+    return this.track(sql, this.connection.queryValues(sql, params, false))
+  }
+  executeUnprepared(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    transformRows: (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+  ) {
+    const rows = this.rows(sql, params, false)
+    return transformRows ? Effect.map(rows, transformRows) : rows
+  }
+  executeStream(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    transformRows: (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+  ) {
+    const checkout = this.checkout
+    checkout.queries++
+    if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
+    const stream = this.connection.stream(sql, params).pipe(
+      Stream.onExit((exit) =>
+        Effect.sync(() => {
+          // a stream cut short drained or was cancelled: validate the session by a reset before reuse
+          if (!Exit.isSuccess(exit)) checkout.interrupted = true
+          checkout.grant.session.track(sql, Exit.isSuccess(exit))
+        })
+      )
+    )
+    return transformRows
+      ? Stream.mapArray(stream, (rows) => transformRows(rows) as Arr.NonEmptyReadonlyArray<PgConnection.Row>)
+      : stream
+  }
+}
+
+/** PostgreSQL answers COMMIT with ROLLBACK when the transaction was aborted: that is a failure. */
+const commit = (conn: Connection): Effect.Effect<void, SqlError> =>
+  Effect.flatMap(conn.executeRaw("COMMIT", []) as Effect.Effect<PgConnection.Result, SqlError>, (result) =>
+    result.command === "ROLLBACK"
+      ? Effect.fail(
+          new SqlError({
+            reason: new UnknownError({
+              cause: new Error("COMMIT rolled back an aborted transaction"),
+              message: "PgClient: COMMIT rolled back an aborted transaction",
+              operation: "commit"
+            })
+          })
+        )
+      : Effect.void
+  )
+
+// PostgreSQL truncates identifiers to 63 bytes: @effect/sql-pg refuses longer channel names before sending them
+const channelTooLong = (channel: string) => new TextEncoder().encode(channel).byteLength > 63
+const channelError = (operation: string) => {
+  const message = "PostgreSQL channel names must not exceed 63 UTF-8 bytes"
+  return new SqlError({ reason: new UnknownError({ cause: new Error(message), message, operation }) })
+}
+
+interface PgJson extends Statement.Custom<"PgJson", unknown> {}
+const PgJson = Statement.custom<PgJson>("PgJson")
+
+/** The pieces of a client over one way of getting connections. */
+const build = (
+  options: ClientOptions,
+  spanTarget: { readonly host: string; readonly port: number; readonly database: string },
+  acquirers: {
+    readonly acquirer: Effect.Effect<Connection, SqlError, Scope.Scope>
+    readonly borrower?:
+      | (<A, E, R>(f: (connection: Connection) => Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>)
+      | undefined
+    readonly transactionAcquirer: Effect.Effect<Connection, SqlError, Scope.Scope>
+    readonly listen: (
+      channel: string
+    ) => Effect.Effect<Queue.Dequeue<PgConnection.Notification, SqlError>, SqlError, Scope.Scope>
+  },
+  config: PgClient.PgClientConfig
+): Effect.Effect<PgClient.PgClient, never, Reactivity.Reactivity> =>
+  Effect.gen(function* () {
+    const compiler = PgClient.makeCompiler(options.transformQueryNames, options.transformJson)
+    const transformRows = options.transformResultNames
+      ? Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
+      : undefined
+    const client = yield* SqlClient.make({
+      driver: "pg",
+      acquirer: acquirers.acquirer,
+      borrower: acquirers.borrower,
+      prepareTransactionControls: true,
+      commit,
+      releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
+      transactionAcquirer: acquirers.transactionAcquirer,
+      compiler,
+      spanAttributes: [
+        ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
+        ["db.system.name", "postgresql"],
+        ["db.namespace", spanTarget.database],
+        ["server.address", spanTarget.host],
+        ["server.port", spanTarget.port]
+      ],
+      transformRows
+    })
+    const notify = (channel: string, payload: string) =>
+      channelTooLong(channel)
+        ? Effect.fail(channelError("notify"))
+        : Effect.asVoid(client`SELECT pg_notify(${channel}, ${payload})`.raw)
+    return Object.assign(client, {
+      [PgClient.TypeId]: PgClient.TypeId,
+      config,
+      json: (_: unknown) => Statement.fragment([PgJson(_)]),
+      listen: acquirers.listen,
+      notify
+    }) as PgClient.PgClient
+  })
+
+/** @internal */
+export interface Clients {
+  /** The pooled client: `SqlClient` and `PgClient`. */
+  readonly client: PgClient.PgClient
+  /** Runs `f` with a client bound to one exclusive checkout, returned on every exit. */
+  readonly withConnection: <A, E, R>(
+    f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+}
+
+/** @internal */
+export const make = (
+  pool: Pool,
+  options: ClientOptions,
+  config: PgClient.PgClientConfig
+): Effect.Effect<Clients, never, Reactivity.Reactivity> =>
+  Effect.gen(function* () {
+    const reactivity = yield* Effect.context<Reactivity.Reactivity>()
+    const multiplex = pool.config.multiplex
+    const spanTarget = { host: pool.config.host, port: pool.config.port, database: pool.config.database }
+    const newCheckout = (grant: Grant): Checkout => ({ grant, queries: 0, dirty: false, interrupted: false })
+
+    // an exclusive lease for the current scope: a whole session, pinned when multiplexed (so statements skip the
+    // pipeline, interruption cancels on the server, and pipelined leftovers drain first)
+    const lease = (dirty: boolean): Effect.Effect<TrackedConnection, AcquireTimeout | PoolClosed, Scope.Scope> =>
+      Effect.gen(function* () {
+        const checkout = yield* Effect.acquireRelease(
+          Effect.map(pool.acquire("exclusive"), (grant) => {
+            const checkout = newCheckout(grant)
+            checkout.dirty = dirty
+            return checkout
+          }),
+          (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
+        )
+        const base = checkout.grant.session.connection
+        const connection = multiplex ? yield* base.pin : base
+        return new TrackedConnection(connection, checkout)
+      })
+
+    const exclusive = Effect.mapError(lease(false), toSqlError)
+
+    // one statement outside a transaction: multiplexed, a statement slot on the base (pipelining) connection,
+    // whose interruption abandons the statement instead of cancelling it (the session runs others' too)
+    const borrower = <A, E, R>(f: (connection: Connection) => Effect.Effect<A, E, R>) =>
+      Effect.acquireUseRelease(
+        Effect.mapError(Effect.map(pool.acquire(multiplex ? "statement" : "exclusive"), newCheckout), toSqlError),
+        (checkout) => f(new TrackedConnection(checkout.grant.session.connection, checkout)),
+        (checkout) => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout)))
+      )
+
+    const listen = (channel: string) =>
+      Effect.flatMap(Effect.mapError(lease(true), toSqlError), (conn) => conn.connection.listen(channel))
+
+    const client = yield* build(
+      options,
+      spanTarget,
+      { acquirer: exclusive, borrower, transactionAcquirer: exclusive, listen },
+      config
+    )
+
+    const withConnection = <A, E, R>(
+      f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const conn = yield* lease(false)
+          const held: Effect.Effect<Connection, SqlError, Scope.Scope> = Effect.succeed(conn)
+          const pinned = yield* build(
+            options,
+            spanTarget,
+            {
+              acquirer: held,
+              transactionAcquirer: held,
+              listen: (channel) => {
+                conn.checkout.dirty = true
+                return conn.connection.listen(channel)
+              }
+            },
+            config
+          ).pipe(Effect.provideContext(reactivity))
+          // suspended: a callback that throws is a defect inside the lease, so its session is returned all the same
+          return yield* Effect.suspend(() => f(pinned))
+        })
+      )
+
+    return { client, withConnection }
+  })

@@ -1,0 +1,560 @@
+/**
+ * The adapter between the engine and Effect 4: one engine per pool, one `dispatch` that is its only caller, and an
+ * `execute` that carries out each decision (fibers for the I/O, one timer fiber, the reconnect fiber). The engine
+ * decides; this module only does what it is told and reports what happened.
+ *
+ * @internal
+ */
+import { Classify, Engine } from "@effect-pg-pool/engine"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Net from "node:net"
+import { DatabaseReachability, HealthStatus } from "../Health.js"
+import type { PoolConfig } from "../PoolConfig.js"
+import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
+import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
+import { redactText } from "./config.js"
+import type { Metrics } from "./metrics.js"
+import * as Driver from "./session.js"
+
+/** What a holder reports when it gives its grant back. @internal */
+export type Facts = Engine.SessionFacts
+
+/** A granted acquisition: the session (whole, or one statement slot of it). @internal */
+export interface Grant {
+  readonly acquisition: Engine.AcquisitionId
+  readonly session: Driver.Session
+  readonly grantedAt: number
+}
+
+/** @internal */
+export interface Pool {
+  readonly config: PoolConfig
+  readonly acquire: (kind: "exclusive" | "statement") => Effect.Effect<Grant, AcquireTimeout | PoolClosed>
+  readonly release: (grant: Grant, facts: Facts) => void
+  readonly statistics: () => PoolStatistics
+  readonly health: () => HealthStatus
+  /** Starts the pool; eager mode waits for the first sessions (or fails after the initial attempts). */
+  readonly initialize: Effect.Effect<void, DatabaseUnreachable | ConnectionRejected>
+}
+
+/** @internal */
+export interface Options {
+  readonly config: PoolConfig
+  readonly open: Driver.OpenOptions
+  readonly metrics: Metrics
+}
+
+const housekeepingMillis = 1_000
+const probeEveryMillis = 5_000
+const tcpProbeEveryMillis = 100
+const startingUpBaseMillis = 50
+
+/** The error behind a `SqlError` (its reason's cause: a Node socket error, or the server's fields). */
+const causeOf = (error: unknown): unknown => {
+  const reason = (error as any)?.reason
+  if (reason !== undefined) return reason.cause ?? reason
+  return error
+}
+
+/** @internal */
+export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { config, metrics } = options
+    const clock = yield* Clock.Clock
+    const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1e6
+    const run = yield* FiberSet.makeRuntime<never>()
+    const password = config.password === undefined ? undefined : Redacted.value(config.password)
+    const redact = (text: string) => redactText(text, password)
+    const millis = (d: Duration.Duration) => Duration.toMillis(d)
+    const target = config.host.startsWith("/")
+      ? `${config.host}/.s.PGSQL.${config.port}`
+      : `${config.host}:${config.port}`
+    const engine = Engine.make({
+      minSize: config.minSize,
+      maxSize: config.maxSize,
+      capacity: config.multiplex ? config.multiplexConcurrency : 1,
+      acquireTimeout: millis(config.acquireTimeout),
+      validateAfterIdle: millis(config.validateAfterIdle),
+      validationTimeout: millis(config.validationTimeout),
+      maxLifetime: millis(config.maxLifetime),
+      maxIdleTime: millis(config.maxIdleTime),
+      maxQueries: config.maxQueries,
+      leakThreshold: millis(config.leakDetectionThreshold),
+      shutdownTimeout: millis(config.shutdownTimeout),
+      initialAttempts: config.reconnect.initialAttempts,
+      init: config.init,
+      resetAlways: config.reset === "always",
+      target
+    })
+    const startedAtWall = clock.currentTimeMillisUnsafe()
+
+    const sessions = new Map<Engine.SessionId, Driver.Session>()
+    const waiters = new Map<Engine.AcquisitionId, Deferred.Deferred<Grant, AcquireTimeout | PoolClosed>>()
+    const arrivals = new Map<Engine.AcquisitionId, number>()
+    let nextAcquisition = 1
+    let timer: Fiber.Fiber<void> | undefined
+    let reconnect: Fiber.Fiber<void> | undefined
+    let reconnectStep:
+      | ((now: number, input: unknown) => Effect.Effect<[unknown, Duration.Duration], unknown>)
+      | undefined
+    let reachability = new DatabaseReachability({
+      reachable: false,
+      latencyMs: Option.none(),
+      probedAt: Option.none()
+    })
+    const init = Deferred.makeUnsafe<void, DatabaseUnreachable | ConnectionRejected>()
+    const drained = Deferred.makeUnsafe<void>()
+
+    const failure = (classified: Classify.Classified): Engine.Failure => ({
+      kind: classified.kind,
+      message: redact(classified.message),
+      code: classified.code,
+      probeable: classified.probeable,
+      startingUp: classified.startingUp
+    })
+
+    const toStatistics = (snapshot: ReturnType<Engine.Engine["statistics"]>) =>
+      new PoolStatistics(
+        {
+          poolName: config.name,
+          total: snapshot.total,
+          idle: snapshot.idle,
+          active: snapshot.active,
+          pending: snapshot.pending,
+          waiting: snapshot.waiting,
+          minSize: snapshot.minSize,
+          maxSize: snapshot.maxSize,
+          peakActive: snapshot.peakActive,
+          peakWaiting: snapshot.peakWaiting,
+          acquisitions: snapshot.acquisitions,
+          acquisitionTimeAvgMs: snapshot.acquisitionTimeAvgMs,
+          acquisitionTimeP95Ms: snapshot.acquisitionTimeP95Ms,
+          acquisitionTimeP99Ms: snapshot.acquisitionTimeP99Ms,
+          acquireTimeouts: snapshot.acquireTimeouts,
+          connectionsCreated: snapshot.connectionsCreated,
+          connectionsClosed: new ClosedByReason(snapshot.connectionsClosed, { disableChecks: true }),
+          reconnectAttempts: snapshot.reconnectAttempts,
+          leaksSuspected: snapshot.leaksSuspected,
+          state: snapshot.state,
+          lastError: Option.fromUndefinedOr(snapshot.lastError),
+          upSince: new Date(startedAtWall)
+        },
+        { disableChecks: true }
+      )
+
+    // ---------------------------------------------------------------------------------------------------------
+    // dispatch: the one caller of engine.handle; events raised while carrying out decisions queue behind
+    // ---------------------------------------------------------------------------------------------------------
+    const pending: Array<Engine.Event> = []
+    // Effect 4 may resume a fiber inside `Deferred.doneUnsafe`, on this very stack: callers are resumed once the
+    // engine has handled every queued event, so a resumed caller never sees the engine halfway through a step
+    const resumptions: Array<() => void> = []
+    let dispatching = false
+    const dispatch = (event: Engine.Event): void => {
+      pending.push(event)
+      if (dispatching) return
+      dispatching = true
+      try {
+        for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
+          for (const decision of engine.handle(next)) execute(decision)
+        }
+      } finally {
+        dispatching = false
+      }
+      for (let resume = resumptions.shift(); resume !== undefined; resume = resumptions.shift()) resume()
+    }
+
+    const log = (level: Engine.Decision & { _tag: "Log" }) => {
+      const annotations: Record<string, unknown> = { pool: config.name }
+      for (const [key, value] of Object.entries(level.fields)) {
+        if (value !== undefined) annotations[key] = typeof value === "string" ? redact(value) : value
+      }
+      run(
+        Effect.logWithLevel(level.level === "Warning" ? "Warn" : level.level)(redact(level.message)).pipe(
+          Effect.annotateLogs(annotations)
+        )
+      )
+    }
+
+    const tcpProbe: Effect.Effect<{ readonly reachable: boolean; readonly latencyMs: number }> = Effect.callback(
+      (resume) => {
+        const started = now()
+        const socket = config.host.startsWith("/")
+          ? Net.connect({ path: `${config.host}/.s.PGSQL.${config.port}` })
+          : Net.connect({ host: config.host, port: config.port })
+        const done = (reachable: boolean) => {
+          socket.destroy()
+          resume(Effect.succeed({ reachable, latencyMs: now() - started }))
+        }
+        socket.setTimeout(1_000, () => done(false))
+        socket.once("connect", () => done(true))
+        socket.once("error", () => done(false))
+        return Effect.sync(() => socket.destroy())
+      }
+    )
+
+    const baseSchedule = Schedule.exponential(config.reconnect.initialDelay, config.reconnect.factor)
+    const schedule = config.reconnect.jitter ? Schedule.jittered(baseSchedule) : baseSchedule
+
+    const waitReconnect = (decision: Engine.Decision & { _tag: "ScheduleReconnect" }) =>
+      Effect.gen(function* () {
+        if (decision.restart || reconnectStep === undefined) {
+          reconnectStep = (yield* Schedule.toStep(schedule)) as any
+        }
+        const [, delay] = yield* reconnectStep!(clock.currentTimeMillisUnsafe(), undefined).pipe(
+          Effect.orElseSucceed(() => [undefined, config.reconnect.maxDelay] as [unknown, Duration.Duration])
+        )
+        let delayMillis = Math.min(Duration.toMillis(delay), millis(config.reconnect.maxDelay))
+        if (decision.failure.startingUp) {
+          delayMillis = Math.min(delayMillis, startingUpBaseMillis * 2 ** Math.min(decision.startingUpStreak, 5))
+        }
+        metrics.reconnect()
+        yield* Effect.logInfo("reconnect attempt scheduled").pipe(
+          Effect.annotateLogs({
+            pool: config.name,
+            attempt: decision.attempt,
+            delayMillis: Math.round(delayMillis),
+            error: decision.failure.message
+          })
+        )
+        const sleep = Effect.sleep(Duration.millis(delayMillis))
+        if (decision.failure.probeable) {
+          // nothing listened on the port: the step ends early once it answers again
+          const untilOpen = Effect.gen(function* () {
+            while (true) {
+              const probe = yield* tcpProbe
+              if (probe.reachable) return
+              yield* Effect.sleep(Duration.millis(tcpProbeEveryMillis))
+            }
+          })
+          yield* Effect.raceFirst(sleep, untilOpen)
+        } else {
+          yield* sleep
+        }
+        reconnect = undefined
+        dispatch({ _tag: "ReconnectDue", now: now() })
+      })
+
+    const bounded = <A, E>(effect: Effect.Effect<A, E>, timeoutAt: number) =>
+      Effect.timeoutOption(effect, Duration.millis(Math.max(0, timeoutAt - now())))
+
+    const openSession = (id: Engine.SessionId) => {
+      const started = now()
+      return Driver.open(id, options.open, now, (error) => {
+        const session = sessions.get(id)
+        if (session === undefined) return
+        dispatch({
+          _tag: "SessionClosed",
+          now: now(),
+          session: id,
+          failure: failure(Classify.classifyError(causeOf(error)))
+        })
+      }).pipe(
+        Effect.matchEffect({
+          onFailure: (error) =>
+            Effect.sync(() =>
+              dispatch({
+                _tag: "OpenFailed",
+                now: now(),
+                session: id,
+                failure: failure(Classify.classifyConnectError(causeOf(error), config))
+              })
+            ),
+          onSuccess: (session) =>
+            Effect.sync(() => {
+              metrics.created((now() - started) / 1000)
+              sessions.set(id, session)
+              dispatch({ _tag: "SessionOpened", now: now(), session: id, jitter: Math.random() })
+              if (session.closed && sessions.has(id)) {
+                dispatch({
+                  _tag: "SessionClosed",
+                  now: now(),
+                  session: id,
+                  failure: failure(Classify.classifyError(new Error("the connection closed as it opened")))
+                })
+              }
+            })
+        })
+      )
+    }
+
+    const execute = (decision: Engine.Decision): void => {
+      switch (decision._tag) {
+        case "Grant": {
+          const deferred = waiters.get(decision.acquisition)
+          const session = sessions.get(decision.session)
+          if (deferred === undefined || session === undefined) return
+          waiters.delete(decision.acquisition)
+          const arrived = arrivals.get(decision.acquisition)
+          arrivals.delete(decision.acquisition)
+          const grantedAt = now()
+          if (arrived !== undefined) metrics.waited((grantedAt - arrived) / 1000)
+          const grant: Grant = { acquisition: decision.acquisition, session, grantedAt }
+          resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.succeed(grant)))
+          return
+        }
+        case "Fail": {
+          const deferred = waiters.get(decision.acquisition)
+          if (deferred === undefined) return
+          waiters.delete(decision.acquisition)
+          const arrived = arrivals.get(decision.acquisition)
+          arrivals.delete(decision.acquisition)
+          const error = decision.error
+          if (error._tag === "Timeout") {
+            metrics.timedOut()
+            if (arrived !== undefined) metrics.waited((now() - arrived) / 1000)
+            const timeout = new AcquireTimeout({
+              waitedMillis: error.waitedMillis,
+              statistics: toStatistics(error.statistics)
+            })
+            resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(timeout)))
+          } else {
+            const closed = new PoolClosed({ poolName: config.name })
+            resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(closed)))
+          }
+          return
+        }
+        case "Open":
+          run(openSession(decision.session))
+          return
+        case "Validate":
+        case "ProbeSession": {
+          const session = sessions.get(decision.session)
+          if (session === undefined) return
+          const started = now()
+          run(
+            bounded(session.ping, decision.timeoutAt).pipe(
+              Effect.match({
+                onFailure: (error) => ({ ok: false, error: redact(Classify.errorMessage(causeOf(error))) }),
+                onSuccess: (result) =>
+                  Option.isSome(result)
+                    ? { ok: true, error: undefined }
+                    : { ok: false, error: "the validation round trip timed out" }
+              }),
+              Effect.flatMap(({ error, ok }) =>
+                Effect.sync(() => {
+                  if (decision._tag === "ProbeSession") {
+                    reachability = new DatabaseReachability({
+                      reachable: ok,
+                      latencyMs: ok ? Option.some(now() - started) : Option.none(),
+                      probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
+                    })
+                  }
+                  dispatch({ _tag: "ValidationResult", now: now(), session: decision.session, ok, error })
+                })
+              )
+            )
+          )
+          return
+        }
+        case "Reset": {
+          const session = sessions.get(decision.session)
+          if (session === undefined) return
+          run(
+            bounded(session.reset(decision.rollback, decision.discard), decision.timeoutAt).pipe(
+              Effect.match({
+                onFailure: (error) => ({ ok: false, error: redact(Classify.errorMessage(causeOf(error))) }),
+                onSuccess: (result) =>
+                  Option.isSome(result) && session.status === "I" && !session.closed
+                    ? { ok: true, error: undefined }
+                    : { ok: false, error: "the reset timed out" }
+              }),
+              Effect.flatMap(({ error, ok }) =>
+                Effect.sync(() => dispatch({ _tag: "ResetResult", now: now(), session: decision.session, ok, error }))
+              )
+            )
+          )
+          return
+        }
+        case "Close": {
+          const session = sessions.get(decision.session)
+          sessions.delete(decision.session)
+          metrics.closed(decision.reason)
+          if (session !== undefined) run(session.close(decision.cancelFirst))
+          return
+        }
+        case "ArmTimer": {
+          if (timer !== undefined) timer.interruptUnsafe()
+          timer = undefined
+          const at = decision.at
+          if (at === undefined) return
+          timer = run(
+            Effect.andThen(
+              Effect.sleep(Duration.millis(Math.max(0, at - now()))),
+              Effect.sync(() => {
+                timer = undefined
+                dispatch({ _tag: "TimerDue", now: now() })
+              })
+            )
+          )
+          return
+        }
+        case "ScheduleReconnect":
+          if (reconnect !== undefined) reconnect.interruptUnsafe()
+          reconnect = run(waitReconnect(decision))
+          return
+        case "CancelReconnect":
+          if (reconnect !== undefined) reconnect.interruptUnsafe()
+          reconnect = undefined
+          reconnectStep = undefined
+          return
+        case "InitDone": {
+          const error = decision.error
+          if (error === undefined) {
+            Deferred.doneUnsafe(init, Effect.void)
+            return
+          }
+          const classified = error.failure
+          Deferred.doneUnsafe(
+            init,
+            Effect.fail(
+              classified.kind === "rejected"
+                ? new ConnectionRejected({
+                    host: config.host,
+                    port: config.port,
+                    database: config.database,
+                    user: config.user,
+                    code: classified.code,
+                    serverMessage: classified.message,
+                    remedy:
+                      Classify.classifyConnectError({ code: classified.code, message: classified.message }, config)
+                        .remedy ?? "check the connection settings",
+                    attempts: error.attempts,
+                    elapsedMillis: error.elapsedMillis
+                  })
+                : new DatabaseUnreachable({
+                    host: config.host,
+                    port: config.port,
+                    database: config.database,
+                    attempts: error.attempts,
+                    elapsedMillis: error.elapsedMillis,
+                    lastCause: classified.message
+                  })
+            )
+          )
+          return
+        }
+        case "StateChanged":
+          metrics.state(decision.to)
+          return
+        case "Log":
+          log(decision)
+          return
+        case "ProbeAnswered":
+          reachability = new DatabaseReachability({
+            reachable: decision.reachable,
+            latencyMs: Option.none(),
+            probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
+          })
+          return
+        case "ProbeTcp":
+          run(
+            Effect.flatMap(tcpProbe, (probe) =>
+              Effect.sync(() => {
+                reachability = new DatabaseReachability({
+                  reachable: probe.reachable,
+                  latencyMs: probe.reachable ? Option.some(probe.latencyMs) : Option.none(),
+                  probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
+                })
+              })
+            )
+          )
+          return
+        case "Drained":
+          Deferred.doneUnsafe(drained, Effect.void)
+          return
+      }
+    }
+
+    // The wait is interruptible even where the caller is not (the acquire of `acquireRelease`): a caller that
+    // gives up leaves the queue, and a grant it did not see goes back to the engine with `AcquireAbandoned`.
+    const acquire = (kind: "exclusive" | "statement"): Effect.Effect<Grant, AcquireTimeout | PoolClosed> =>
+      Effect.uninterruptible(
+        Effect.suspend(() => {
+          const acquisition = nextAcquisition++
+          const deferred = Deferred.makeUnsafe<Grant, AcquireTimeout | PoolClosed>()
+          waiters.set(acquisition, deferred)
+          const arrivedAt = now()
+          arrivals.set(acquisition, arrivedAt)
+          dispatch({ _tag: "AcquireRequested", now: arrivedAt, acquisition, kind })
+          return Effect.interruptible(Deferred.await(deferred)).pipe(
+            Effect.onInterrupt(() =>
+              Effect.sync(() => {
+                waiters.delete(acquisition)
+                arrivals.delete(acquisition)
+                dispatch({ _tag: "AcquireAbandoned", now: now(), acquisition })
+              })
+            )
+          )
+        })
+      )
+
+    const release = (grant: Grant, facts: Facts): void => {
+      metrics.used((now() - grant.grantedAt) / 1000)
+      dispatch({ _tag: "Released", now: now(), acquisition: grant.acquisition, facts })
+    }
+
+    const initialize = Effect.gen(function* () {
+      dispatch({ _tag: "Started", now: now() })
+      run(
+        Effect.forever(
+          Effect.andThen(
+            Effect.sleep(Duration.millis(housekeepingMillis)),
+            Effect.sync(() => {
+              dispatch({ _tag: "Tick", now: now() })
+              // the connection-count gauges, once a second: a snapshot per event would cost more than the event
+              const s = engine.statistics(now())
+              metrics.counts(s.idle, s.active, s.waiting)
+            })
+          )
+        )
+      )
+      run(
+        Effect.forever(
+          Effect.andThen(
+            Effect.sleep(Duration.millis(probeEveryMillis)),
+            Effect.sync(() => dispatch({ _tag: "ProbeRequested", now: now() }))
+          )
+        )
+      )
+      if (config.init === "eager") yield* Deferred.await(init)
+    })
+
+    // graceful shutdown with the scope: registered after the fiber set, so it runs before the set is interrupted
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(
+        Effect.sync(() => dispatch({ _tag: "ShutdownRequested", now: now() })),
+        Effect.interruptible(Deferred.await(drained))
+      )
+    )
+
+    return {
+      config,
+      acquire,
+      release,
+      statistics: () => toStatistics(engine.statistics(now())),
+      health: () => {
+        const assessment = engine.assess(now())
+        return new HealthStatus(
+          {
+            status: assessment.status,
+            reason: Option.fromUndefinedOr(assessment.reason),
+            checkedAt: new Date(clock.currentTimeMillisUnsafe()),
+            database: reachability,
+            statistics: toStatistics(engine.statistics(now()))
+          },
+          { disableChecks: true }
+        )
+      },
+      initialize
+    } satisfies Pool
+  })
