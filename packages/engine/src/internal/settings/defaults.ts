@@ -38,6 +38,7 @@ export const defaults = {
     jitter: false
   },
   init: "eager",
+  pooler: "none",
   statementTimeout: undefined,
   applicationName: "effect-pg-pool",
   logFile: undefined,
