@@ -5,17 +5,8 @@
  */
 import { assert, layer } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
-import { bouncerEnv, makeBouncedPool } from "./pgbouncer.js"
-import { adminClient, adminQuery, eventually, realSleep, uniqueAppName } from "./utils.js"
-
-const activeSleeps = (admin: Parameters<typeof adminQuery>[0]) =>
-  Effect.map(
-    adminQuery<{ n: number }>(
-      admin,
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'"
-    ),
-    (rows) => rows[0]!.n
-  )
+import { bouncerEnv, makeBouncedPool, sleepingStatements } from "./pgbouncer.js"
+import { adminClient, eventually, realSleep, uniqueAppName } from "./utils.js"
 
 layer(bouncerEnv("session"), { timeout: 60_000, excludeTestServices: true })(
   "behind PgBouncer in session mode",
@@ -82,19 +73,28 @@ layer(bouncerEnv("session"), { timeout: 60_000, excludeTestServices: true })(
       })
     )
 
-    it.scoped("an interrupted statement is cancelled on the server and its connection serves the next caller", () =>
+    it.scoped("interrupted statements are cancelled on the server and their connection serves the next caller", () =>
       Effect.gen(function* () {
-        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("session-cancel"), minSize: 1, maxSize: 1 })
+        const db = yield* makeBouncedPool({
+          applicationName: uniqueAppName("session-cancel"),
+          minSize: 1,
+          maxSize: 1,
+          cancelTimeout: "1 second"
+        })
         const admin = yield* adminClient
-        const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
-        yield* eventually(
-          "the statement runs on the server",
-          Effect.map(activeSleeps(admin), (n) => n === 1)
-        )
-        yield* Fiber.interrupt(fiber)
-        assert.strictEqual(yield* activeSleeps(admin), 0)
-        const rows = yield* db.sql<{ n: number }>`SELECT 1 AS n`
-        assert.strictEqual(rows[0]!.n, 1)
+        // PgBouncer drops a CancelRequest whose socket it sees half-closed before it has forwarded it: a race,
+        // hence five of them
+        for (let i = 0; i < 5; i++) {
+          const fiber = yield* Effect.fork(db.sql`SELECT pg_sleep(30)`)
+          yield* eventually(
+            "the statement runs on the server",
+            Effect.map(sleepingStatements(admin), (n) => n === 1)
+          )
+          yield* Fiber.interrupt(fiber)
+          assert.strictEqual(yield* sleepingStatements(admin), 0)
+          const rows = yield* db.sql<{ n: number }>`SELECT 1 AS n`
+          assert.strictEqual(rows[0]!.n, 1)
+        }
         const stats = yield* db.statistics
         assert.strictEqual(stats.connectionsClosed.cancel + stats.connectionsClosed.broken, 0)
       })

@@ -13,7 +13,7 @@ import { assert } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import * as Pg from "pg"
 import * as Db from "../src/Db.js"
-import { eventually } from "./utils.js"
+import { adminQuery, eventually } from "./utils.js"
 
 /**
  * PgBouncer in front of the file's test server. `server_login_retry` is PgBouncer's wait after a failed server login
@@ -85,3 +85,13 @@ export const assertQuiescentBehind = (db: Db.Db.Service, admin: Pg.Client, appli
     )
     return stats
   })
+
+/** The tests' `pg_sleep(30)` statements running on the server. */
+export const sleepingStatements = (admin: Pg.Client) =>
+  Effect.map(
+    adminQuery<{ n: number }>(
+      admin,
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(30)%'"
+    ),
+    (rows) => rows[0]!.n
+  )
