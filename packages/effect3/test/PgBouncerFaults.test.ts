@@ -7,11 +7,11 @@
  */
 import { PgBouncer, PgTestServer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit, Fiber, Layer, Scope } from "effect"
 import type * as Pg from "pg"
 import type * as Db from "../src/Db.js"
 import { assertServes, failedCount, realSleep, report, seededRandom, startLoad, testSeed } from "./faults.js"
-import { assertQuiescentBehind, bouncerAdmin, bouncerEnv, makeBouncedPool } from "./pgbouncer.js"
+import { assertQuiescentBehind, bouncedClient, bouncerAdmin, bouncerEnv, makeBouncedPool } from "./pgbouncer.js"
 import { adminClient, adminQuery, eventually, uniqueAppName } from "./utils.js"
 
 const select = (db: Db.Db.Service) => db.sql`SELECT pg_sleep(0.001)`
@@ -161,3 +161,37 @@ for (const poolMode of ["session", "transaction"] as const) {
     }
   )
 }
+
+// PgBouncer's own connection limit: its refusal at login (08P01 "no more connections allowed (max_client_conn)") is
+// an outage to back off from, not a configuration error.
+layer(
+  PgBouncer.layer({ poolMode: "transaction", maxClientConn: 5, settings: { server_login_retry: 1 } }).pipe(
+    Layer.provideMerge(PgTestServer.layer)
+  ),
+  { timeout: 60_000, excludeTestServices: true }
+)("PgBouncer's max_client_conn reached", (it) => {
+  it.scoped("an eager start backs off and succeeds once PgBouncer has room again", () =>
+    Effect.gen(function* () {
+      const holders = yield* Effect.forEach(Array.from({ length: 5 }), () =>
+        Effect.flatMap(Scope.make(), (scope) =>
+          Effect.map(Scope.extend(bouncedClient(uniqueAppName("holder")), scope), () => scope)
+        )
+      )
+      const applicationName = uniqueAppName("bouncer-max-client-conn")
+      const starting = yield* Effect.fork(
+        makeBouncedPool({ applicationName, minSize: 1, maxSize: 10, reconnect: { initialDelay: "500 millis" } })
+      )
+      yield* realSleep(1200)
+      yield* Scope.close(holders[0]!, Exit.void)
+      const exit = yield* Fiber.join(starting).pipe(Effect.exit)
+      assert.isTrue(Exit.isSuccess(exit), `the pool started: ${Exit.isFailure(exit) ? String(exit.cause) : ""}`)
+      if (Exit.isSuccess(exit)) {
+        const db = exit.value
+        assert.isAtLeast((yield* db.statistics).reconnectAttempts, 1)
+        const rows = yield* db.sql<{ n: number }>`SELECT 1 AS n`
+        assert.strictEqual(rows[0]!.n, 1)
+      }
+      yield* Effect.forEach(holders.slice(1), (scope) => Scope.close(scope, Exit.void))
+    })
+  )
+})
