@@ -31,3 +31,8 @@ export * as WaiterQueue from "./WaiterQueue.js"
  * @since 0.1.0
  */
 export * as Settings from "./Settings.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Pooler from "./Pooler.js"
