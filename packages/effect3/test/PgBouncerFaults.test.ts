@@ -49,7 +49,7 @@ for (const poolMode of ["session", "transaction"] as const) {
         Effect.gen(function* () {
           const server = yield* PgTestServer.PgTestServer
           const applicationName = uniqueAppName(`bouncer-${poolMode}-crash`)
-          const db = yield* makeBouncedPool({ applicationName, minSize: 10, maxSize: 10 })
+          const db = yield* makeBouncedPool({ applicationName, pooler: poolMode, minSize: 10, maxSize: 10 })
           const messages: Record<string, number> = {}
           const stop = yield* startLoad(db, { callers: 100, callBoundMillis: 40_000, call: selectCounting(messages) })
           yield* realSleep(1000)
@@ -78,7 +78,7 @@ for (const poolMode of ["session", "transaction"] as const) {
       it.scoped("pg_terminate_backend of every server connection under load", () =>
         Effect.gen(function* () {
           const applicationName = uniqueAppName(`bouncer-${poolMode}-terminate`)
-          const db = yield* makeBouncedPool({ applicationName, minSize: 10, maxSize: 10 })
+          const db = yield* makeBouncedPool({ applicationName, pooler: poolMode, minSize: 10, maxSize: 10 })
           const admin = yield* adminClient
           const stop = yield* startLoad(db, { callers: 100, callBoundMillis: 30_000, call: select })
           yield* realSleep(500)
@@ -107,7 +107,7 @@ for (const poolMode of ["session", "transaction"] as const) {
         Effect.gen(function* () {
           const bouncer = yield* PgBouncer.PgBouncer
           const applicationName = uniqueAppName(`bouncer-${poolMode}-kill`)
-          const db = yield* makeBouncedPool({ applicationName, minSize: 10, maxSize: 10 })
+          const db = yield* makeBouncedPool({ applicationName, pooler: poolMode, minSize: 10, maxSize: 10 })
           const stop = yield* startLoad(db, { callers: 100, callBoundMillis: 40_000, call: select })
           yield* realSleep(1000)
           yield* bouncer.kill
@@ -135,7 +135,7 @@ for (const poolMode of ["session", "transaction"] as const) {
         () =>
           Effect.gen(function* () {
             const applicationName = uniqueAppName(`bouncer-${poolMode}-storm`)
-            const db = yield* makeBouncedPool({ applicationName, minSize: 10, maxSize: 10 })
+            const db = yield* makeBouncedPool({ applicationName, pooler: poolMode, minSize: 10, maxSize: 10 })
             const stop = yield* startLoad(db, {
               callers: 100,
               callBoundMillis: 30_000,
