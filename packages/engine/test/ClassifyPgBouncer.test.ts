@@ -42,3 +42,12 @@ describe("PgBouncer's errors", () => {
     assert.strictEqual(Classify.classifyConnectError(error("invalid startup packet layout")).kind, "rejected")
   })
 })
+
+describe("PgBouncer's refused startup parameter", () => {
+  it("is a rejection whose remedy says to set it per role on the server", () => {
+    const classified = Classify.classifyConnectError(error("unsupported startup parameter: statement_timeout"))
+    assert.strictEqual(classified.kind, "rejected")
+    assert.include(classified.remedy!, "ALTER ROLE")
+    assert.include(classified.remedy!, "DB_POOL_STATEMENT_TIMEOUT")
+  })
+})

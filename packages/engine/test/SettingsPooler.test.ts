@@ -46,3 +46,21 @@ describe("pooler", () => {
     )
   })
 })
+
+describe("statementTimeout behind a pooler", () => {
+  it("is refused: PgBouncer refuses the startup parameter pg sends it as", () => {
+    assert.deepStrictEqual(
+      messages(
+        Settings.fromEnv({
+          DATABASE_URL: "postgres://db",
+          DB_POOL_POOLER: "session",
+          DB_POOL_STATEMENT_TIMEOUT: "30s"
+        })
+      ),
+      [
+        "DB_POOL_STATEMENT_TIMEOUT (30s) cannot be sent through PgBouncer (DB_POOL_POOLER=session): it refuses the startup parameter. Set it per role on the server (ALTER ROLE … SET statement_timeout = …) and remove DB_POOL_STATEMENT_TIMEOUT"
+      ]
+    )
+    assert.strictEqual(ok(Settings.resolve({ url: "postgres://db", statementTimeout: "30s" })).statementTimeout, 30_000)
+  })
+})

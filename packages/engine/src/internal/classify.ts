@@ -173,6 +173,12 @@ const rejectionRemedy = (
       "the options in DATABASE_URL against what this server supports"
     )
   }
+  if (code === "08P01" && /^unsupported startup parameter/.test(message)) {
+    return (
+      "PgBouncer refuses startup parameters it does not track: unset DB_POOL_STATEMENT_TIMEOUT and the options in " +
+      "DATABASE_URL, and set them per role on the server instead (ALTER ROLE … SET statement_timeout = …)"
+    )
+  }
   // PgBouncer answers for a server it cannot reach, or for its own limits, with 08P01 too: an outage
   if (code === "08P01" && poolerError({ code, message }) === undefined) {
     return "the server refused the startup message: check that DATABASE_URL points at a PostgreSQL server or pooler"

@@ -401,6 +401,17 @@ export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): 
     logLevel: issues.read<LogLevel | undefined>("logLevel", raw.logLevel, undefined, logLevel),
     settingNames: issues.names
   }
+  // pg sends statement_timeout as a startup parameter, which PgBouncer refuses ("unsupported startup parameter")
+  if (settings.pooler !== "none" && settings.statementTimeout !== undefined && issues.valid("pooler")) {
+    issues.report(
+      "statementTimeout",
+      envOf.statementTimeout,
+      issues.show(raw.statementTimeout),
+      `${n("statementTimeout")} (${issues.show(raw.statementTimeout)}) cannot be sent through PgBouncer ` +
+        `(${n("pooler")}=${settings.pooler}): it refuses the startup parameter. Set it per role on the server ` +
+        `(ALTER ROLE … SET statement_timeout = …) and remove ${n("statementTimeout")}`
+    )
+  }
   // Behind a transaction pooler DISCARD ALL runs on whichever server connection PgBouncer picks, never on the one
   // that holds the state: it cannot do what `always` promises.
   if (settings.pooler === "transaction" && settings.reset === "always" && issues.valid("pooler", "reset")) {
