@@ -321,6 +321,18 @@ if (quickstartBlock?.[1] !== fs.readFileSync(quickstartFile, "utf8")) {
   )
 }
 
+// A README block marked `<!-- copy of <file> -->` on the line above its fence (the Effect 4 Quickstart and drop-in,
+// examples/quickstart-effect4/src/*.ts, type-checked by `pnpm check` and run by its tests) must be that file as it is.
+const readme = fs.readFileSync(path.join(root, "README.md"), "utf8")
+for (const [, file, code] of readme.matchAll(/<!-- copy of (\S+) -->\n```ts\n([\s\S]*?)```/g)) {
+  const copied = path.join(root, file)
+  if (!fs.existsSync(copied) || code !== fs.readFileSync(copied, "utf8")) {
+    problems.push(
+      `README.md: the \`\`\`ts block marked "copy of ${file}" is not that file as it is: copy the file over`
+    )
+  }
+}
+
 const seconds = ((performance.now() - started) / 1000).toFixed(1)
 if (problems.length > 0) {
   console.error(problems.join("\n"))

@@ -14,13 +14,17 @@ export interface Options {
   readonly outage: boolean | undefined
   readonly stopCommand: string | undefined
   readonly startCommand: string | undefined
+  /** Which edition of the pool to drive: @effect-pg-pool/effect3 (the default) or @effect-pg-pool/effect4. */
+  readonly effect: 3 | 4
+  /** The Effect 4 edition's `multiplex` (DB_POOL_MULTIPLEX): autocommit statements share sessions. */
+  readonly multiplex: boolean
 }
 
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
 
 export const usage = `Usage: pnpm demo [options]     (pnpm demo -- --help for this text)
 
-Drives the pool (DatabaseLive) with concurrent workers, crashes the database under load, starts it again, and
+Drives the pool (DatabaseLive, of the Effect 3 or the Effect 4 edition) with concurrent workers, crashes the database under load, starts it again, and
 shows the pool riding through: live statistics and health, then a summary.
 
 Without DATABASE_URL an embedded PostgreSQL is started (and removed at exit), and the outage runs by default.
@@ -32,6 +36,9 @@ Options (durations in seconds, or with an ms/s suffix):
   --outage-after <s>      warm-up before the database is stopped            default 8
   --outage-for <s>        how long it stays down before it is started       default 4
   --workers <n>           concurrent workers                                default 100
+  --effect <3|4>          the edition: @effect-pg-pool/effect3 on pg, or
+                          @effect-pg-pool/effect4 on @effect/sql-pg 4       default 3
+  --multiplex             Effect 4 edition: multiplexed statements (DB_POOL_MULTIPLEX=true)
   --outage                take the database down (with DATABASE_URL, needs the two commands below)
   --no-outage             never take the database down
   --stop-command <cmd>    shell command that stops the DATABASE_URL server, e.g. "docker kill -s QUIT pg"
@@ -69,7 +76,9 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
             outage: { type: "boolean" },
             "no-outage": { type: "boolean" },
             "stop-command": { type: "string" },
-            "start-command": { type: "string" }
+            "start-command": { type: "string" },
+            effect: { type: "string" },
+            multiplex: { type: "boolean" }
           }
         }).values,
       catch: (error) => new UsageError({ message: error instanceof Error ? error.message : String(error) })
@@ -83,6 +92,16 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
     }
     if (parsed.outage === true && parsed["no-outage"] === true) {
       return yield* new UsageError({ message: "--outage and --no-outage contradict each other: pick one" })
+    }
+    const effect = parsed.effect === undefined ? 3 : Number(parsed.effect)
+    if (effect !== 3 && effect !== 4) {
+      return yield* new UsageError({ message: `--effect (${parsed.effect}) must be 3 or 4` })
+    }
+    if (parsed.multiplex === true && effect !== 4) {
+      return yield* new UsageError({
+        message:
+          "--multiplex is an option of the Effect 4 edition: add --effect 4 (the Effect 3 edition on pg has none)"
+      })
     }
     const outage = parsed.outage === true ? true : parsed["no-outage"] === true ? false : undefined
     if (durationMillis < 1000) {
@@ -99,7 +118,9 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
       workers,
       outage,
       stopCommand: parsed["stop-command"],
-      startCommand: parsed["start-command"]
+      startCommand: parsed["start-command"],
+      effect,
+      multiplex: parsed.multiplex === true
     }
   })
 

@@ -2,15 +2,12 @@
  * The outage drill: workers loop on a small query mix through the pool while a timeline crashes the database
  * and starts it again. Everything the view and the summary show is tallied here.
  */
-import { Db } from "@effect-pg-pool/effect3"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Duration, Effect, Option, Predicate, Random, type Scope } from "effect"
+import { Duration, Effect, Random, Redacted, type Scope } from "effect"
 import type { Options } from "./Cli.js"
+import type { Pool, Query } from "./Edition.js"
 import type { OutageControl } from "./Target.js"
-
-export const TABLE = "effect_pg_pool_demo"
 
 export type Tone = "good" | "bad" | "info"
 
@@ -56,6 +53,8 @@ export class RunState {
   upAt: number | undefined = undefined
   firstOkAfterCrash: number | undefined = undefined
   connectionsAtCrash: number | undefined = undefined
+  /** 1, or the statement slots of a multiplexed session: the queries one broken connection can fail. */
+  statementsPerConnection = 1
   activeAtCrash: number | undefined = undefined
   outageError: string | undefined = undefined
 
@@ -133,134 +132,41 @@ export const formatMillis = (millis: number): string =>
       : `${(millis / 1000).toFixed(2)} s`
 
 // -----------------------------------------------------------------------------------------------------------
-// failures
-// -----------------------------------------------------------------------------------------------------------
-
-const SQLSTATE_NAMES: Record<string, string> = {
-  "57P01": "admin_shutdown",
-  "57P02": "crash_shutdown",
-  "57P03": "cannot_connect_now",
-  "57014": "query_canceled",
-  "08000": "connection_exception",
-  "08003": "connection_does_not_exist",
-  "08006": "connection_failure",
-  "25P02": "in_failed_sql_transaction",
-  "40001": "serialization_failure",
-  "40P01": "deadlock_detected"
-}
-
-const firstLine = (text: string) => text.split("\n")[0] ?? text
-
-/** Groups a failure by its tag, and a SqlError further by what lies beneath it. */
-export const classify = (cause: Cause.Cause<unknown>): { readonly kind: string; readonly message: string } => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isNone(failure)) {
-    const defect = Cause.squash(cause)
-    // @effect/sql's withTransaction dies when its COMMIT or ROLLBACK fails, e.g. on a connection the crash broke
-    if (Predicate.isTagged(defect, "SqlError")) {
-      const { kind, message } = classify(Cause.fail(defect))
-      return { kind: `${kind}, as a defect from withTransaction`, message }
-    }
-    return { kind: "defect", message: firstLine(Cause.pretty(cause)) }
-  }
-  const error = failure.value
-  const message = error instanceof Error ? error.message : String(error)
-  if (!Predicate.isTagged(error, "SqlError")) {
-    return { kind: Predicate.hasProperty(error, "_tag") ? String(error._tag) : "unknown", message }
-  }
-  const inner = (error as { readonly cause?: unknown }).cause
-  // the pooled SqlClient wraps the pool's own errors in a SqlError
-  if (Predicate.isTagged(inner, "AcquireTimeout") || Predicate.isTagged(inner, "PoolClosed")) {
-    return { kind: `${inner._tag} (as SqlError)`, message }
-  }
-  const code = Predicate.hasProperty(inner, "code") ? inner.code : undefined
-  if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) {
-    return { kind: `SqlError SQLSTATE ${code}${SQLSTATE_NAMES[code] ? ` ${SQLSTATE_NAMES[code]}` : ""}`, message }
-  }
-  if (/Connection lost/.test(message)) return { kind: "SqlError connection lost", message }
-  return { kind: "SqlError", message }
-}
-
-// -----------------------------------------------------------------------------------------------------------
 // the workload
 // -----------------------------------------------------------------------------------------------------------
 
-/** The demo table; a plain table with an index, as an application would have. */
-export const setup = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
-  yield* sql`CREATE TABLE IF NOT EXISTS ${sql(TABLE)} (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    worker int NOT NULL,
-    note text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-  )`
-  yield* sql`CREATE INDEX IF NOT EXISTS ${sql(`${TABLE}_worker`)} ON ${sql(TABLE)} (worker)`
-  const [row] = yield* sql<{ readonly version: string }>`SELECT current_setting('server_version') AS version`
-  return row?.version ?? "unknown"
-})
-
-const workload = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
-  const db = yield* Db.Db
-  const table = sql(TABLE)
-  return {
-    // a short read
-    sleep: sql`SELECT pg_sleep(0.002)`,
-    // a write
-    insert: (worker: number) => sql`INSERT INTO ${table} ${sql.insert({ worker, note: "via SqlClient" })}`,
-    // an indexed aggregate
-    count: (worker: number) =>
-      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${table} WHERE worker = ${worker}`,
-    // a unit of work on one connection: a transaction that writes and reads back
-    session: (worker: number) =>
-      db.withConnection((conn) =>
-        conn.withTransaction(
-          Effect.zipRight(
-            conn`INSERT INTO ${table} ${conn.insert({ worker, note: "via Db.withConnection" })}`,
-            conn<{ readonly n: number }>`SELECT count(*)::int AS n FROM ${table} WHERE worker = ${worker}`
-          )
-        )
-      )
-  }
-})
-
-/** Runs one query and tallies it. Interruption (the end of the run, Ctrl-C) is neither a success nor a failure. */
-const tracked = <A, E, R>(state: RunState, path: "sql" | "withConnection", query: Effect.Effect<A, E, R>) =>
+/** Runs one query of the mix and tallies it. Interruption (the end of the run, Ctrl-C) is neither. */
+const tracked = (state: RunState, pool: Pool, query: Query, worker: number) =>
   Effect.suspend(() => {
     state.inFlight++
-    return query.pipe(
+    return Effect.promise((signal) => pool.run(query, worker, signal)).pipe(
       Effect.ensuring(Effect.sync(() => state.inFlight--)),
-      Effect.matchCauseEffect({
-        onSuccess: () => Effect.sync(() => state.succeeded(path)),
-        onFailure: (cause) => {
-          if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
-          const { kind, message } = classify(cause)
-          state.failed(kind, message)
-          // a failing client backs off a little instead of spinning
-          return Effect.sleep("50 millis")
+      Effect.flatMap((outcome) => {
+        if (outcome._tag === "Ok") {
+          return Effect.sync(() => state.succeeded(query === "session" ? "withConnection" : "sql"))
         }
+        if (outcome._tag === "Interrupted") return Effect.interrupt
+        state.failed(outcome.kind, outcome.message)
+        // a failing client backs off a little instead of spinning
+        return Effect.sleep("50 millis")
       })
     )
   })
 
-const worker = (state: RunState, id: number) =>
+const worker = (state: RunState, pool: Pool, id: number) =>
   Effect.gen(function* () {
-    const q = yield* workload
     while (!state.stopping) {
       const roll = yield* Random.nextIntBetween(0, 100)
-      if (roll < 40) yield* tracked(state, "sql", q.sleep)
-      else if (roll < 70) yield* tracked(state, "sql", q.insert(id))
-      else if (roll < 80) yield* tracked(state, "sql", q.count(id))
-      else yield* tracked(state, "withConnection", q.session(id))
+      yield* tracked(state, pool, roll < 40 ? "sleep" : roll < 70 ? "insert" : roll < 80 ? "count" : "session", id)
     }
   })
 
 /** Forks the workers; they stop on their own once `state.stopping` is set. */
-export const startWorkers = (state: RunState) =>
+export const startWorkers = (state: RunState, pool: Pool) =>
   Effect.forkScoped(
     Effect.forEach(
       Array.from({ length: state.options.workers }, (_, i) => i + 1),
-      (id) => worker(state, id),
+      (id) => worker(state, pool, id),
       { concurrency: "unbounded", discard: true }
     )
   )
@@ -270,11 +176,10 @@ export const startWorkers = (state: RunState) =>
 // -----------------------------------------------------------------------------------------------------------
 
 /** Warm-up, crash, down time, start: the outage as the timeline of the run. */
-export const outageTimeline = (state: RunState, control: OutageControl) =>
+export const outageTimeline = (state: RunState, pool: Pool, control: OutageControl) =>
   Effect.gen(function* () {
-    const db = yield* Db.Db
     yield* Effect.sleep(Duration.millis(Math.max(0, state.options.outageAfterMillis - state.elapsed())))
-    const stats = yield* db.statistics
+    const stats = pool.statistics()
     state.connectionsAtCrash = stats.total
     state.activeAtCrash = stats.active
     state.crashAt = state.elapsed()
@@ -320,17 +225,28 @@ export interface LeakCheck {
   readonly leaked: number
 }
 
-/** A separate client, outside the pool, to see what the server sees. */
+const withoutApplicationName = (url: Redacted.Redacted<string>): Redacted.Redacted<string> => {
+  try {
+    const parsed = new URL(Redacted.value(url))
+    parsed.searchParams.delete("application_name")
+    return Redacted.make(parsed.toString())
+  } catch {
+    // not a URL that `URL` parses: the pool would not have started on it either
+    return url
+  }
+}
+
+/**
+ * A separate client, outside the pool and on Effect 3's @effect/sql-pg whatever the edition, to see what the server
+ * sees. Its URL is the pool's without an `application_name` parameter, which would override this client's (pg lets
+ * a connection string win over fields), so the check would count itself among the pool's sessions.
+ */
 export const makeServerView = (
-  pool: PgClient.PgClientConfig
+  url: Redacted.Redacted<string>
 ): Effect.Effect<(applicationName: string) => Effect.Effect<number, string>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    // The pool's own connection settings (db.sql.config), as one more plain @effect/sql-pg connection — without
-    // the URL, which carries the pool's application_name and would override this client's (pg lets a connection
-    // string win over fields), so the check would count itself among the pool's sessions.
-    const { url: _url, ...settings } = pool
     const client = yield* PgClient.make({
-      ...settings,
+      url: withoutApplicationName(url),
       applicationName: "effect-pg-pool-demo-check",
       maxConnections: 1,
       minConnections: 0,
@@ -352,16 +268,15 @@ export const makeServerView = (
  * After the workers are done: waits for the pool to settle (a background health probe may hold a connection for a
  * moment; closed sessions take a moment to leave pg_stat_activity), then compares the pool's count with the server's.
  */
-export const checkLeaks = (serverSessions: (applicationName: string) => Effect.Effect<number, string>) =>
+export const checkLeaks = (pool: Pool, serverSessions: (applicationName: string) => Effect.Effect<number, string>) =>
   Effect.gen(function* () {
-    const db = yield* Db.Db
-    const applicationName = db.config.applicationName
+    const applicationName = pool.info.applicationName
     let check: LeakCheck | undefined
     for (let attempt = 0; attempt < 40; attempt++) {
       if (attempt > 0) yield* Effect.sleep("250 millis")
-      const before = yield* db.statistics
+      const before = pool.statistics()
       const counted = yield* Effect.either(serverSessions(applicationName))
-      const stats = yield* db.statistics
+      const stats = pool.statistics()
       const server = counted._tag === "Right" ? counted.right : counted.left
       const settled = before.total === stats.total && stats.pending === 0
       const mismatch = typeof server === "number" ? Math.abs(server - stats.total) : 0
@@ -435,10 +350,11 @@ export const violations = (
             `acquireTimeout (${formatMillis(acquireTimeoutMillis)})`
         )
       }
-      if (inFlight > (state.connectionsAtCrash ?? 0)) {
+      const carried = (state.connectionsAtCrash ?? 0) * state.statementsPerConnection
+      if (inFlight > carried) {
         found.push(
           `${inFlight} queries failed during the outage, more than the ${state.connectionsAtCrash} connections ` +
-            `open at the crash could have carried`
+            `open at the crash could have carried (${carried})`
         )
       }
     }

@@ -2,9 +2,9 @@
  * The terminal view: a frame redrawn in place on a terminal, one status line per second elsewhere (CI, pipes),
  * and the summary at the end.
  */
-import type { Db, Health, PoolStatistics } from "@effect-pg-pool/effect3"
-import { Effect, Exit, Option, Schedule } from "effect"
+import { Effect, Exit, Schedule } from "effect"
 import type { Event, LeakCheck, RunState, Tone } from "./Drill.js"
+import type { Figures, HealthView, Pool } from "./Edition.js"
 import { formatMillis } from "./Drill.js"
 
 // -----------------------------------------------------------------------------------------------------------
@@ -141,8 +141,8 @@ const sparkline = (
 
 export interface Snapshot {
   readonly state: RunState
-  readonly stats: PoolStatistics.PoolStatistics
-  readonly health: Health.HealthStatus
+  readonly stats: Figures
+  readonly health: HealthView
 }
 
 const failuresText = (state: RunState, p: Paint): string => {
@@ -158,8 +158,7 @@ export const frame = ({ health, state, stats }: Snapshot, header: ReadonlyArray<
   const total = state.options.durationMillis
   const barWidth = 20
   const filled = Math.min(barWidth, Math.round((now / total) * barWidth))
-  const reason = Option.getOrElse(health.reason, () => "")
-  const probe = health.database
+  const reason = health.reason ?? ""
   const spark = sparkline(state, p)
   const lines = [
     ...header,
@@ -168,11 +167,10 @@ export const frame = ({ health, state, stats }: Snapshot, header: ReadonlyArray<
       `${p.bold(p.tone(ph.tone, ph.label))}  ${p.dim(ph.detail)}`,
     `  health    ${p.bold(p.tone(statusTone(health.status), health.status.toUpperCase()))}  ${reason}`,
     `  database  last probe ${
-      probe.reachable ? "reachable" : p.tone("bad", "unreachable")
-    }${Option.match(probe.latencyMs, { onNone: () => "", onSome: (ms) => `, round trip ${formatMillis(ms)}` })}${Option.match(
-      probe.probedAt,
-      { onNone: () => "", onSome: (at) => p.dim(` (${secs(Date.now() - at.getTime())} ago)`) }
-    )}`,
+      health.reachable ? "reachable" : p.tone("bad", "unreachable")
+    }${health.latencyMs === undefined ? "" : `, round trip ${formatMillis(health.latencyMs)}`}${
+      health.probedAt === undefined ? "" : p.dim(` (${secs(Date.now() - health.probedAt)} ago)`)
+    }`,
     `  pool      total ${stats.total}  idle ${stats.idle}  active ${stats.active}  pending ${stats.pending}  ` +
       `waiting ${stats.waiting}   ${p.dim(`(min ${stats.minSize}, max ${stats.maxSize}, peak waiting ${stats.peakWaiting})`)}`,
     `  queries   ${p.bold(`${int(state.rate())}/s`)}  ok ${p.tone("good", int(state.ok))}  ` +
@@ -181,7 +179,7 @@ export const frame = ({ health, state, stats }: Snapshot, header: ReadonlyArray<
     `  failures  ${failuresText(state, p)}`,
     `  acquire   p99 ${formatMillis(stats.acquisitionTimeP99Ms)}  avg ${formatMillis(stats.acquisitionTimeAvgMs)}  ` +
       `timeouts ${stats.acquireTimeouts}   reconnect attempts ${stats.reconnectAttempts}   ` +
-      `connections created ${stats.connectionsCreated}, broken ${stats.connectionsClosed.broken}`,
+      `connections created ${stats.connectionsCreated}, broken ${stats.connectionsClosedBroken}`,
     `  q/s       ${spark.line}  ${p.dim(`max ${int(spark.max)}/s`)}`,
     `            ${spark.marks}`,
     "  events",
@@ -201,13 +199,10 @@ export const statusLine = ({ health, state, stats }: Snapshot): string =>
  * Shows the run until the scope closes: on a terminal a frame redrawn every 250 ms, elsewhere a status line per
  * second and each event as it happens. Closing draws the final state and gives the cursor back.
  */
-export const show = (state: RunState, db: Db.Db.Service, header: ReadonlyArray<string>, out: Output) =>
+export const show = (state: RunState, pool: Pool, header: ReadonlyArray<string>, out: Output) =>
   Effect.gen(function* () {
     const p = paint(out)
-    const snapshot = Effect.map(
-      Effect.all([db.statistics, db.health]),
-      ([stats, health]): Snapshot => ({ state, stats, health })
-    )
+    const snapshot = Effect.sync((): Snapshot => ({ state, stats: pool.statistics(), health: pool.health() }))
     let drawn = 0
     let eventsShown = 0
     let lastStatus = -1
@@ -257,7 +252,7 @@ export const show = (state: RunState, db: Db.Db.Service, header: ReadonlyArray<s
 
 export interface Report {
   readonly state: RunState
-  readonly stats: PoolStatistics.PoolStatistics
+  readonly stats: Figures
   readonly leak: LeakCheck
   readonly shutdownMillis: number
   readonly sessionsLeft: number | string
@@ -287,7 +282,9 @@ export const summary = (report: Report, p: Paint): Array<string> => {
       row(
         "failures by phase",
         `before the crash ${state.failedBeforeOutage}, while down ${state.failedDuringOutage} ` +
-          `(${state.connectionsAtCrash} connections open at the crash, ${state.activeAtCrash} busy), ` +
+          `(${state.connectionsAtCrash} connections open at the crash, ${state.activeAtCrash} busy` +
+          (state.statementsPerConnection > 1 ? `, up to ${state.statementsPerConnection} statements each` : "") +
+          "), " +
           `after the return ${state.failedAfterReturn}`
       )
     )
@@ -328,7 +325,7 @@ export const summary = (report: Report, p: Paint): Array<string> => {
     row(
       "pool",
       `reconnect attempts ${stats.reconnectAttempts}, connections created ${stats.connectionsCreated}, ` +
-        `closed as broken ${stats.connectionsClosed.broken}, acquire p99 ${formatMillis(stats.acquisitionTimeP99Ms)}, ` +
+        `closed as broken ${stats.connectionsClosedBroken}, acquire p99 ${formatMillis(stats.acquisitionTimeP99Ms)}, ` +
         `acquire timeouts ${stats.acquireTimeouts}, peak waiting ${stats.peakWaiting}`
     ),
     row(

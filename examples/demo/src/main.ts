@@ -1,7 +1,8 @@
 /**
  * The outage drill that the README's first command runs.
  *
- * Without DATABASE_URL it starts an embedded PostgreSQL, drives `DatabaseLive` with 100 concurrent workers for
+ * Without DATABASE_URL it starts an embedded PostgreSQL, drives `DatabaseLive` (of the Effect 3 edition, or with
+ * `--effect 4` of the Effect 4 edition, through the runtime-free boundary in Edition.ts) with 100 concurrent workers for
  * 30 s, crashes the database after 8 s, starts it again 4 s later, and shows the pool riding through: a live view
  * of its statistics and health, then a summary — queries ok and failed by error type, downtime, time from the
  * database's return to the first successful query, and leaked connections, checked against the server's
@@ -10,27 +11,16 @@
  * With DATABASE_URL it uses that database and takes it down only when asked (`--outage` with the commands that
  * stop and start it). `pnpm demo -- --help` lists the options.
  */
-import { DatabaseLive, Db } from "@effect-pg-pool/effect3"
 import * as PoolLogger from "@effect-pg-pool/effect3/PoolLogger"
 import { NodeRuntime } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
-import {
-  ConfigProvider,
-  Console,
-  Context,
-  Duration,
-  Effect,
-  ExecutionStrategy,
-  Exit,
-  Fiber,
-  Layer,
-  Redacted,
-  Scope
-} from "effect"
+import { Console, Data, Duration, Effect, Fiber, Layer, Redacted } from "effect"
 import * as Cli from "./Cli.js"
 import * as Drill from "./Drill.js"
+import type { Edition, Pool } from "./Edition.js"
 import * as Target from "./Target.js"
 import * as View from "./View.js"
+
+class PoolStartError extends Data.TaggedError("PoolStartError")<{ readonly message: string }> {}
 
 /**
  * The demo's pool settings, each overridable by its DB_POOL_* variable. acquireTimeout is longer than the outage,
@@ -46,25 +36,20 @@ const demoSettings: Record<string, string> = {
 }
 
 /**
- * `DatabaseLive`, configured from the environment as always, with the demo's defaults and the embedded server's
- * URL. Under it the pool's logger: JSON lines to DB_POOL_LOG_FILE when set, otherwise nowhere — never the
- * terminal. It goes under the pool (`provideMerge`), so that the pool's background fibers inherit it.
+ * Both editions run `DatabaseLive`, configured from the environment as always: the demo fills in its defaults
+ * where no DB_POOL_* variable is set, `--multiplex`, and the embedded server's URL.
  */
-const poolLayer = (target: Target.Target) => {
-  const env = ConfigProvider.fromEnv()
-  const defaults = ConfigProvider.fromMap(new Map(Object.entries(demoSettings)))
-  const provider =
-    target.kind === "embedded"
-      ? ConfigProvider.fromMap(new Map([["DATABASE_URL", Redacted.value(target.url)]])).pipe(
-          ConfigProvider.orElse(() => env),
-          ConfigProvider.orElse(() => defaults)
-        )
-      : env.pipe(ConfigProvider.orElse(() => defaults))
-  return DatabaseLive.pipe(
-    Layer.provide(Layer.setConfigProvider(provider)),
-    Layer.provideMerge(PoolLogger.layerFromEnv({ redact: [target.password] }))
-  )
+const configureEnvironment = (options: Cli.Options, target: Target.Target) => {
+  for (const [name, value] of Object.entries(demoSettings)) process.env[name] ??= value
+  if (options.multiplex) process.env.DB_POOL_MULTIPLEX = "true"
+  if (target.kind === "embedded") process.env.DATABASE_URL = Redacted.value(target.url)
 }
+
+/** Each edition's adapter is loaded only when asked for: the other's runtime never starts. */
+const loadEdition = (effect: 3 | 4): Promise<Edition> =>
+  effect === 3
+    ? import("./editions/Effect3.js").then((module) => module.edition)
+    : import("@effect-pg-pool/example-demo-effect4").then((module) => module.edition)
 
 /**
  * Keeps Ctrl-C graceful. `runMain` turns the first SIGINT/SIGTERM into an interruption (workers stop, the pool
@@ -101,13 +86,15 @@ const SignalGuardLive = Layer.scopedDiscard(
 const seconds = (millis: number) => `${(millis / 1000).toFixed(1)} s`
 
 /** Workers, the outage and the live view, until the run's time is up. */
-const drive = (state: Drill.RunState, db: Db.Db.Service, header: ReadonlyArray<string>, out: View.Output) =>
+const drive = (state: Drill.RunState, pool: Pool, header: ReadonlyArray<string>, out: View.Output) =>
   Effect.scoped(
     Effect.gen(function* () {
-      yield* View.show(state, db, header, out)
-      const workers = yield* Drill.startWorkers(state)
+      yield* View.show(state, pool, header, out)
+      const workers = yield* Drill.startWorkers(state, pool)
       const timeline =
-        state.outage === undefined ? undefined : yield* Effect.forkScoped(Drill.outageTimeline(state, state.outage))
+        state.outage === undefined
+          ? undefined
+          : yield* Effect.forkScoped(Drill.outageTimeline(state, pool, state.outage))
       yield* Effect.sleep(Duration.millis(Math.max(0, state.options.durationMillis - state.elapsed())))
       // a slow start extends the run rather than cutting the recovery short
       if (timeline !== undefined) yield* Fiber.join(timeline)
@@ -136,27 +123,40 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
         Console.log(p.dim("Starting an embedded PostgreSQL (DATABASE_URL is not set)…"))
       )
     )
+    configureEnvironment(options, target)
+    const edition = yield* Effect.promise(() => loadEdition(options.effect))
 
-    // the pool gets its own scope, so that its graceful shutdown can be timed and checked before the server stops
-    const poolScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    // closed explicitly, so that its graceful shutdown can be timed and checked before the server stops; the
+    // finalizer closes it when the run is interrupted before that
     const openedAt = performance.now()
     progress.pool = true
-    const context = yield* Layer.buildWithScope(poolLayer(target), poolScope)
-    const db = Context.get(context, Db.Db)
-    const version = yield* Effect.provide(Drill.setup, context)
-    const { config } = db
+    let closing: Promise<void> | undefined
+    const close = (pool: Pool) => {
+      closing ??= pool.close()
+      return closing
+    }
+    const pool = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          edition.open({ redact: target.password === undefined ? undefined : Redacted.value(target.password) }),
+        catch: (error) => new PoolStartError({ message: error instanceof Error ? error.message : String(error) })
+      }),
+      (pool) => Effect.promise(() => close(pool))
+    )
+    const { info } = pool
     yield* Console.log(
       p.dim(
-        `PostgreSQL ${version} at ${config.host}:${config.port}; pool "${config.name}" ready in ` +
+        `PostgreSQL ${info.serverVersion} at ${info.host}:${info.port}; pool "${info.name}" ready in ` +
           `${Drill.formatMillis(performance.now() - openedAt)}.`
       )
     )
 
     const state = new Drill.RunState(options, target.outage)
+    state.statementsPerConnection = info.statementsPerConnection
     const header = [
-      `${p.bold("effect-pg-pool demo")}  ${options.workers} workers → DatabaseLive (maxSize ${config.maxSize}, ` +
-        `minSize ${config.minSize}, acquireTimeout ${Duration.format(config.acquireTimeout)}) → ` +
-        `${target.kind === "embedded" ? "embedded " : ""}PostgreSQL ${version} on ${config.host}:${config.port}`,
+      `${p.bold("effect-pg-pool demo")}  ${options.workers} workers → ${info.edition} DatabaseLive ` +
+        `(maxSize ${info.maxSize}, minSize ${info.minSize}, acquireTimeout ${Duration.format(info.acquireTimeoutMillis)}) → ` +
+        `${target.kind === "embedded" ? "embedded " : ""}PostgreSQL ${info.serverVersion} on ${info.host}:${info.port}`,
       p.dim(
         target.outage === undefined
           ? `No outage: ${target.noOutageReason}. Run ends at ${seconds(options.durationMillis)}.`
@@ -164,24 +164,18 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
               `${seconds(options.outageForMillis)} later; run ends at ${seconds(options.durationMillis)}. Ctrl-C stops.`
       )
     ]
-    yield* Effect.provide(drive(state, db, header, out), context)
+    yield* drive(state, pool, header, out)
 
-    const serverSessions = yield* Drill.makeServerView(db.sql.config)
-    const leak = yield* Effect.provide(Drill.checkLeaks(serverSessions), context)
-    const stats = yield* db.statistics
-    if (target.kind === "external") {
-      yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(Drill.TABLE)}`).pipe(
-        Effect.provide(context),
-        Effect.timeout("3 seconds"),
-        Effect.ignore
-      )
-    }
+    const serverSessions = yield* Drill.makeServerView(target.url)
+    const leak = yield* Drill.checkLeaks(pool, serverSessions)
+    const stats = pool.statistics()
+    if (target.kind === "external") yield* Effect.promise(() => pool.dropTable())
     const closingAt = performance.now()
-    yield* Scope.close(poolScope, Exit.void)
+    yield* Effect.promise(() => close(pool))
     const shutdownMillis = performance.now() - closingAt
-    const sessionsLeft = yield* Drill.sessionsAfterShutdown(serverSessions, config.applicationName)
+    const sessionsLeft = yield* Drill.sessionsAfterShutdown(serverSessions, info.applicationName)
 
-    const violations = Drill.violations(state, leak, sessionsLeft, Duration.toMillis(config.acquireTimeout))
+    const violations = Drill.violations(state, leak, sessionsLeft, info.acquireTimeoutMillis)
     yield* Console.log(View.summary({ state, stats, leak, shutdownMillis, sessionsLeft, violations }, p).join("\n"))
     return violations.length === 0
   })

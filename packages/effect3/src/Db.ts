@@ -221,8 +221,6 @@ const build = (
         closest: variable.closest
       })
     }
-    const multiHost = InternalConfig.multiHostWarning(config)
-    if (multiHost !== undefined) pool.log("Warning", multiHost.message, multiHost.fields)
     const listener = Listener.make({
       connectOptions: pool.connectOptions,
       reconnect: config.reconnect,

@@ -86,21 +86,22 @@ export interface PoolConfig {
   readonly port: number
   /**
    * Every host to try, in order, each with its port (libpq's multi-host: `postgres://h1:5432,h2:5433/db`, `host`
-   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory. **This edition connects
-   * to the first host only for now**: the hosts after it, `targetSessionAttrs` and `loadBalanceHosts` are parsed
-   * and validated but not acted on until the multi-host driver lands; a pool given several hosts logs a warning
-   * saying so when it starts.
+   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory. Each connection tries
+   * them as libpq does (`connectTimeout` applying per host) until one gives a session that matches
+   * `targetSessionAttrs`; a host that failed is tried after the others while it backs off, and sessions on a host
+   * whose role changes (a promotion, a demotion) are evicted.
    */
   readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
   /**
    * libpq's `target_session_attrs`: which session a connection must reach — `any`, `read-write`, `read-only`,
    * `primary`, `standby` or `prefer-standby`. Default `"any"`, the URL's `target_session_attrs` or
-   * `PGTARGETSESSIONATTRS`. Parsed only for now (see `hosts`).
+   * `PGTARGETSESSIONATTRS`. Checked on each new session as libpq does (its ParameterStatus, else
+   * `SHOW transaction_read_only` / `pg_is_in_recovery()`).
    */
   readonly targetSessionAttrs: "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
   /**
    * libpq's `load_balance_hosts`: `disable` tries the hosts in order, `random` in a random order per connection.
-   * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`. Parsed only for now (see `hosts`).
+   * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`.
    */
   readonly loadBalanceHosts: "disable" | "random"
   /** Default: the user name, `PGDATABASE`. */

@@ -150,7 +150,6 @@ export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")
   readonly elapsedMillis: number
   /** The last attempt's error, with any password removed. */
   readonly lastCause: string
-  readonly cause?: unknown
 }> {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId

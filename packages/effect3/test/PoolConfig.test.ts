@@ -1133,7 +1133,7 @@ describe("PoolConfig", () => {
       })
     )
 
-    it.effect("parses several hosts and says that this edition connects to the first one only", () =>
+    it.effect("parses several hosts, target_session_attrs and load_balance_hosts", () =>
       Effect.gen(function* () {
         const config = yield* PoolConfig.make({
           url: `postgres://app:${PASSWORD}@db1:5432,db2:5433/appdb?target_session_attrs=read-write`
@@ -1143,13 +1143,6 @@ describe("PoolConfig", () => {
           { host: "db2", port: 5433 }
         ])
         assert.deepStrictEqual([config.host, config.port, config.targetSessionAttrs], ["db1", 5432, "read-write"])
-        assert.strictEqual(
-          InternalConfig.multiHostWarning(config)?.message,
-          "multi-host connections are not supported by this edition yet: every connection goes to db1:5432, and " +
-            "the hosts after db1:5432 and targetSessionAttrs (read-write) are not acted on; give the host that " +
-            "accepts this pool's sessions first"
-        )
-        assert.isUndefined(InternalConfig.multiHostWarning(yield* PoolConfig.make({ url: URL })))
         const lists = yield* withEnv({ PGHOST: "db1,db2", PGPORT: "5432,5433", PGLOADBALANCEHOSTS: "random" })
         assert.deepStrictEqual(lists.hosts, config.hosts)
         assert.strictEqual(lists.loadBalanceHosts, "random")
@@ -1253,11 +1246,11 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolC
       )
     })
 
-  it.effect("warns at start that a pool given several hosts connects to the first one only", () =>
+  it.effect("a pool given several hosts connects past one that does not resolve to the test server", () =>
     Effect.gen(function* () {
       const server = yield* PgTestServer.PgTestServer
-      // a second host that does not exist: every connection must go to the first, the test server
-      const url = Redacted.value(server.url).replace(/@([^/@]+)\//, "@$1,standby.invalid:5432/")
+      // a first host that does not exist: every connection must go on to the second, the test server
+      const url = Redacted.value(server.url).replace(/@([^/@]+)\//, "@standby.invalid:5432,$1/")
       const warnings: Array<string> = []
       const capture = Logger.make(({ logLevel, message }) => {
         if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
@@ -1267,9 +1260,10 @@ layer(PgTestServer.layer, { timeout: 60_000, excludeTestServices: true })("PoolC
         Effect.provide(Logger.add(capture))
       )
       assert.deepStrictEqual(one, [{ one: 1 }])
-      const warning = warnings.find((line) => line.startsWith("multi-host connections are not supported"))
-      assert.isDefined(warning, `no multi-host warning among: ${warnings.join(" | ")}`)
-      assert.include(warning, "the hosts after")
+      assert.deepStrictEqual(
+        warnings.filter((line) => line.includes("multi-host")),
+        []
+      )
     })
   )
 

@@ -53,6 +53,11 @@ export interface Config {
   readonly resetAlways: boolean
   /** Where the pool connects (`host:port`), for the messages. */
   readonly target: string
+  /**
+   * What the "pool starting" log says about where the pool connects, in the edition's words (e.g. host, port and
+   * database); `{ target }` when absent.
+   */
+  readonly startFields?: Readonly<Record<string, string | number | boolean>> | undefined
 }
 
 /**
@@ -349,6 +354,35 @@ export type Decision =
   | { readonly _tag: "Drained" }
 
 /**
+ * The figures an edition's gauges follow, read after every event: cheap (no snapshot is built) and live (the same
+ * object reads the engine's current counts).
+ *
+ * @example
+ * ```ts
+ * import { Engine } from "@effect-pg-pool/engine"
+ *
+ * const engine = Engine.make({ ...Engine.defaults, minSize: 0 })
+ * const { gauges } = engine
+ * engine.handle({ _tag: "Started", now: 0 })
+ * gauges.opening // 1
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Gauges {
+  /** Open sessions (those still opening do not count). */
+  readonly total: number
+  readonly idle: number
+  /** Sessions being opened. */
+  readonly opening: number
+  /** Acquisitions queued. */
+  readonly waiting: number
+  /** Backing off after a failed open: what the pool says about the database's reachability. */
+  readonly reconnecting: boolean
+}
+
+/**
  * A pool's state machine.
  *
  * @example
@@ -365,6 +399,8 @@ export type Decision =
  */
 export interface Engine {
   readonly config: Config
+  /** The live counts behind the gauges. */
+  readonly gauges: Gauges
   /** Takes one event, returns the decisions it leads to, in order. Never throws, never blocks. */
   handle(event: Event): ReadonlyArray<Decision>
   /** The figures at `now`, state included (the same assessment as `assess`). */

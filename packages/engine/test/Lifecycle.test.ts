@@ -306,3 +306,78 @@ describe("initialisation", () => {
     h.openFailed(h.lastOpened(), outage)
   })
 })
+
+describe("what the edition reads", () => {
+  it("gauges follow the live counts without a snapshot", () => {
+    const h = new Harness(config({ minSize: 1, maxSize: 1, init: "lazy" }))
+    const { gauges } = h.engine
+    h.start()
+    assert.deepStrictEqual([gauges.total, gauges.idle, gauges.opening, gauges.waiting], [0, 0, 1, 0])
+    h.settle()
+    const a = h.acquire()
+    const b = h.acquire()
+    assert.deepStrictEqual([gauges.total, gauges.idle, gauges.opening, gauges.waiting], [1, 0, 0, 1])
+    h.release(a)
+    assert.deepStrictEqual([gauges.total, gauges.idle, gauges.waiting], [1, 0, 0])
+    h.release(b, { broken: true })
+    assert.isFalse(gauges.reconnecting)
+    h.openFailed(h.lastOpened())
+    assert.isTrue(gauges.reconnecting)
+  })
+
+  it("the pool starting log names where it connects in the edition's words when given", () => {
+    const h = new Harness(config({ startFields: { host: "db", port: 5432, database: "shop" } }))
+    h.start()
+    assert.deepInclude(h.logs("pool starting")[0]!.fields, { host: "db", port: 5432, database: "shop" })
+    assert.notProperty(h.logs("pool starting")[0]!.fields, "target")
+    const plain = new Harness(config())
+    plain.start()
+    assert.deepInclude(plain.logs("pool starting")[0]!.fields, { target: "db:5432" })
+  })
+
+  it("a reconnect attempt that lost the race to a recovery leaves the last error as it was", () => {
+    const h = new Harness(config({ minSize: 2, maxSize: 2, init: "lazy" }))
+    h.start()
+    const [first, second] = [...h.opening]
+    h.openFailed(first!)
+    h.advance(1_000)
+    h.reconnectDue()
+    const attempt = h.lastOpened()
+    h.opened(second!)
+    // the recovery made the attempt moot: the edition interrupts it and reports it failed
+    h.openFailed(attempt, { kind: "outage", message: "interrupted", probeable: false, startingUp: false })
+    assert.strictEqual(h.engine.statistics(h.now).lastError, outage.message)
+    assert.strictEqual(h.opening.size, 1)
+  })
+})
+
+describe("shutdown's last word", () => {
+  it("closing several idle sessions, the pool is drained after the last one, and says so last", () => {
+    const h = started({ minSize: 3, maxSize: 3 })
+    const decisions = h.shutdown()
+    const tags = decisions.map((d) => (d._tag === "Log" ? d.message : d._tag))
+    assert.strictEqual(tags.filter((tag) => tag === "Close").length, 3)
+    assert.strictEqual(tags.indexOf("Drained"), tags.lastIndexOf("Close") + 3)
+    const logs = decisions.filter((d) => d._tag === "Log")
+    assert.strictEqual(logs.at(-1)!.message, "pool shut down")
+  })
+})
+
+describe("a scout's probation", () => {
+  it("a scout that dies young backs off from the schedule's start: the backoff that ended long ago is stale", () => {
+    const h = new Harness(config({ minSize: 1, maxSize: 1, init: "lazy" }))
+    h.start()
+    h.openFailed(h.lastOpened())
+    h.advance(1_000)
+    h.reconnectDue()
+    h.opened(h.lastOpened())
+    // the recovery holds past its probation; later the server kills the session, and the scout that replaces it
+    h.advance(5_000)
+    h.died([...h.open][0]!)
+    h.opened(h.lastOpened())
+    h.advance(200)
+    h.died([...h.open].at(-1)!)
+    assert.deepInclude(h.last("ScheduleReconnect"), { attempt: 2, restart: true })
+    assert.strictEqual(h.logs("a connection broke right after the recovery; backing off again").length, 1)
+  })
+})

@@ -126,33 +126,6 @@ export const redactUrl: (url: string) => string = Settings.redactUrl
 /** @internal */
 export const redactText: (text: string, password: string | undefined) => string = Settings.redactText
 
-/**
- * What this edition does not act on yet, said when a pool starts: it connects to the first host only, and checks
- * neither `target_session_attrs` nor `load_balance_hosts` until the multi-host driver lands. `undefined` when the
- * configuration asks for none of it.
- *
- * @internal
- */
-export const multiHostWarning = (
-  config: PoolConfig
-): { readonly message: string; readonly fields: Record<string, unknown> } | undefined => {
-  const { hosts, targetSessionAttrs, loadBalanceHosts, settingNames } = config
-  if (hosts.length === 1 && targetSessionAttrs === "any" && loadBalanceHosts === "disable") return undefined
-  const first = `${hosts[0]!.host}:${hosts[0]!.port}`
-  const ignored = [
-    ...(hosts.length > 1 ? [`the hosts after ${first}`] : []),
-    ...(targetSessionAttrs !== "any" ? [`${settingNames.targetSessionAttrs} (${targetSessionAttrs})`] : []),
-    ...(loadBalanceHosts !== "disable" ? [`${settingNames.loadBalanceHosts} (${loadBalanceHosts})`] : [])
-  ]
-  return {
-    message:
-      `multi-host connections are not supported by this edition yet: every connection goes to ${first}, and ` +
-      `${ignored.join(" and ")} ${ignored.length === 1 ? "is" : "are"} not acted on; ` +
-      `give the host that accepts this pool's sessions first`,
-    fields: { hosts: hosts.map(({ host, port }) => `${host}:${port}`), targetSessionAttrs, loadBalanceHosts }
-  }
-}
-
 // ---------------------------------------------------------------------------
 // resolution
 // ---------------------------------------------------------------------------

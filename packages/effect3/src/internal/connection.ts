@@ -1,17 +1,23 @@
 /**
- * One physical PostgreSQL connection: opening it, running a query on it with server-side cancellation on
- * interruption, and closing it. The pool (internal/pool.ts) decides when; this module knows how.
+ * The pg driver: one session over a `pg.Client` — open (connect, TLS negotiation, `onConnect`), query with
+ * server-side cancellation on interruption, the internal round trips (ping, reset), cancel, close, the closed
+ * signal, the transaction status and the backend identity. It is the only code that reads pg's private fields
+ * (`_queryable`, `_ending`, `processID`, `secretKey`, `_queryQueue`, the ReadyForQuery messages). The engine
+ * decides when (through internal/pool.ts); this module knows how.
  *
  * @internal
  */
 import { Classify } from "@effect-pg-pool/engine"
-import type * as Duration from "effect/Duration"
+import * as Cause from "effect/Cause"
+import type * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Net from "node:net"
 import * as Pg from "pg"
 import type { CloseReason } from "../PoolStatistics.js"
-import { timeoutOption } from "./deadline.js"
+import { failAfter, timeoutOption } from "./deadline.js"
 import * as Tls from "./tls.js"
 
 /** @internal */
@@ -30,17 +36,14 @@ export interface ConnectOptions {
 }
 
 /**
- * A pooled connection and everything the pool tracks about it. Mutable on purpose: it is only ever touched
- * from the pool's synchronous bookkeeping, never shared across threads.
+ * One session over a `pg.Client` (the driver's `Session`): what the adapter reads off it — transaction status,
+ * whether it still works, statements in flight, queries run, the backend to cancel — and the slots the adapter
+ * keeps beside it. The engine decides everything about it; this records only what the socket says. Mutable on
+ * purpose: it is only ever touched from the pool's synchronous bookkeeping.
  *
  * @internal
  */
 export class PooledConnection {
-  status: "idle" | "active" | "closed" = "idle"
-  /** Clock millis of the last hand-out. */
-  acquiredAt = 0
-  /** Clock millis of the last return to the pool. */
-  releasedAt: number
   queries = 0
   /** ReadyForQuery transaction status: I = idle, T = in a transaction, E = in a failed transaction. */
   transactionStatus: "I" | "T" | "E" = "I"
@@ -51,22 +54,24 @@ export class PooledConnection {
   inFlight = 0
   /** The cursor (stream) open on it, if any: pg runs nothing else on the connection until it has finished. */
   cursor: { readonly state: string } | undefined = undefined
-  leakReported = false
+  /** The acquisition holding it exclusively (0: none), as the engine granted it. */
+  holder = 0
+  /** `queries` when it was granted: the release reports the difference. */
+  queriesAtGrant = 0
   /** Where the current holder acquired it, captured only when leak detection is on. */
   acquisitionSite: string | undefined = undefined
   /** Performance-clock time of the last hand-out, for use-time metrics. */
   acquiredAtPerf = 0
+  /** Completes when the reset the engine asked for after the last release has run. */
+  resetDone: Deferred.Deferred<void> | undefined = undefined
   /** Pool-private slot for a per-connection cache (the bound statement constructor). */
   cache: unknown = undefined
 
   constructor(
+    /** The engine's name for the session. */
     readonly id: number,
-    readonly client: Pg.Client,
-    readonly createdAt: number,
-    readonly expiresAt: number
-  ) {
-    this.releasedAt = createdAt
-  }
+    readonly client: Pg.Client
+  ) {}
 
   private cancelTo: CancelTarget | undefined = undefined
 
@@ -207,6 +212,7 @@ const connectWith = (
       keepAlive: options.keepAlive,
       ...(options.types !== undefined ? { types: options.types } : {})
     })
+    recordParameters(client)
     let settled = false
     client.on("error", (cause) => {
       if (settled) onBroken(client, cause)
@@ -232,6 +238,36 @@ const connectWith = (
     })
   })
 
+const parameters = new WeakMap<Pg.Client, Record<string, string>>()
+
+// ParameterStatus messages (server_version, in_hot_standby, default_transaction_read_only, …): pg keeps them to itself
+const recordParameters = (client: Pg.Client): void => {
+  const seen: Record<string, string> = {}
+  parameters.set(client, seen)
+  ;(client as any).connection.on("parameterStatus", (msg: { parameterName: string; parameterValue: string }) => {
+    seen[msg.parameterName] = msg.parameterValue
+  })
+}
+
+/**
+ * The server's parameters as its ParameterStatus messages last reported them on this client (startup and changes).
+ *
+ * @internal
+ */
+export const serverParameters = (client: Pg.Client): Readonly<Record<string, string>> => parameters.get(client) ?? {}
+
+/**
+ * Calls `f` on each ParameterStatus the server sends from now on (a promotion turns `in_hot_standby` off; a reload
+ * may change `default_transaction_read_only`): reported after the statement that saw the change.
+ *
+ * @internal
+ */
+export const onParameterStatus = (client: Pg.Client, f: (name: string, value: string) => void): void => {
+  ;(client as any).connection.on("parameterStatus", (msg: { parameterName: string; parameterValue: string }) =>
+    f(msg.parameterName, msg.parameterValue)
+  )
+}
+
 /**
  * Closes a client without waiting on the server: a polite Terminate when the socket is healthy, then the
  * socket is destroyed so a blackholed connection cannot keep us waiting.
@@ -253,6 +289,114 @@ export const destroy = (client: Pg.Client): void => {
     // ditto
   }
 }
+
+/**
+ * Opens a session named `id` and runs `onConnect` on it (the driver's `open`). The hook gets connectTimeout of its
+ * own: it is part of opening, but a slow login must not eat the time of its round trips (the worst attempt takes
+ * two connectTimeouts), and a timeout then names the hook rather than the network. The client is destroyed on
+ * every exit but success — a failure, a defect, an interruption by shutdown or by a recovery that made this
+ * attempt moot — or its socket and its backend would outlive the attempt. `onClosed` is the closed signal: the
+ * socket errored or ended after the open.
+ *
+ * @internal
+ */
+export const open = (
+  id: number,
+  options: ConnectOptions,
+  onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined,
+  hookTimeout: Duration.Duration,
+  onClosed: (conn: PooledConnection, cause: unknown) => void,
+  /** How the client is reached: one host by default; internal/hosts.ts for several. */
+  connectClient: (closed: (client: Pg.Client, cause: unknown) => void) => Effect.Effect<Pg.Client, ConnectFailure> = (
+    closed
+  ) => connect(options, closed)
+): Effect.Effect<PooledConnection, ConnectFailure> =>
+  Effect.uninterruptibleMask((restore) => {
+    let conn: PooledConnection | undefined
+    // the socket may die between the login and the wrapping below; a TLS fallback's first client, closed by the
+    // failed attempt, may also report late, and is not this session
+    const early = new WeakMap<Pg.Client, unknown>()
+    const closed = (client: Pg.Client, cause: unknown) => {
+      if (conn?.client === client) {
+        conn.broken ??= cause
+        onClosed(conn, cause)
+      } else if (conn === undefined && !early.has(client)) early.set(client, cause)
+    }
+    return Effect.flatMap(restore(connectClient(closed)), (client) => {
+      conn = new PooledConnection(id, client)
+      conn.broken = early.get(client)
+      conn.trackTransactionStatus()
+      return Effect.onExit(restore(setUp(conn, onConnect, hookTimeout)), (exit) =>
+        Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => destroy(client))
+      )
+    })
+  })
+
+const setUp = (
+  conn: PooledConnection,
+  onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined,
+  timeout: Duration.Duration
+): Effect.Effect<PooledConnection, ConnectFailure> => {
+  if (onConnect === undefined) return conn.isUsable() ? Effect.succeed(conn) : Effect.fail(brokeDuringSetUp(conn))
+  let timedOut: Error | undefined
+  const hook = failAfter(
+    Effect.suspend(() => onConnect(conn)),
+    timeout,
+    () => {
+      timedOut = new Error(
+        `the onConnect hook did not finish within ${Duration.format(timeout)} (DB_POOL_CONNECT_TIMEOUT)`
+      )
+      // the connection is thrown away: the hook's interrupted query need not wait for the server
+      conn.broken ??= timedOut
+      return timedOut
+    }
+  )
+  return Effect.matchCauseEffect(hook, {
+    onFailure: (cause) => {
+      const error = Cause.squash(cause)
+      const failure =
+        timedOut !== undefined && error === timedOut
+          ? timedOut
+          : new Error(`the onConnect hook failed: ${errorMessage(error)}`)
+      return Effect.fail(setUpFailure(failure))
+    },
+    onSuccess: () => {
+      // the socket may have died while the hook ran: such a connection never joins the pool
+      if (!conn.isUsable()) return Effect.fail(brokeDuringSetUp(conn))
+      // what the hook sets is the connection's baseline, not state to reset after the first use
+      conn.sessionDirty = false
+      return Effect.succeed(conn)
+    }
+  })
+}
+
+const brokeDuringSetUp = (conn: PooledConnection): ConnectFailure => {
+  const broken = conn.broken ?? new Error("the connection closed while onConnect ran")
+  return setUpFailure(new Error(`the connection broke during onConnect: ${errorMessage(broken)}`))
+}
+
+/** A hook that fails fails that connection: retried with backoff like any failed open, never a rejection. */
+const setUpFailure = (cause: Error): ConnectFailure => ({
+  _tag: "ConnectFailure",
+  cause,
+  kind: "outage",
+  code: undefined,
+  message: cause.message,
+  remedy: undefined,
+  sessionLost: true,
+  probeable: false,
+  startingUp: false,
+  goingAway: false
+})
+
+/**
+ * An internal round trip (validation, reset, the health probe): no row mapping, not counted towards maxQueries,
+ * bounded by the caller.
+ *
+ * @internal
+ */
+export const roundTrip = (conn: PooledConnection, sql: string, hooks: QueryHooks): Effect.Effect<void, unknown> =>
+  runQuery(conn, sql, undefined, (err) => (err ? Effect.fail(err) : Effect.void), hooks, false)
 
 /**
  * A TCP connect to the server's port (or its Unix socket, when the host is a directory, as for libpq and pg),

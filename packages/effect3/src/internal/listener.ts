@@ -21,8 +21,6 @@ import { formatLogError } from "./logError.js"
 /** @internal */
 export interface Listener {
   readonly listen: (channel: string) => Stream.Stream<string, SqlError>
-  /** Whether the dedicated connection is up (for tests and health). */
-  readonly connected: () => boolean
 }
 
 /** @internal */
@@ -179,7 +177,6 @@ export const make = (options: ListenerOptions): Listener => {
           }),
           (push) => Effect.sync(() => unsubscribe(channel, push))
         )
-      ),
-    connected: () => client !== undefined
+      )
   }
 }

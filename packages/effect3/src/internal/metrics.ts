@@ -18,6 +18,7 @@ export interface PoolMetrics {
   readonly timedOut: (waitMillis: number) => void
   /** An acquisition that failed otherwise: the pool closed before or while the caller waited. */
   readonly failed: (waitMillis: number) => void
+  /** Callers waiting for a connection (the statistics' `waiting`; their `pending` counts connections opening). */
   readonly pendingRequests: (waiting: number) => void
   readonly connections: (idle: number, used: number) => void
   readonly used: (millis: number) => void
@@ -84,7 +85,10 @@ export const make = (poolName: string, minSize: number, maxSize: number): PoolMe
   const countKey = MetricKey.gauge(names.count, { description: "Open connections by state (idle, used)" })
   const idleCount = keyed(countKey, MetricLabel.make("db.client.connection.state", "idle"))
   const usedCount = keyed(countKey, MetricLabel.make("db.client.connection.state", "used"))
-  const pending = keyed(MetricKey.gauge(names.pendingRequests, { description: "Callers waiting for a connection" }))
+  // callers waiting for a connection (the statistics' `waiting`), not connections being opened (their `pending`)
+  const pendingRequests = keyed(
+    MetricKey.gauge(names.pendingRequests, { description: "Callers waiting for a connection" })
+  )
   const timeouts = keyed(
     MetricKey.counter(names.timeouts, { description: "Acquisitions that timed out", incremental: true })
   )
@@ -114,7 +118,7 @@ export const make = (poolName: string, minSize: number, maxSize: number): PoolMe
   tag(Metric.gauge(names.idleMin, { description: "Minimum idle connections kept open" })).unsafeUpdate(minSize, [])
   idleCount.unsafeUpdate(0, [])
   usedCount.unsafeUpdate(0, [])
-  pending.unsafeUpdate(0, [])
+  pendingRequests.unsafeUpdate(0, [])
 
   const connections = (idle: number, used: number) => {
     idleCount.unsafeUpdate(idle, [])
@@ -130,7 +134,7 @@ export const make = (poolName: string, minSize: number, maxSize: number): PoolMe
       waitTime.unsafeUpdate(waitMillis / 1000, [])
     },
     failed: (waitMillis) => waitTime.unsafeUpdate(waitMillis / 1000, []),
-    pendingRequests: (waiting) => pending.unsafeUpdate(waiting, []),
+    pendingRequests: (waiting) => pendingRequests.unsafeUpdate(waiting, []),
     connections,
     used: (millis) => useTime.unsafeUpdate(millis / 1000, []),
     created: (millis) => createTime.unsafeUpdate(millis / 1000, []),

@@ -17,6 +17,7 @@ import type {
   Engine,
   Event,
   Failure,
+  Gauges,
   SessionFacts,
   SessionId
 } from "../Engine.js"
@@ -121,6 +122,13 @@ export class Machine implements Engine {
   private outageStartedAt = 0
   /** Until then, a young session that breaks resumes the backoff instead of counting as a recovery. */
   private probationUntil = 0
+  /**
+   * The probation is a reconnect recovery's, whose failure goes on with the backoff where it stood; a scout's
+   * (after sessions broke, no backoff running) starts the schedule over: a backoff that ended long ago is stale.
+   */
+  private probationResumes = false
+  /** Shutdown closes the idle sessions one by one: it is drained once all of them are closed, not after the first. */
+  private closingIdle = false
   private lastFailure: Failure | undefined = undefined
 
   // statistics
@@ -137,7 +145,27 @@ export class Machine implements Engine {
 
   constructor(readonly config: Config) {
     this.quietStart = config.init === "eager"
+    const machine = this
+    this.gauges = {
+      get total() {
+        return machine.total()
+      },
+      get idle() {
+        return machine.idle.length
+      },
+      get opening() {
+        return machine.opening
+      },
+      get waiting() {
+        return machine.queue.size
+      },
+      get reconnecting() {
+        return machine.reconnecting
+      }
+    }
   }
+
+  readonly gauges: Gauges
 
   handle(event: Event): ReadonlyArray<Decision> {
     this.out = []
@@ -487,7 +515,7 @@ export class Machine implements Engine {
     this.startedAt = this.now
     this.initPending = this.config.init === "eager"
     this.log("Info", "pool starting", {
-      target: this.config.target,
+      ...(this.config.startFields ?? { target: this.config.target }),
       minSize: this.config.minSize,
       maxSize: this.config.maxSize,
       init: this.config.init
@@ -539,7 +567,10 @@ export class Machine implements Engine {
     if (this.closing || this.initFailed) return this.close(session, "shutdown")
     const scout = this.suspect
     this.suspect = false
-    if (scout) this.probationUntil = this.now + survivalMillis
+    if (scout) {
+      this.probationUntil = this.now + survivalMillis
+      if (!this.reconnecting) this.probationResumes = false
+    }
     this.log("Debug", "connection opened", { connectionId: id, total: this.total() })
     this.recovered()
     this.offer(session)
@@ -551,14 +582,14 @@ export class Machine implements Engine {
     if (session === undefined || session.state !== "opening") return
     this.opening--
     this.sessions.delete(id)
-    this.lastFailure = failure
+    // an attempt that lost the race to a recovery (the edition may report its interruption) changes nothing, not
+    // even the last error the statistics show
+    const moot = session.reconnectAttempt && !this.reconnecting
+    if (!moot) this.lastFailure = failure
     if (this.closing || this.initFailed) return
     // eager init is done once the whole first wave has landed, if any of it succeeded
     if (this.everConnected && this.opening === 0) this.settleInit()
-    if (session.reconnectAttempt) {
-      // an attempt that lost the race to a recovery (the edition may report its interruption) changes nothing
-      return this.reconnecting ? this.reconnectFailed(failure) : this.fill()
-    }
+    if (session.reconnectAttempt) return moot ? this.fill() : this.reconnectFailed(failure)
     this.startReconnecting(failure, false)
   }
 
@@ -585,12 +616,13 @@ export class Machine implements Engine {
       queries: session.queries,
       error: session.broken
     })
-    if (this.closing) return this.checkDrained()
+    if (this.closing) return this.closingIdle ? undefined : this.checkDrained()
     if (reason === "broken" && this.now < this.probationUntil && this.now - session.createdAt < survivalMillis) {
       // a session of a recovery still on probation broke: the recovery did not hold
       return this.startReconnecting(
         this.lastFailure ?? { kind: "outage", message: session.broken!, probeable: false, startingUp: false },
-        true
+        true,
+        !this.probationResumes
       )
     }
     this.fill()
@@ -604,14 +636,14 @@ export class Machine implements Engine {
    * Enters the backoff after a failed open — or, with `resume`, after a recovery that did not last, where the
    * backoff goes on from where it stood instead of starting over.
    */
-  private startReconnecting(failure: Failure, resume: boolean): void {
+  private startReconnecting(failure: Failure, resume: boolean, restart = !resume): void {
     if (this.closing || this.initFailed) return
     // a rejection fails eager init at once, even while the first wave's other attempts still run
     if (this.failInitIfDone(failure)) return
     if (this.reconnecting) return
     this.reconnecting = true
     this.outageStartedAt = this.now
-    if (!resume) this.reconnectAttempt = 1
+    if (restart) this.reconnectAttempt = 1
     this.startingUpStreak = failure.startingUp ? 1 : 0
     if (failure.kind === "rejected") {
       this.log("Error", "the database rejected the connection; retrying with backoff", {
@@ -623,7 +655,7 @@ export class Machine implements Engine {
     } else {
       this.log("Warning", "cannot open a database connection; reconnecting with backoff", { error: failure.message })
     }
-    this.scheduleReconnect(failure, !resume)
+    this.scheduleReconnect(failure, restart)
   }
 
   /** The edition logs "reconnect attempt scheduled" once its schedule has chosen the delay. */
@@ -661,6 +693,7 @@ export class Machine implements Engine {
     if (!this.reconnecting) return
     this.reconnecting = false
     this.probationUntil = this.now + survivalMillis
+    this.probationResumes = true
     this.emit({ _tag: "CancelReconnect" })
     this.log("Info", "database connection recovered", { downtimeMillis: Math.round(this.now - this.outageStartedAt) })
   }
@@ -782,7 +815,9 @@ export class Machine implements Engine {
       this.finish(acquisition)
       this.emit({ _tag: "Fail", acquisition: acquisition.id, error: closedError })
     }
+    this.closingIdle = true
     for (const session of [...this.idle]) this.close(session, "shutdown")
+    this.closingIdle = false
     this.checkDrained()
   }
 

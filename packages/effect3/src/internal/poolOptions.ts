@@ -1,0 +1,49 @@
+/**
+ * What the pool's parts are given, read off the resolved configuration: the engine's `Config` (durations in
+ * milliseconds) and the driver's `ConnectOptions`.
+ *
+ * @internal
+ */
+import type { Engine } from "@effect-pg-pool/engine"
+import * as Duration from "effect/Duration"
+import * as Redacted from "effect/Redacted"
+import type * as Pg from "pg"
+import type { PoolConfig } from "../PoolConfig.js"
+import type { ConnectOptions } from "./connection.js"
+
+/** @internal */
+export const engineConfig = (config: PoolConfig): Engine.Config => ({
+  minSize: config.minSize,
+  maxSize: config.maxSize,
+  // every acquisition takes a whole session: pg runs one statement at a time
+  capacity: 1,
+  acquireTimeout: Duration.toMillis(config.acquireTimeout),
+  validateAfterIdle: Duration.toMillis(config.validateAfterIdle),
+  validationTimeout: Duration.toMillis(config.validationTimeout),
+  maxLifetime: Duration.toMillis(config.maxLifetime),
+  maxIdleTime: Duration.toMillis(config.maxIdleTime),
+  maxQueries: config.maxQueries,
+  leakThreshold: Duration.toMillis(config.leakDetectionThreshold),
+  shutdownTimeout: Duration.toMillis(config.shutdownTimeout),
+  initialAttempts: config.reconnect.initialAttempts,
+  init: config.init,
+  resetAlways: config.reset === "always",
+  target: `${config.host}:${config.port}`,
+  startFields: { host: config.host, port: config.port, database: config.database }
+})
+
+/** @internal */
+export const connectOptions = (config: PoolConfig, types: Pg.CustomTypesConfig | undefined): ConnectOptions => ({
+  host: config.host,
+  port: config.port,
+  database: config.database,
+  user: config.user,
+  password: config.password === undefined ? undefined : Redacted.value(config.password),
+  ssl: { mode: config.sslmode, options: config.ssl },
+  applicationName: config.applicationName,
+  statementTimeoutMillis:
+    config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
+  connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
+  keepAlive: config.keepAlive,
+  types
+})
