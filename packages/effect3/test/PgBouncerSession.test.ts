@@ -13,7 +13,12 @@ layer(bouncerEnv("session"), { timeout: 60_000, excludeTestServices: true })(
   (it) => {
     it.scoped("queries with parameters and transactions commit and roll back", () =>
       Effect.gen(function* () {
-        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("session-tx"), minSize: 1, maxSize: 4 })
+        const db = yield* makeBouncedPool({
+          applicationName: uniqueAppName("session-tx"),
+          pooler: "session",
+          minSize: 1,
+          maxSize: 4
+        })
         const rows = yield* db.sql<{ n: number }>`SELECT ${41}::int + 1 AS n`
         assert.strictEqual(rows[0]!.n, 42)
         yield* db.sql`CREATE TABLE IF NOT EXISTS bounced_session (n int)`
@@ -31,7 +36,12 @@ layer(bouncerEnv("session"), { timeout: 60_000, excludeTestServices: true })(
 
     it.scoped("withConnection keeps one backend and its session state; the next holder gets it reset", () =>
       Effect.gen(function* () {
-        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("session-reset"), minSize: 1, maxSize: 1 })
+        const db = yield* makeBouncedPool({
+          applicationName: uniqueAppName("session-reset"),
+          pooler: "session",
+          minSize: 1,
+          maxSize: 1
+        })
         const seen = yield* db.withConnection((sql) =>
           Effect.gen(function* () {
             const [a] = yield* sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`
@@ -51,7 +61,12 @@ layer(bouncerEnv("session"), { timeout: 60_000, excludeTestServices: true })(
 
     it.scoped("LISTEN/NOTIFY delivers through PgBouncer", () =>
       Effect.gen(function* () {
-        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("session-listen"), minSize: 1, maxSize: 2 })
+        const db = yield* makeBouncedPool({
+          applicationName: uniqueAppName("session-listen"),
+          pooler: "session",
+          minSize: 1,
+          maxSize: 2
+        })
         const received: Array<string> = []
         yield* Effect.forkScoped(
           db.sql.listen("bounced_events").pipe(
@@ -77,6 +92,7 @@ layer(bouncerEnv("session"), { timeout: 60_000, excludeTestServices: true })(
       Effect.gen(function* () {
         const db = yield* makeBouncedPool({
           applicationName: uniqueAppName("session-cancel"),
+          pooler: "session",
           minSize: 1,
           maxSize: 1,
           cancelTimeout: "1 second"

@@ -11,7 +11,7 @@ import { Effect, Exit, Fiber, Stream } from "effect"
 import { bouncedClient, bouncerEnv, makeBouncedPool, sleepingStatements } from "./pgbouncer.js"
 import { adminClient, eventually, failureOf, uniqueAppName } from "./utils.js"
 
-const POOL = { minSize: 2, maxSize: 10 } as const
+const POOL = { pooler: "transaction", minSize: 2, maxSize: 10 } as const
 
 /** A refusal names the setting that asks for it and the way out. */
 const assertRefusal = (error: unknown, statement: RegExp) => {
@@ -75,6 +75,7 @@ layer(bouncerEnv("transaction", 2), { timeout: 60_000, excludeTestServices: true
       Effect.gen(function* () {
         const db = yield* makeBouncedPool({
           applicationName: uniqueAppName("tx-cancel"),
+          pooler: "transaction",
           minSize: 1,
           maxSize: 1,
           cancelTimeout: "1 second"
@@ -106,7 +107,6 @@ layer(bouncerEnv("transaction", 2), { timeout: 60_000, excludeTestServices: true
       Effect.gen(function* () {
         const db = yield* makeBouncedPool({
           applicationName: uniqueAppName("tx-listen"),
-          pooler: "transaction",
           ...POOL
         })
         const exit = yield* db.sql.listen("bounced_tx_events").pipe(
@@ -122,7 +122,7 @@ layer(bouncerEnv("transaction", 2), { timeout: 60_000, excludeTestServices: true
 
     it.scoped("session-level SET is refused, nothing leaks to other clients; SET LOCAL in a transaction works", () =>
       Effect.gen(function* () {
-        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("tx-set"), pooler: "transaction", ...POOL })
+        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("tx-set"), ...POOL })
         const other = yield* bouncedClient(uniqueAppName("tx-set-other"))
         const exit = yield* Effect.exit(db.sql`SET statement_timeout = 1234`)
         assertRefusal(failureOf(exit), /SET LOCAL/)
