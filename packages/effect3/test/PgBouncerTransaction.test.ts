@@ -7,7 +7,7 @@
  */
 import { PgBouncer } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Exit, Fiber, Stream } from "effect"
+import { Chunk, Effect, Exit, Fiber, Stream } from "effect"
 import { bouncedClient, bouncerEnv, makeBouncedPool, sleepingStatements } from "./pgbouncer.js"
 import { adminClient, eventually, failureOf, uniqueAppName } from "./utils.js"
 
@@ -38,6 +38,19 @@ layer(bouncerEnv("transaction", 2), { timeout: 60_000, excludeTestServices: true
           results.map((r) => (r._tag === "Right" ? r.right[0]!.n : String(r.left))),
           Array.from({ length: 100 }, (_, i) => i)
         )
+      })
+    )
+
+    it.scoped("streams (cursors) outside a transaction keep their server connection to the end: 6 on 2", () =>
+      Effect.gen(function* () {
+        const db = yield* makeBouncedPool({ applicationName: uniqueAppName("tx-stream"), ...POOL })
+        const sizes = yield* Effect.all(
+          Array.from({ length: 6 }, () =>
+            Effect.map(Stream.runCollect(db.sql`SELECT generate_series(1, 5000) AS n`.stream), Chunk.size)
+          ),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(sizes, [5000, 5000, 5000, 5000, 5000, 5000])
       })
     )
 
