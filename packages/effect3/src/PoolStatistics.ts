@@ -83,6 +83,37 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
 export type CloseReason = keyof typeof ClosedByReason.fields
 
 /**
+ * One host of a multi-host pool (several hosts, or a `targetSessionAttrs`): its role as last seen, whether it is up
+ * (no failure since its last success, not waiting out a backoff), the pool's sessions on it, its failures in a row
+ * and the last one (any password removed).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect } from "effect"
+ *
+ * // where the sessions are, e.g. for a failover dashboard
+ * const placement = Effect.map(Db.statistics, ({ hosts }) =>
+ *   hosts.map((h) => `${h.host}:${h.port} ${h.role} ${h.up ? "up" : "down"}, ${h.sessions} sessions`)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class HostStatistics extends Schema.Class<HostStatistics>("@effect-pg-pool/HostStatistics")({
+  host: Schema.String,
+  port: Schema.Number,
+  /** `primary`, `standby`, `read-only` (read-only by default, not known to be in recovery) or `unknown`. */
+  role: Schema.Literal("primary", "standby", "read-only", "unknown"),
+  up: Schema.Boolean,
+  sessions: Schema.Number,
+  /** Failures in a row. */
+  failures: Schema.Number,
+  lastError: Schema.OptionFromUndefinedOr(Schema.String)
+}) {}
+
+/**
  * What `Db.statistics` answers: sizes, waiting callers, acquisition latency, churn and state, read from memory.
  *
  * @example
@@ -127,7 +158,9 @@ export class PoolStatistics extends Schema.Class<PoolStatistics>("@effect-pg-poo
   state: PoolState,
   /** The last connection-level error, with any password removed. */
   lastError: Schema.OptionFromUndefinedOr(Schema.String),
-  upSince: Schema.DateFromNumber
+  upSince: Schema.DateFromNumber,
+  /** Per host, for a multi-host pool (several hosts, or a `targetSessionAttrs`); empty otherwise. */
+  hosts: Schema.optionalWith(Schema.Array(HostStatistics), { default: () => [] })
 }) {}
 
 /**
@@ -168,5 +201,14 @@ export const encode = (statistics: PoolStatistics): typeof PoolStatistics.Encode
   leaksSuspected: statistics.leaksSuspected,
   state: statistics.state,
   lastError: Option.getOrUndefined(statistics.lastError),
-  upSince: statistics.upSince.getTime()
+  upSince: statistics.upSince.getTime(),
+  hosts: statistics.hosts.map((host) => ({
+    host: host.host,
+    port: host.port,
+    role: host.role,
+    up: host.up,
+    sessions: host.sessions,
+    failures: host.failures,
+    lastError: Option.getOrUndefined(host.lastError)
+  }))
 })

@@ -6,8 +6,9 @@
 import { Reactivity } from "@effect/experimental"
 import { PrimaryStandby } from "@effect-pg-pool/testkit"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Fiber, Logger, LogLevel, Redacted } from "effect"
+import { Effect, Fiber, Logger, LogLevel, Option, Redacted, Schema } from "effect"
 import * as Db from "../src/Db.js"
+import * as PoolStatistics from "../src/PoolStatistics.js"
 import { eventually, realSleep } from "./utils.js"
 
 const urlOf = (
@@ -119,6 +120,22 @@ layer(PrimaryStandby.layer(), { timeout: "120 seconds", excludeTestServices: tru
           assert.isBelow(firstOnNew.at - promotedAt, 1_000 + 1_000 + 500)
           const stats = yield* db.statistics
           assert.isAtMost(stats.total, 10)
+          // per host: the old primary down after its failures, the promoted standby serving every session
+          const [oldPrimary, newPrimary] = stats.hosts
+          assert.deepStrictEqual(
+            [oldPrimary!.port, oldPrimary!.up, oldPrimary!.sessions, oldPrimary!.failures > 0],
+            [pair.primary.port, false, 0, true]
+          )
+          assert.isTrue(Option.isSome(oldPrimary!.lastError))
+          assert.deepStrictEqual(
+            [newPrimary!.port, newPrimary!.role, newPrimary!.up, newPrimary!.sessions],
+            [pair.standby.port, "primary", true, stats.total]
+          )
+          // the hand-written encoder agrees with the schema's for the per-host part too
+          assert.strictEqual(
+            JSON.stringify(PoolStatistics.encode(stats)),
+            JSON.stringify(Schema.encodeSync(PoolStatistics.PoolStatistics)(stats))
+          )
         })
     )
   }

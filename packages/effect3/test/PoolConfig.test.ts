@@ -53,7 +53,7 @@ const millis = (duration: Duration.Duration | undefined) =>
 
 describe("PoolConfig", () => {
   describe("defaults", () => {
-    it.effect("fills in every default from the design table when only a URL is given", () =>
+    it.effect("fills in every documented default (the README's configuration table) when only a URL is given", () =>
       Effect.gen(function* () {
         const config = yield* PoolConfig.make({ url: URL })
         assert.strictEqual(config.name, "default")

@@ -1,5 +1,5 @@
 /**
- * The password never appears in a log line, an error, a statistic, a health report or a span attribute (§7).
+ * The password never appears in a log line, an error, a statistic, a health report or a span attribute.
  * Every check renders the value the ways a user or a tool would — `String`, `JSON.stringify`, `util.inspect`,
  * `Cause.pretty`, a schema encoding — and looks for the password, plain and percent-encoded. The logs are read
  * twice: as the file logger writes them (given no secret to redact: only the pool's own hygiene and the generic

@@ -1,5 +1,5 @@
 /**
- * The fault-suite harness: concurrent callers against a pool while a fault is injected, then the design §9
+ * The fault-suite harness: concurrent callers against a pool while a fault is injected, then the fault-suite
  * invariants — every call succeeded or failed with a typed error within its bound, nothing leaked (the pool
  * and pg_stat_activity agree), nothing hung, and the pool recovered.
  */

@@ -12,7 +12,7 @@ import * as Option from "effect/Option"
 import type * as Tracer from "effect/Tracer"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import type { PoolConfig } from "../PoolConfig.js"
-import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
+import { ClosedByReason, type HostStatistics, PoolStatistics } from "../PoolStatistics.js"
 
 /** How many acquisition times are kept for the percentiles. */
 const latencySamples = 1024
@@ -74,7 +74,11 @@ export class Observed {
   }
 
   /** The engine's snapshot as `PoolStatistics`, with the acquisition times callers saw. */
-  statistics(snapshot: Statistics.Snapshot, config: PoolConfig): PoolStatistics {
+  statistics(
+    snapshot: Statistics.Snapshot,
+    config: PoolConfig,
+    hosts: ReadonlyArray<HostStatistics> = []
+  ): PoolStatistics {
     const [p95, p99] = this.latencies.percentiles()
     const lastError =
       snapshot.lastError !== undefined && this.lastFailureKind === "rejected"
@@ -103,7 +107,8 @@ export class Observed {
         leaksSuspected: snapshot.leaksSuspected,
         state: snapshot.state,
         lastError: Option.fromNullable(lastError),
-        upSince: new Date(this.startedAt)
+        upSince: new Date(this.startedAt),
+        hosts
         // built from typed fields: skipping Schema's re-validation makes a snapshot ~20× cheaper
       },
       true
@@ -111,7 +116,12 @@ export class Observed {
   }
 
   /** Health from the engine's assessment and the last background probe; see Health.ts for the rules. */
-  health(now: number, config: PoolConfig, wallClockMillis: number): HealthStatus {
+  health(
+    now: number,
+    config: PoolConfig,
+    wallClockMillis: number,
+    hosts: ReadonlyArray<HostStatistics> = []
+  ): HealthStatus {
     const { reason, status } = this.engine.assess(now)
     const { reconnecting, total } = this.engine.gauges
     return new HealthStatus(
@@ -129,7 +139,7 @@ export class Observed {
           },
           true
         ),
-        statistics: this.statistics(this.engine.statistics(now), config)
+        statistics: this.statistics(this.engine.statistics(now), config, hosts)
       },
       true
     )

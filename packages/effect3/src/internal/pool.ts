@@ -29,7 +29,7 @@ import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
 import type { HealthStatus } from "../Health.js"
 import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
-import type { PoolStatistics } from "../PoolStatistics.js"
+import { HostStatistics, type PoolStatistics } from "../PoolStatistics.js"
 import * as Backoff from "./backoff.js"
 import * as Connection from "./connection.js"
 import * as MultiHost from "./hosts.js"
@@ -330,7 +330,7 @@ export class Pool {
         ? new PoolClosed({ poolName: this.name })
         : new AcquireTimeout({
             waitedMillis: error.waitedMillis,
-            statistics: this.observed.statistics(error.statistics, this.config),
+            statistics: this.observed.statistics(error.statistics, this.config, this.hostStatistics()),
             settingNames: {
               maxSize: this.config.settingNames.maxSize,
               acquireTimeout: this.config.settingNames.acquireTimeout
@@ -797,13 +797,37 @@ export class Pool {
   // observability
   // ---------------------------------------------------------------------------------------------------------
 
+  /** Per host, from the hosts table; none for a single-host pool. */
+  private hostStatistics(): ReadonlyArray<HostStatistics> {
+    if (this.hosts === undefined) return []
+    return this.hosts.health(this.now()).map(
+      (health) =>
+        new HostStatistics(
+          {
+            host: health.host.host,
+            port: health.host.port,
+            role: health.role,
+            up: health.up,
+            sessions: health.sessions,
+            failures: health.failures,
+            lastError: Option.fromNullable(
+              health.lastFailure === undefined
+                ? undefined
+                : redactText(health.lastFailure, this.connectOptions.password)
+            )
+          },
+          true
+        )
+    )
+  }
+
   statistics(): PoolStatistics {
-    return this.observed.statistics(this.engine.statistics(this.now()), this.config)
+    return this.observed.statistics(this.engine.statistics(this.now()), this.config, this.hostStatistics())
   }
 
   /** Health from the engine's assessment and the last background probe; see Health.ts for the rules. */
   health(): HealthStatus {
-    return this.observed.health(this.now(), this.config, this.clock.unsafeCurrentTimeMillis())
+    return this.observed.health(this.now(), this.config, this.clock.unsafeCurrentTimeMillis(), this.hostStatistics())
   }
 
   redact(cause: unknown): string {
