@@ -82,7 +82,10 @@ export declare namespace Db {
     /**
      * Runs `f` on one physical connection, held for the whole callback and returned (reset if needed) on
      * success, failure, defect and interruption alike. `sql` is a full `PgClient` bound to that connection:
-     * tagged templates, `withTransaction`, `executeValues`, streams.
+     * tagged templates, `withTransaction`, `executeValues`, streams. Behind PgBouncer in transaction mode
+     * (`pooler: "transaction"`) the connection is PgBouncer's, not a server session: it guarantees one
+     * transaction's worth — the statements of one `sql.withTransaction` share a backend, statements outside one
+     * may each run on another — and statements that exist to change the session are refused.
      */
     readonly withConnection: <A, E, R>(
       f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
@@ -478,6 +481,9 @@ export const DatabaseLive: Layer.Layer<
 
 /**
  * Runs `f` on one connection of the pool in context.
+ *
+ * Behind PgBouncer in transaction mode it guarantees one transaction's worth: only the statements of one
+ * `sql.withTransaction` are sure to share a server session.
  *
  * When no connection frees up within `acquireTimeout` it fails with the `AcquireTimeout` itself (and with
  * `PoolClosed` during shutdown), not with a `SqlError`: catch it by its tag. Statements run through `SqlClient`

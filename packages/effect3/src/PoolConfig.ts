@@ -188,6 +188,13 @@ export interface PoolConfig {
   readonly reconnect: ReconnectConfig
   /** `eager` fails startup when the database is unreachable; `lazy` starts degraded. Default eager, `DB_POOL_INIT`. */
   readonly init: "eager" | "lazy"
+  /**
+   * What sits between the pool and the server: `none`, or PgBouncer's `pool_mode` — `session` (everything works as
+   * direct) or `transaction` (a server connection per transaction: LISTEN and session-level `SET` are refused,
+   * `withConnection` guarantees one transaction's worth, see the README's "Behind PgBouncer"). Default none,
+   * `DB_POOL_POOLER`.
+   */
+  readonly pooler: "none" | "session" | "transaction"
   /** Server-side `statement_timeout` set on each connection. Default none, `DB_POOL_STATEMENT_TIMEOUT`, > 0. */
   readonly statementTimeout: Duration.Duration | undefined
   /**
@@ -325,6 +332,7 @@ export interface PoolConfigInput {
       }
     | undefined
   readonly init?: "eager" | "lazy" | undefined
+  readonly pooler?: "none" | "session" | "transaction" | undefined
   readonly statementTimeout?: Duration.DurationInput | string | undefined
   readonly applicationName?: string | undefined
   readonly logFile?: string | undefined

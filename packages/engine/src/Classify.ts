@@ -137,3 +137,58 @@ export const mayLeaveSessionState: (sql: string) => boolean = sessionState.mayLe
  * @category classification
  */
 export const firstKeyword: (sql: string) => string | undefined = sessionState.firstKeyword
+
+/**
+ * PgBouncer's own errors, all SQLSTATE 08P01 and told apart by their message: `login-failing` (`server login has
+ * been failing, try again later (server_login_retry)`: the server is down, PgBouncer still accepts logins and fails
+ * each statement), `cannot-connect`, `query-wait-timeout` (no server connection within `query_wait_timeout`),
+ * `max-client-conn` (at login: PgBouncer's own connection limit) and `server-crashed` (the server connection died
+ * under a statement). PgBouncer closes the client connection after each. All are outages, none a rejection.
+ *
+ * @example
+ * ```ts
+ * import { Classify } from "@effect-pg-pool/engine"
+ *
+ * Classify.poolerError({ code: "08P01", message: "query_wait_timeout" }) // "query-wait-timeout"
+ * Classify.classifyConnectError({ code: "08P01", message: "no more connections allowed (max_client_conn)" }).kind
+ * // "outage": back off and retry, not a configuration error
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PoolerErrorKind = classify.PoolerErrorKind
+
+/**
+ * Which of PgBouncer's errors this is, or undefined for any other error (PostgreSQL's own 08P01 included).
+ *
+ * @example
+ * ```ts
+ * import { Classify } from "@effect-pg-pool/engine"
+ *
+ * const error = { code: "08P01", message: "server login has been failing, try again later (server_login_retry)" }
+ * Classify.poolerError(error) // "login-failing"
+ * ```
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const poolerError: (cause: unknown) => PoolerErrorKind | undefined = classify.poolerError
+
+/**
+ * Whether a statement PgBouncer refused never reached a server (`login-failing`, `cannot-connect`,
+ * `query-wait-timeout`): running it again cannot run it twice, so a pool may keep its caller waiting for a working
+ * connection instead of failing it.
+ *
+ * @example
+ * ```ts
+ * import { Classify } from "@effect-pg-pool/engine"
+ *
+ * Classify.neverReachedServer("query-wait-timeout") // true
+ * Classify.neverReachedServer("server-crashed") // false: the statement may have run
+ * ```
+ *
+ * @since 0.1.0
+ * @category classification
+ */
+export const neverReachedServer: (error: PoolerErrorKind) => boolean = classify.neverReachedServer

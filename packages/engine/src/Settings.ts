@@ -56,6 +56,24 @@ export type Settings<T = TlsParams> = model.Settings<T>
 export type Reconnect = model.Reconnect
 
 /**
+ * What sits between the pool and the server (`pooler`, `DB_POOL_POOLER`): `none`, or PgBouncer's `pool_mode` —
+ * `session` (everything works as direct) or `transaction` (no session state survives a statement outside a
+ * transaction: the editions refuse LISTEN and session-level `SET`, and discard nothing on release).
+ *
+ * @example
+ * ```ts
+ * import { Settings } from "@effect-pg-pool/engine"
+ *
+ * const result = Settings.resolve({ url: "postgres://app@pgbouncer:6432/app", pooler: "transaction" })
+ * const pooler: Settings.Pooler | undefined = result.ok ? result.settings.pooler : undefined
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Pooler = model.Pooler
+
+/**
  * What `resolve` accepts, typed loosely (values from the environment are strings; JavaScript passes anything):
  * every setting by its option name, `reconnect` nested, and `PgClient.layer`'s aliases (`username`,
  * `maxConnections`, `minConnections`, `idleTimeout`, `connectionTTL`). `host` takes a list (`"db1,db2"` or an array)

@@ -36,3 +36,8 @@ export * as Settings from "./Settings.js"
  * @since 0.1.0
  */
 export * as Hosts from "./Hosts.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Pooler from "./Pooler.js"

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { Classify } from "@effect-pg-pool/engine"
+import { Classify, Pooler } from "@effect-pg-pool/engine"
 import type * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
@@ -14,6 +14,7 @@ import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { identity } from "effect/Function"
@@ -156,6 +157,12 @@ export const make = (
       })
     }
 
+    // Behind a transaction pooler a statement that exists to change the session would change someone else's
+    const refusedBehindPooler = (sql: string): SqlError | undefined => {
+      const message = Pooler.statementRefusal(config.pooler, sql, config.settingNames.pooler)
+      return message === undefined ? undefined : new SqlError({ message })
+    }
+
     const run = (
       conn: PooledConnection,
       sql: string,
@@ -163,7 +170,7 @@ export const make = (
       transform: RowTransform,
       rowMode?: "array"
     ): Effect.Effect<ReadonlyArray<any>, SqlError> => {
-      const invalid = unsendable(sql, params)
+      const invalid = unsendable(sql, params) ?? refusedBehindPooler(sql)
       if (invalid !== undefined) return Effect.fail(invalid)
       return pool.query(conn, sql, params, rowMode, (err, result) => {
         if (err) return Effect.fail(statementError(conn, err, sql))
@@ -175,7 +182,7 @@ export const make = (
     }
 
     const runRaw = (conn: PooledConnection, sql: string, params: ReadonlyArray<unknown>) => {
-      const invalid = unsendable(sql, params)
+      const invalid = unsendable(sql, params) ?? refusedBehindPooler(sql)
       if (invalid !== undefined) return Effect.fail(invalid)
       return pool.query(conn, sql, params, undefined, (err, result) =>
         err ? Effect.fail(statementError(conn, err)) : Effect.succeed(result)
@@ -286,8 +293,19 @@ export const make = (
       }
     }
 
-    const borrow = <A>(f: (conn: PooledConnection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> =>
-      usePooled(f, acquireError)
+    // A statement PgBouncer failed before any server ran it waits for a working connection, within acquireTimeout
+    const neverRan = (error: SqlError) => {
+      const kind = Classify.poolerError(error.cause)
+      return kind !== undefined && Classify.neverReachedServer(kind)
+    }
+    const borrow = <A>(f: (conn: PooledConnection) => Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> => {
+      const attempt = usePooled(f, acquireError)
+      if (config.pooler === "none") return attempt
+      return Effect.suspend(() => {
+        const deadline = Date.now() + Duration.toMillis(config.acquireTimeout)
+        return Effect.retry(attempt, { while: (error) => neverRan(error) && Date.now() < deadline })
+      })
+    }
 
     // Statements outside a transaction borrow a connection per call; no Scope is opened for it.
     // Pipelining (`pipeline` ≥ 2 statement slots): an autocommit statement that cannot leave session state takes a
@@ -374,7 +392,10 @@ export const make = (
       [PgClient.TypeId]: PgClient.TypeId as PgClient.TypeId,
       config: pgConfig,
       json: (value: unknown) => PgJson(value),
-      listen: (channel: string) => listener.listen(channel),
+      listen: (channel: string) => {
+        const refused = Pooler.listenRefusal(config.pooler, config.settingNames.pooler)
+        return refused === undefined ? listener.listen(channel) : Stream.fail(new SqlError({ message: refused }))
+      },
       notify: (channel: string, payload: string) =>
         Effect.asVoid(sql`SELECT pg_notify(${channel}, ${payload})`.withoutTransform)
     })

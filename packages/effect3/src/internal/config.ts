@@ -69,6 +69,7 @@ const toPoolConfig = (s: Settings.Settings<Tls.Resolved>): PoolConfig => ({
     jitter: s.reconnect.jitter
   },
   init: s.init,
+  pooler: s.pooler,
   statementTimeout: optionalMillis(s.statementTimeout),
   applicationName: s.applicationName,
   logFile: s.logFile,
@@ -113,6 +114,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
     jitter: d.reconnect.jitter
   },
   init: d.init,
+  pooler: d.pooler,
   statementTimeout: undefined,
   applicationName: d.applicationName,
   logFile: undefined,

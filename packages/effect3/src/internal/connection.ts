@@ -500,7 +500,7 @@ export const sendCancelRequest = ({ address, processId, secretKey }: CancelTarge
       packet.writeInt32BE(80877102, 4)
       packet.writeInt32BE(processId, 8)
       packet.writeInt32BE(secretKey, 12)
-      socket.end(packet)
+      socket.write(packet)
     })
     return Effect.sync(() => {
       done = true

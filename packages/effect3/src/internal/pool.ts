@@ -11,7 +11,7 @@
  * @internal
  */
 import type { Engine } from "@effect-pg-pool/engine"
-import { Classify, Engine as Engines, Hosts } from "@effect-pg-pool/engine"
+import { Classify, Engine as Engines, Hosts, Pooler } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -449,7 +449,8 @@ export class Pool {
       acquisition,
       facts: {
         transactionStatus: conn.transactionStatus,
-        dirty: conn.sessionDirty,
+        // behind a transaction pooler DISCARD ALL would run on whichever server connection PgBouncer picks
+        dirty: conn.sessionDirty && Pooler.mayDiscard(this.config.pooler),
         broken: !conn.isUsable(),
         inFlight: conn.inFlight,
         queries: conn.queries - conn.queriesAtGrant
@@ -521,6 +522,24 @@ export class Pool {
   // sessions: open, round trips, close
   // ---------------------------------------------------------------------------------------------------------
 
+  /**
+   * What runs on a new session before its first use: behind a pooler first a round trip, because PgBouncer accepts
+   * logins while its server is down and then fails every statement ("server login has been failing"): such a session
+   * counts as a failed open, paced by the backoff, instead of failing the callers one after another.
+   */
+  private openHook(): ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined {
+    if (this.config.pooler === "none") return this.onConnect
+    const onConnect = this.onConnect
+    return (conn) =>
+      Effect.zipRight(
+        Effect.mapError(
+          Connection.roundTrip(conn, "SELECT 1", this.queryHooks),
+          (cause) => new Error(`PgBouncer accepted the login but no server answered: ${Classify.errorMessage(cause)}`)
+        ),
+        onConnect?.(conn) ?? Effect.void
+      )
+  }
+
   private open(session: Engine.SessionId): void {
     const startedAtPerf = performance.now()
     const attempt = this.reconnectStep
@@ -536,7 +555,7 @@ export class Pool {
           Connection.open(
             session,
             this.connectOptions,
-            this.onConnect,
+            this.openHook(),
             this.config.connectTimeout,
             (conn, cause) => this.closedByServer(conn, cause),
             this.hosts === undefined

@@ -173,7 +173,14 @@ const rejectionRemedy = (
       "the options in DATABASE_URL against what this server supports"
     )
   }
-  if (code === "08P01") {
+  if (code === "08P01" && /^unsupported startup parameter/.test(message)) {
+    return (
+      "PgBouncer refuses startup parameters it does not track: unset DB_POOL_STATEMENT_TIMEOUT and the options in " +
+      "DATABASE_URL, and set them per role on the server instead (ALTER ROLE … SET statement_timeout = …)"
+    )
+  }
+  // PgBouncer answers for a server it cannot reach, or for its own limits, with 08P01 too: an outage
+  if (code === "08P01" && poolerError({ code, message }) === undefined) {
     return "the server refused the startup message: check that DATABASE_URL points at a PostgreSQL server or pooler"
   }
   if (
@@ -188,3 +195,41 @@ const rejectionRemedy = (
   }
   return undefined
 }
+
+/** @internal */
+export type PoolerErrorKind =
+  | "login-failing"
+  | "cannot-connect"
+  | "query-wait-timeout"
+  | "max-client-conn"
+  | "server-crashed"
+
+// PgBouncer's messages (1.18 and later), each sent as an ErrorResponse with SQLSTATE 08P01 before it closes the client
+const poolerMessages: ReadonlyArray<readonly [RegExp, PoolerErrorKind]> = [
+  [/^server login has been failing/, "login-failing"],
+  [/^pgbouncer cannot connect to server/, "cannot-connect"],
+  [/^query_wait_timeout/, "query-wait-timeout"],
+  [/^no more connections allowed \(max_client_conn\)/, "max-client-conn"],
+  [/^server conn crashed\?/, "server-crashed"]
+]
+
+/**
+ * PgBouncer's own refusal, told apart from PostgreSQL's 08P01 (protocol violation) by its message; undefined for
+ * anything else.
+ *
+ * @internal
+ */
+export const poolerError = (cause: unknown): PoolerErrorKind | undefined => {
+  if (errorCode(cause) !== "08P01") return undefined
+  const message = errorMessage(cause)
+  return poolerMessages.find(([pattern]) => pattern.test(message))?.[1]
+}
+
+/**
+ * Whether a statement refused this way never reached a server, so running it again cannot run it twice: PgBouncer
+ * failed it while waiting for a server connection (the server is down, or none came within query_wait_timeout).
+ *
+ * @internal
+ */
+export const neverReachedServer = (error: PoolerErrorKind): boolean =>
+  error === "login-failing" || error === "cannot-connect" || error === "query-wait-timeout"

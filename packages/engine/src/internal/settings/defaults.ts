@@ -39,6 +39,7 @@ export const defaults = {
     jitter: false
   },
   init: "eager",
+  pooler: "none",
   statementTimeout: undefined,
   applicationName: "effect-pg-pool",
   logFile: undefined,

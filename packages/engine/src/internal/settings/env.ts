@@ -40,6 +40,7 @@ export type Setting =
   | "reconnect.initialAttempts"
   | "reconnect.jitter"
   | "init"
+  | "pooler"
   | "statementTimeout"
   | "applicationName"
   | "logFile"
@@ -129,6 +130,11 @@ export const table: ReadonlyArray<Entry> = [
   },
   { setting: "reconnect.jitter", env: "DB_POOL_RECONNECT_JITTER", doc: "randomise each delay; default false" },
   { setting: "init", env: "DB_POOL_INIT", doc: "eager (fail startup when unreachable) or lazy; default eager" },
+  {
+    setting: "pooler",
+    env: "DB_POOL_POOLER",
+    doc: "none, session or transaction: the pool mode of a PgBouncer between pool and server; default none"
+  },
   { setting: "statementTimeout", env: "DB_POOL_STATEMENT_TIMEOUT", doc: "server-side statement_timeout; default none" },
   {
     setting: "applicationName",

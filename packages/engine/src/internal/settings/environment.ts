@@ -53,6 +53,7 @@ export const inputFromEnv = (record: Readonly<Record<string, string | undefined>
       jitter: get("reconnect.jitter")
     },
     init: get("init"),
+    pooler: get("pooler"),
     statementTimeout: get("statementTimeout"),
     applicationName: get("applicationName"),
     logFile: get("logFile"),

@@ -103,6 +103,13 @@ export interface Settings<T> {
   readonly reset: "auto" | "always"
   readonly reconnect: Reconnect
   readonly init: "eager" | "lazy"
+  /**
+   * What sits between the pool and the server: `none`, or PgBouncer (or a pooler like it) in `session` mode (a server
+   * connection per client connection: everything works as direct) or in `transaction` mode (a server connection per
+   * transaction: no session state survives a statement outside a transaction, so LISTEN and session-level SET are
+   * refused and the reset on release discards nothing).
+   */
+  readonly pooler: Pooler
   readonly statementTimeout: number | undefined
   readonly applicationName: string
   readonly logFile: string | undefined
@@ -110,6 +117,9 @@ export interface Settings<T> {
   /** How the configuration named each setting: option, `Config` key or environment variable. */
   readonly settingNames: { readonly [K in Setting]: string }
 }
+
+/** What sits between the pool and the server: none, or a PgBouncer in session or transaction mode. @internal */
+export type Pooler = "none" | "session" | "transaction"
 
 /** `PgClient.layer`'s names for settings of ours, accepted so that its options carry over unchanged. */
 /** @internal */

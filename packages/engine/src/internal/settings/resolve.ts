@@ -387,11 +387,43 @@ export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): 
         "eager fails startup when the database is unreachable, lazy starts degraded and connects in the background"
       )
     ),
+    pooler: issues.read(
+      "pooler",
+      raw.pooler,
+      d.pooler,
+      oneOf(
+        ["none", "session", "transaction"],
+        "say what is between the pool and the server: none, or PgBouncer's pool_mode (session or transaction)"
+      )
+    ),
     statementTimeout: optionalPositive("statementTimeout", "a server-side limit per statement"),
     applicationName: conn.applicationName,
     logFile: logFileOf(issues, raw.logFile),
     logLevel: issues.read<LogLevel | undefined>("logLevel", raw.logLevel, undefined, logLevel),
     settingNames: issues.names
+  }
+  // pg sends statement_timeout as a startup parameter, which PgBouncer refuses ("unsupported startup parameter")
+  if (settings.pooler !== "none" && settings.statementTimeout !== undefined && issues.valid("pooler")) {
+    issues.report(
+      "statementTimeout",
+      envOf.statementTimeout,
+      issues.show(raw.statementTimeout),
+      `${n("statementTimeout")} (${issues.show(raw.statementTimeout)}) cannot be sent through PgBouncer ` +
+        `(${n("pooler")}=${settings.pooler}): it refuses the startup parameter. Set it per role on the server ` +
+        `(ALTER ROLE … SET statement_timeout = …) and remove ${n("statementTimeout")}`
+    )
+  }
+  // Behind a transaction pooler DISCARD ALL runs on whichever server connection PgBouncer picks, never on the one
+  // that holds the state: it cannot do what `always` promises.
+  if (settings.pooler === "transaction" && settings.reset === "always" && issues.valid("pooler", "reset")) {
+    issues.report(
+      "reset",
+      envOf.reset,
+      issues.show(raw.reset),
+      `${n("reset")} (${issues.show(raw.reset)}) cannot be honoured with ${n("pooler")} (transaction): behind a ` +
+        "transaction pooler no session state survives a statement, and DISCARD ALL would run on another server " +
+        `connection; remove ${n("reset")}, or use PgBouncer in session mode (${n("pooler")}=session)`
+    )
   }
   return issues.list.length === 0 ? { ok: true, settings } : { ok: false, issues: issues.list }
 }
