@@ -426,7 +426,7 @@ const runProfiles = async (url: string) => {
 }
 
 /** The clients whose profile BENCHMARKS.md keeps: every path of both editions. */
-const editionProfiled: ReadonlyArray<ClientName> = ["ours-sql", "ours-conn", "ours4", "ours4-mux"]
+const editionProfiled: ReadonlyArray<ClientName> = ["ours-sql", "ours-pipe", "ours-conn", "ours4", "ours4-mux"]
 
 /** Where each edition's CPU goes, SELECT 1 with 100 callers: the profile section of BENCHMARKS.md. */
 const editionProfiles = async (url: string, available: ReadonlyArray<ClientName>): Promise<string> => {

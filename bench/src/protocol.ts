@@ -5,6 +5,7 @@
 
 export const clients = [
   "ours-sql",
+  "ours-pipe",
   "ours-conn",
   "ours4",
   "ours4-mux",
@@ -18,6 +19,7 @@ export type ClientName = (typeof clients)[number]
 
 export const clientLabels: Record<ClientName | "pgbench" | "pgbench-prepared", string> = {
   "ours-sql": "ours (Effect 3) · SqlClient",
+  "ours-pipe": "ours (Effect 3) · SqlClient, pipeline 16",
   "ours-conn": "ours (Effect 3) · Db.withConnection",
   ours4: "ours (Effect 4) · SqlClient",
   "ours4-mux": "ours (Effect 4) · SqlClient, multiplex",
@@ -36,6 +38,7 @@ export const clientLabels: Record<ClientName | "pgbench" | "pgbench-prepared", s
  */
 export const workerOf: Record<ClientName, "effect3" | "effect4"> = {
   "ours-sql": "effect3",
+  "ours-pipe": "effect3",
   "ours-conn": "effect3",
   ours4: "effect4",
   "ours4-mux": "effect4",
@@ -49,6 +52,7 @@ export const workerOf: Record<ClientName, "effect3" | "effect4"> = {
 /** Our clients, each with the official Effect client of the same major (and multiplex setting) it is held to. */
 export const officialOf: Partial<Record<ClientName, ClientName>> = {
   "ours-sql": "effect-sql-pg",
+  "ours-pipe": "effect-sql-pg",
   "ours-conn": "effect-sql-pg",
   ours4: "sql-pg4",
   "ours4-mux": "sql-pg4-mux"

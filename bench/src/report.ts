@@ -530,7 +530,7 @@ export const targets = (
     t(
       "Effect 3, SqlClient (pipelined statements): ≥ 1.5× pg.Pool, SELECT 1, 100 callers",
       "select100.qps",
-      "ours-sql",
+      "ours-pipe",
       "pg-pool",
       { atLeast: 1.5 }
     ),
@@ -548,7 +548,7 @@ export const targets = (
       { atLeast: 0.5 }
     )
   ]
-  const ours = ["ours-sql", "ours-conn", "ours4", "ours4-mux"] as const
+  const ours = ["ours-sql", "ours-pipe", "ours-conn", "ours4", "ours4-mux"] as const
   const both = ours.flatMap((subject) => [
     t(`${clientLabels[subject]}: cold init (pool + first query) ≤ 1.5× pg.Pool's`, "coldInit", subject, "pg-pool", {
       atMost: 1.5

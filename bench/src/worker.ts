@@ -9,6 +9,8 @@ const loadAdapter: LoadAdapter = async (client) => {
   switch (client) {
     case "ours-sql":
       return (await import("./adapters/ours.js")).makeSql
+    case "ours-pipe":
+      return (await import("./adapters/ours.js")).makePipelined
     case "ours-conn":
       return (await import("./adapters/ours.js")).makeConn
     case "effect-sql-pg":
