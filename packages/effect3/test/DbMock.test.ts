@@ -278,6 +278,36 @@ describe("DbMock", () => {
     )
   )
 
+  // as the real client's pinned clients: a Db.withConnection client's statements, streams and transactions stay on
+  // its connection even inside a transaction the pooled client opened on another one
+  it.effect("keeps a pinned client's statements on its connection inside another client's transaction", () =>
+    Effect.gen(function* () {
+      const sql = yield* PgClient.PgClient
+      yield* sql.withTransaction(
+        Effect.gen(function* () {
+          yield* sql`SELECT ${1}::int AS n`
+          yield* Db.withConnection((pinned) =>
+            Effect.gen(function* () {
+              yield* pinned`SELECT ${2}::int AS n`
+              yield* Stream.runDrain(pinned`SELECT ${3}::int AS n`.stream)
+              yield* pinned.withTransaction(pinned`SELECT ${4}::int AS n`)
+            })
+          )
+        })
+      )
+      assert.deepStrictEqual(summary(yield* DbMock.queries), [
+        "1: BEGIN",
+        "1: SELECT $1::int AS n",
+        "2: SELECT $1::int AS n",
+        "2: SELECT $1::int AS n",
+        "2: BEGIN",
+        "2: SELECT $1::int AS n",
+        "2: COMMIT",
+        "1: COMMIT"
+      ])
+    }).pipe(Effect.provide(DbMock.layer({ responses: [DbMock.respond("::int AS n", [{ n: 1 }])] })))
+  )
+
   it.effect("answers values, raw and stream statements and records their kind", () =>
     Effect.gen(function* () {
       const sql = yield* SqlClient.SqlClient
