@@ -56,11 +56,6 @@ export interface Clients {
 
 const isRollback = (sql: string) => sql === "ROLLBACK" || sql.startsWith("ROLLBACK TO SAVEPOINT")
 
-const ATTR_DB_SYSTEM_NAME = "db.system.name"
-const ATTR_DB_NAMESPACE = "db.namespace"
-const ATTR_SERVER_ADDRESS = "server.address"
-const ATTR_SERVER_PORT = "server.port"
-
 /** `PgClient.config` as @effect/sql-pg would report it for the same settings. @internal */
 export const toPgClientConfig = (config: PoolConfig, options: ClientOptions): PgClient.PgClientConfig => ({
   url: config.url,
@@ -90,13 +85,6 @@ export const make = (
   options: ClientOptions
 ): Effect.Effect<Clients, never, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
-    const spanAttributes: ReadonlyArray<readonly [string, unknown]> = [
-      ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
-      [ATTR_DB_SYSTEM_NAME, "postgresql"],
-      [ATTR_DB_NAMESPACE, config.database],
-      [ATTR_SERVER_ADDRESS, config.host],
-      [ATTR_SERVER_PORT, config.port]
-    ]
     const pgConfig = toPgClientConfig(config, options)
 
     const acquireError = (error: AcquireTimeout | PoolClosed) => new SqlError({ cause: error, message: error.message })
@@ -385,7 +373,6 @@ export const make = (
       connection instanceof PinnedConnection ? connection.conn : undefined
     const builder = PgClientBuilder.make({
       ...options,
-      spanAttributes,
       config: pgConfig,
       listen: (channel) => {
         const refused = Pooler.listenRefusal(config.pooler, config.settingNames.pooler)

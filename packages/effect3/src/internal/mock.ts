@@ -1,6 +1,7 @@
 /**
  * The machinery behind `DbMock`: connections that answer from a script instead of a socket and record every
- * statement, under a `SqlClient` built exactly as the real one is.
+ * statement, under a `PgClient` assembled by the real client's builder (./pgClientBuilder.ts): the same
+ * statements, transactions, span attributes and pinned-client isolation.
  *
  * @internal
  */
@@ -167,7 +168,6 @@ export interface Mock {
 /** @internal */
 export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Reactivity.Reactivity> =>
   Effect.gen(function* () {
-    const spanAttributes: ReadonlyArray<readonly [string, unknown]> = [["db.system.name", "postgresql"]]
     const config: PoolConfig.PoolConfig = {
       ...PoolConfig.defaults,
       name: "mock",
@@ -328,7 +328,6 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
     // the real client's assembly: its statements, transactions, pinned-client isolation and PgClient surface
     const builder = PgClientBuilder.make({
       ...options,
-      spanAttributes,
       config: pgConfig,
       listen: (channel) =>
         Stream.unwrapScoped(

@@ -22,13 +22,19 @@ import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
 type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
+const ATTR_DB_SYSTEM_NAME = "db.system.name"
+const ATTR_DB_NAMESPACE = "db.namespace"
+const ATTR_SERVER_ADDRESS = "server.address"
+const ATTR_SERVER_PORT = "server.port"
+
 /** @internal */
 export interface BuilderOptions {
   readonly transformResultNames?: ((str: string) => string) | undefined
   readonly transformQueryNames?: ((str: string) => string) | undefined
   readonly transformJson?: boolean | undefined
-  /** Every span's attributes: the user's, then the database's (db.system.name, server.address…). */
-  readonly spanAttributes: ReadonlyArray<readonly [string, unknown]>
+  /** The user's span attributes; every span also names the database (db.system.name, server.address…). */
+  readonly spanAttributes?: Record<string, unknown> | undefined
+  /** What `sql.config` reports; its database, host and port are the spans' too. */
   readonly config: PgClient.PgClientConfig
   readonly listen: (channel: string) => Stream.Stream<string, SqlError>
   /** The pooled connection behind one of the caller's `SqlConnection`s, for the transactions' COMMIT checks. */
@@ -59,7 +65,13 @@ export const make = (options: BuilderOptions): Builder => {
   const transformRows: RowTransform = options.transformResultNames
     ? Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
     : undefined
-  const { spanAttributes } = options
+  const spanAttributes: ReadonlyArray<readonly [string, unknown]> = [
+    ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
+    [ATTR_DB_SYSTEM_NAME, "postgresql"],
+    [ATTR_DB_NAMESPACE, options.config.database],
+    [ATTR_SERVER_ADDRESS, options.config.host],
+    [ATTR_SERVER_PORT, options.config.port]
+  ]
 
   const extras = (sql: SqlClient.SqlClient) => ({
     [PgClient.TypeId]: PgClient.TypeId as PgClient.TypeId,
