@@ -1,7 +1,7 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Chunk, Effect, Fiber, Option, Stream, String as Str } from "effect"
+import { Cause, Chunk, Effect, Fiber, Option, Stream, String as Str, Tracer } from "effect"
 import * as Pg from "pg"
 import * as Db from "../src/Db.js"
 import * as DbMock from "../src/DbMock.js"
@@ -276,6 +276,69 @@ describe("DbMock", () => {
         })
       )
     )
+  )
+
+  // as the real client's pinned clients: a Db.withConnection client's statements, streams and transactions stay on
+  // its connection even inside a transaction the pooled client opened on another one
+  it.effect("keeps a pinned client's statements on its connection inside another client's transaction", () =>
+    Effect.gen(function* () {
+      const sql = yield* PgClient.PgClient
+      yield* sql.withTransaction(
+        Effect.gen(function* () {
+          yield* sql`SELECT ${1}::int AS n`
+          yield* Db.withConnection((pinned) =>
+            Effect.gen(function* () {
+              yield* pinned`SELECT ${2}::int AS n`
+              yield* Stream.runDrain(pinned`SELECT ${3}::int AS n`.stream)
+              yield* pinned.withTransaction(pinned`SELECT ${4}::int AS n`)
+            })
+          )
+        })
+      )
+      assert.deepStrictEqual(summary(yield* DbMock.queries), [
+        "1: BEGIN",
+        "1: SELECT $1::int AS n",
+        "2: SELECT $1::int AS n",
+        "2: SELECT $1::int AS n",
+        "2: BEGIN",
+        "2: SELECT $1::int AS n",
+        "2: COMMIT",
+        "1: COMMIT"
+      ])
+    }).pipe(Effect.provide(DbMock.layer({ responses: [DbMock.respond("::int AS n", [{ n: 1 }])] })))
+  )
+
+  // the real client's span attributes, naming the database its config reports
+  it.effect("traces statements and transactions with the attributes the real client gives them", () =>
+    Effect.gen(function* () {
+      const sql = yield* PgClient.PgClient
+      const builtIn = yield* Effect.tracer
+      const spans: Array<Tracer.Span> = []
+      const recording = Tracer.make({
+        span: (...args) => {
+          const span = builtIn.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: builtIn.context
+      })
+      yield* Effect.all([
+        sql`SELECT 1 AS n`,
+        sql.withTransaction(sql`SELECT 1 AS n`),
+        Db.withConnection((pinned) => pinned`SELECT 1 AS n`.values)
+      ]).pipe(Effect.withTracer(recording))
+      const traced = spans.filter((span) => span.name === "sql.execute" || span.name === "sql.transaction")
+      assert.deepStrictEqual(
+        traced.map((span) => span.name),
+        ["sql.execute", "sql.transaction", "sql.execute", "sql.execute"]
+      )
+      for (const span of traced) {
+        assert.deepStrictEqual(
+          ["db.system.name", "db.namespace", "server.address", "server.port"].map((key) => span.attributes.get(key)),
+          ["postgresql", sql.config.database, sql.config.host, sql.config.port]
+        )
+      }
+    }).pipe(Effect.provide(DbMock.layer({ responses: [DbMock.respond("AS n", [{ n: 1 }])] })))
   )
 
   it.effect("answers values, raw and stream statements and records their kind", () =>

@@ -6,11 +6,9 @@
  */
 import { Classify, Pooler } from "@effect-pg-pool/engine"
 import type * as Reactivity from "@effect/experimental/Reactivity"
-import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import * as Statement from "@effect/sql/Statement"
-import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as PgClient from "@effect/sql-pg/PgClient"
 import * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -31,9 +29,8 @@ import type { PooledConnection } from "./connection.js"
 import type { Listener } from "./listener.js"
 import { timeoutOption } from "./deadline.js"
 import type { Pool } from "./pool.js"
+import * as PgClientBuilder from "./pgClientBuilder.js"
 import * as Pipeline from "./pipeline.js"
-import { makeConstructor, type StatementTarget } from "./statement.js"
-import { makeWithTransaction, type TransactionTarget } from "./transaction.js"
 
 /** @internal */
 export interface ClientOptions {
@@ -58,11 +55,6 @@ export interface Clients {
 }
 
 const isRollback = (sql: string) => sql === "ROLLBACK" || sql.startsWith("ROLLBACK TO SAVEPOINT")
-
-const ATTR_DB_SYSTEM_NAME = "db.system.name"
-const ATTR_DB_NAMESPACE = "db.namespace"
-const ATTR_SERVER_ADDRESS = "server.address"
-const ATTR_SERVER_PORT = "server.port"
 
 /** `PgClient.config` as @effect/sql-pg would report it for the same settings. @internal */
 export const toPgClientConfig = (config: PoolConfig, options: ClientOptions): PgClient.PgClientConfig => ({
@@ -93,17 +85,6 @@ export const make = (
   options: ClientOptions
 ): Effect.Effect<Clients, never, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
-    const compiler = PgClient.makeCompiler(options.transformQueryNames, options.transformJson)
-    const transformRows: RowTransform = options.transformResultNames
-      ? Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
-      : undefined
-    const spanAttributes: ReadonlyArray<readonly [string, unknown]> = [
-      ...(options.spanAttributes ? Object.entries(options.spanAttributes) : []),
-      [ATTR_DB_SYSTEM_NAME, "postgresql"],
-      [ATTR_DB_NAMESPACE, config.database],
-      [ATTR_SERVER_ADDRESS, config.host],
-      [ATTR_SERVER_PORT, config.port]
-    ]
     const pgConfig = toPgClientConfig(config, options)
 
     const acquireError = (error: AcquireTimeout | PoolClosed) => new SqlError({ cause: error, message: error.message })
@@ -388,64 +369,19 @@ export const make = (
 
     const reserve = Effect.map(reserveRaw, (conn): SqlConnection.Connection => new PinnedConnection(conn))
 
-    const listenAndNotify = (sql: SqlClient.SqlClient) => ({
-      [PgClient.TypeId]: PgClient.TypeId as PgClient.TypeId,
+    const pooledOf = (connection: SqlConnection.Connection) =>
+      connection instanceof PinnedConnection ? connection.conn : undefined
+    const builder = PgClientBuilder.make({
+      ...options,
       config: pgConfig,
-      json: (value: unknown) => PgJson(value),
-      listen: (channel: string) => {
+      listen: (channel) => {
         const refused = Pooler.listenRefusal(config.pooler, config.settingNames.pooler)
         return refused === undefined ? listener.listen(channel) : Stream.fail(new SqlError({ message: refused }))
       },
-      notify: (channel: string, payload: string) =>
-        Effect.asVoid(sql`SELECT pg_notify(${channel}, ${payload})`.withoutTransform)
+      pooledOf
     })
 
-    // The client's own members come from @effect/sql (reserve, reactivity); its statements are PoolStatements
-    // (./statement.ts), which run on `target` without a Scope per statement, and its transactions ours
-    // (./transaction.ts), which fail instead of dying when a COMMIT fails.
-    const pooledOf = (connection: SqlConnection.Connection) =>
-      connection instanceof PinnedConnection ? connection.conn : undefined
-    const finish = (
-      base: SqlClient.SqlClient,
-      target: StatementTarget,
-      transactions: TransactionTarget,
-      transforms: RowTransform
-    ): PgClient.PgClient => {
-      let withoutTransforms: PgClient.PgClient | undefined
-      const sql: PgClient.PgClient = Object.assign(makeConstructor(base, target, spanAttributes, transforms), {
-        [SqlClient.TypeId]: SqlClient.TypeId as SqlClient.TypeId,
-        safe: undefined as unknown as PgClient.PgClient,
-        withTransaction: makeWithTransaction(spanAttributes, transactions),
-        reserve: base.reserve,
-        withoutTransforms: (): PgClient.PgClient =>
-          transforms === undefined
-            ? sql
-            : (withoutTransforms ??= finish(base.withoutTransforms(), target, transactions, undefined)),
-        reactive: base.reactive,
-        reactiveMailbox: base.reactiveMailbox,
-        ...listenAndNotify(base)
-      })
-      return Object.assign(sql, { safe: sql })
-    }
-
-    const build = (
-      target: StatementTarget,
-      transactions: TransactionTarget,
-      reserveConnection: SqlConnection.Connection.Acquirer
-    ) =>
-      Effect.map(
-        SqlClient.make({
-          acquirer: Effect.succeed(target.connection),
-          // what `sql.reserve` hands out (@effect/sql's transactions are replaced by ours in `finish`)
-          transactionAcquirer: reserveConnection,
-          compiler,
-          spanAttributes,
-          transformRows
-        }),
-        (base) => finish(base, target, transactions, transformRows)
-      )
-
-    const client = yield* build(
+    const client = yield* builder.build(
       { connection: pooledConnection, joinsTransactions: () => true },
       {
         // the wait is interruptible where the caller is; once granted, the connection is the scope's to return
@@ -463,21 +399,11 @@ export const make = (
       reserve
     )
 
-    // Pinned clients are built once per physical connection and reused by every later holder of it. Their
-    // statements stay on that connection, and their `withTransaction` opens a transaction there, even inside a
-    // transaction another client opened on another connection; statements of other clients inside it join it.
+    // Pinned clients are built once per physical connection and reused by every later holder of it.
     const runtime = yield* Effect.runtime<Reactivity.Reactivity>()
     const pinned = (conn: PooledConnection): PgClient.PgClient => {
       if (conn.cache !== undefined) return conn.cache as PgClient.PgClient
-      const connection = new PinnedConnection(conn)
-      const isThis = (other: SqlConnection.Connection) => other === connection
-      const exit = Runtime.runSyncExit(runtime)(
-        build(
-          { connection, joinsTransactions: isThis },
-          { acquire: () => Effect.succeed([undefined, connection] as const), joins: isThis, pooledOf },
-          Effect.succeed(connection)
-        )
-      )
+      const exit = Runtime.runSyncExit(runtime)(builder.pinned(new PinnedConnection(conn)))
       if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
       const pinnedClient = exit.value
       conn.cache = pinnedClient
@@ -515,6 +441,3 @@ const unsendable = (sql: string, params: ReadonlyArray<unknown>): SqlError | und
   }
   return undefined
 }
-
-const PgJson = Statement.custom<PgJsonCustom>("PgJson")
-interface PgJsonCustom extends Statement.Custom<"PgJson", unknown> {}

@@ -1,16 +1,14 @@
 /**
  * The machinery behind `DbMock`: connections that answer from a script instead of a socket and record every
- * statement, under a `SqlClient` built exactly as the real one is.
+ * statement, under a `PgClient` assembled by the real client's builder (./pgClientBuilder.ts): the same
+ * statements, transactions, span attributes and pinned-client isolation.
  *
  * @internal
  */
 import { Statistics } from "@effect-pg-pool/engine"
 import * as Reactivity from "@effect/experimental/Reactivity"
-import * as SqlClient from "@effect/sql/SqlClient"
 import type * as SqlConnection from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
-import * as Statement from "@effect/sql/Statement"
-import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -25,7 +23,7 @@ import { DatabaseReachability, HealthStatus } from "../Health.js"
 import * as PoolConfig from "../PoolConfig.js"
 import { ClosedByReason, type PoolState, PoolStatistics } from "../PoolStatistics.js"
 import { toPgClientConfig } from "./client.js"
-import { makeWithTransaction } from "./transaction.js"
+import * as PgClientBuilder from "./pgClientBuilder.js"
 
 type RowTransform = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
@@ -170,11 +168,6 @@ export interface Mock {
 /** @internal */
 export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Reactivity.Reactivity> =>
   Effect.gen(function* () {
-    const compiler = PgClient.makeCompiler(options.transformQueryNames, options.transformJson)
-    const transformRows: RowTransform = options.transformResultNames
-      ? Statement.defaultTransforms(options.transformResultNames, options.transformJson).array
-      : undefined
-    const spanAttributes: ReadonlyArray<readonly [string, unknown]> = [["db.system.name", "postgresql"]]
     const config: PoolConfig.PoolConfig = {
       ...PoolConfig.defaults,
       name: "mock",
@@ -332,46 +325,33 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
       executeStream: (sql, params, transform) => new MockConnection().executeStream(sql, params, transform)
     }
 
+    // the real client's assembly: its statements, transactions, pinned-client isolation and PgClient surface
+    const builder = PgClientBuilder.make({
+      ...options,
+      config: pgConfig,
+      listen: (channel) =>
+        Stream.unwrapScoped(
+          Effect.gen(function* () {
+            const queue = yield* PubSub.subscribe(notifications)
+            // counted only once subscribed, so `awaitListener` never returns before delivery is possible
+            yield* Effect.acquireRelease(countListener(channel, 1), () => countListener(channel, -1))
+            return Stream.filterMap(Stream.fromQueue(queue), (n) =>
+              n.channel === channel ? Option.some(n.payload) : Option.none()
+            )
+          })
+        ),
+      pooledOf: () => undefined
+    })
     const reactivity = yield* Reactivity.Reactivity
-    const build = (
-      acquirer: SqlConnection.Connection.Acquirer,
-      transactionAcquirer: SqlConnection.Connection.Acquirer,
-      joins: (transaction: SqlConnection.Connection) => boolean = () => true
-    ) =>
-      SqlClient.make({ acquirer, transactionAcquirer, compiler, spanAttributes, transformRows }).pipe(
-        Effect.provideService(Reactivity.Reactivity, reactivity),
-        Effect.map(
-          (sql): PgClient.PgClient =>
-            Object.assign(sql, {
-              // the real client's transactions: a failed COMMIT fails, it does not die
-              withTransaction: makeWithTransaction(spanAttributes, {
-                acquire: () => Effect.map(Effect.scoped(transactionAcquirer), (conn) => [undefined, conn] as const),
-                joins,
-                pooledOf: () => undefined
-              }),
-              [PgClient.TypeId]: PgClient.TypeId as PgClient.TypeId,
-              config: pgConfig,
-              json: (value: unknown) => PgJson(value),
-              listen: (channel: string) =>
-                Stream.unwrapScoped(
-                  Effect.gen(function* () {
-                    const queue = yield* PubSub.subscribe(notifications)
-                    // counted only once subscribed, so `awaitListener` never returns before delivery is possible
-                    yield* Effect.acquireRelease(countListener(channel, 1), () => countListener(channel, -1))
-                    return Stream.filterMap(Stream.fromQueue(queue), (n) =>
-                      n.channel === channel ? Option.some(n.payload) : Option.none()
-                    )
-                  })
-                ),
-              // the same statement as the real client's notify, so it is recorded and honours transactions
-              notify: (channel: string, payload: string) =>
-                Effect.asVoid(sql`SELECT pg_notify(${channel}, ${payload})`.withoutTransform)
-            })
-        )
-      )
+    const provided = Effect.provideService(Reactivity.Reactivity, reactivity)
 
-    const client = yield* build(
-      Effect.succeed(pooled),
+    const client = yield* builder.build(
+      { connection: pooled, joinsTransactions: () => true },
+      {
+        acquire: () => Effect.sync(() => [undefined, new MockConnection()] as const),
+        joins: () => true,
+        pooledOf: () => undefined
+      },
       Effect.sync(() => new MockConnection())
     )
 
@@ -404,12 +384,7 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
     const db: Db.Db.Service = {
       withConnection: (f) =>
         Effect.suspend(() => {
-          const connection = new MockConnection()
-          const conn = Effect.succeed(connection)
-          return Effect.flatMap(
-            build(conn, conn, (transaction) => transaction === connection),
-            f
-          )
+          return Effect.flatMap(provided(builder.pinned(new MockConnection())), f)
         }),
       statistics: Effect.sync(statistics),
       health: Effect.map(Clock.currentTimeMillis, (now) => {
@@ -454,6 +429,3 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
 
     return { db, control }
   })
-
-const PgJson = Statement.custom<PgJsonCustom>("PgJson")
-interface PgJsonCustom extends Statement.Custom<"PgJson", unknown> {}
