@@ -76,6 +76,7 @@ layer(PgTestServer.layer, { timeout: 120_000, excludeTestServices: true })("heal
         "idle",
         "lifetime",
         "maxQueries",
+        "refreshed",
         "reset",
         "shutdown",
         "validation"

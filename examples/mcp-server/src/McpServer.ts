@@ -76,7 +76,20 @@ const statisticsShape = {
   leaksSuspected: z.number(),
   state: z.enum(["healthy", "degraded", "unhealthy"]),
   lastError: z.string().optional(),
-  upSince: z.number().describe("epoch milliseconds")
+  upSince: z.number().describe("epoch milliseconds"),
+  hosts: z
+    .array(
+      z.object({
+        host: z.string(),
+        port: z.number(),
+        role: z.enum(["primary", "standby", "read-only", "unknown"]),
+        up: z.boolean(),
+        sessions: z.number(),
+        failures: z.number().describe("failures in a row"),
+        lastError: z.string().optional()
+      })
+    )
+    .describe("per host, when the pool was given several; empty for one")
 }
 
 const healthShape = {
