@@ -39,14 +39,17 @@ const stringify = (value: unknown): unknown => {
 }
 
 /**
- * A logger that formats each entry as one JSON line (with the cause's stack), passwords masked.
+ * A logger that formats each entry as one JSON line (with the cause's stack), passwords masked: for tests, or
+ * to send the same lines elsewhere (never to stdout in an MCP server — `PoolLogger.layer(path)` writes a file).
  *
  * @example
  * ```ts
  * import { PoolLogger } from "@effect-pg-pool/effect4"
  * import { Logger } from "effect"
  *
- * const toStderrAsJson = Logger.map(PoolLogger.jsonLineLogger(), (line) => process.stderr.write(`${line}\n`))
+ * // capture the lines a program logs, e.g. to assert on them in a test
+ * const lines: Array<string> = []
+ * const capture = Logger.map(PoolLogger.jsonLineLogger(), (line) => void lines.push(line))
  * ```
  *
  * @since 0.1.0

@@ -138,13 +138,12 @@ export type Role = target.Role
 /**
  * The verdict on a new session: `Match`, `Mismatch` (with libpq's reason) or `Ask` (run the query, then `answer`).
  *
- *
  * @example
  * ```ts
  * import { Hosts } from "@effect-pg-pool/engine"
  *
  * const step: Hosts.Verdict = Hosts.check("read-only", Hosts.unknown)
- * if (step._tag === "Ask") console.log(step.query) // SHOW transaction_read_only
+ * const query = step._tag === "Ask" ? step.query : undefined // "SHOW transaction_read_only"
  * ```
  * @since 0.1.0
  * @category models
