@@ -97,6 +97,76 @@ export const noneClosed = (): Record<CloseReason, number> => ({
 })
 
 /**
+ * The names of the pool's metrics in every edition (the OpenTelemetry database-client connection conventions), so
+ * that a dashboard built on one edition reads the other.
+ *
+ * @example
+ * ```ts
+ * import { Statistics } from "@effect-pg-pool/engine"
+ *
+ * // an edition's gauge of waiting callers, and a dashboard query on it
+ * const waiting = Statistics.metricNames.pendingRequests // "db.client.connection.pending_requests"
+ * const query = `max(${waiting.replaceAll(".", "_")})`
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const metricNames = {
+  count: "db.client.connection.count",
+  max: "db.client.connection.max",
+  idleMax: "db.client.connection.idle.max",
+  idleMin: "db.client.connection.idle.min",
+  pendingRequests: "db.client.connection.pending_requests",
+  timeouts: "db.client.connection.timeouts",
+  createTime: "db.client.connection.create_time",
+  waitTime: "db.client.connection.wait_time",
+  useTime: "db.client.connection.use_time",
+  closed: "db.client.connection.closed",
+  reconnects: "db.client.connection.reconnect_attempts",
+  leaks: "db.client.connection.leaks",
+  state: "db.client.connection.pool.state"
+} as const
+
+/**
+ * The attribute (tag) naming the pool on every metric.
+ *
+ * @example
+ * ```ts
+ * import { Statistics } from "@effect-pg-pool/engine"
+ *
+ * // every metric of the pool named "orders" carries this attribute
+ * const attributes = { [Statistics.poolNameAttribute]: "orders" }
+ * const name = attributes["db.client.connection.pool.name"] // "orders"
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const poolNameAttribute = "db.client.connection.pool.name"
+
+/**
+ * The buckets of the time histograms (create, wait, use), in seconds: from 10 µs (an idle hand-out) to a minute
+ * (a saturated pool).
+ *
+ * @example
+ * ```ts
+ * import { Statistics } from "@effect-pg-pool/engine"
+ *
+ * // the bucket a 3 ms acquisition falls in
+ * const seconds = 0.003
+ * const bucket = Statistics.secondsBuckets.find((upper) => seconds <= upper) // 0.005
+ * ```
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const secondsBuckets: ReadonlyArray<number> = [
+  0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+  60
+]
+
+/**
  * The last `size` acquisition times, for p95 and p99: a ring buffer, sorted only when read after new samples.
  *
  * @example

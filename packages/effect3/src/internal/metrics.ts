@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import { Statistics } from "@effect-pg-pool/engine"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricKey from "effect/MetricKey"
@@ -44,31 +45,13 @@ export const noopMetrics: PoolMetrics = {
   state: () => {}
 }
 
-// seconds, from 10 µs (an idle hand-out) to a minute (a saturated pool)
-const secondsBoundaries = MetricBoundaries.fromIterable([
-  0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-  60
-])
+const secondsBoundaries = MetricBoundaries.fromIterable(Statistics.secondsBuckets)
 
 /** @internal */
-export const names = {
-  count: "db.client.connection.count",
-  max: "db.client.connection.max",
-  idleMax: "db.client.connection.idle.max",
-  idleMin: "db.client.connection.idle.min",
-  pendingRequests: "db.client.connection.pending_requests",
-  timeouts: "db.client.connection.timeouts",
-  createTime: "db.client.connection.create_time",
-  waitTime: "db.client.connection.wait_time",
-  useTime: "db.client.connection.use_time",
-  closed: "db.client.connection.closed",
-  reconnects: "db.client.connection.reconnect_attempts",
-  leaks: "db.client.connection.leaks",
-  state: "db.client.connection.pool.state"
-} as const
+export const names = Statistics.metricNames
 
 /** @internal */
-export const poolNameTag = "db.client.connection.pool.name"
+export const poolNameTag = Statistics.poolNameAttribute
 
 /** @internal */
 export const make = (poolName: string, minSize: number, maxSize: number): PoolMetrics => {

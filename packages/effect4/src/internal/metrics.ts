@@ -5,31 +5,18 @@
  *
  * @internal
  */
+import { Statistics } from "@effect-pg-pool/engine"
 import type * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import type { CloseReason } from "../PoolStatistics.js"
 
 /** @internal */
-export const names = {
-  count: "db.client.connection.count",
-  max: "db.client.connection.max",
-  idleMax: "db.client.connection.idle.max",
-  idleMin: "db.client.connection.idle.min",
-  pendingRequests: "db.client.connection.pending_requests",
-  timeouts: "db.client.connection.timeouts",
-  createTime: "db.client.connection.create_time",
-  waitTime: "db.client.connection.wait_time",
-  useTime: "db.client.connection.use_time",
-  closed: "db.client.connection.closed",
-  reconnects: "db.client.connection.reconnect_attempts",
-  leaks: "db.client.connection.leaks",
-  state: "db.client.connection.pool.state"
-} as const
+export const names = Statistics.metricNames
 
 /** @internal */
-export const poolNameAttribute = "db.client.connection.pool.name"
+export const poolNameAttribute = Statistics.poolNameAttribute
 
-const secondsBoundaries = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30]
+const secondsBoundaries = Statistics.secondsBuckets
 
 /** @internal */
 export interface Metrics {
