@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
+import { Messages } from "@effect-pg-pool/engine"
 import * as Data from "effect/Data"
-import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
@@ -97,11 +97,7 @@ export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
-    const n = this.issues.length
-    return (
-      `Invalid database pool configuration (${n} problem${n === 1 ? "" : "s"}):\n` +
-      this.issues.map((issue) => `  - ${issue.message}`).join("\n")
-    )
+    return Messages.poolConfigError(this.issues)
   }
 }
 
@@ -121,26 +117,16 @@ export class PoolConfigError extends Data.TaggedError("PoolConfigError")<{
  * @since 0.1.0
  * @category errors
  */
-export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")<{
-  readonly host: string
-  readonly port: number
-  readonly database: string
-  readonly attempts: number
-  readonly elapsedMillis: number
-  /** The last attempt's error, with any password removed. */
-  readonly lastCause: string
-  readonly cause?: unknown
-}> {
+export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")<
+  Messages.DatabaseUnreachableFields & {
+    readonly cause?: unknown
+  }
+> {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
-    return (
-      `Could not connect to PostgreSQL at ${this.host}:${this.port}/${this.database} after ${this.attempts} ` +
-      `attempt${this.attempts === 1 ? "" : "s"} over ${(this.elapsedMillis / 1000).toFixed(1)} s; last error: ` +
-      `${this.lastCause}. Check that the server is running and reachable and that DATABASE_URL is right, ` +
-      `or set DB_POOL_INIT=lazy to start without it and connect in the background.`
-    )
+    return Messages.databaseUnreachable(this)
   }
 }
 
@@ -158,30 +144,12 @@ export class DatabaseUnreachable extends Data.TaggedError("DatabaseUnreachable")
  * @since 0.1.0
  * @category errors
  */
-export class ConnectionRejected extends Data.TaggedError("ConnectionRejected")<{
-  readonly host: string
-  readonly port: number
-  readonly database: string
-  readonly user: string
-  /** The SQLSTATE (e.g. `28P01`), or Node's code for a TLS error, when there is one. */
-  readonly code: string | undefined
-  /** What the server (or the TLS layer) said, with any password removed. */
-  readonly serverMessage: string
-  /** What to change. */
-  readonly remedy: string
-  readonly attempts: number
-  readonly elapsedMillis: number
-}> {
+export class ConnectionRejected extends Data.TaggedError("ConnectionRejected")<Messages.ConnectionRejectedFields> {
   /** @since 0.1.0 */
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
-    return (
-      `PostgreSQL at ${this.host}:${this.port} rejected the connection of user "${this.user}" to database ` +
-      `"${this.database}": ${this.serverMessage}${this.code === undefined ? "" : ` (SQLSTATE ${this.code})`}. ` +
-      `This is a configuration error, not an outage, so the pool stopped after ${this.attempts} ` +
-      `attempt${this.attempts === 1 ? "" : "s"} instead of retrying: ${this.remedy}.`
-    )
+    return Messages.connectionRejected(this)
   }
 }
 
@@ -211,17 +179,7 @@ export class AcquireTimeout extends Data.TaggedError("AcquireTimeout")<{
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
-    const s = this.statistics
-    const maxSize = this.settingNames?.maxSize ?? "DB_POOL_MAX_SIZE"
-    const acquireTimeout = this.settingNames?.acquireTimeout ?? "DB_POOL_ACQUIRE_TIMEOUT"
-    // a saturated pool reports itself degraded, but its connections are fine: they were all busy
-    const cause =
-      s.active >= s.maxSize
-        ? `all ${s.active} of ${s.maxSize} connections stayed busy (${s.waiting} callers waiting). ` +
-          `Raise ${maxSize}, shorten transactions, or raise ${acquireTimeout}.`
-        : `the pool is ${s.state}${Option.isSome(s.lastError) ? ` (last error: ${s.lastError.value})` : ""}; ` +
-          `${s.total} of ${s.maxSize} connections open, ${s.waiting} callers waiting. Check the database.`
-    return `Timed out after ${this.waitedMillis} ms waiting for a database connection: ${cause}`
+    return Messages.acquireTimeout(this)
   }
 }
 
@@ -246,10 +204,7 @@ export class PoolClosed extends Data.TaggedError("PoolClosed")<{
   readonly [TypeId]: TypeId = TypeId
   /** @since 0.1.0 */
   override get message(): string {
-    return (
-      `The database pool "${this.poolName}" is shutting down or closed and accepts no new work. ` +
-      `Acquire connections only while the layer that provides it is alive.`
-    )
+    return Messages.poolClosed(this.poolName)
   }
 }
 

@@ -41,3 +41,8 @@ export * as Hosts from "./Hosts.js"
  * @since 0.1.0
  */
 export * as Pooler from "./Pooler.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Messages from "./Messages.js"
