@@ -317,6 +317,7 @@ const configKey = (config: unknown, depth = 0): string | undefined => {
     case "Described":
       return configKey(node.config, depth + 1)
     case "MapOrFail":
+    case "Redacted":
       return configKey(node.original, depth + 1)
     case "Fallback":
       return configKey(node.first, depth + 1) ?? configKey(node.second, depth + 1)

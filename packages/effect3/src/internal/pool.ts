@@ -824,7 +824,15 @@ export class Pool {
               attempts,
               elapsedMillis
             })
-          : new DatabaseUnreachable({ host, port, database, attempts, elapsedMillis, lastCause: serverMessage })
+          : new DatabaseUnreachable({
+              host,
+              port,
+              database,
+              attempts,
+              elapsedMillis,
+              lastCause: serverMessage,
+              settingNames: { url: this.config.settingNames.url, init: this.config.settingNames.init }
+            })
       )
     )
   }
