@@ -253,3 +253,70 @@ export const acquireTimeout = (timeout: AcquireTimeoutFields): string => {
 export const poolClosed = (poolName: string): string =>
   `The database pool "${poolName}" is shutting down or closed and accepts no new work. ` +
   `Acquire connections only while the layer that provides it is alive.`
+
+/**
+ * How many parameters one statement may carry: the wire protocol counts them in 16 bits.
+ *
+ * @example
+ * ```ts
+ * import { Messages } from "@effect-pg-pool/engine"
+ *
+ * const fits = (values: ReadonlyArray<unknown>) => values.length <= Messages.maxParameters
+ * ```
+ *
+ * @since 0.1.0
+ * @category statements
+ */
+export const maxParameters = 65_535
+
+/**
+ * Why a statement cannot be sent, or `undefined` when it can: more parameters than the protocol counts, or a NUL
+ * in the text. A driver would send either anyway; the server answers with a protocol violation and the session is
+ * lost with it, so editions refuse them before sending, with this message.
+ *
+ * @example
+ * ```ts
+ * import { Messages } from "@effect-pg-pool/engine"
+ *
+ * Messages.unsendable("SELECT 'a\u0000b'", 0)
+ * // "The statement's text contains a NUL byte (\0) at character 9, which PostgreSQL cannot accept …"
+ * Messages.unsendable("SELECT $1", 1) // undefined
+ * ```
+ *
+ * @since 0.1.0
+ * @category statements
+ */
+export const unsendable = (sql: string, parameters: number): string | undefined => {
+  if (parameters > maxParameters) {
+    return (
+      `The statement has ${parameters} parameters; PostgreSQL accepts at most ${maxParameters} in one ` +
+      `statement, so it was not sent: pass a list as one array parameter (\`= ANY(\${ids})\` instead of ` +
+      `\`IN \${sql.in(ids)}\`, \`SELECT * FROM unnest(\${a}::int[], \${b}::text[])\` instead of a large ` +
+      `\`sql.insert(rows)\`), or split it into batches`
+    )
+  }
+  const nul = sql.indexOf("\0")
+  if (nul === -1) return undefined
+  return (
+    `The statement's text contains a NUL byte (\\0) at character ${nul + 1}, which PostgreSQL cannot accept in ` +
+    `a statement, so it was not sent: remove it, or pass the value as a parameter (as bytea if it must keep ` +
+    `the NUL)`
+  )
+}
+
+/**
+ * The refusal of a COPY run as a stream: a cursor (or a driver's row stream) cannot carry COPY's data.
+ *
+ * @example
+ * ```ts
+ * import { Classify, Messages } from "@effect-pg-pool/engine"
+ *
+ * const refusal = (sql: string) => (Classify.firstKeyword(sql) === "COPY" ? Messages.copyAsStream : undefined)
+ * ```
+ *
+ * @since 0.1.0
+ * @category statements
+ */
+export const copyAsStream =
+  "COPY cannot run as a stream (a cursor cannot carry COPY's data), so it was not sent: stream the rows of the " +
+  "SELECT inside it instead"

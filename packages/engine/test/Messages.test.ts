@@ -118,3 +118,23 @@ describe("the other messages", () => {
     )
   })
 })
+
+describe("statements the protocol cannot carry", () => {
+  it("refuses more than 65 535 parameters, with the count, the limit and the array-parameter fix", () => {
+    assert.isUndefined(Messages.unsendable("SELECT 1", Messages.maxParameters))
+    const message = Messages.unsendable("SELECT 1", 70_000)
+    assert.include(message, "70000 parameters")
+    assert.include(message, "at most 65535")
+    assert.include(message, "= ANY(")
+  })
+
+  it("refuses a NUL in the text, at its 1-based character", () => {
+    assert.isUndefined(Messages.unsendable("SELECT 'a'", 0))
+    assert.include(Messages.unsendable("SELECT 'a\u0000b' AS t", 0), "NUL byte (\\0) at character 10")
+  })
+
+  it("says a COPY stream was not sent and what to stream instead", () => {
+    assert.include(Messages.copyAsStream, "COPY cannot run as a stream")
+    assert.include(Messages.copyAsStream, "stream the rows of the SELECT")
+  })
+})
