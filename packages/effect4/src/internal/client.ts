@@ -13,6 +13,7 @@
  */
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as PgClient from "@effect/sql-pg/PgClient"
+import { Classify, Messages } from "@effect-pg-pool/engine"
 import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -72,13 +73,32 @@ const isConnectionError = (exit: Exit.Exit<unknown, SqlError>) => {
 
 const rollbackStatement = /^\s*(?:ROLLBACK|RELEASE)\b/i
 
+/**
+ * What the protocol cannot carry (too many parameters, a NUL in the text; COPY in a stream), refused before it is
+ * sent: the server would answer with a protocol violation, or the driver would stop reading, and the session
+ * would be lost with it.
+ */
+const refusal = (sql: string, params: ReadonlyArray<unknown>, stream: boolean): SqlError | undefined => {
+  const message =
+    Messages.unsendable(sql, params.length) ??
+    (stream && Classify.firstKeyword(sql) === "COPY" ? Messages.copyAsStream : undefined)
+  if (message === undefined) return undefined
+  return new SqlError({ reason: new UnknownError({ cause: new Error(message), message, operation: "execute" }) })
+}
+
 class TrackedConnection implements Connection {
   constructor(
     readonly connection: PgConnection.PgConnection,
     readonly checkout: Checkout
   ) {}
 
-  private track<A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+  private track<A>(
+    sql: string,
+    params: ReadonlyArray<unknown>,
+    effect: Effect.Effect<A, SqlError>
+  ): Effect.Effect<A, SqlError> {
+    const refused = refusal(sql, params, false)
+    if (refused !== undefined) return Effect.fail(refused)
     const checkout = this.checkout
     return Effect.onExit(effect, (exit) =>
       Effect.sync(() => {
@@ -94,6 +114,7 @@ class TrackedConnection implements Connection {
   private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
     const rows = this.track(
       sql,
+      params,
       Effect.map(this.connection.query(sql, params, prepare), (result) => result.rows)
     )
     // A lost connection has ended its transaction: the server rolled it back. `withTransaction` turns a failed
@@ -116,13 +137,13 @@ class TrackedConnection implements Connection {
     return transformRows ? Effect.map(this.rows(sql, params, true), transformRows) : this.rows(sql, params, true)
   }
   executeRaw(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.query(sql, params))
+    return this.track(sql, params, this.connection.query(sql, params))
   }
   executeValues(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.queryValues(sql, params))
+    return this.track(sql, params, this.connection.queryValues(sql, params))
   }
   executeValuesUnprepared(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.queryValues(sql, params, false))
+    return this.track(sql, params, this.connection.queryValues(sql, params, false))
   }
   executeUnprepared(
     sql: string,
@@ -137,6 +158,8 @@ class TrackedConnection implements Connection {
     params: ReadonlyArray<unknown>,
     transformRows: (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
   ) {
+    const refused = refusal(sql, params, true)
+    if (refused !== undefined) return Stream.fail(refused)
     const checkout = this.checkout
     checkout.queries++
     if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
