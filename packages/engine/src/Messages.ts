@@ -320,3 +320,22 @@ export const unsendable = (sql: string, parameters: number): string | undefined 
 export const copyAsStream =
   "COPY cannot run as a stream (a cursor cannot carry COPY's data), so it was not sent: stream the rows of the " +
   "SELECT inside it instead"
+
+/**
+ * The refusal of a statement sent on a session whose stream (cursor) is still open: PostgreSQL runs nothing else
+ * on a session until its cursor is closed, so the statement would wait for a stream that waits for it.
+ *
+ * @example
+ * ```ts
+ * import { Messages } from "@effect-pg-pool/engine"
+ *
+ * const refusal = (streamsOpen: number) => (streamsOpen > 0 ? Messages.streamStillOpen : undefined)
+ * ```
+ *
+ * @since 0.1.0
+ * @category statements
+ */
+export const streamStillOpen =
+  "a stream (cursor) is still open on this connection, and PostgreSQL runs nothing else on a connection until " +
+  "its cursor is closed: consume or end the stream first, or run this statement on the pool (outside " +
+  "withConnection / the transaction)"

@@ -138,3 +138,8 @@ describe("statements the protocol cannot carry", () => {
     assert.include(Messages.copyAsStream, "stream the rows of the SELECT")
   })
 })
+
+it("a statement behind an open stream is refused with what to do", () => {
+  assert.include(Messages.streamStillOpen, "a stream (cursor) is still open")
+  assert.include(Messages.streamStillOpen, "consume or end the stream first")
+})
