@@ -45,6 +45,8 @@ interface Checkout {
   queries: number
   dirty: boolean
   interrupted: boolean
+  /** Streams open on it: PostgreSQL runs nothing else on the session meanwhile. */
+  streams: number
 }
 
 /** A pool error as the `SqlError` that `SqlClient`'s signatures carry; the pool error stays its cause. @internal */
@@ -78,8 +80,15 @@ const rollbackStatement = /^\s*(?:ROLLBACK|RELEASE)\b/i
  * sent: the server would answer with a protocol violation, or the driver would stop reading, and the session
  * would be lost with it.
  */
-const refusal = (sql: string, params: ReadonlyArray<unknown>, stream: boolean): SqlError | undefined => {
+const refusal = (
+  checkout: Checkout,
+  sql: string,
+  params: ReadonlyArray<unknown>,
+  stream: boolean
+): SqlError | undefined => {
+  // a statement behind an open stream would wait for the stream, which waits for the caller: refused at once
   const message =
+    (checkout.streams > 0 ? Messages.streamStillOpen : undefined) ??
     Messages.unsendable(sql, params.length) ??
     (stream && Classify.firstKeyword(sql) === "COPY" ? Messages.copyAsStream : undefined)
   if (message === undefined) return undefined
@@ -97,7 +106,7 @@ class TrackedConnection implements Connection {
     params: ReadonlyArray<unknown>,
     effect: Effect.Effect<A, SqlError>
   ): Effect.Effect<A, SqlError> {
-    const refused = refusal(sql, params, false)
+    const refused = refusal(this.checkout, sql, params, false)
     if (refused !== undefined) return Effect.fail(refused)
     const checkout = this.checkout
     return Effect.onExit(effect, (exit) =>
@@ -158,14 +167,18 @@ class TrackedConnection implements Connection {
     params: ReadonlyArray<unknown>,
     transformRows: (<A extends object>(row: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
   ) {
-    const refused = refusal(sql, params, true)
-    if (refused !== undefined) return Stream.fail(refused)
     const checkout = this.checkout
+    const refused = refusal(checkout, sql, params, true)
+    if (refused !== undefined) return Stream.fail(refused)
     checkout.queries++
     if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
-    const stream = this.connection.stream(sql, params).pipe(
+    const stream = Stream.suspend(() => {
+      checkout.streams++
+      return this.connection.stream(sql, params)
+    }).pipe(
       Stream.onExit((exit) =>
         Effect.sync(() => {
+          checkout.streams--
           // a stream cut short drained or was cancelled: validate the session by a reset before reuse
           if (!Exit.isSuccess(exit)) checkout.interrupted = true
           checkout.grant.session.track(sql, Exit.isSuccess(exit))
@@ -279,7 +292,13 @@ export const make = (
     const reactivity = yield* Effect.context<Reactivity.Reactivity>()
     const multiplex = pool.config.multiplex
     const spanTarget = { host: pool.config.host, port: pool.config.port, database: pool.config.database }
-    const newCheckout = (grant: Grant): Checkout => ({ grant, queries: 0, dirty: false, interrupted: false })
+    const newCheckout = (grant: Grant): Checkout => ({
+      grant,
+      queries: 0,
+      dirty: false,
+      interrupted: false,
+      streams: 0
+    })
 
     // an exclusive lease for the current scope: a whole session, pinned when multiplexed (so statements skip the
     // pipeline, interruption cancels on the server, and pipelined leftovers drain first)
