@@ -275,14 +275,15 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         ),
         Effect.matchEffect({
           onFailure: (error) =>
-            Effect.sync(() =>
-              dispatch({
-                _tag: "OpenFailed",
-                now: now(),
-                session: id,
-                failure: failure(Classify.classifyConnectError(causeOf(error), config))
-              })
-            ),
+            Effect.sync(() => {
+              const classified = Classify.classifyConnectError(causeOf(error), config)
+              dispatch({ _tag: "OpenFailed", now: now(), session: id, failure: failure(classified) })
+              // with no session left, a failed open is the latest word on the database: an older probe's
+              // "reachable" is stale (a rejected login still reached it)
+              if (classified.kind === "outage" && engine.statistics(now()).total === 0) {
+                reachability = new DatabaseReachability({ ...reachability, reachable: false })
+              }
+            }),
           onSuccess: (session) =>
             Effect.sync(() => {
               metrics.created((now() - started) / 1000)
