@@ -134,8 +134,9 @@ export declare namespace Db {
     readonly config: PoolConfig.PoolConfig
     /**
      * `withConnection` on the read replicas' pool (standbys; the primary while none is up, with
-     * `prefer-standby`), or on this pool when no replicas are configured. Statements that write fail on a standby
-     * ("cannot execute … in a read-only transaction") but not on the fallback primary: keep writes out of it.
+     * `prefer-standby`), or on this pool when no replicas are configured. The replicas' sessions default to
+     * read-only transactions (`default_transaction_read_only`), so a write fails ("cannot execute … in a read-only
+     * transaction") on the fallback primary as on a standby — except behind PgBouncer in transaction mode.
      */
     readonly readOnly: <A, E, R>(
       f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
@@ -290,20 +291,34 @@ const build = (
     // The pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
     // file (and only it) however the program composes its layers.
     const poolLogging = yield* Logging.poolLogging(config)
-    const makePool = (poolConfig: PoolConfig.PoolConfig, pinned: () => Client.Clients) =>
-      poolLogging(
+    // `readOnly`: the replicas' sessions default to read-only transactions (`SET default_transaction_read_only`,
+    // again after each DISCARD ALL), so that a write through `Db.readOnly` fails on the fallback primary as it does
+    // on a standby; not behind a transaction pooler, where a session-level SET would land on another server session
+    const makePool = (poolConfig: PoolConfig.PoolConfig, pinned: () => Client.Clients, readOnly: boolean) => {
+      const defaultReadOnly = readOnly && poolConfig.pooler !== "transaction"
+      return poolLogging(
         InternalPool.make({
           config: poolConfig,
           types: options.types,
           metrics: Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize),
           passwordProvider,
           onConnect:
-            userOnConnect === undefined
+            userOnConnect === undefined && !defaultReadOnly
               ? undefined
-              : (conn) => Effect.suspend(() => Effect.asVoid(userOnConnect(pinned().pinned(conn))))
+              : (conn) =>
+                  Effect.suspend(() => {
+                    const sql = pinned().pinned(conn)
+                    return Effect.asVoid(
+                      Effect.zipRight(
+                        defaultReadOnly ? sql.unsafe("SET default_transaction_read_only = on") : Effect.void,
+                        userOnConnect?.(sql) ?? Effect.void
+                      )
+                    )
+                  })
         })
       )
-    const pool = yield* makePool(config, () => clients!)
+    }
+    const pool = yield* makePool(config, () => clients!, false)
     for (const variable of unknownVariables) {
       pool.log("Warning", InternalConfig.unknownVariableMessage(variable), {
         variable: variable.name,
@@ -329,7 +344,7 @@ const build = (
     if (config.replicas !== undefined) {
       const readConfig = Replicas.replicaConfig(config, config.replicas)
       let readClients: Client.Clients | undefined
-      const readPool = yield* makePool(readConfig, () => readClients!)
+      const readPool = yield* makePool(readConfig, () => readClients!, true)
       readClients = yield* Client.make(readPool, readConfig, listener, options)
       replicas = {
         pool: readPool,

@@ -120,6 +120,9 @@ layer(PrimaryStandby.layer(), { timeout: "120 seconds", excludeTestServices: tru
         )
         // on the fallback, every read succeeds
         for (let i = 0; i < 10; i++) assert.strictEqual(yield* readPort, pair.primary.port)
+        // a write through the read-only pool fails on the fallback primary too (default_transaction_read_only)
+        const write = yield* Effect.either(db.readOnly((sql) => sql`CREATE TABLE replicas_fallback_write (n int)`))
+        assert.isTrue(write._tag === "Left" && /read-only transaction/.test(String(write.left)), String(write))
         const onFallback = yield* replicasOf(db).statistics
         assert.strictEqual(onFallback.hosts[1]!.up, false)
         assert.strictEqual(onFallback.connectionsClosed.roleChanged, 0)
