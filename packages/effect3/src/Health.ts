@@ -6,7 +6,8 @@
  * - `unhealthy`: the pool is closed or shutting down; or it cannot open connections and has none left.
  * - `degraded`: it is reconnecting after a failure (some connections still serve); it has not connected
  *   yet (lazy start); it holds fewer than `minSize` connections; or it is saturated — the oldest waiting
- *   caller has waited longer than {@link saturationThresholdMillis}.
+ *   caller has waited longer than {@link saturationThresholdMillis}; or, itself healthy, its read replicas'
+ *   pool (`replicas`) is not.
  * - `healthy`: otherwise.
  *
  * @since 0.1.0

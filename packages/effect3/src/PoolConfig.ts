@@ -228,7 +228,8 @@ export interface PoolConfig {
 
 /**
  * The read-only pool of the read replicas. Every setting not listed here (credentials, TLS, timeouts, lifetimes,
- * `pooler`, …) is the primary's.
+ * `pooler`, …) is the primary's, but it always starts lazily: the layer waits for the primary alone, and replicas
+ * that cannot connect leave the application serving, its health degraded and its reads waiting (`acquireTimeout`).
  *
  * @example
  * ```ts

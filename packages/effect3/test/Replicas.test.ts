@@ -95,6 +95,36 @@ layer(PrimaryStandby.layer(), { timeout: "120 seconds", excludeTestServices: tru
   )
 
   it.scoped(
+    "replicas that cannot connect do not stop the start: the primary serves, health is degraded naming the " +
+      "replicas, a read times out with AcquireTimeout",
+    () =>
+      Effect.gen(function* () {
+        const pair = yield* PrimaryStandby.PrimaryStandby
+        const db = yield* makeDb({
+          url: urlOf(pair),
+          name: "unreachable",
+          minSize: 1,
+          maxSize: 1,
+          acquireTimeout: "500 millis",
+          connectTimeout: "300 millis",
+          reconnect: { initialAttempts: 1 },
+          replicaHosts: "127.0.0.1:1",
+          replicaTargetSessionAttrs: "any"
+        })
+        assert.strictEqual(yield* portOf(db.sql), pair.primary.port)
+        const read = yield* Effect.either(db.readOnly((sql) => portOf(sql)))
+        assert.isTrue(read._tag === "Left" && read.left._tag === "AcquireTimeout", String(read))
+        const health = yield* db.health
+        assert.strictEqual(health.status, "degraded")
+        assert.match(
+          Option.getOrElse(health.reason, () => ""),
+          /^the read replicas \(unreachable-replicas\) are /
+        )
+        assert.notStrictEqual(Option.getOrThrow(health.replicas).status, "healthy")
+      })
+  )
+
+  it.scoped(
     "the standby killed: reads fall back to the primary; the standby back: reads return to it within one recheck, " +
       "the fallback sessions closed as roleChanged",
     () =>

@@ -10,7 +10,9 @@ import { HealthStatus, ReplicaHealth } from "../Health.js"
 import type { PoolConfig, ReplicasConfig } from "../PoolConfig.js"
 
 /**
- * The read-only pool's configuration: the primary's, with the replicas' name, hosts, target and sizes.
+ * The read-only pool's configuration: the primary's, with the replicas' name, hosts, target and sizes. It starts
+ * lazily: the layer waits for the primary alone, so replicas that are down (target `standby` with no standby up, a
+ * reader endpoint unreachable) leave the application serving writes, its health degraded and its reads waiting.
  *
  * @internal
  */
@@ -23,6 +25,7 @@ export const replicaConfig = (config: PoolConfig, replicas: ReplicasConfig): Poo
   targetSessionAttrs: replicas.targetSessionAttrs,
   minSize: replicas.minSize,
   maxSize: replicas.maxSize,
+  init: "lazy",
   replicas: undefined
 })
 
