@@ -250,4 +250,22 @@ describe("PgBouncer's own refusals", () => {
       assert.strictEqual((error as PoolError.ConnectionRejected).attempts, 1)
     })
   )
+
+  it.live("a startup parameter PgBouncer does not track is a rejection whose remedy says to set it on the server", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(
+        makeBounced(bouncers.transaction!, {
+          pooler: "transaction",
+          startupParameters: { search_path: "app" },
+          reconnect: { initialDelay: "500 millis", initialAttempts: 5 }
+        }).pipe(Effect.scoped)
+      )
+      const error = Option.getOrUndefined(Exit.findErrorOption(exit))
+      assert.instanceOf(error, PoolError.ConnectionRejected, String(exit))
+      const rejected = error as PoolError.ConnectionRejected
+      assert.strictEqual(rejected.attempts, 1)
+      assert.match(rejected.serverMessage, /unsupported startup parameter/)
+      assert.match(rejected.remedy, /ALTER ROLE/)
+    })
+  )
 })

@@ -6,8 +6,10 @@
  * PgBouncer's pool and its notifications are lost) and session-level SET (it stays on a server connection that other
  * clients get next). The reset on release runs no session statement on PgBouncer's server connections.
  */
+import { Db, PoolConfig } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Stream } from "effect"
+import { Effect, Exit, Fiber, Option, Redacted, Stream } from "effect"
+import { Reactivity } from "effect/reactivity"
 import { afterAll, beforeAll } from "vitest"
 import {
   type Bouncer,
@@ -94,6 +96,27 @@ describe("behind PgBouncer in transaction mode", () => {
       const rows = yield* db.sql.withTransaction(select(2))
       yield* other.query("COMMIT", [], false)
       assert.strictEqual(rows[0]!.n, 2)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("multiplexed autocommit statements pipeline through PgBouncer: 100 callers on one session", () =>
+    Effect.gen(function* () {
+      const db = yield* makeBounced(bouncer, {
+        applicationName: uniqueAppName("tx-multiplex"),
+        pooler: "transaction",
+        minSize: 1,
+        maxSize: 1,
+        multiplex: true
+      })
+      const exits = yield* Effect.all(
+        Array.from({ length: 100 }, (_, i) => Effect.exit(db.sql<{ n: number }>`SELECT ${i}::int AS n`)),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(
+        exits.map((exit) => (Exit.isSuccess(exit) ? exit.value[0]!.n : String(failureOf(exit)?.message))),
+        Array.from({ length: 100 }, (_, i) => i)
+      )
+      assert.strictEqual((yield* db.statistics).connectionsCreated, 1)
     }).pipe(Effect.scoped)
   )
 
@@ -239,5 +262,40 @@ describe("behind PgBouncer in transaction mode", () => {
       assert.strictEqual(rows[0]!.n, 1)
       assert.strictEqual((yield* db.statistics).connectionsClosed.reset, 0)
     }).pipe(Effect.scoped)
+  )
+})
+
+describe("the pooler setting", () => {
+  it.effect("is kept with the name it was given, from code or from the environment", () =>
+    Effect.gen(function* () {
+      const config = yield* PoolConfig.make({ url: "postgres://app@pgbouncer:6432/app", pooler: "transaction" })
+      assert.deepStrictEqual([config.pooler, config.poolerSetting], ["transaction", "pooler"])
+      const saved = { ...process.env }
+      process.env.DATABASE_URL = "postgres://app@pgbouncer:6432/app"
+      process.env.DB_POOL_POOLER = "session"
+      const fromEnv = yield* Effect.exit(PoolConfig.fromEnv)
+      process.env = saved
+      assert.isTrue(Exit.isSuccess(fromEnv), String(fromEnv))
+      if (Exit.isSuccess(fromEnv)) {
+        assert.deepStrictEqual([fromEnv.value.pooler, fromEnv.value.poolerSetting], ["session", "DB_POOL_POOLER"])
+      }
+      assert.strictEqual((yield* PoolConfig.make({ url: "postgres://app@db/app" })).pooler, "none")
+    })
+  )
+
+  it.effect("refuses what a transaction pooler cannot honour: reset always, a statement timeout at startup", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(
+        Db.make({
+          url: Redacted.make("postgres://app@pgbouncer:6432/app"),
+          pooler: "transaction",
+          reset: "always",
+          statementTimeout: "5 seconds"
+        }).pipe(Effect.scoped)
+      )
+      const message = String(failureOf(exit as Exit.Exit<unknown, unknown>))
+      assert.match(message, /reset.*cannot be honoured with pooler \(transaction\)/)
+      assert.match(message, /statementTimeout.*cannot be sent through PgBouncer/)
+    }).pipe(Effect.provide(Reactivity.layer))
   )
 })
