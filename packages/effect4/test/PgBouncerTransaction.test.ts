@@ -232,6 +232,21 @@ describe("behind PgBouncer in transaction mode", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("an onConnect hook that sets session state fails the start with the refusal, not a silent SET", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(
+        makeBounced(bouncer, {
+          ...POOL,
+          reconnect: { initialDelay: "100 millis", initialAttempts: 1 },
+          onConnect: (sql) => sql`SET search_path = public`
+        }).pipe(Effect.scoped)
+      )
+      const error = failureOf(exit as Exit.Exit<unknown, unknown>)
+      assert.strictEqual((error as { _tag?: string })?._tag, "DatabaseUnreachable", String(exit))
+      assert.match(String((error as { lastCause?: string }).lastCause), /SET would change.*pooler=transaction/)
+    })
+  )
+
   it.live("the reset on release runs no session statement on PgBouncer's server connections", () =>
     Effect.gen(function* () {
       const db = yield* makeBounced(bouncer, {
