@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import type { PoolState } from "./Assessment.js"
+import { formatMillis } from "./internal/settings/values.js"
 
 /**
  * How the configuration named the settings a message may tell the user to change: the option (`url`, `init`,
@@ -25,6 +26,7 @@ import type { PoolState } from "./Assessment.js"
  */
 export interface SettingNames {
   readonly url?: string | undefined
+  readonly connectTimeout?: string | undefined
   readonly init?: string | undefined
   readonly maxSize?: string | undefined
   readonly acquireTimeout?: string | undefined
@@ -32,6 +34,7 @@ export interface SettingNames {
 
 const envNames = {
   url: "DATABASE_URL",
+  connectTimeout: "DB_POOL_CONNECT_TIMEOUT",
   init: "DB_POOL_INIT",
   maxSize: "DB_POOL_MAX_SIZE",
   acquireTimeout: "DB_POOL_ACQUIRE_TIMEOUT"
@@ -339,3 +342,44 @@ export const streamStillOpen =
   "a stream (cursor) is still open on this connection, and PostgreSQL runs nothing else on a connection until " +
   "its cursor is closed: consume or end the stream first, or run this statement on the pool (outside " +
   "withConnection / the transaction)"
+
+/**
+ * A rejected login as the statistics' `lastError` and health's reason show it: what the server said, its
+ * SQLSTATE, and what to fix (an outage's message stays as it is).
+ *
+ * @example
+ * ```ts
+ * import { Messages } from "@effect-pg-pool/engine"
+ *
+ * Messages.rejectedLogin({ message: "password authentication failed", code: "28P01", remedy: "check the password" })
+ * // "password authentication failed (SQLSTATE 28P01) — check the password"
+ * ```
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const rejectedLogin = (failure: {
+  readonly message: string
+  readonly code: string | undefined
+  readonly remedy: string | undefined
+}): string =>
+  `${failure.message}${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`}` +
+  (failure.remedy === undefined ? "" : ` — ${failure.remedy}`)
+
+/**
+ * Why an open failed when its `onConnect` hook ran past `connectTimeout` (the login's bound bounds the hook too: a
+ * hung hook would keep the session opening for good), naming the setting as the user wrote it.
+ *
+ * @example
+ * ```ts
+ * import { Messages } from "@effect-pg-pool/engine"
+ *
+ * Messages.onConnectTimeout(5_000, { connectTimeout: "connectTimeout" })
+ * // "the onConnect hook did not finish within 5s (connectTimeout)"
+ * ```
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const onConnectTimeout = (millis: number, names?: Pick<SettingNames, "connectTimeout">): string =>
+  `the onConnect hook did not finish within ${formatMillis(millis)} (${nameOf(names, "connectTimeout")})`

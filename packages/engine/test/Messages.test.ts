@@ -143,3 +143,25 @@ it("a statement behind an open stream is refused with what to do", () => {
   assert.include(Messages.streamStillOpen, "a stream (cursor) is still open")
   assert.include(Messages.streamStillOpen, "consume or end the stream first")
 })
+
+describe("open failures", () => {
+  it("a rejected login reads with its SQLSTATE and the remedy", () => {
+    assert.strictEqual(
+      Messages.rejectedLogin({
+        message: "password authentication failed",
+        code: "28P01",
+        remedy: "check the password"
+      }),
+      "password authentication failed (SQLSTATE 28P01) — check the password"
+    )
+    assert.strictEqual(Messages.rejectedLogin({ message: "refused", code: undefined, remedy: undefined }), "refused")
+  })
+
+  it("a hung onConnect hook is named with the bound and the setting as written", () => {
+    assert.strictEqual(
+      Messages.onConnectTimeout(5_000),
+      "the onConnect hook did not finish within 5s (DB_POOL_CONNECT_TIMEOUT)"
+    )
+    assert.include(Messages.onConnectTimeout(500, { connectTimeout: "connectTimeout" }), "500ms (connectTimeout)")
+  })
+})
