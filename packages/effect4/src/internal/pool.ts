@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Classify, Engine } from "@effect-pg-pool/engine"
+import { Classify, Engine, Messages } from "@effect-pg-pool/engine"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -121,7 +121,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
 
     const failure = (classified: Classify.Classified): Engine.Failure => ({
       kind: classified.kind,
-      message: redact(classified.message),
+      // a rejection says what to fix, in the statistics and health as in the error
+      message: redact(classified.kind === "rejected" ? Messages.rejectedLogin(classified) : classified.message),
       code: classified.code,
       probeable: classified.probeable,
       startingUp: classified.startingUp
@@ -264,15 +265,24 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           failure: failure(Classify.classifyError(causeOf(error)))
         })
       }).pipe(
-        // a failing hook fails this session (closed, reported as a failed open), not the pool
-        Effect.flatMap((session) =>
-          options.onConnect === undefined
+        // a failing hook fails this session (closed, reported as a failed open), not the pool; it is bounded by
+        // connectTimeout as the login is (a hung hook would keep the session opening for good)
+        Effect.flatMap((session) => {
+          const onConnect = options.onConnect
+          return onConnect === undefined
             ? Effect.succeed(session)
-            : options.onConnect(session).pipe(
+            : Effect.suspend(() => onConnect(session)).pipe(
+                Effect.timeoutOrElse({
+                  duration: config.connectTimeout,
+                  orElse: () =>
+                    Effect.fail(new Error(Messages.onConnectTimeout(Duration.toMillis(config.connectTimeout))))
+                }),
                 Effect.as(session),
                 Effect.tapCause(() => session.close(false))
               )
-        ),
+        }),
+        // a defect (a hook or the driver that throws) is a failed open too: it must not wedge `pending`
+        Effect.catchDefect((defect) => Effect.fail(defect)),
         Effect.matchEffect({
           onFailure: (error) =>
             Effect.sync(() => {
