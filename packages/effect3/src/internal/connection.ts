@@ -7,7 +7,7 @@
  *
  * @internal
  */
-import { Classify } from "@effect-pg-pool/engine"
+import { Classify, Messages } from "@effect-pg-pool/engine"
 import * as Cause from "effect/Cause"
 import type * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -394,9 +394,7 @@ const setUp = (
     Effect.suspend(() => onConnect(conn)),
     timeout,
     () => {
-      timedOut = new Error(
-        `the onConnect hook did not finish within ${Duration.format(timeout)} (DB_POOL_CONNECT_TIMEOUT)`
-      )
+      timedOut = new Error(Messages.onConnectTimeout(Duration.toMillis(timeout)))
       // the connection is thrown away: the hook's interrupted query need not wait for the server
       conn.broken ??= timedOut
       return timedOut

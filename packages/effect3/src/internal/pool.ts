@@ -11,7 +11,7 @@
  * @internal
  */
 import type { Engine } from "@effect-pg-pool/engine"
-import { Classify, Engine as Engines, Hosts, Pooler } from "@effect-pg-pool/engine"
+import { Classify, Engine as Engines, Hosts, Messages, Pooler } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -688,10 +688,7 @@ export class Pool {
     const message = redactText(failure.message, this.connectOptions.password)
     const reported: Engine.Failure = {
       kind: failure.kind,
-      message:
-        failure.kind === "outage"
-          ? message
-          : `${message}${failure.code === undefined ? "" : ` (SQLSTATE ${failure.code})`} — ${failure.remedy}`,
+      message: failure.kind === "outage" ? message : Messages.rejectedLogin({ ...failure, message }),
       code: failure.code,
       probeable: failure.probeable,
       // a server going away is retried on the same short cadence as one starting up
