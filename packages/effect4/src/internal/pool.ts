@@ -250,8 +250,15 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         dispatch({ _tag: "ReconnectDue", now: now() })
       })
 
+    // given up at timeoutAt without waiting for the round trip's interruption: on a silent socket that lasts as long
+    // as the socket does, and the acquisition's deadline would wait with it (the session is closed on a timeout)
     const bounded = <A, E>(effect: Effect.Effect<A, E>, timeoutAt: number) =>
-      Effect.timeoutOption(effect, Duration.millis(Math.max(0, timeoutAt - now())))
+      Effect.flatMap(Effect.forkDetach(Effect.exit(effect)), (fiber) =>
+        Effect.timeoutOption(
+          Effect.flatMap(Fiber.join(fiber), (exit) => exit),
+          Duration.millis(Math.max(0, timeoutAt - now()))
+        )
+      )
 
     const openSession = (id: Engine.SessionId) => {
       const started = now()
