@@ -94,7 +94,9 @@ describe("reset on release", () => {
       yield* Db.withConnection((sql) =>
         Effect.andThen(sql`SELECT pg_advisory_lock(4243)`, sql`LISTEN e4_reset_channel`)
       )
-      // another pool (another session) can take the lock: the first one's was released by the reset
+      // once the session serves again (its reset done), another pool (another session) can take the lock
+      const sql = yield* SqlClient.SqlClient
+      assert.deepStrictEqual(yield* sql<{ c: string }>`SELECT pg_listening_channels() AS c`, [])
       const locked = yield* Effect.provide(
         Db.withConnection((sql) =>
           Effect.tap(
@@ -105,8 +107,6 @@ describe("reset on release", () => {
         Db.layer({ url: Redacted.make(server.url), minSize: 0, maxSize: 1 }).pipe(Layer.provide(Logger.layer([])))
       )
       assert.isTrue(locked[0]!.ok)
-      const sql = yield* SqlClient.SqlClient
-      assert.deepStrictEqual(yield* sql<{ c: string }>`SELECT pg_listening_channels() AS c`, [])
     }).pipe(Effect.provide(one()))
   )
 
