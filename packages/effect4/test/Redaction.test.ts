@@ -119,8 +119,13 @@ const assertLogsClean = (capture: Capture) => {
   const file = capture.file()
   assert.isAbove(file.length, 0, "the file logger wrote nothing")
   assertClean("the log file", file)
+  // every logged error has its message (issue 10, item 12: no object rendered as [object Object])
+  assert.notInclude(file, "[object Object]")
   assert.isAbove(capture.raw.length, 0)
-  for (const [i, line] of capture.raw.entries()) assertClean(`raw log event ${i}`, line)
+  for (const [i, line] of capture.raw.entries()) {
+    assertClean(`raw log event ${i}`, line)
+    assert.notInclude(line, "[object Object]", `raw log event ${i}`)
+  }
 }
 
 describe("configuration errors", () => {
