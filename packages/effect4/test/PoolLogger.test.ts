@@ -1,0 +1,239 @@
+// Ported from the Effect 3 edition's PoolLogger.test.ts: the file layers (console loggers out, others kept, the
+// file and its directories created, redaction, the level), the environment's layer, and the pool's own routing.
+import { Db, PoolError, PoolLogger } from "@effect-pg-pool/effect4"
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, ConfigProvider, Effect, Exit, Logger, Option, Redacted, References } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { uniqueAppName } from "./utils/pools.js"
+import { startServer, type TestServer } from "./utils/server.js"
+
+let server: TestServer
+beforeAll(async () => {
+  server = await startServer()
+})
+afterAll(() => server?.close())
+
+/** A fresh directory, removed with the test's scope. */
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "e4-pool-logger-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+const readLines = (path: string): Array<Record<string, any>> =>
+  Fs.readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line))
+
+const currentLoggers = Effect.gen(function* () {
+  return yield* Logger.CurrentLoggers
+})
+
+const withEnv = (env: Record<string, string>) =>
+  Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+
+const configError = (exit: Exit.Exit<unknown, unknown>) => {
+  const error = Exit.isFailure(exit) ? Option.getOrUndefined(Exit.findErrorOption(exit)) : undefined
+  return error instanceof PoolError.PoolConfigError ? error : assert.fail(`expected a PoolConfigError: ${error}`)
+}
+
+describe("PoolLogger", () => {
+  it.effect("replaces Effect's console loggers and keeps the others (the tracer's, yours)", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "pool.jsonl")
+      const mine = Logger.make(() => {})
+      const inside = yield* currentLoggers.pipe(
+        Effect.provide(PoolLogger.layer(path)),
+        Effect.provide(Logger.layer([mine], { mergeWithExisting: true }))
+      )
+      assert.isFalse(inside.has(Logger.defaultLogger))
+      assert.isTrue(inside.has(mine))
+      assert.isTrue(inside.has(Logger.tracerLogger))
+      assert.strictEqual(inside.size, 3, "the tracer's, mine and the file logger")
+      for (const consoleLogger of [Logger.consoleJson, Logger.consoleLogFmt, Logger.consoleStructured]) {
+        const loggers = yield* currentLoggers.pipe(
+          Effect.provide(PoolLogger.layer(path)),
+          Effect.provide(Logger.layer([consoleLogger], { mergeWithExisting: true }))
+        )
+        assert.isFalse(loggers.has(consoleLogger))
+        assert.strictEqual(loggers.size, 2, "the tracer's and the file logger")
+      }
+      const silent = yield* currentLoggers.pipe(Effect.provide(PoolLogger.layerSilent()))
+      assert.deepStrictEqual([...silent], [Logger.tracerLogger])
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("appends to an existing file, and creates a missing one with its directories", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "a", "b", "c", "pool.jsonl")
+      yield* Effect.log("first run").pipe(Effect.provide(PoolLogger.layer(path)))
+      yield* Effect.log("second run").pipe(Effect.provide(PoolLogger.layer(path)))
+      assert.deepStrictEqual(
+        readLines(path).map((line) => line.message),
+        ["first run", "second run"]
+      )
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("never writes a password it was given, in any form, nor the password of any postgres URL", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "pool.jsonl")
+      const password = "s3cr3t-PW-xyz"
+      const awkward = `qu"o\\te/d@pw`
+      yield* Effect.gen(function* () {
+        yield* Effect.log(`authenticating with ${password}`).pipe(
+          Effect.annotateLogs({
+            url: "postgres://app:an0ther-pass@db.internal:5432/app",
+            keyword: "host=db password=kw-pass-123 sslpassword='ssl-pass-4' dbname=app",
+            nested: { list: [password, { deeper: `x${password}x` }] },
+            [`key-${password}`]: 1,
+            encoded: encodeURIComponent(awkward),
+            awkward
+          })
+        )
+        yield* Effect.logError("failed", new Error(`could not connect to postgres://app:${password}@db/app`))
+        yield* Effect.logError(Cause.die(new Error(`stack holds ${awkward}`)))
+        yield* Effect.log(Redacted.make(password), password)
+      }).pipe(Effect.provide(PoolLogger.layer(path, { redact: [Redacted.make(password), awkward, undefined] })))
+      const text = Fs.readFileSync(path, "utf8")
+      assert.strictEqual(readLines(path).length, 4)
+      for (const secret of [
+        password,
+        "an0ther-pass",
+        "kw-pass-123",
+        "ssl-pass-4",
+        awkward,
+        JSON.stringify(awkward).slice(1, -1)
+      ]) {
+        assert.notInclude(text, secret)
+        assert.notInclude(text, encodeURIComponent(secret))
+      }
+      assert.include(text, "postgres://app:***@db.internal:5432/app")
+      assert.include(text, "authenticating with ***")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("minimumLogLevel lowers (or raises) the level logged for the whole program", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const logBoth = Effect.andThen(Effect.logDebug("debug line"), Effect.logInfo("info line"))
+      yield* logBoth.pipe(Effect.provide(PoolLogger.layer(Path.join(dir, "default.jsonl"))))
+      yield* logBoth.pipe(Effect.provide(PoolLogger.layer(Path.join(dir, "debug.jsonl"), { minimumLogLevel: "Debug" })))
+      yield* logBoth.pipe(Effect.provide(PoolLogger.layer(Path.join(dir, "warn.jsonl"), { minimumLogLevel: "Warn" })))
+      const messages = (file: string) => readLines(Path.join(dir, file)).map((line) => line.message)
+      assert.deepStrictEqual(messages("default.jsonl"), ["info line"])
+      assert.deepStrictEqual(messages("debug.jsonl"), ["debug line", "info line"])
+      assert.deepStrictEqual(messages("warn.jsonl"), [])
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("layerFromEnv: DB_POOL_LOG_FILE and DB_POOL_LOG_LEVEL, redacting DATABASE_URL's and PGPASSWORD's", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "logs", "pool.jsonl")
+      yield* Effect.logDebug("url-pass/1 pg-pass-2 url-pass%2F1").pipe(
+        Effect.provide(PoolLogger.layerFromEnv()),
+        withEnv({
+          DB_POOL_LOG_FILE: path,
+          DB_POOL_LOG_LEVEL: "debug",
+          DATABASE_URL: "postgres://app:url-pass%2F1@db:5432/app",
+          PGPASSWORD: "pg-pass-2"
+        })
+      )
+      assert.deepStrictEqual(
+        readLines(path).map((line) => line.message),
+        ["*** *** ***"]
+      )
+      const loggers = yield* currentLoggers.pipe(Effect.provide(PoolLogger.layerFromEnv()), withEnv({}))
+      assert.deepStrictEqual([...loggers], [Logger.tracerLogger], "no file: nowhere, and not to the console")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("fails with PoolConfigError naming the setting when the file cannot be opened or the level is wrong", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const blocker = Path.join(dir, "not-a-directory")
+      Fs.writeFileSync(blocker, "")
+      const path = Path.join(blocker, "logs", "pool.jsonl")
+      const direct = configError(yield* Effect.exit(Effect.provide(Effect.void, PoolLogger.layer(path))))
+      assert.include(direct.message, `the log file (${path}) cannot be opened for appending`)
+      const fromEnv = configError(
+        yield* Effect.exit(
+          Effect.provide(Effect.void, PoolLogger.layerFromEnv()).pipe(withEnv({ DB_POOL_LOG_FILE: path }))
+        )
+      )
+      assert.include(fromEnv.message, `DB_POOL_LOG_FILE (${path}) cannot be opened for appending`)
+      const badLevel = configError(
+        yield* Effect.exit(
+          Effect.provide(Effect.void, PoolLogger.layerFromEnv()).pipe(withEnv({ DB_POOL_LOG_LEVEL: "loud" }))
+        )
+      )
+      assert.include(badLevel.message, "DB_POOL_LOG_LEVEL (loud) must be trace, debug, info")
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("PoolLogger with a pool", () => {
+  /** The pool's own events, captured by a logger installed around the layer (the program's). */
+  const poolEvents = (options: Db.DbOptions, programLevel?: "Info" | "Debug") =>
+    Effect.gen(function* () {
+      const lines: Array<{ level: string; message: unknown; pool: unknown }> = []
+      const capture = Logger.make(({ fiber, logLevel, message }) => {
+        const pool = fiber.getRef(References.CurrentLogAnnotations).pool
+        lines.push({ level: logLevel, message: Array.isArray(message) ? message[0] : message, pool })
+      })
+      const name = uniqueAppName("level")
+      yield* Db.withConnection((sql) => sql`SELECT 1 AS one`).pipe(
+        Effect.provide(Db.layer({ url: Redacted.make(server.url), name, minSize: 2, ...options })),
+        Effect.provide(Logger.layer([capture])),
+        programLevel === undefined ? (self) => self : Effect.provideService(References.MinimumLogLevel, programLevel)
+      )
+      return lines.filter((line) => line.pool === name)
+    })
+
+  it.live("logLevel sets the lowest level of the pool's own events; without it, the program's applies", () =>
+    Effect.gen(function* () {
+      const debug = yield* poolEvents({ logLevel: "Debug" })
+      assert.strictEqual(debug.filter((line) => line.message === "connection opened").length, 2)
+      assert.isTrue(debug.every((line) => line.level !== "Debug" || line.message !== "pool ready"))
+
+      const quiet = yield* poolEvents({ logLevel: "Warn" }, "Debug")
+      assert.deepStrictEqual(
+        quiet.filter((line) => line.level === "Debug" || line.level === "Info"),
+        [],
+        "Warn drops the Info and Debug events even in a program at Debug"
+      )
+
+      const byDefault = yield* poolEvents({})
+      assert.isTrue(byDefault.some((line) => line.message === "pool ready"))
+      assert.isFalse(byDefault.some((line) => line.level === "Debug"))
+      const programDebug = yield* poolEvents({}, "Debug")
+      assert.strictEqual(programDebug.filter((line) => line.message === "connection opened").length, 2)
+    })
+  )
+
+  it.live("with logFile and logLevel, the pool's events go to that file only, at that level, password masked", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const path = Path.join(dir, "pool", "events.jsonl")
+      const console: Array<string> = []
+      const capture = Logger.make(({ message }) => void console.push(String(message)))
+      const name = uniqueAppName("file")
+      yield* Db.withConnection((sql) => sql`SELECT 1 AS one`).pipe(
+        Effect.provide(
+          Db.layer({ url: Redacted.make(server.url), name, minSize: 1, logFile: path, logLevel: "Debug" })
+        ),
+        Effect.provide(Logger.layer([capture]))
+      )
+      const lines = readLines(path)
+      const messages = lines.map((line) => line.message)
+      assert.include(messages, "connection opened")
+      assert.strictEqual(messages.at(-1), "pool shut down")
+      assert.isTrue(lines.every((line) => line.annotations.pool === name))
+      assert.notInclude(Fs.readFileSync(path, "utf8"), server.password)
+      assert.deepStrictEqual(console, [])
+    }).pipe(Effect.scoped)
+  )
+})
