@@ -150,7 +150,8 @@ export const layer = (path: string, options?: Options): Layer.Layer<never, PoolC
 
 /**
  * Removes the console loggers and installs none: logs go nowhere, except to loggers that do not write to the
- * console.
+ * console. A `Layer` value, as Effect 4's own logger layers are; for a level too, merge
+ * `Layer.succeed(References.MinimumLogLevel, level)`.
  *
  * @example
  * ```ts
@@ -158,14 +159,13 @@ export const layer = (path: string, options?: Options): Layer.Layer<never, PoolC
  * import { Layer } from "effect"
  *
  * // a CLI that writes JSON to stdout: no log line may reach it
- * const MainLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layerSilent()))
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layerSilent))
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerSilent = (options?: Pick<Options, "minimumLogLevel">): Layer.Layer<never> =>
-  install(undefined, options?.minimumLogLevel) as Layer.Layer<never>
+export const layerSilent: Layer.Layer<never> = install(undefined, undefined) as Layer.Layer<never>
 
 /**
  * Reads `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL` (`trace`, `debug`, `info`, `warning`, `error`, `fatal`, `all`,
@@ -190,7 +190,7 @@ export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigEr
   Layer.unwrap(
     Effect.map(InternalConfig.loggingFromEnv, (env) => {
       const minimumLogLevel = env.logLevel ?? options?.minimumLogLevel
-      if (env.logFile === undefined) return layerSilent({ minimumLogLevel })
+      if (env.logFile === undefined) return install(undefined, minimumLogLevel)
       const redact = [
         ...(options?.redact ?? []),
         ...(env.url === undefined ? [] : Settings.passwordsInUrl(env.url)),
@@ -219,7 +219,7 @@ export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigEr
  */
 export const layerFromConfig = (config: PoolConfig, options?: Options): Layer.Layer<never, PoolConfigError> => {
   const minimumLogLevel = config.logLevel ?? options?.minimumLogLevel
-  if (config.logFile === undefined) return layerSilent({ minimumLogLevel })
+  if (config.logFile === undefined) return install(undefined, minimumLogLevel)
   const redact = [...(options?.redact ?? []), config.password]
   return install(internal.openLogFile(config.logFile, { redact }, config.settingNames.logFile), minimumLogLevel)
 }

@@ -61,7 +61,7 @@ describe("PoolLogger", () => {
         assert.isFalse(loggers.has(consoleLogger))
         assert.strictEqual(loggers.size, 2, "the tracer's and the file logger")
       }
-      const silent = yield* currentLoggers.pipe(Effect.provide(PoolLogger.layerSilent()))
+      const silent = yield* currentLoggers.pipe(Effect.provide(PoolLogger.layerSilent))
       assert.deepStrictEqual([...silent], [Logger.tracerLogger])
     }).pipe(Effect.scoped)
   )
