@@ -447,8 +447,8 @@ export const layerPgClientConfig = (
 ): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
   Layer.effectContext(
     Effect.gen(function* () {
-      const options = yield* Config.unwrap(config)
-      return toContext(yield* Effect.mapError(make(options), toSqlError))
+      const { options, written } = yield* InternalConfig.readConfig(config)
+      return toContext(yield* Effect.mapError(makeWritten(options, written), toSqlError))
     })
   ).pipe(Layer.provide(Reactivity.layer))
 
