@@ -1,4 +1,5 @@
 import { Db, PoolConfig, PoolError } from "@effect-pg-pool/effect4"
+import * as InternalConfig from "../src/internal/config.js"
 import { assert, describe, it } from "@effect/vitest"
 import { Config, ConfigProvider, Duration, Effect, Exit, Option, Redacted } from "effect"
 
@@ -314,4 +315,42 @@ describe("PoolConfig", () => {
       for (const text of texts) assert.notInclude(text, PASSWORD)
     })
   )
+
+  it("refuses a setting of the engine's table that the edition does not carry, by the name it was given", () => {
+    // a setting the engine (and the Effect 3 edition) gains before this edition carries it
+    const table = [
+      { setting: "replicas", env: "DB_POOL_REPLICAS" },
+      { setting: "maxSize", env: "DB_POOL_MAX_SIZE" }
+    ]
+    const carried = new Set(["maxSize"])
+    assert.deepStrictEqual(InternalConfig.uncarried({ maxSize: 3 }, "input", {}, table, carried), [])
+    const [fromCode] = InternalConfig.uncarried({ replicas: true }, "input", {}, table, carried)
+    assert.strictEqual(
+      fromCode?.message,
+      "replicas (true) is not supported by the Effect 4 edition yet: remove it, or use the Effect 3 edition " +
+        "(@effect-pg-pool/effect3) for this pool"
+    )
+    assert.strictEqual(
+      InternalConfig.uncarried({ replicas: "yes" }, "env", {}, table, carried)[0]?.setting,
+      "DB_POOL_REPLICAS"
+    )
+    assert.strictEqual(
+      InternalConfig.uncarried({ replicas: true }, "input", { replicas: "APP_REPLICAS" }, table, carried)[0]?.setting,
+      "APP_REPLICAS"
+    )
+    // every setting of today's table is carried
+    assert.deepStrictEqual(
+      InternalConfig.uncarried(
+        Object.fromEntries(
+          ["name", "pooler", "queryTimeout", "cancelTimeout", "logLevel", "pipeline", "targetSessionAttrs"].map((k) => [
+            k,
+            1
+          ])
+        ),
+        "input",
+        {}
+      ),
+      []
+    )
+  })
 })

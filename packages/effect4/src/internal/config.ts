@@ -229,6 +229,78 @@ const toConfig = (settings: Settings.Settings<false | ConnectionOptions>, mux: M
   }
 }
 
+/** The settings of the engine's table that this edition carries into its `PoolConfig`. */
+const CARRIED: ReadonlySet<string> = new Set([
+  "name",
+  "url",
+  "host",
+  "port",
+  "database",
+  "user",
+  "password",
+  "ssl",
+  "sslmode",
+  "targetSessionAttrs",
+  "loadBalanceHosts",
+  "minSize",
+  "maxSize",
+  "acquireTimeout",
+  "connectTimeout",
+  "validateAfterIdle",
+  "validationTimeout",
+  "maxLifetime",
+  "maxIdleTime",
+  "maxQueries",
+  "pipeline",
+  "leakDetectionThreshold",
+  "shutdownTimeout",
+  "cancelTimeout",
+  "queryTimeout",
+  "keepAlive",
+  "reset",
+  "reconnect",
+  "init",
+  "pooler",
+  "statementTimeout",
+  "applicationName",
+  "logFile",
+  "logLevel"
+])
+
+/**
+ * A setting the engine's table gained (the Effect 3 edition's) that this edition does not carry yet is refused
+ * when given, never validated and then ignored.
+ *
+ * @internal
+ */
+export const uncarried = (
+  raw: Readonly<Record<string, unknown>>,
+  source: "input" | "env",
+  written: Settings.WrittenNames,
+  table: ReadonlyArray<{ readonly setting: string; readonly env: string }> = Settings.table,
+  carried: ReadonlySet<string> = CARRIED
+): Array<ConfigIssue> => {
+  const issues: Array<ConfigIssue> = []
+  const seen = new Set<string>()
+  for (const entry of table) {
+    const field = entry.setting.split(".")[0]!
+    if (carried.has(field) || seen.has(field) || raw[field] === undefined) continue
+    seen.add(field)
+    const setting = written[field] ?? (source === "env" ? entry.env : field)
+    const value = typeof raw[field] === "object" ? JSON.stringify(raw[field]) : String(raw[field])
+    issues.push({
+      field,
+      env: entry.env,
+      setting,
+      value,
+      message:
+        `${setting} (${value}) is not supported by the Effect 4 edition yet: remove it, or use the Effect 3 ` +
+        `edition (@effect-pg-pool/effect3) for this pool`
+    })
+  }
+  return issues
+}
+
 const finish = (
   result: Settings.Result<false | ConnectionOptions>,
   raw: RawInput,
@@ -236,6 +308,7 @@ const finish = (
   written: Settings.WrittenNames = {}
 ): PoolConfig | PoolConfigError => {
   const issues: Array<ConfigIssue> = result.ok ? [] : [...result.issues]
+  issues.push(...uncarried(raw, source, written))
   const mux = multiplexing(raw, source, issues, result.ok ? result.settings : undefined, written)
   return result.ok && issues.length === 0 ? toConfig(result.settings, mux) : new PoolConfigError({ issues })
 }
@@ -273,6 +346,7 @@ export const fromEnvRecord = (env: Readonly<Record<string, string | undefined>>)
   finish(
     Settings.fromEnv(env, { runtime, tls }),
     {
+      ...Settings.inputFromEnv(env),
       multiplex: env[multiplexEnv.multiplex] || undefined,
       multiplexConcurrency: env[multiplexEnv.multiplexConcurrency] || undefined
     },
