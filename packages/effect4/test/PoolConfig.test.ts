@@ -353,4 +353,36 @@ describe("PoolConfig", () => {
       []
     )
   })
+
+  it.effect("reports the DB_POOL_* variables that are not settings with the issues, and the setting meant", () =>
+    Effect.gen(function* () {
+      const error = yield* refused(
+        withEnv({ DATABASE_URL: URL, DB_POOL_MAX_SIZE: "0", DB_POOL_MAXSIZE: "20", DB_POOL_MULTIPLEX: "true" })
+      )
+      assert.deepStrictEqual(messages(error).slice(1), [
+        "DB_POOL_MAXSIZE is not a setting of the pool and is ignored: did you mean DB_POOL_MAX_SIZE?"
+      ])
+      // through any provider: object keys as fromUnknown gives them
+      const fromUnknown = yield* refused(
+        Effect.provideService(
+          PoolConfig.fromEnv,
+          ConfigProvider.ConfigProvider,
+          ConfigProvider.fromUnknown({ DATABASE_URL: URL, DB_POOL_MIN_SIZE: "-1", DB_POOL_ACQUIRE_TIMOUT: "1s" })
+        )
+      )
+      assert.include(
+        messages(fromUnknown),
+        "DB_POOL_ACQUIRE_TIMOUT is not a setting of the pool and is ignored: did you mean DB_POOL_ACQUIRE_TIMEOUT?"
+      )
+      const { unknown } = yield* Effect.provideService(
+        InternalConfig.fromEnvChecked,
+        ConfigProvider.ConfigProvider,
+        ConfigProvider.fromEnv({ env: { DATABASE_URL: URL, DB_POOL_LOGLEVEL: "debug" } })
+      )
+      assert.deepStrictEqual(
+        unknown.map((u) => [u.name, u.closest]),
+        [["DB_POOL_LOGLEVEL", "DB_POOL_LOG_LEVEL"]]
+      )
+    })
+  )
 })

@@ -379,11 +379,83 @@ const readEnv: Effect.Effect<Readonly<Record<string, string | undefined>>, PoolC
   (values) => Object.fromEntries(Object.entries(values).map(([key, value]) => [key, Option.getOrUndefined(value)]))
 )
 
-/** The configuration from the environment, read through the current `ConfigProvider`. @internal */
-export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.flatMap(readEnv, (env) => {
-  const result = fromEnvRecord(env)
-  return result instanceof PoolConfigError ? Effect.fail(result) : Effect.succeed(result)
+// Bounds on the walk below, so that a provider with a huge or cyclic tree costs little.
+const MAX_DEPTH = 8
+const MAX_NODES = 1_000
+const PREFIX = "DB_POOL_"
+const EDITION_VARIABLES: ReadonlySet<string> = new Set(Object.values(multiplexEnv))
+
+const childrenOf = (node: ConfigProvider.Node | undefined): ReadonlyArray<string> =>
+  node === undefined || node._tag === "Value"
+    ? []
+    : node._tag === "Record"
+      ? [...node.keys]
+      : Array.from({ length: node.length }, (_, i) => String(i))
+
+/**
+ * The `DB_POOL_*` variables the provider holds that are not settings. Providers list the children of a path one
+ * segment at a time (`_`-separated for the environment, object keys for `fromUnknown`), so the walk descends from
+ * the root through the paths that can still spell `DB_POOL_…`, joining segments with `_`.
+ *
+ * @internal
+ */
+export const unknownVariables: Effect.Effect<ReadonlyArray<Settings.UnknownVariable>> = Effect.gen(function* () {
+  const provider = yield* ConfigProvider.ConfigProvider
+  const load = (path: ReadonlyArray<string>) =>
+    Effect.orElseSucceed(provider.load(path as Array<string>), () => undefined)
+  const found = new Set<string>()
+  let visited = 0
+  const walk = (path: ReadonlyArray<string>): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      if (path.length >= MAX_DEPTH || visited >= MAX_NODES) return
+      for (const child of childrenOf(yield* load(path))) {
+        if (++visited > MAX_NODES) return
+        const next = [...path, child]
+        const name = next.join("_").toUpperCase()
+        if (name.startsWith(PREFIX)) {
+          const node = yield* load(next)
+          // a leaf is a variable; an inner node (DB_POOL_MAX of DB_POOL_MAX_SIZE) is one only if it has a value
+          if (node !== undefined && (node._tag === "Value" || node.value !== undefined)) found.add(name)
+          yield* walk(next)
+        } else if (PREFIX.startsWith(`${name}_`)) {
+          yield* walk(next)
+        }
+      }
+    })
+  yield* walk([])
+  return Settings.unknownVariables([...found].filter((name) => !EDITION_VARIABLES.has(name)))
 })
+
+/**
+ * The configuration from the environment, and the `DB_POOL_*` variables it ignored. When the configuration is
+ * invalid anyway, those are reported with its issues: a typo is the likeliest cause of a setting that seems lost.
+ *
+ * @internal
+ */
+export const fromEnvChecked: Effect.Effect<
+  { readonly config: PoolConfig; readonly unknown: ReadonlyArray<Settings.UnknownVariable> },
+  PoolConfigError
+> = Effect.gen(function* () {
+  const env = yield* readEnv
+  const unknown = yield* unknownVariables
+  const result = fromEnvRecord(env)
+  if (!(result instanceof PoolConfigError)) return { config: result, unknown }
+  return yield* new PoolConfigError({
+    issues: [
+      ...result.issues,
+      ...unknown.map((u) => ({
+        field: "env",
+        env: u.name,
+        setting: u.name,
+        value: "",
+        message: Settings.unknownVariableMessage(u)
+      }))
+    ]
+  })
+})
+
+/** The configuration from the environment, read through the current `ConfigProvider`. @internal */
+export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.map(fromEnvChecked, ({ config }) => config)
 
 /**
  * What `PoolLogger.layerFromEnv` reads: `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL`, validated as `fromEnv`
