@@ -1,8 +1,14 @@
 /**
  * The pool's logs as JSON lines in a file, and nothing on stdout or stderr: an MCP server on stdio dies of a stray
- * line. One JSON object per line with the time, level, message, annotations (the pool name, connection ids,
- * durations…) and the cause with its stack; passwords are masked in every string of every line, before it is
- * serialised (so that escaping cannot hide one).
+ * line.
+ *
+ * Each line is the Effect 3 edition's: `timestamp`, `level` (`INFO`, `WARN`, …), `fiberId`, `message`, the log
+ * annotations at the top level (the pool's `pool`, `event`, `connectionId`, `reason`, durations…; one named like a
+ * field above goes under `annotations`), `spans` (label → elapsed ms), `traceId`/`spanId` inside a span, an Error
+ * logged as a message under `exception` (name, message, fields, cause, stack; several under `exceptions`), other
+ * non-string message parts under `details`, and a logged `Cause` under `cause`, rendered with its stacks. Every
+ * password given to the layer, and the password of every `postgres://` URL, is replaced by `***` in every string
+ * of the line, before it is serialised (so that escaping cannot hide one).
  *
  * The layers here remove Effect's console loggers — `Logger.defaultLogger` and the `Logger.consoleJson`,
  * `Logger.consoleLogFmt` and `Logger.consoleStructured` instances — and add a logger appending to a file. Loggers

@@ -41,6 +41,67 @@ const configError = (exit: Exit.Exit<unknown, unknown>) => {
 }
 
 describe("PoolLogger", () => {
+  it.effect("writes one JSON object per line: timestamp, level, fiber, message, annotations at the top, spans", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "pool.jsonl")
+      yield* Effect.logWarning("connection closed").pipe(
+        Effect.annotateLogs({ pool: "orders", connectionId: 7, reason: "broken", level: "clashes with a field" }),
+        Effect.withLogSpan("shutdown"),
+        Effect.provide(PoolLogger.layer(path))
+      )
+      const lines = readLines(path)
+      assert.strictEqual(lines.length, 1)
+      const line = lines[0]!
+      assert.strictEqual(line.message, "connection closed")
+      assert.strictEqual(line.level, "WARN")
+      assert.match(line.fiberId, /^#\d+$/)
+      assert.strictEqual(new Date(line.timestamp).toISOString(), line.timestamp)
+      assert.strictEqual(line.pool, "orders")
+      assert.strictEqual(line.connectionId, 7)
+      assert.strictEqual(line.reason, "broken")
+      // an annotation named like a field of the line does not overwrite it
+      assert.deepStrictEqual(line.annotations, { level: "clashes with a field" })
+      assert.deepStrictEqual(Object.keys(line.spans), ["shutdown"])
+      assert.isNumber(line.spans.shutdown)
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("keeps the stack of an Error logged as a message and of a logged Cause", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "pool.jsonl")
+      const died = yield* Effect.exit(Effect.die(new Error("kaboom")))
+      yield* Effect.gen(function* () {
+        yield* Effect.logError("query failed", new Error("boom", { cause: new Error("root cause") }))
+        yield* Effect.logError("crashed", Exit.isFailure(died) ? died.cause : Cause.empty)
+        yield* Effect.logWarning(Cause.fail(new PoolError.PoolClosed({ poolName: "orders" })))
+        yield* Effect.log("figures", { active: 3, idle: 1 })
+        yield* Effect.log("traced").pipe(Effect.withSpan("request"))
+      }).pipe(Effect.provide(PoolLogger.layer(path)))
+      const [error, crash, closed, figures, traced] = readLines(path)
+
+      assert.strictEqual(error!.message, "query failed")
+      assert.strictEqual(error!.exception.name, "Error")
+      assert.strictEqual(error!.exception.message, "boom")
+      assert.include(error!.exception.stack, "Error: boom\n    at ")
+      assert.include(error!.exception.stack, "PoolLogger.test.ts")
+      assert.strictEqual(error!.exception.cause.message, "root cause")
+
+      assert.strictEqual(crash!.message, "crashed")
+      assert.include(crash!.cause, "Error: kaboom")
+      assert.include(crash!.cause, "PoolLogger.test.ts")
+
+      // a Cause alone: the message is its error's
+      assert.include(closed!.message, `The database pool "orders" is shutting down or closed`)
+      assert.include(closed!.cause, "PoolClosed")
+
+      assert.strictEqual(figures!.message, "figures")
+      assert.deepStrictEqual(figures!.details, { active: 3, idle: 1 })
+
+      assert.isString(traced!.traceId)
+      assert.isString(traced!.spanId)
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("replaces Effect's console loggers and keeps the others (the tracer's, yours)", () =>
     Effect.gen(function* () {
       const path = Path.join(yield* tempDir, "pool.jsonl")
@@ -231,7 +292,7 @@ describe("PoolLogger with a pool", () => {
       const messages = lines.map((line) => line.message)
       assert.include(messages, "connection opened")
       assert.strictEqual(messages.at(-1), "pool shut down")
-      assert.isTrue(lines.every((line) => line.annotations.pool === name))
+      assert.isTrue(lines.every((line) => line.pool === name))
       assert.notInclude(Fs.readFileSync(path, "utf8"), server.password)
       assert.deepStrictEqual(console, [])
     }).pipe(Effect.scoped)

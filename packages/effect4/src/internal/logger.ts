@@ -1,16 +1,19 @@
 /**
- * The JSON-lines file logger's machinery: a formatter that redacts every string before serialising, a log file
+ * The JSON-lines file logger's machinery: the Effect 3 edition's line format, every string redacted before it is
+ * serialised, a log file
  * that never throws into the program, and the routing of the pool's own events (file and level).
  *
  * @internal
  */
 import { Settings } from "@effect-pg-pool/engine"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
+import * as Tracer from "effect/Tracer"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import type { PoolConfig } from "../PoolConfig.js"
@@ -28,44 +31,163 @@ export const secretsOf = (
   return secrets
 }
 
+const RESERVED = new Set([
+  "timestamp",
+  "level",
+  "fiberId",
+  "message",
+  "details",
+  "exception",
+  "exceptions",
+  "cause",
+  "spans",
+  "traceId",
+  "spanId",
+  "annotations"
+])
+
 const MAX_DEPTH = 8
 
-/** JSON data of any value, every string (keys included) redacted; errors keep name, message and stack. */
-const toJson = (value: unknown, redact: (text: string) => string, depth = 0, seen = new Set<object>()): unknown => {
-  if (typeof value === "string") return redact(value)
-  if (typeof value === "bigint") return `${value}`
-  if (value === null || typeof value !== "object") return typeof value === "function" ? undefined : value
-  if (depth >= MAX_DEPTH || seen.has(value)) return "[…]"
-  seen.add(value)
+/**
+ * Turns any value into JSON data: errors keep name, message, stack, cause and their fields; objects with a
+ * `toJSON` (Redacted, Option, Schema classes, dates) are rendered through it; every string, key included, is
+ * redacted — before serialization, so that escaping cannot hide a secret.
+ */
+const toJson = (u: unknown, redact: (s: string) => string, depth: number, seen: Set<object>): unknown => {
+  switch (typeof u) {
+    case "string":
+      return redact(u)
+    case "number":
+    case "boolean":
+    case "undefined":
+      return u
+    case "bigint":
+      return u.toString()
+    case "symbol":
+      return redact(u.toString())
+    case "function":
+      return `[Function ${u.name || "anonymous"}]`
+  }
+  if (u === null) return null
+  const obj = u as object
+  if (seen.has(obj)) return "[Circular]"
+  if (depth >= MAX_DEPTH) return "[Object]"
+  seen.add(obj)
   try {
-    if (value instanceof Error) {
-      return toJson({ name: value.name, message: value.message, stack: value.stack }, redact, depth + 1, seen)
+    if (obj instanceof Error) return errorJson(obj, redact, depth, seen)
+    if (Redacted.isRedacted(obj)) return "<redacted>"
+    if (Array.isArray(obj)) return obj.map((item) => toJson(item, redact, depth + 1, seen) ?? null)
+    if (obj instanceof Map) return entriesJson([...obj.entries()], redact, depth, seen)
+    if (obj instanceof Set) return [...obj].map((item) => toJson(item, redact, depth + 1, seen) ?? null)
+    if (typeof (obj as { toJSON?: unknown }).toJSON === "function") {
+      const json = (obj as { toJSON: () => unknown }).toJSON()
+      return json === obj ? entriesJson(Object.entries(obj), redact, depth, seen) : toJson(json, redact, depth, seen)
     }
-    if (Redacted.isRedacted(value)) return "<redacted>"
-    if (value instanceof Date) return value.toISOString()
-    if (Array.isArray(value)) return value.map((item) => toJson(item, redact, depth + 1, seen))
-    const json = (value as { toJSON?: unknown }).toJSON
-    if (typeof json === "function") return toJson(json.call(value), redact, depth + 1, seen)
-    const out: Record<string, unknown> = {}
-    for (const [key, item] of Object.entries(value)) out[redact(key)] = toJson(item, redact, depth + 1, seen)
-    return out
+    return entriesJson(Object.entries(obj), redact, depth, seen)
+  } catch (error) {
+    return `[unrenderable: ${redact(String(error))}]`
   } finally {
-    seen.delete(value)
+    seen.delete(obj)
   }
 }
 
-/** The JSON-lines formatter, with a redactor. @internal */
+const entriesJson = (
+  entries: ReadonlyArray<readonly [unknown, unknown]>,
+  redact: (s: string) => string,
+  depth: number,
+  seen: Set<object>
+): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of entries) out[redact(String(key))] = toJson(value, redact, depth + 1, seen)
+  return out
+}
+
+const errorJson = (
+  error: Error,
+  redact: (s: string) => string,
+  depth: number,
+  seen: Set<object>
+): Record<string, unknown> => {
+  const out: Record<string, unknown> = { name: redact(error.name), message: redact(error.message) }
+  for (const [key, value] of Object.entries(error)) {
+    if (key !== "name" && key !== "message" && key !== "stack")
+      out[redact(key)] = toJson(value, redact, depth + 1, seen)
+  }
+  if (error.cause !== undefined && !("cause" in out)) out.cause = toJson(error.cause, redact, depth + 1, seen)
+  if (typeof error.stack === "string") out.stack = redact(error.stack)
+  return out
+}
+
+const causeMessage = (cause: Cause.Cause<unknown>): string => {
+  if (Cause.hasInterruptsOnly(cause)) return "interrupted"
+  const squashed = Cause.squash(cause)
+  if (squashed instanceof Error) return squashed.message
+  if (typeof squashed === "string") return squashed
+  try {
+    return JSON.stringify(squashed) ?? String(squashed)
+  } catch {
+    return String(squashed)
+  }
+}
+
+/**
+ * One log event as one JSON line (without the newline), as the Effect 3 edition writes it: timestamp, level, fiber
+ * id, message, the annotations at the top level (an annotation whose name is taken by one of those goes under
+ * `annotations`), spans with their elapsed milliseconds, the current trace and span ids, errors logged as messages
+ * under `exception` (with their stacks), other message parts under `details`, and the cause, rendered with its
+ * stacks. Every string is redacted before serialising.
+ *
+ * @internal
+ */
 export const formatter = (redact: (text: string) => string): Logger.Logger<unknown, string> =>
   Logger.make(({ cause, date, fiber, logLevel, message }) => {
-    const messages = Array.isArray(message) ? message : [message]
-    const entry: Record<string, unknown> = {
-      timestamp: date.toISOString(),
-      level: logLevel,
-      message: toJson(messages.length === 1 ? messages[0] : messages, redact),
-      annotations: toJson(fiber.getRef(References.CurrentLogAnnotations), redact)
+    const seen = new Set<object>()
+    const texts: Array<string> = []
+    const errors: Array<unknown> = []
+    const details: Array<unknown> = []
+    for (const part of Array.isArray(message) ? message : [message]) {
+      if (typeof part === "string") texts.push(part)
+      else if (typeof part === "number" || typeof part === "boolean" || typeof part === "bigint") {
+        texts.push(String(part))
+      } else if (part instanceof Error) {
+        errors.push(errorJson(part, redact, 0, seen))
+        if (texts.length === 0) texts.push(part.message)
+      } else if (part !== undefined) details.push(toJson(part, redact, 0, seen))
     }
-    if (cause.reasons.length > 0) entry.cause = redact(Cause.pretty(cause))
-    return JSON.stringify(entry)
+    const hasCause = cause.reasons.length > 0
+    let text = texts.join(" ")
+    if (text === "" && hasCause) text = causeMessage(cause)
+    const line: Record<string, unknown> = {
+      timestamp: date.toISOString(),
+      // the Effect 3 edition's labels (its LogLevel's), so that one reader serves both editions' files
+      level: logLevel.toUpperCase(),
+      fiberId: `#${fiber.id}`,
+      message: redact(text)
+    }
+    let clashing: Record<string, unknown> | undefined
+    for (const [key, value] of Object.entries(fiber.getRef(References.CurrentLogAnnotations))) {
+      const json = toJson(value, redact, 0, seen)
+      if (RESERVED.has(key)) (clashing ??= {})[redact(key)] = json
+      else line[redact(key)] = json
+    }
+    if (clashing !== undefined) line.annotations = clashing
+    if (details.length > 0) line.details = details.length === 1 ? details[0] : details
+    if (errors.length === 1) line.exception = errors[0]
+    else if (errors.length > 1) line.exceptions = errors
+    if (hasCause) line.cause = redact(Cause.pretty(cause))
+    const spans = fiber.getRef(References.CurrentLogSpans)
+    if (spans.length > 0) {
+      const now = date.getTime()
+      const spansJson: Record<string, number> = {}
+      for (const [label, startTime] of spans) spansJson[redact(label)] = now - startTime
+      line.spans = spansJson
+    }
+    const span = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+    if (span !== undefined) {
+      line.traceId = span.traceId
+      line.spanId = span.spanId
+    }
+    return JSON.stringify(line)
   })
 
 /** The error for a log file that cannot be opened, naming the setting as the configuration wrote it. */
