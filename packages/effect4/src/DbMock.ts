@@ -389,6 +389,33 @@ export interface Service {
  */
 export class DbMock extends Context.Service<DbMock, Service>()("@effect-pg-pool/DbMock") {}
 
+type ServiceShape = Service
+
+/**
+ * The Effect 3 edition's name for `Service`, so that `DbMock.DbMock.Service` compiles in both editions.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export declare namespace DbMock {
+  /**
+   * What the `DbMock` service holds: the same as `DbMock.Service`.
+   *
+   * @example
+   * ```ts
+   * import type { DbMock } from "@effect-pg-pool/effect4"
+   * import { Effect } from "effect"
+   *
+   * // written for the Effect 3 edition, unchanged
+   * const count = (mock: DbMock.DbMock.Service) => Effect.map(mock.queries, (queries) => queries.length)
+   * ```
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export type Service = ServiceShape
+}
+
 /**
  * A layer providing `Db`, `SqlClient`, `PgClient` and `DbMock`, with no database behind them.
  *

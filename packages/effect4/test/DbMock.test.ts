@@ -472,7 +472,9 @@ describe("DbMock", () => {
       assert.strictEqual(db.config.maxSize, 10)
       assert.strictEqual(db.config.name, "mock")
 
-      yield* DbMock.setHealth("unhealthy", "database unreachable")
+      // the Effect 3 edition's name for the service's shape compiles here too
+      const mock: DbMock.DbMock.Service = yield* DbMock.DbMock
+      yield* mock.setHealth("unhealthy", "database unreachable")
       const down = yield* Db.health
       assert.strictEqual(down.status, "unhealthy")
       assert.deepStrictEqual(down.reason, Option.some("database unreachable"))
