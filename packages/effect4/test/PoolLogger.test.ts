@@ -8,6 +8,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { uniqueAppName } from "./utils/pools.js"
+import * as InternalLogger from "../src/internal/logger.js"
 import { startServer, type TestServer } from "./utils/server.js"
 
 let server: TestServer
@@ -209,6 +210,54 @@ describe("PoolLogger", () => {
       )
       const loggers = yield* currentLoggers.pipe(Effect.provide(PoolLogger.layerFromEnv()), withEnv({}))
       assert.deepStrictEqual([...loggers], [Logger.tracerLogger], "no file: nowhere, and not to the console")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect.skipIf(!Fs.existsSync("/dev/full"))("a failing disk never fails the program", () =>
+    Effect.gen(function* () {
+      // every write to /dev/full fails with ENOSPC
+      const result = yield* Effect.gen(function* () {
+        for (let i = 0; i < 100; i++) yield* Effect.log(`line ${i}`)
+        return 42
+      }).pipe(Effect.provide(PoolLogger.layer("/dev/full")), Effect.exit)
+      assert.deepStrictEqual(result, Exit.succeed(42))
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("says how many lines a failing write lost, in the next line that reaches the file", () =>
+    Effect.gen(function* () {
+      const file = new InternalLogger.LogFile(Path.join(yield* tempDir, "pool.jsonl"), -1)
+      file.write("never written\n")
+      file.write("nor this\n")
+      file.close()
+      // a bad descriptor failed twice; closed, the file is appended by path
+      file.write(`${JSON.stringify({ message: "back" })}\n`)
+      const [notice, back] = readLines(file.path)
+      assert.deepStrictEqual([notice!.level, notice!.event, notice!.lost], ["WARN", "log lines lost", 2])
+      assert.strictEqual(notice!.message, "2 log lines were lost")
+      assert.strictEqual(back!.message, "back")
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("lines logged after the scope closed are still appended", () =>
+    Effect.gen(function* () {
+      const path = Path.join(yield* tempDir, "pool.jsonl")
+      // a fiber that outlives the layer keeps the logger it started with, as the pool's background fibers do
+      const late = yield* Effect.gen(function* () {
+        const loggers = yield* currentLoggers
+        yield* Effect.log("inside")
+        return loggers
+      }).pipe(Effect.provide(PoolLogger.layer(path)))
+      // a file opened since may take the closed file's descriptor: nothing of the late line may land in it
+      const other = Path.join(path, "..", "other.txt")
+      const fd = Fs.openSync(other, "a")
+      yield* Effect.provideService(Effect.log("after close"), Logger.CurrentLoggers, late)
+      Fs.closeSync(fd)
+      assert.deepStrictEqual(
+        readLines(path).map((line) => line.message),
+        ["inside", "after close"]
+      )
+      assert.strictEqual(Fs.readFileSync(other, "utf8"), "")
     }).pipe(Effect.scoped)
   )
 

@@ -222,24 +222,70 @@ export const openLogFile = (
       Effect.try({
         try: () => {
           Fs.mkdirSync(Path.dirname(path), { recursive: true })
-          return Fs.openSync(path, "a")
+          return new LogFile(path, Fs.openSync(path, "a"))
         },
         catch: (cause) => openError(path, cause, setting)
       }),
-      (fd) => Effect.sync(() => Fs.closeSync(fd))
+      (file) => Effect.sync(() => file.close())
     ),
-    (fd) => {
+    (file) => {
       const format = formatter(Settings.makeRedactor(secretsOf(options?.redact)))
-      const logger = Logger.make((entry) => {
-        try {
-          Fs.writeSync(fd, `${format.log(entry)}\n`)
-        } catch {
-          // a full disk must not crash the program nor reach stdout
-        }
-      })
-      return logger
+      return Logger.make((entry) => file.write(`${format.log(entry)}\n`))
     }
   )
+
+const droppedNotice = (count: number, reason: string | undefined): string =>
+  `${JSON.stringify({
+    timestamp: new Date().toISOString(),
+    level: "WARN",
+    fiberId: "",
+    message: `${count} log line${count === 1 ? " was" : "s were"} lost`,
+    event: "log lines lost",
+    lost: count,
+    ...(reason === undefined ? {} : { reason })
+  })}\n`
+
+/**
+ * An append-only log file, written synchronously (a line is on the file when the log call returns). A failing
+ * disk never throws into the program: the line is dropped and counted, and the next line that reaches the file is
+ * led by a notice of how many were lost. Lines logged after the file is closed (by fibers that outlive its scope,
+ * as the pool's background fibers may) are appended by path, never written to a descriptor that may since have
+ * been reused.
+ *
+ * @internal
+ */
+export class LogFile {
+  private droppedSinceNotice = 0
+  private lastError: string | undefined
+  constructor(
+    readonly path: string,
+    private fd: number | undefined
+  ) {}
+
+  write(line: string): void {
+    const data = (this.droppedSinceNotice > 0 ? droppedNotice(this.droppedSinceNotice, this.lastError) : "") + line
+    try {
+      if (this.fd === undefined) Fs.appendFileSync(this.path, data)
+      else Fs.writeSync(this.fd, data)
+      this.droppedSinceNotice = 0
+    } catch (error) {
+      // a full disk must not crash the program nor reach stdout
+      this.droppedSinceNotice++
+      this.lastError = error instanceof Error ? error.message : String(error)
+    }
+  }
+
+  close(): void {
+    if (this.fd === undefined) return
+    const fd = this.fd
+    this.fd = undefined
+    try {
+      Fs.closeSync(fd)
+    } catch {
+      // already closed: nothing to release
+    }
+  }
+}
 
 /**
  * How the pool's own fibers log, from its configuration: to `logFile` (opened here, closed with the scope) and
