@@ -107,17 +107,6 @@ export const make = (
 ): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> =>
   internal.openLogFile(path, options, "the log file")
 
-/** Effect's loggers that write to the console; the ones `Logger.consolePretty()` makes are new each call. */
-const consoleLoggers: ReadonlySet<Logger.Logger<unknown, any>> = new Set([
-  Logger.defaultLogger,
-  Logger.consoleJson,
-  Logger.consoleLogFmt,
-  Logger.consoleStructured
-])
-
-const withoutConsole = (loggers: ReadonlySet<Logger.Logger<unknown, any>>) =>
-  new Set([...loggers].filter((logger) => !consoleLoggers.has(logger)))
-
 const install = (
   logger: Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> | undefined,
   minimumLogLevel: LogLevel.LogLevel | undefined
@@ -125,7 +114,7 @@ const install = (
   const loggers = Layer.effect(
     Logger.CurrentLoggers,
     Effect.gen(function* () {
-      const rest = withoutConsole(yield* Logger.CurrentLoggers)
+      const rest = internal.withoutConsole(yield* Logger.CurrentLoggers)
       if (logger !== undefined) rest.add(yield* logger)
       return rest
     })

@@ -2,7 +2,7 @@
 // file and its directories created, redaction, the level), the environment's layer, and the pool's own routing.
 import { Db, PoolError, PoolLogger } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Effect, Exit, Logger, Option, Redacted, References } from "effect"
+import { Cause, ConfigProvider, Console, Effect, Exit, Layer, Logger, Option, Redacted, References } from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -324,26 +324,53 @@ describe("PoolLogger with a pool", () => {
     })
   )
 
-  it.live("with logFile and logLevel, the pool's events go to that file only, at that level, password masked", () =>
+  it.live("with logFile and logLevel, the pool's events go to that file, once however PoolLogger is wired", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
-      const path = Path.join(dir, "pool", "events.jsonl")
-      const console: Array<string> = []
-      const capture = Logger.make(({ message }) => void console.push(String(message)))
-      const name = uniqueAppName("file")
-      yield* Db.withConnection((sql) => sql`SELECT 1 AS one`).pipe(
-        Effect.provide(
-          Db.layer({ url: Redacted.make(server.url), name, minSize: 1, logFile: path, logLevel: "Debug" })
-        ),
-        Effect.provide(Logger.layer([capture]))
-      )
-      const lines = readLines(path)
-      const messages = lines.map((line) => line.message)
-      assert.include(messages, "connection opened")
-      assert.strictEqual(messages.at(-1), "pool shut down")
-      assert.isTrue(lines.every((line) => line.pool === name))
-      assert.notInclude(Fs.readFileSync(path, "utf8"), server.password)
-      assert.deepStrictEqual(console, [])
+      const mine: Array<string> = []
+      const capture = Logger.make(({ fiber, message }) => {
+        if (fiber.getRef(References.CurrentLogAnnotations).pool !== undefined) mine.push(String(message))
+      })
+      const printed: Array<string> = []
+      const print = (...args: ReadonlyArray<unknown>) => void printed.push(args.map(String).join(" "))
+      const testConsole = { ...globalThis.console, log: print, info: print, warn: print, error: print, debug: print }
+      const run = (wire: (db: Layer.Layer<Db.Db, unknown>, path: string) => Layer.Layer<Db.Db, unknown>) =>
+        Effect.gen(function* () {
+          const name = uniqueAppName("file")
+          const path = Path.join(dir, name, "events.jsonl")
+          const DbLive = Db.layer({
+            url: Redacted.make(server.url),
+            name,
+            minSize: 2,
+            logFile: path,
+            logLevel: "Debug"
+          })
+          yield* Db.withConnection((sql) => sql`SELECT 1 AS one`).pipe(
+            Effect.provide(wire(DbLive, path)),
+            Effect.provide(Logger.layer([capture, Logger.defaultLogger])),
+            // Effect's console loggers write through the Console service: capture what would reach stdout
+            Effect.provideService(Console.Console, testConsole)
+          )
+          const lines = readLines(path)
+          assert.isTrue(lines.every((line) => line.pool === name))
+          assert.notInclude(Fs.readFileSync(path, "utf8"), server.password)
+          return lines.map((line) => line.message)
+        })
+      const wirings = {
+        alone: (db: Layer.Layer<Db.Db, unknown>) => db,
+        merged: (db: Layer.Layer<Db.Db, unknown>, path: string) => Layer.merge(db, PoolLogger.layer(path)),
+        sequential: (db: Layer.Layer<Db.Db, unknown>, path: string) =>
+          db.pipe(Layer.provideMerge(PoolLogger.layer(path)))
+      }
+      for (const [wiring, wire] of Object.entries(wirings)) {
+        const events = yield* run(wire)
+        assert.strictEqual(events.filter((event) => event === "connection opened").length, 2, wiring)
+        assert.strictEqual(events.filter((event) => event === "pool starting").length, 1, wiring)
+        assert.strictEqual(events.at(-1), "pool shut down", wiring)
+      }
+      // a logger of the program's that does not write to the console keeps receiving the pool's events
+      assert.include(mine, "pool ready")
+      assert.deepStrictEqual(printed, [])
     }).pipe(Effect.scoped)
   )
 })

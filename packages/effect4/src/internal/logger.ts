@@ -19,6 +19,21 @@ import * as Path from "node:path"
 import type { PoolConfig } from "../PoolConfig.js"
 import { PoolConfigError } from "../PoolError.js"
 
+/** Effect's loggers that write to the console; the ones `Logger.consolePretty()` makes are new each call. */
+const consoleLoggers: ReadonlySet<Logger.Logger<unknown, any>> = new Set([
+  Logger.defaultLogger,
+  Logger.consoleJson,
+  Logger.consoleLogFmt,
+  Logger.consoleStructured
+])
+
+/** The loggers but Effect's console ones. @internal */
+export const withoutConsole = (loggers: ReadonlySet<Logger.Logger<unknown, any>>): Set<Logger.Logger<unknown, any>> =>
+  new Set([...loggers].filter((logger) => !consoleLoggers.has(logger)))
+
+/** Which file each file logger appends to, so that a fiber's loggers never hold two writing the same file. */
+const fileOf = new WeakMap<Logger.Logger<unknown, any>, string>()
+
 /** The secrets given as text. @internal */
 export const secretsOf = (
   redact: Iterable<Redacted.Redacted<string> | string | undefined> | undefined
@@ -230,7 +245,9 @@ export const openLogFile = (
     ),
     (file) => {
       const format = formatter(Settings.makeRedactor(secretsOf(options?.redact)))
-      return Logger.make((entry) => file.write(`${format.log(entry)}\n`))
+      const logger = Logger.make((entry) => file.write(`${format.log(entry)}\n`))
+      fileOf.set(logger, Path.resolve(path))
+      return logger
     }
   )
 
@@ -289,7 +306,7 @@ export class LogFile {
 
 /**
  * How the pool's own fibers log, from its configuration: to `logFile` (opened here, closed with the scope) and
- * nowhere else, at `logLevel` when set. Applied around the pool's construction, it reaches every fiber the pool
+ * never to the console, at `logLevel` when set. Applied around the pool's construction, it reaches every fiber the pool
  * forks (they take their services from the fiber that built the pool), whatever the layers around it.
  *
  * @internal
@@ -304,7 +321,15 @@ export const poolLogging = (
     if (config.logFile === undefined) return leveled
     const redact = config.password === undefined ? [] : [config.password]
     const logger = yield* openLogFile(config.logFile, { redact }, config.settingNames.logFile)
-    const loggers = new Set([logger])
+    const path = fileOf.get(logger)
+    // the console loggers and any other logger of the same file (a PoolLogger layer the pool is built under) give
+    // way to the pool's; the rest (the tracer's, OpenTelemetry's, yours) stay
     return <A, E, R>(self: Effect.Effect<A, E, R>) =>
-      leveled(Effect.provideService(self, Logger.CurrentLoggers, loggers))
+      leveled(
+        Effect.flatMap(Effect.service(Logger.CurrentLoggers), (current) => {
+          const loggers = withoutConsole(current)
+          for (const other of loggers) if (fileOf.get(other) === path) loggers.delete(other)
+          return Effect.provideService(self, Logger.CurrentLoggers, loggers.add(logger))
+        })
+      )
   })
