@@ -181,7 +181,8 @@ const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.
     multiplex: config.multiplex,
     prepare: options.prepare,
     preparedStatementCacheSize: options.preparedStatementCacheSize,
-    maxMessageSize: options.maxMessageSize
+    maxMessageSize: options.maxMessageSize,
+    pooler: { mode: config.pooler, setting: config.poolerSetting }
   }
 }
 
@@ -253,6 +254,7 @@ export const makeWithConfig = (
         )
       ),
       reconnect: config.reconnect,
+      pooler: open.pooler,
       log: (message, annotations) =>
         routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: config.name, ...annotations })))
     })

@@ -132,9 +132,12 @@ export interface PoolConfig {
   readonly init: "eager" | "lazy"
   /**
    * What sits between the pool and the server: `none`, or PgBouncer's `pool_mode` — `session` (everything works as
-   * direct) or `transaction` (a server connection per transaction). Default none, `DB_POOL_POOLER`.
+   * direct) or `transaction` (a server connection per transaction: `prepare` off unless set, LISTEN and session-level
+   * `SET` refused; see the README's "Behind PgBouncer"). Default none, `DB_POOL_POOLER`.
    */
   readonly pooler: "none" | "session" | "transaction"
+  /** How the configuration named `pooler` (`pooler`, `DB_POOL_POOLER`): the refusals name it. */
+  readonly poolerSetting: string
   /** Server-side `statement_timeout` set on each connection. Default none, `DB_POOL_STATEMENT_TIMEOUT`. */
   readonly statementTimeout: Duration.Duration | undefined
   /** `application_name` of every connection. Default `"effect-pg-pool"`, `DB_POOL_APPLICATION_NAME`. */
@@ -179,7 +182,7 @@ export interface PoolConfig {
  * @category models
  */
 export type Setting =
-  | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts">
+  | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts" | "poolerSetting">
   | `reconnect.${keyof ReconnectConfig}`
 
 /**

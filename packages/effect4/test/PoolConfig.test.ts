@@ -194,8 +194,8 @@ describe("PoolConfig", () => {
 
       const fromCode = yield* PoolConfig.make({ url: URL })
       const fromEnv = yield* withEnv({ DATABASE_URL: URL })
-      const { password: _p1, settingNames: _n1, url: _u1, ...code } = fromCode
-      const { password: _p2, settingNames: _n2, url: _u2, ...env } = fromEnv
+      const { password: _p1, settingNames: _n1, poolerSetting: _s1, url: _u1, ...code } = fromCode
+      const { password: _p2, settingNames: _n2, poolerSetting: _s2, url: _u2, ...env } = fromEnv
       assert.deepStrictEqual(env, code)
     })
   )
@@ -258,8 +258,7 @@ describe("PoolConfig", () => {
           PGTARGETSESSIONATTRS: "read-write",
           PGLOADBALANCEHOSTS: "random",
           DB_POOL_QUERY_TIMEOUT: "20s",
-          DB_POOL_CANCEL_TIMEOUT: "4s",
-          DB_POOL_POOLER: "session"
+          DB_POOL_CANCEL_TIMEOUT: "4s"
         })
       )
       const later =
@@ -268,7 +267,6 @@ describe("PoolConfig", () => {
       assert.deepStrictEqual(messages(fromEnv), [
         `DB_POOL_QUERY_TIMEOUT (20000 ms) ${later}`,
         `DB_POOL_CANCEL_TIMEOUT (4000 ms) ${later}`,
-        `DB_POOL_POOLER (session) ${later}`,
         "PGHOST (db1:5432,db2:5433) lists several hosts, which the Effect 4 edition does not try yet: give one host, " +
           "or use the Effect 3 edition (@effect-pg-pool/effect3) for this pool",
         `PGTARGETSESSIONATTRS (read-write) ${later}`,

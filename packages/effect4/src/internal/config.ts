@@ -219,6 +219,7 @@ const toConfig = (settings: Settings.Settings<false | ConnectionOptions>, mux: M
     },
     init: settings.init,
     pooler: settings.pooler,
+    poolerSetting: settings.settingNames.pooler,
     statementTimeout: settings.statementTimeout === undefined ? undefined : millis(settings.statementTimeout),
     applicationName: settings.applicationName,
     logFile: settings.logFile,
@@ -304,14 +305,13 @@ export const uncarried = (
 /**
  * Settings this edition carries but does not act on yet, each with how to tell it was asked for: given one, the
  * configuration is refused, never silently ignored. Each entry goes when the behaviour lands (queryTimeout and
- * cancelTimeout: internal/client.ts; pooler: the PgBouncer work; the hosts: internal/hosts.ts).
+ * cancelTimeout: internal/client.ts; the hosts: internal/hosts.ts).
  */
 const PENDING: ReadonlyArray<
   readonly [field: Settings.Setting, asked: (settings: Settings.Settings<unknown>, raw: RawInput) => boolean]
 > = [
   ["queryTimeout", (settings) => settings.queryTimeout !== undefined],
   ["cancelTimeout", (_, raw) => raw.cancelTimeout !== undefined],
-  ["pooler", (settings) => settings.pooler !== "none"],
   ["host", (settings) => settings.hosts.length > 1],
   ["targetSessionAttrs", (settings) => settings.targetSessionAttrs !== "any"],
   ["loadBalanceHosts", (settings) => settings.loadBalanceHosts !== "disable"]
