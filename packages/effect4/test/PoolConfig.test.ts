@@ -327,6 +327,21 @@ describe("PoolConfig", () => {
     })
   )
 
+  it.effect("refuses the engine's replica settings, which this edition does not carry yet", () =>
+    Effect.gen(function* () {
+      const fromCode = yield* refused(PoolConfig.make({ url: URL, replicas: true } as PoolConfig.PoolConfigInput))
+      assert.deepStrictEqual(messages(fromCode), [
+        "replicas (true) is not supported by the Effect 4 edition yet: remove it, or use the Effect 3 edition " +
+          "(@effect-pg-pool/effect3) for this pool"
+      ])
+      const fromEnv = yield* refused(withEnv({ DATABASE_URL: URL, DB_POOL_REPLICA_HOSTS: "r1:5432" }))
+      assert.deepStrictEqual(
+        fromEnv.issues.map((issue) => issue.setting),
+        ["DB_POOL_REPLICA_HOSTS"]
+      )
+    })
+  )
+
   it("refuses a setting of the engine's table that the edition does not carry, by the name it was given", () => {
     // a setting the engine (and the Effect 3 edition) gains before this edition carries it
     const table = [
