@@ -482,4 +482,46 @@ describe("DbMock", () => {
       assert.strictEqual((yield* Db.statistics).state, "unhealthy")
     }).pipe(Effect.provide(DbMock.layer()))
   )
+
+  // the Effect 4 edition's first mock tests, kept: helpers of the real client, the classified error, health
+  it.effect("answers with the real client's helpers and transforms, numbering a single statement's connection", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const rows = yield* sql<{
+        id: number
+        fullName: string
+      }>`SELECT id, full_name FROM users WHERE ${sql.in("id", [1])}`
+      assert.deepStrictEqual(rows, [{ id: 1, fullName: "Ann" }])
+      assert.deepStrictEqual(yield* DbMock.queries, [
+        { sql: `SELECT id, full_name FROM users WHERE "id" IN ($1)`, params: [1], kind: "execute", connection: 1 }
+      ])
+    }).pipe(
+      Effect.provide(
+        DbMock.layer({
+          responses: [DbMock.respond(/FROM users/, [{ id: 1, full_name: "Ann" }])],
+          transformResultNames: Str.snakeToCamel
+        })
+      )
+    )
+  )
+
+  it.effect("fails a scripted transaction with the classified SqlError, then reports what the test sets", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* DbMock.script(
+        DbMock.fail(/INSERT/, DbMock.sqlError("duplicate key", { code: "23505", constraint: "users_email_key" }))
+      )
+      const error = yield* Effect.flip(sql.withTransaction(sql`INSERT INTO users VALUES (1)`))
+      assert.strictEqual(error.reason._tag, "UniqueViolation")
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(sql`SELECT 42`)))
+      assert.deepStrictEqual(summary(yield* DbMock.queries), [
+        "1: BEGIN",
+        "1: INSERT INTO users VALUES (1)",
+        "1: ROLLBACK",
+        "2: SELECT 42"
+      ])
+      yield* DbMock.setHealth("degraded", "reconnecting")
+      assert.strictEqual((yield* Db.health).status, "degraded")
+    }).pipe(Effect.provide(DbMock.layer()))
+  )
 })
