@@ -282,7 +282,11 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
                 Effect.timeoutOrElse({
                   duration: config.connectTimeout,
                   orElse: () =>
-                    Effect.fail(new Error(Messages.onConnectTimeout(Duration.toMillis(config.connectTimeout))))
+                    Effect.fail(
+                      new Error(
+                        Messages.onConnectTimeout(Duration.toMillis(config.connectTimeout), config.settingNames)
+                      )
+                    )
                 }),
                 Effect.as(session),
                 Effect.tapCause(() => session.close(false))
@@ -352,7 +356,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
             if (arrived !== undefined) metrics.waited((now() - arrived) / 1000)
             const timeout = new AcquireTimeout({
               waitedMillis: error.waitedMillis,
-              statistics: toStatistics(error.statistics)
+              statistics: toStatistics(error.statistics),
+              settingNames: { maxSize: config.settingNames.maxSize, acquireTimeout: config.settingNames.acquireTimeout }
             })
             resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(timeout)))
           } else {
@@ -486,7 +491,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
                     database: config.database,
                     attempts: error.attempts,
                     elapsedMillis: error.elapsedMillis,
-                    lastCause: classified.message
+                    lastCause: classified.message,
+                    settingNames: { url: config.settingNames.url, init: config.settingNames.init }
                   })
             )
           )
