@@ -222,6 +222,20 @@ const openError = (path: string, cause: unknown, setting: string) =>
   })
 
 /**
+ * Creates `dir` and its missing parents, one `mkdir` each: Node 20's recursive `mkdirSync` never returns for a
+ * path it cannot create under some pseudo file systems (`/proc/x/logs` spins at full CPU).
+ */
+const makeDirectories = (dir: string): void => {
+  if (Fs.existsSync(dir)) return
+  makeDirectories(Path.dirname(dir))
+  try {
+    Fs.mkdirSync(dir)
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== "EEXIST") throw error
+  }
+}
+
+/**
  * A logger appending to `path` (created with its directories), closed with the scope; `setting` names the path
  * in the error as the user gave it (`DB_POOL_LOG_FILE`, `logFile`, `the log file`).
  *
@@ -236,7 +250,7 @@ export const openLogFile = (
     Effect.acquireRelease(
       Effect.try({
         try: () => {
-          Fs.mkdirSync(Path.dirname(path), { recursive: true })
+          makeDirectories(Path.dirname(path))
           return new LogFile(path, Fs.openSync(path, "a"))
         },
         catch: (cause) => openError(path, cause, setting)
