@@ -88,7 +88,7 @@ describe("the pool's log file, however it is wired", () => {
           assert.include(messages, "pool shut down")
           // the connection the program killed is in the file too
           assert.isTrue(lines.length >= 4, text)
-          assert.isTrue(lines.every((line) => line.annotations.pool === `wired-${wiring}`))
+          assert.isTrue(lines.every((line) => line.pool === `wired-${wiring}`))
           assert.notInclude(text, server.password)
         })
       )
@@ -117,6 +117,7 @@ describe("the pool's log file, however it is wired", () => {
           const message = Fs.existsSync(resultFile) ? Fs.readFileSync(resultFile, "utf8") : ""
           assert.include(message, "Invalid database pool configuration")
           assert.include(message, "/proc/e4-no-such-dir/pool.jsonl")
+          assert.include(message, "DB_POOL_LOG_FILE")
         })
       )
     )
