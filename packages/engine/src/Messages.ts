@@ -264,6 +264,7 @@ export const poolClosed = (poolName: string): string =>
  * ```ts
  * import { Messages } from "@effect-pg-pool/engine"
  *
+ * // a list longer than this goes as one array parameter (= ANY($1)) instead
  * const fits = (values: ReadonlyArray<unknown>) => values.length <= Messages.maxParameters
  * ```
  *
@@ -314,6 +315,7 @@ export const unsendable = (sql: string, parameters: number): string | undefined 
  * ```ts
  * import { Classify, Messages } from "@effect-pg-pool/engine"
  *
+ * // an edition refuses it before opening the cursor
  * const refusal = (sql: string) => (Classify.firstKeyword(sql) === "COPY" ? Messages.copyAsStream : undefined)
  * ```
  *
@@ -332,6 +334,7 @@ export const copyAsStream =
  * ```ts
  * import { Messages } from "@effect-pg-pool/engine"
  *
+ * // an edition counts the streams open on a session and refuses statements meanwhile
  * const refusal = (streamsOpen: number) => (streamsOpen > 0 ? Messages.streamStillOpen : undefined)
  * ```
  *
