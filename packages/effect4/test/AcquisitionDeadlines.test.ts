@@ -6,10 +6,11 @@
 import { Db, PoolError } from "@effect-pg-pool/effect4"
 import { FaultProxy } from "@effect-pg-pool/testkit/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, Redacted, Schedule } from "effect"
+import { Effect, Fiber, Redacted } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
 import { dbLayer } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
+import { eventually, failureOf, hold, waitingIs } from "./utils/waits.js"
 
 let server: TestServer
 let proxy: FaultProxy.FaultProxy
@@ -20,25 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxy?.close()
   await server?.close()
-})
-
-const failureOf = <E>(exit: Exit.Exit<unknown, E>) =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Exit.findErrorOption(exit)) : undefined
-
-const eventually = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, millis = 8_000) =>
-  Effect.repeat(effect, { until: done, schedule: Schedule.spaced("10 millis") }).pipe(
-    Effect.timeoutOrElse({ duration: millis, orElse: () => Effect.die(new Error(`timed out waiting: ${what}`)) })
-  )
-const waitingIs = (n: number) => eventually(`${n} waiting`, Db.statistics, (s) => s.waiting === n)
-
-const hold = Effect.gen(function* () {
-  const holding = yield* Deferred.make<void>()
-  const release = yield* Deferred.make<void>()
-  const fiber = yield* Effect.forkChild(
-    Db.withConnection(() => Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release)))
-  )
-  yield* Deferred.await(holding)
-  return { release: Effect.andThen(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
 })
 
 /** Makes `Date.now` (the wall clock) jump by `offsetMillis` until the scope closes, as an NTP step does. */

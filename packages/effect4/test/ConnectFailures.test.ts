@@ -7,13 +7,13 @@
  */
 import { Db, PoolError } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Schedule } from "effect"
+import { Effect, Fiber, Layer, Logger, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import Dns from "node:dns"
-import * as Net from "node:net"
 import { afterAll, beforeAll } from "vitest"
 import { dbLayer, serverSessions, uniqueAppName } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
+import { eventually, failureOf, freePort } from "./utils/waits.js"
 
 let server: TestServer
 beforeAll(async () => {
@@ -21,31 +21,12 @@ beforeAll(async () => {
 })
 afterAll(() => server?.close())
 
-const failureOf = <E>(exit: Exit.Exit<unknown, E>) =>
-  Exit.isFailure(exit) ? Option.getOrUndefined(Exit.findErrorOption(exit)) : undefined
-
-const eventually = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, millis = 10_000) =>
-  Effect.repeat(effect, { until: done, schedule: Schedule.spaced("20 millis") }).pipe(
-    Effect.timeoutOrElse({ duration: millis, orElse: () => Effect.die(new Error(`timed out waiting: ${what}`)) })
-  )
-
 const urlWith = (change: { password?: string; database?: string }) => {
   const parsed = new URL(server.url)
   if (change.password !== undefined) parsed.password = change.password
   if (change.database !== undefined) parsed.pathname = `/${change.database}`
   return Redacted.make(parsed.toString())
 }
-
-const freePort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const probe = Net.createServer()
-      probe.listen(0, "127.0.0.1", () => {
-        const port = (probe.address() as Net.AddressInfo).port
-        probe.close(() => resolve(port))
-      })
-    })
-)
 
 const quiet = Logger.layer([])
 const start = (options: Db.DbOptions) => Effect.exit(Effect.provide(Db.statistics, dbLayer(server, options)))

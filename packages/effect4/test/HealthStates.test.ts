@@ -7,11 +7,12 @@
 import { Db, type Health } from "@effect-pg-pool/effect4"
 import { FaultProxy } from "@effect-pg-pool/testkit/core"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Schedule, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Layer, Logger, Option, Redacted, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { afterAll, beforeAll } from "vitest"
 import { dbLayer, uniqueAppName } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
+import { eventually, hold, waitingIs } from "./utils/waits.js"
 
 let server: TestServer
 let proxy: FaultProxy.FaultProxy
@@ -26,26 +27,8 @@ afterAll(async () => {
 
 const reasonOf = (health: Health.HealthStatus) => Option.getOrElse(health.reason, () => "")
 
-const eventually = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, millis = 8_000) =>
-  Effect.repeat(effect, { until: done, schedule: Schedule.spaced("20 millis") }).pipe(
-    Effect.timeoutOrElse({ duration: millis, orElse: () => Effect.die(new Error(`timed out waiting: ${what}`)) })
-  )
-
 const statusIs = (status: Health.HealthStatus["status"]) =>
   eventually(`the pool is ${status}`, Db.health, (h) => h.status === status)
-
-/** Holds a session until `release` (the pool's only one, where maxSize is 1). */
-const hold = Effect.gen(function* () {
-  const holding = yield* Deferred.make<void>()
-  const release = yield* Deferred.make<void>()
-  const fiber = yield* Effect.forkChild(
-    Db.withConnection(() => Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release)))
-  )
-  yield* Deferred.await(holding)
-  return { release: Effect.andThen(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
-})
-
-const waitingIs = (n: number) => eventually(`${n} waiting`, Db.statistics, (s) => s.waiting === n)
 
 const fastReconnect = { initialDelay: "100 millis", maxDelay: "200 millis" } as const
 

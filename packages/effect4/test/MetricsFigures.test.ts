@@ -5,11 +5,12 @@
  */
 import { Db, PoolError } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Redacted, Schedule } from "effect"
+import { Effect, Exit, Fiber, Layer, Logger, Metric, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { afterAll, beforeAll } from "vitest"
 import { dbLayer, uniqueAppName } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
+import { eventually, hold, waitingIs } from "./utils/waits.js"
 
 let server: TestServer
 beforeAll(async () => {
@@ -42,22 +43,6 @@ const histogram = (id: string, pool: string) =>
     min: Number(s?.min ?? 0),
     max: Number(s?.max ?? 0)
   }))
-
-const eventually = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, done: (a: A) => boolean, millis = 8_000) =>
-  Effect.repeat(effect, { until: done, schedule: Schedule.spaced("20 millis") }).pipe(
-    Effect.timeoutOrElse({ duration: millis, orElse: () => Effect.die(new Error(`timed out waiting: ${what}`)) })
-  )
-
-const hold = Effect.gen(function* () {
-  const holding = yield* Deferred.make<void>()
-  const release = yield* Deferred.make<void>()
-  const fiber = yield* Effect.forkChild(
-    Db.withConnection(() => Effect.andThen(Deferred.succeed(holding, undefined), Deferred.await(release)))
-  )
-  yield* Deferred.await(holding)
-  return { release: Effect.andThen(Deferred.succeed(release, undefined), Fiber.join(fiber)) }
-})
-const waitingIs = (n: number) => eventually(`${n} waiting`, Db.statistics, (s) => s.waiting === n)
 
 describe("metrics", () => {
   const timeouts = uniquePoolName("timeouts")

@@ -6,18 +6,7 @@
 import { Db, PoolError } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Layer, Logger, Option, Redacted } from "effect"
-import * as Net from "node:net"
-
-const freePort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const probe = Net.createServer()
-      probe.listen(0, "127.0.0.1", () => {
-        const port = (probe.address() as Net.AddressInfo).port
-        probe.close(() => resolve(port))
-      })
-    })
-)
+import { freePort } from "./utils/waits.js"
 
 // one attempt against a port nobody listens on: an eager start gives up at once, without a backoff to wait through
 const unreachableMessage = <E>(layer: Layer.Layer<Db.Db, E>) =>
