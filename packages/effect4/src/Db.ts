@@ -61,6 +61,12 @@ export interface Service {
   readonly statistics: Effect.Effect<PoolStatistics>
   /** The pool's health from its state and a background probe; never waits for a connection. */
   readonly health: Effect.Effect<HealthStatus>
+  /**
+   * Retires every connection open now, without failing a caller: idle ones close at once, busy ones when they are
+   * released, and new ones open as needed (with the password Effect's current answer). For after a credential
+   * rotation or a DNS failover. Returns at once.
+   */
+  readonly refresh: Effect.Effect<void>
   /** The pooled client, also provided as `SqlClient` and `PgClient`. */
   readonly sql: PgClient.PgClient
   /** The validated configuration (the password stays `Redacted`). */
@@ -265,6 +271,7 @@ export const makeWithConfig = (
       withConnection: clients.withConnection,
       statistics: Effect.sync(() => pool.statistics()),
       health: Effect.sync(() => pool.health()),
+      refresh: Effect.sync(() => pool.refresh()),
       sql: clients.client,
       config
     }
@@ -530,3 +537,28 @@ export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatM
  * @category accessors
  */
 export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Effect.service(Db), (db) => db.health)
+
+/**
+ * Retires every connection of the pool in context, gracefully: idle ones close at once, busy ones when released
+ * (never under their holder), and replacements open with the current credentials — no caller fails, waiting callers
+ * keep their place. Run it after rotating the database password (with a password Effect that returns the new one)
+ * or after a DNS failover, so that no connection to the old credentials or the old address stays. The log says
+ * "pool refreshed" with the counts; `statistics.connectionsClosed.refreshed` counts the connections it retired.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Redacted, Ref } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const current = yield* Ref.make(Redacted.make("old-secret"))
+ *   // ... ALTER ROLE app PASSWORD 'new-secret' ran elsewhere
+ *   yield* Ref.set(current, Redacted.make("new-secret"))
+ *   yield* Db.refresh
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const refresh: Effect.Effect<void, never, Db> = Effect.flatMap(Effect.service(Db), (db) => db.refresh)

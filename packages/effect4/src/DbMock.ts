@@ -407,6 +407,8 @@ const make = (options: MockOptions) =>
             { disableChecks: true }
           )
       ),
+      // no connections to retire
+      refresh: Effect.void,
       sql: client,
       config: undefined as never
     }

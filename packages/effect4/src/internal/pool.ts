@@ -42,6 +42,8 @@ export interface Pool {
   readonly release: (grant: Grant, facts: Facts) => void
   readonly statistics: () => PoolStatistics
   readonly health: () => HealthStatus
+  /** Retires every session opened until now: idle ones at once, busy ones at release (engine's `RefreshRequested`). */
+  readonly refresh: () => void
   /** Starts the pool; eager mode waits for the first sessions (or fails after the initial attempts). */
   readonly initialize: Effect.Effect<void, DatabaseUnreachable | ConnectionRejected>
 }
@@ -592,6 +594,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           { disableChecks: true }
         )
       },
+      refresh: () => dispatch({ _tag: "RefreshRequested", now: now() }),
       initialize
     } satisfies Pool
   })
