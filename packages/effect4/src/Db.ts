@@ -24,7 +24,7 @@ import * as Client from "./internal/client.js"
 import * as InternalConfig from "./internal/config.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
-import * as Driver from "./internal/session.js"
+import type * as Driver from "./internal/session.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "./PoolError.js"
 import { PoolConfigError } from "./PoolError.js"
@@ -243,23 +243,20 @@ export const makeWithConfig = (
       })
     )
     // `config` as PgClient.layer keeps it: the options as given
-    const open = openOptions(config, options)
     let listeners = 0
     clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
       open: routed(
         Effect.suspend(() =>
-          Driver.open(
-            -++listeners,
-            open,
-            () => performance.now(),
-            () => undefined
-          ).pipe(
-            Effect.tap((session) =>
-              userOnConnect === undefined
-                ? Effect.void
-                : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
+          // where the pool's sessions go: with several hosts, on one of the target's role
+          pool
+            .openDedicated(-++listeners)
+            .pipe(
+              Effect.tap((session) =>
+                userOnConnect === undefined
+                  ? Effect.void
+                  : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
+              )
             )
-          )
         )
       ),
       reconnect: config.reconnect,

@@ -58,10 +58,30 @@ export interface PoolConfig {
   readonly name: string
   /** The normalised connection URL, password included. `DATABASE_URL`. */
   readonly url: Redacted.Redacted<string>
-  /** Host name, IP address or Unix socket directory. Default `"localhost"`, `PGHOST`. */
+  /** Host name, IP address or Unix socket directory: the first of `hosts`. Default `"localhost"`, `PGHOST`. */
   readonly host: string
-  /** Default 5432, `PGPORT`. */
+  /** The first host's port. Default 5432, `PGPORT`. */
   readonly port: number
+  /**
+   * Every host to try, in order, each with its port (libpq's multi-host: `postgres://h1:5432,h2:5433/db`, `host`
+   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory. Each connection tries
+   * them as libpq does (`connectTimeout` applying per host) until one gives a session that matches
+   * `targetSessionAttrs`; a host that failed is tried after the others while it backs off, and sessions on a host
+   * whose role changes (a promotion, a demotion) are evicted.
+   */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  /**
+   * libpq's `target_session_attrs`: which session a connection must reach — `any`, `read-write`, `read-only`,
+   * `primary`, `standby` or `prefer-standby`. Default `"any"`, the URL's `target_session_attrs` or
+   * `PGTARGETSESSIONATTRS`. Checked on each new session as libpq does (its ParameterStatus, else
+   * `SHOW transaction_read_only` / `pg_is_in_recovery()`).
+   */
+  readonly targetSessionAttrs: "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
+  /**
+   * libpq's `load_balance_hosts`: `disable` tries the hosts in order, `random` in a random order per connection.
+   * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`.
+   */
+  readonly loadBalanceHosts: "disable" | "random"
   /** Default: the user name, `PGDATABASE`. */
   readonly database: string
   /** Default `"postgres"`, `PGUSER`. */
@@ -135,8 +155,12 @@ export interface PoolConfigInput {
   readonly name?: string | undefined
   /** A `postgres://` or `postgresql://` URL; `sslmode` and `application_name` count. */
   readonly url?: Redacted.Redacted<string> | string | undefined
-  readonly host?: string | undefined
-  readonly port?: number | undefined
+  /** A host, or several to try in order (`["db1", "db2"]` or `"db1,db2"`, as libpq's host keyword). */
+  readonly host?: string | ReadonlyArray<string> | undefined
+  /** One port for every host, or one per host in the same order. */
+  readonly port?: number | ReadonlyArray<number> | undefined
+  readonly targetSessionAttrs?: PoolConfig["targetSessionAttrs"] | undefined
+  readonly loadBalanceHosts?: PoolConfig["loadBalanceHosts"] | undefined
   readonly database?: string | undefined
   readonly user?: string | undefined
   readonly password?: Redacted.Redacted<string> | string | undefined

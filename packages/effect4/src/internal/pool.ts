@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Classify, Engine } from "@effect-pg-pool/engine"
+import { Classify, Engine, Hosts } from "@effect-pg-pool/engine"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -16,12 +16,14 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import { ConnectionError, SqlError } from "effect/sql/SqlError"
 import * as Net from "node:net"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import type { PoolConfig } from "../PoolConfig.js"
 import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
-import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
+import { ClosedByReason, HostStatistics, PoolStatistics } from "../PoolStatistics.js"
 import { redactText } from "./config.js"
+import * as MultiHost from "./hosts.js"
 import type { Metrics } from "./metrics.js"
 import * as Driver from "./session.js"
 
@@ -44,6 +46,11 @@ export interface Pool {
   readonly health: () => HealthStatus
   /** Retires every session opened until now: idle ones at once, busy ones at release (engine's `RefreshRequested`). */
   readonly refresh: () => void
+  /**
+   * Opens a session outside the pool (the LISTEN connection) where the pool's would go: with several hosts or a
+   * `targetSessionAttrs`, on a host that matches it.
+   */
+  readonly openDedicated: (id: number) => Effect.Effect<Driver.Session, SqlError>
   /** Starts the pool; eager mode waits for the first sessions (or fails after the initial attempts). */
   readonly initialize: Effect.Effect<void, DatabaseUnreachable | ConnectionRejected>
 }
@@ -102,6 +109,16 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       target
     })
     const startedAtWall = clock.currentTimeMillisUnsafe()
+    // per-host state when the pool has several hosts or a target_session_attrs: routing, health, evictions
+    const hosts =
+      config.hosts.length > 1 || config.targetSessionAttrs !== "any" || config.loadBalanceHosts !== "disable"
+        ? new Hosts.Table({
+            ...Hosts.tableDefaults,
+            hosts: config.hosts,
+            target: config.targetSessionAttrs,
+            loadBalance: config.loadBalanceHosts
+          })
+        : undefined
 
     const sessions = new Map<Engine.SessionId, Driver.Session>()
     const waiters = new Map<Engine.AcquisitionId, Deferred.Deferred<Grant, AcquireTimeout | PoolClosed>>()
@@ -129,6 +146,28 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       startingUp: classified.startingUp
     })
 
+    /** Per host, from the hosts table; none for a single-host pool. */
+    const hostStatistics = (): ReadonlyArray<HostStatistics> =>
+      hosts === undefined
+        ? []
+        : hosts.health(now()).map(
+            (health) =>
+              new HostStatistics(
+                {
+                  host: health.host.host,
+                  port: health.host.port,
+                  role: health.role,
+                  up: health.up,
+                  sessions: health.sessions,
+                  failures: health.failures,
+                  lastError: Option.fromUndefinedOr(
+                    health.lastFailure === undefined ? undefined : redact(health.lastFailure)
+                  )
+                },
+                { disableChecks: true }
+              )
+          )
+
     const toStatistics = (snapshot: ReturnType<Engine.Engine["statistics"]>) =>
       new PoolStatistics(
         {
@@ -153,7 +192,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           leaksSuspected: snapshot.leaksSuspected,
           state: snapshot.state,
           lastError: Option.fromUndefinedOr(snapshot.lastError),
-          upSince: new Date(startedAtWall)
+          upSince: new Date(startedAtWall),
+          hosts: hostStatistics()
         },
         { disableChecks: true }
       )
@@ -254,18 +294,88 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const bounded = <A, E>(effect: Effect.Effect<A, E>, timeoutAt: number) =>
       Effect.timeoutOption(effect, Duration.millis(Math.max(0, timeoutAt - now())))
 
+    /**
+     * Sessions on a host that no longer serves the pool's target: the engine evicts them as it does a session whose
+     * socket died — an idle one at once, one in use when its holder releases it — and none is handed out again.
+     */
+    const evict = (evictions: ReadonlyArray<Hosts.Eviction>): void => {
+      for (const { reason, session: id } of evictions) {
+        const session = sessions.get(id)
+        if (session === undefined) continue
+        session.broken = true
+        const evicted: Engine.Failure = { kind: "fatal-session", message: reason, probeable: false, startingUp: false }
+        dispatch({ _tag: "SessionClosed", now: now(), session: id, failure: evicted })
+      }
+    }
+
+    /**
+     * One session: on the one host, or (several hosts or a target) on the first that gives one of the target's role
+     * in the table's order; what each try came to goes to the table. `reached` hears which host it is on.
+     */
+    const connect = (
+      id: number,
+      onClosed: (error: unknown) => void,
+      reached: (reached: MultiHost.Reached) => void
+    ): Effect.Effect<Driver.Session, MultiHost.HostsFailure | SqlError> => {
+      if (hosts === undefined) return Driver.open(id, options.open, now, onClosed)
+      const open = (host: Hosts.Host) =>
+        Driver.open(
+          id,
+          { ...options.open, host: host.host, port: host.port, path: undefined, watchParameters: true },
+          now,
+          onClosed
+        )
+      return MultiHost.connectAny(hosts.attempts(now(), Math.random), config.targetSessionAttrs, open, (cause) =>
+        Classify.classifyConnectError(cause, config)
+      ).pipe(
+        Effect.tapError((failed) => Effect.sync(() => evict(hosts.record(now(), failed.outcomes)))),
+        Effect.map((result) => {
+          reached(result)
+          return result.session
+        })
+      )
+    }
+
+    /**
+     * A session opened on one of several hosts: the table learns which host and role, and hears every later
+     * ParameterStatus on it (a promotion, a reload), so that sessions whose server changed role are evicted.
+     */
+    const hostOpened = (id: Engine.SessionId, session: Driver.Session, reached: MultiHost.Reached): void => {
+      const table = hosts!
+      const evicted = [
+        ...table.record(now(), reached.outcomes),
+        ...table.opened(now(), id, reached.attempt.index, reached.observed, session.parameters)
+      ]
+      session.onParameterStatus = (name, value) => {
+        if (sessions.get(id) === session) evict(table.reported(now(), id, { [name]: value }))
+      }
+      evict(evicted)
+    }
+
+    const openFailure = (error: unknown): Engine.Failure =>
+      (error as MultiHost.HostsFailure)?._tag === "HostsFailure"
+        ? failure((error as MultiHost.HostsFailure).failure)
+        : failure(Classify.classifyConnectError(MultiHost.causeOf(error), config))
+
     const openSession = (id: Engine.SessionId) => {
       const started = now()
-      return Driver.open(id, options.open, now, (error) => {
-        const session = sessions.get(id)
-        if (session === undefined) return
-        dispatch({
-          _tag: "SessionClosed",
-          now: now(),
-          session: id,
-          failure: failure(Classify.classifyError(causeOf(error)))
-        })
-      }).pipe(
+      let reached: MultiHost.Reached | undefined
+      return connect(
+        id,
+        (error) => {
+          const session = sessions.get(id)
+          if (session === undefined) return
+          dispatch({
+            _tag: "SessionClosed",
+            now: now(),
+            session: id,
+            failure: failure(Classify.classifyError(causeOf(error)))
+          })
+        },
+        (r) => {
+          reached = r
+        }
+      ).pipe(
         // a failing hook fails this session (closed, reported as a failed open), not the pool
         Effect.flatMap((session) =>
           options.onConnect === undefined
@@ -277,14 +387,10 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         ),
         Effect.matchEffect({
           onFailure: (error) =>
-            Effect.sync(() =>
-              dispatch({
-                _tag: "OpenFailed",
-                now: now(),
-                session: id,
-                failure: failure(Classify.classifyConnectError(causeOf(error), config))
-              })
-            ),
+            Effect.sync(() => {
+              if (reached !== undefined && hosts !== undefined) evict(hosts.record(now(), reached.outcomes))
+              dispatch({ _tag: "OpenFailed", now: now(), session: id, failure: openFailure(error) })
+            }),
           onSuccess: (session) =>
             Effect.sync(() => {
               metrics.created((now() - started) / 1000)
@@ -296,6 +402,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
               })
               sessions.set(id, session)
               dispatch({ _tag: "SessionOpened", now: now(), session: id, jitter: Math.random() })
+              if (reached !== undefined && sessions.get(id) === session) hostOpened(id, session, reached)
               if (session.closed && sessions.has(id)) {
                 dispatch({
                   _tag: "SessionClosed",
@@ -308,6 +415,26 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         })
       )
     }
+
+    /** The LISTEN connection's open: where the pool's sessions go, a `SqlError` as the listener expects. */
+    const openDedicated = (id: number): Effect.Effect<Driver.Session, SqlError> =>
+      connect(
+        id,
+        () => undefined,
+        () => undefined
+      ).pipe(
+        Effect.mapError((error) =>
+          (error as MultiHost.HostsFailure)._tag === "HostsFailure"
+            ? new SqlError({
+                reason: new ConnectionError({
+                  cause: new Error(redact((error as MultiHost.HostsFailure).failure.message)),
+                  message: redact((error as MultiHost.HostsFailure).failure.message),
+                  operation: "connect"
+                })
+              })
+            : (error as SqlError)
+        )
+      )
 
     const execute = (decision: Engine.Decision): void => {
       switch (decision._tag) {
@@ -406,6 +533,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         case "Close": {
           const session = sessions.get(decision.session)
           sessions.delete(decision.session)
+          hosts?.closed(decision.session)
           metrics.closed(decision.reason)
           if (session !== undefined) {
             // a close runs to its end (the CancelRequest, then Terminate): shutdown waits for it rather than cut it
@@ -595,6 +723,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         )
       },
       refresh: () => dispatch({ _tag: "RefreshRequested", now: now() }),
+      openDedicated,
       initialize
     } satisfies Pool
   })

@@ -1,0 +1,130 @@
+/**
+ * The Effect 4 pool on several hosts, on the real topology (the testkit's primary and streaming standby): every
+ * `target_session_attrs` against both roles whichever host is listed first, the per-host statistics, and a standby
+ * pool whose standby is promoted (its sessions learn of it from the server's ParameterStatus and are evicted).
+ */
+import { Db } from "@effect-pg-pool/effect4"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Logger } from "effect"
+import { Reactivity } from "effect/reactivity"
+import { afterAll, beforeAll } from "vitest"
+import { eventually, type Node, type Pair, realSleep, startPair, urlOf } from "./utils/primaryStandby.js"
+
+const makeDb = (url: ReturnType<typeof urlOf>, options: Omit<Db.DbOptions, "url"> = {}) =>
+  Db.make({ url, reconnect: { initialDelay: "100 millis", maxDelay: "1 second" }, ...options }).pipe(
+    Effect.provide(Layer.merge(Reactivity.layer, Logger.layer([])))
+  )
+
+const whereAmI = (sql: Db.Service["sql"]) =>
+  Effect.map(
+    sql<{ port: number; recovery: boolean }>`SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery`,
+    (rows) => ({ port: rows[0]!.port, role: rows[0]!.recovery ? "standby" : "primary" })
+  )
+
+describe("target_session_attrs on a primary and a standby", () => {
+  let pair: Pair
+  beforeAll(async () => {
+    pair = await startPair()
+  }, 120_000)
+  afterAll(() => pair?.close())
+
+  it.live("each target reaches its role, whichever host is listed first; statistics show both hosts", () =>
+    Effect.gen(function* () {
+      const { primary, standby } = pair
+      const expected: ReadonlyArray<readonly [string, Node, Node]> = [
+        ["read-write", primary, primary],
+        ["primary", primary, primary],
+        ["read-only", standby, standby],
+        ["standby", standby, standby],
+        ["prefer-standby", standby, standby],
+        ["any", primary, standby]
+      ]
+      for (const [target, whenPrimaryFirst, whenStandbyFirst] of expected) {
+        for (const [order, node] of [
+          [[primary, standby], whenPrimaryFirst],
+          [[standby, primary], whenStandbyFirst]
+        ] as const) {
+          const db = yield* makeDb(urlOf(pair, order, target), { minSize: 2, maxSize: 2 })
+          const seen = yield* Effect.all(
+            Array.from({ length: 2 }, () => db.withConnection((sql) => Effect.andThen(realSleep(30), whereAmI(sql)))),
+            { concurrency: "unbounded" }
+          )
+          const label = `${target}, ${order[0]!.port === primary.port ? "primary" : "standby"} listed first`
+          const role = node === primary ? "primary" : "standby"
+          assert.deepStrictEqual(
+            seen,
+            [
+              { port: node.port, role },
+              { port: node.port, role }
+            ],
+            label
+          )
+          const stats = yield* db.statistics
+          const hosts = stats.hosts.map((h) => [h.port, h.sessions, h.up])
+          assert.deepStrictEqual(
+            hosts,
+            order.map((n) => [n.port, n === node ? stats.total : 0, true]),
+            label
+          )
+          assert.strictEqual(stats.hosts.find((h) => h.port === node.port)!.role, role, label)
+        }
+      }
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a host that is down is skipped, and shown down with its error", () =>
+    Effect.gen(function* () {
+      const { primary, standby } = pair
+      const dead = { ...primary, port: 1 } as Node
+      const db = yield* makeDb(urlOf(pair, [dead, standby, primary], "read-write"), {
+        minSize: 1,
+        maxSize: 1,
+        connectTimeout: "1 second"
+      })
+      assert.deepStrictEqual(yield* whereAmI(db.sql), { port: primary.port, role: "primary" })
+      const stats = yield* db.statistics
+      const [down, skipped, serving] = stats.hosts
+      assert.deepStrictEqual([down!.port, down!.up, down!.failures > 0], [1, false, true])
+      assert.isTrue(down!.lastError._tag === "Some")
+      assert.deepStrictEqual([skipped!.port, skipped!.role, skipped!.sessions], [standby.port, "standby", 0])
+      assert.deepStrictEqual([serving!.port, serving!.role, serving!.sessions], [primary.port, "primary", 1])
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("a standby pool when its standby is promoted", () => {
+  let pair: Pair
+  beforeAll(async () => {
+    pair = await startPair()
+  }, 120_000)
+  afterAll(() => pair?.close())
+
+  it.live(
+    "each session learns of the promotion with its next statement, which succeeds, and is evicted at its release",
+    () =>
+      Effect.gen(function* () {
+        const db = yield* makeDb(urlOf(pair, [pair.primary, pair.standby], "standby"), { minSize: 2, maxSize: 2 })
+        assert.deepStrictEqual(yield* whereAmI(db.sql), { port: pair.standby.port, role: "standby" })
+        yield* eventually(
+          "both sessions are open",
+          Effect.map(db.statistics, (stats) => stats.total === 2)
+        )
+        yield* Effect.promise(() => pair.promote())
+        // two callers at once take both sessions: each statement runs on the promoted node and succeeds
+        const ports = yield* Effect.all(
+          Array.from({ length: 2 }, () => db.withConnection((sql) => Effect.andThen(realSleep(50), whereAmI(sql)))),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(
+          ports.map((p) => p.port),
+          [pair.standby.port, pair.standby.port]
+        )
+        yield* eventually(
+          "both sessions were evicted",
+          Effect.map(db.statistics, (stats) => stats.connectionsClosed.broken === 2)
+        )
+        const host = (yield* db.statistics).hosts.find((h) => h.port === pair.standby.port)!
+        assert.strictEqual(host.role, "primary")
+      }).pipe(Effect.scoped)
+  )
+})
