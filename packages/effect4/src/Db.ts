@@ -179,6 +179,7 @@ const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.
     user: config.user,
     password: Effect.isEffect(options.password) ? options.password : config.password,
     ssl: config.ssl === false ? false : config.ssl,
+    sslmode: config.sslmode,
     connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
     keepAliveMillis: keepAlive,
     applicationName: config.applicationName,

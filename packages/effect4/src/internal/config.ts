@@ -12,6 +12,8 @@ import * as Redacted from "effect/Redacted"
 import type { ConnectionOptions } from "node:tls"
 import type { PoolConfig, PoolConfigInput } from "../PoolConfig.js"
 import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
+// the engine's libpq TLS resolution on Node's files (the same as the Effect 3 edition's)
+import { resolver as tls } from "./tls.js"
 
 /** The environment variables of the multiplexing settings, which the engine's table does not know. @internal */
 export const multiplexEnv = { multiplex: "DB_POOL_MULTIPLEX", multiplexConcurrency: "DB_POOL_MULTIPLEX_CONCURRENCY" }
@@ -21,27 +23,6 @@ const runtime: Settings.Runtime = {
   secret: (raw) => (Redacted.isRedacted(raw) ? String(Redacted.value(raw)) : undefined),
   show: (raw) =>
     Duration.isDuration(raw) ? `${Duration.toMillis(raw)} ms` : Redacted.isRedacted(raw) ? "<redacted>" : undefined
-}
-
-/** `ssl` as given (an object of TLS options, true, false), else the sslmode: PgConnection's `ssl` option. */
-const tls: Settings.TlsResolver<false | ConnectionOptions> = (input, report) => {
-  const passed = Settings.passTls(input, report)
-  const option = input.option
-  const fromMode: false | ConnectionOptions =
-    passed.sslmode === "disable"
-      ? false
-      : passed.sslmode === "verify-ca" || passed.sslmode === "verify-full"
-        ? {}
-        : { rejectUnauthorized: false }
-  const resolved =
-    option === true
-      ? {}
-      : option === false
-        ? false
-        : typeof option === "object" && option !== null
-          ? (option as ConnectionOptions)
-          : fromMode
-  return { sslmode: passed.sslmode, tls: resolved, params: passed.params }
 }
 
 /** The raw input: options as given, or strings read from the environment. @internal */

@@ -10,7 +10,6 @@
  */
 import { type Classify, Hosts } from "@effect-pg-pool/engine"
 import * as Effect from "effect/Effect"
-import type { SqlError } from "effect/sql/SqlError"
 import type * as Driver from "./session.js"
 
 /**
@@ -52,15 +51,15 @@ const answeredByServer = (cause: unknown): boolean =>
 
 /**
  * Tries `attempts` in order until one gives a session that matches. `open` opens one session on one host (its
- * failure a `SqlError`, classified here with `classify`); a session that does not match is closed here and never
- * handed out.
+ * failure a `SqlError` or a TLS rejection, whose cause `classify` classifies); a session that does not match is
+ * closed here and never handed out.
  *
  * @internal
  */
 export const connectAny = (
   attempts: ReadonlyArray<Hosts.Attempt>,
   target: Hosts.TargetSessionAttrs,
-  open: (host: Hosts.Host) => Effect.Effect<Driver.Session, SqlError>,
+  open: (host: Hosts.Host) => Effect.Effect<Driver.Session, unknown>,
   classify: (cause: unknown) => Classify.Classified
 ): Effect.Effect<Reached, HostsFailure> =>
   Effect.suspend(() => {
@@ -101,7 +100,7 @@ type TryResult =
 /** One host: open, then check the target; a session of the wrong role (or whose check failed) is closed. */
 const tryHost = (
   attempt: Hosts.Attempt,
-  open: (host: Hosts.Host) => Effect.Effect<Driver.Session, SqlError>,
+  open: (host: Hosts.Host) => Effect.Effect<Driver.Session, unknown>,
   classify: (cause: unknown) => Classify.Classified
 ): Effect.Effect<TryResult> =>
   Effect.matchEffect(open(attempt.host), {

@@ -26,6 +26,7 @@ import { redactText } from "./config.js"
 import * as MultiHost from "./hosts.js"
 import type { Metrics } from "./metrics.js"
 import * as Driver from "./session.js"
+import * as Tls from "./tls.js"
 
 /** What a holder reports when it gives its grant back. @internal */
 export type Facts = Engine.SessionFacts
@@ -316,17 +317,20 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       id: number,
       onClosed: (error: unknown) => void,
       reached: (reached: MultiHost.Reached) => void
-    ): Effect.Effect<Driver.Session, MultiHost.HostsFailure | SqlError> => {
-      if (hosts === undefined) return Driver.open(id, options.open, now, onClosed)
-      const open = (host: Hosts.Host) =>
-        Driver.open(
-          id,
-          { ...options.open, host: host.host, port: host.port, path: undefined, watchParameters: true },
-          now,
-          onClosed
+    ): Effect.Effect<Driver.Session, MultiHost.HostsFailure | Tls.TlsRejected | SqlError> => {
+      // TLS as sslmode says: allow and prefer fall back to the other transport (internal/tls.ts)
+      const negotiated = (open: Driver.OpenOptions) =>
+        Tls.negotiate(
+          open.sslmode ?? (open.ssl === false ? "disable" : "require"),
+          open.ssl === true ? {} : open.ssl,
+          MultiHost.causeOf,
+          (ssl) => Driver.open(id, { ...open, ssl }, now, onClosed)
         )
+      if (hosts === undefined) return negotiated(options.open)
+      const open = (host: Hosts.Host) =>
+        negotiated({ ...options.open, host: host.host, port: host.port, path: undefined, watchParameters: true })
       return MultiHost.connectAny(hosts.attempts(now(), Math.random), config.targetSessionAttrs, open, (cause) =>
-        Classify.classifyConnectError(cause, config)
+        Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)
       ).pipe(
         Effect.tapError((failed) => Effect.sync(() => evict(hosts.record(now(), failed.outcomes)))),
         Effect.map((result) => {
@@ -355,7 +359,9 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const openFailure = (error: unknown): Engine.Failure =>
       (error as MultiHost.HostsFailure)?._tag === "HostsFailure"
         ? failure((error as MultiHost.HostsFailure).failure)
-        : failure(Classify.classifyConnectError(MultiHost.causeOf(error), config))
+        : Tls.isTlsRejected(error)
+          ? failure(error.classified)
+          : failure(Classify.classifyConnectError(MultiHost.causeOf(error), config))
 
     const openSession = (id: Engine.SessionId) => {
       const started = now()
@@ -423,17 +429,13 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         () => undefined,
         () => undefined
       ).pipe(
-        Effect.mapError((error) =>
-          (error as MultiHost.HostsFailure)._tag === "HostsFailure"
-            ? new SqlError({
-                reason: new ConnectionError({
-                  cause: new Error(redact((error as MultiHost.HostsFailure).failure.message)),
-                  message: redact((error as MultiHost.HostsFailure).failure.message),
-                  operation: "connect"
-                })
-              })
-            : (error as SqlError)
-        )
+        Effect.mapError((error) => {
+          if (error._tag !== "HostsFailure" && error._tag !== "TlsRejected") return error
+          const message = redact(error._tag === "HostsFailure" ? error.failure.message : error.classified.message)
+          return new SqlError({
+            reason: new ConnectionError({ cause: new Error(message), message, operation: "connect" })
+          })
+        })
       )
 
     const execute = (decision: Engine.Decision): void => {

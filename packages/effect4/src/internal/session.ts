@@ -32,6 +32,8 @@ export interface OpenOptions {
   readonly user: string
   readonly password: Redacted.Redacted | Effect.Effect<Redacted.Redacted> | undefined
   readonly ssl: boolean | ConnectionOptions
+  /** How `ssl` is negotiated (internal/tls.ts): `allow` and `prefer` fall back to the other transport. */
+  readonly sslmode?: "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full" | undefined
   readonly connectTimeoutMillis: number
   /** TCP keepalive idle time in milliseconds; undefined disables it. */
   readonly keepAliveMillis: number | undefined
@@ -259,7 +261,11 @@ export const open = (
       database: options.database,
       username: options.user,
       password: options.password,
-      ssl: options.ssl,
+      // PgConnection spreads the options: the resolved private key is not enumerable (kept out of JSON and logs)
+      ssl:
+        typeof options.ssl === "object" && options.ssl.key !== undefined
+          ? { ...options.ssl, key: options.ssl.key }
+          : options.ssl,
       connectTimeout: options.connectTimeoutMillis,
       applicationName: options.applicationName,
       startupParameters: options.startupParameters,
