@@ -3,7 +3,7 @@
  * `target_session_attrs` against both roles whichever host is listed first, the per-host statistics, and a standby
  * pool whose standby is promoted (its sessions learn of it from the server's ParameterStatus and are evicted).
  */
-import { Db } from "@effect-pg-pool/effect4"
+import { Db, Health, PoolStatistics } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Logger } from "effect"
 import { Reactivity } from "effect/reactivity"
@@ -88,6 +88,17 @@ describe("target_session_attrs on a primary and a standby", () => {
       assert.isTrue(down!.lastError._tag === "Some")
       assert.deepStrictEqual([skipped!.port, skipped!.role, skipped!.sessions], [standby.port, "standby", 0])
       assert.deepStrictEqual([serving!.port, serving!.role, serving!.sessions], [primary.port, "primary", 1])
+      // health carries the same per-host part, and both encode it for an endpoint
+      const health = yield* db.health
+      assert.deepStrictEqual(
+        Health.encode(health).statistics.hosts.map((h) => [h.port, h.role, h.up, h.sessions]),
+        [
+          [1, "unknown", false, 0],
+          [standby.port, "standby", true, 0],
+          [primary.port, "primary", true, 1]
+        ]
+      )
+      assert.include(PoolStatistics.encode(stats).hosts[0]!.lastError ?? "", "127.0.0.1:1")
     }).pipe(Effect.scoped)
   )
 })

@@ -233,12 +233,15 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       )
     }
 
-    const tcpProbe: Effect.Effect<{ readonly reachable: boolean; readonly latencyMs: number }> = Effect.callback(
-      (resume) => {
+    const probeHost = (
+      host: string,
+      port: number
+    ): Effect.Effect<{ readonly reachable: boolean; readonly latencyMs: number }> =>
+      Effect.callback((resume) => {
         const started = now()
-        const socket = config.host.startsWith("/")
-          ? Net.connect({ path: `${config.host}/.s.PGSQL.${config.port}` })
-          : Net.connect({ host: config.host, port: config.port })
+        const socket = host.startsWith("/")
+          ? Net.connect({ path: `${host}/.s.PGSQL.${port}` })
+          : Net.connect({ host, port })
         const done = (reachable: boolean) => {
           socket.destroy()
           resume(Effect.succeed({ reachable, latencyMs: now() - started }))
@@ -247,8 +250,18 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         socket.once("connect", () => done(true))
         socket.once("error", () => done(false))
         return Effect.sync(() => socket.destroy())
-      }
-    )
+      })
+    // several hosts: the database is reachable when any of them listens (the fastest answer's latency)
+    const tcpProbe =
+      config.hosts.length > 1
+        ? Effect.map(
+            Effect.forEach(config.hosts, (h) => probeHost(h.host, h.port), { concurrency: "unbounded" }),
+            (probes) => {
+              const up = probes.filter((p) => p.reachable).sort((a, b) => a.latencyMs - b.latencyMs)
+              return up[0] ?? probes[0]!
+            }
+          )
+        : probeHost(config.host, config.port)
 
     const baseSchedule = Schedule.exponential(config.reconnect.initialDelay, config.reconnect.factor)
     const schedule = config.reconnect.jitter ? Schedule.jittered(baseSchedule) : baseSchedule
