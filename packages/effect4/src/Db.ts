@@ -425,6 +425,33 @@ export const layerPgClient = (
   )
 
 /**
+ * `layerConfig` with `PgClient.layerConfig`'s error type: the options read through `Config` (a `ConfigError` when
+ * one is missing or malformed), a failed start a `SqlError` whose reason's `cause` is the pool's typed error, as
+ * `layerPgClient` does — the drop-in for @effect/sql-pg 4's `PgClient.layerConfig`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Config } from "effect"
+ *
+ * // was: PgClient.layerConfig({ url: Config.Redacted("DATABASE_URL") })
+ * export const SqlLive = Db.layerPgClientConfig({ url: Config.Redacted("DATABASE_URL"), maxConnections: Config.succeed(10) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClientConfig = (
+  config: Config.Wrap<DbOptions>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
+  Layer.effectContext(
+    Effect.gen(function* () {
+      const options = yield* Config.unwrap(config)
+      return toContext(yield* Effect.mapError(make(options), toSqlError))
+    })
+  ).pipe(Layer.provide(Reactivity.layer))
+
+/**
  * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the `DB_POOL_*`
  * settings), with the options no variable sets (name transforms, types…).
  *
