@@ -615,16 +615,16 @@ export class Pool {
   }
 
   /**
-   * Sessions on a host that no longer serves the pool's target: the engine evicts them as it does a session whose
-   * socket died — an idle one at once, one in use when its holder releases it — and none is handed out again.
+   * Sessions on a host that no longer serves the pool's target: the engine evicts them — an idle one at once, one in
+   * use when its holder releases it — counted `roleChanged`; none is handed out again. Not a failure of the
+   * server: nothing backs off. The pipelined side learns it from `broken`, and takes no new statement.
    */
   private evict(evictions: ReadonlyArray<Hosts.Eviction>): void {
     for (const { reason, session } of evictions) {
       const conn = this.sessions.get(session)
       if (conn === undefined) continue
       conn.broken ??= new Error(reason)
-      const failure: Engine.Failure = { kind: "fatal-session", message: reason, probeable: false, startingUp: false }
-      this.dispatch({ _tag: "SessionClosed", now: this.now(), session, failure })
+      this.dispatch({ _tag: "SessionEvicted", now: this.now(), session, reason })
     }
   }
 
