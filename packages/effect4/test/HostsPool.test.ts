@@ -132,7 +132,7 @@ describe("a standby pool when its standby is promoted", () => {
         )
         yield* eventually(
           "both sessions were evicted",
-          Effect.map(db.statistics, (stats) => stats.connectionsClosed.broken === 2)
+          Effect.map(db.statistics, (stats) => stats.connectionsClosed.roleChanged === 2)
         )
         const host = (yield* db.statistics).hosts.find((h) => h.port === pair.standby.port)!
         assert.strictEqual(host.role, "primary")

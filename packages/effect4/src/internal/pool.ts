@@ -314,11 +314,9 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
      */
     const evict = (evictions: ReadonlyArray<Hosts.Eviction>): void => {
       for (const { reason, session: id } of evictions) {
-        const session = sessions.get(id)
-        if (session === undefined) continue
-        session.broken = true
-        const evicted: Engine.Failure = { kind: "fatal-session", message: reason, probeable: false, startingUp: false }
-        dispatch({ _tag: "SessionClosed", now: now(), session: id, failure: evicted })
+        if (!sessions.has(id)) continue
+        // not a failure: no backoff, no last error; counted roleChanged
+        dispatch({ _tag: "SessionEvicted", now: now(), session: id, reason: redact(reason) })
       }
     }
 
