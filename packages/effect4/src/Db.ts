@@ -14,12 +14,13 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Reactivity from "effect/reactivity/Reactivity"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import { AuthenticationError, AuthorizationError, ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import type { ConnectionOptions } from "node:tls"
-import type { HealthStatus } from "./Health.js"
+import { HealthStatus, ReplicaHealth } from "./Health.js"
 import * as Client from "./internal/client.js"
 import * as InternalConfig from "./internal/config.js"
 import * as Metrics from "./internal/metrics.js"
@@ -71,6 +72,42 @@ export interface Service {
   readonly sql: PgClient.PgClient
   /** The validated configuration (the password stays `Redacted`). */
   readonly config: PoolConfig.PoolConfig
+  /**
+   * `withConnection` on the read-only pool (read replicas, `PoolConfig.replicas`): a standby when one is up, else
+   * what its target allows. Without replicas, the primary pool's `withConnection`, so the code runs unchanged.
+   */
+  readonly readOnly: <A, E, R>(
+    f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+  /** The read-only pool, when `PoolConfig.replicas` configures one: its own client, statistics and health. */
+  readonly replicas: Option.Option<Replicas>
+}
+
+/**
+ * The read-only pool of a `Db` (read replicas): a second pool named `<name>-replicas` on its own hosts and target,
+ * with its own statistics, health and refresh.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Option } from "effect"
+ *
+ * const readers = Effect.map(Db.Db, (db) =>
+ *   Option.map(db.replicas, (replicas) => replicas.config.name) // "default-replicas"
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Replicas {
+  readonly sql: PgClient.PgClient
+  readonly withConnection: Service["withConnection"]
+  readonly statistics: Effect.Effect<PoolStatistics>
+  readonly health: Effect.Effect<HealthStatus>
+  readonly refresh: Effect.Effect<void>
+  /** The read-only pool's configuration: the primary's with its own name, hosts, target and sizes. */
+  readonly config: PoolConfig.PoolConfig
 }
 
 /**
@@ -88,6 +125,23 @@ export interface Service {
  * @category services
  */
 export class Db extends Context.Service<Db, Service>()("@effect-pg-pool/Db") {}
+
+/**
+ * A `PgClient` whose statements go to the read-only pool (read replicas), provided by every `Db` layer: the
+ * primary's client when replicas are off. `SqlClient` and `PgClient` stay the primary.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * const report = Effect.flatMap(Db.ReadOnly, (sql) => sql`SELECT count(*) AS n FROM orders`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class ReadOnly extends Context.Service<ReadOnly, PgClient.PgClient>()("@effect-pg-pool/Db/ReadOnly") {}
 
 /**
  * What `layer` and `make` accept: the pool configuration, and every option of @effect/sql-pg 4's
@@ -223,57 +277,123 @@ export const makeWithConfig = (
 > =>
   Effect.gen(function* () {
     const context = yield* Effect.context<never>()
-    const metrics = Metrics.make(config.name, config.minSize, config.maxSize, context)
     const logFile = config.logFile
     // the pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
     // file (and only it) however the program composes its layers
     const fileLogger = logFile === undefined ? undefined : yield* PoolLogger.make(logFile)
     const routed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       fileLogger === undefined ? effect : Effect.provideService(effect, Logger.CurrentLoggers, new Set([fileLogger]))
-    let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
-    const pool = yield* routed(
-      InternalPool.make({
-        config,
-        open: openOptions(config, options),
-        metrics,
-        onConnect:
-          userOnConnect === undefined
-            ? undefined
-            : (session) => Effect.flatMap(clients!.forSession(session), (sql) => Effect.asVoid(userOnConnect(sql)))
-      })
-    )
-    // `config` as PgClient.layer keeps it: the options as given
-    let listeners = 0
-    clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
-      open: routed(
-        Effect.suspend(() =>
-          // where the pool's sessions go: with several hosts, on one of the target's role
-          pool
-            .openDedicated(-++listeners)
-            .pipe(
-              Effect.tap((session) =>
-                userOnConnect === undefined
-                  ? Effect.void
-                  : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
-              )
-            )
+    // one pool and its clients: the primary's, and the read-only pool's when replicas are configured
+    const build = (poolConfig: PoolConfig.PoolConfig) =>
+      Effect.gen(function* () {
+        const metrics = Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize, context)
+        let clients: Client.Clients | undefined
+        const pool = yield* routed(
+          InternalPool.make({
+            config: poolConfig,
+            open: openOptions(poolConfig, options),
+            metrics,
+            onConnect:
+              userOnConnect === undefined
+                ? undefined
+                : (session) => Effect.flatMap(clients!.forSession(session), (sql) => Effect.asVoid(userOnConnect(sql)))
+          })
         )
-      ),
-      reconnect: config.reconnect,
-      log: (message, annotations) =>
-        routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: config.name, ...annotations })))
-    })
+        // `config` as PgClient.layer keeps it: the options as given
+        let listeners = 0
+        clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
+          open: routed(
+            Effect.suspend(() =>
+              // where the pool's sessions go: with several hosts, on one of the target's role
+              pool
+                .openDedicated(-++listeners)
+                .pipe(
+                  Effect.tap((session) =>
+                    userOnConnect === undefined
+                      ? Effect.void
+                      : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
+                  )
+                )
+            )
+          ),
+          reconnect: poolConfig.reconnect,
+          log: (message, annotations) =>
+            routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: poolConfig.name, ...annotations })))
+        })
+        return { pool, clients }
+      })
+    const { clients, pool } = yield* build(config)
+    const replicaConfig = config.replicas === undefined ? undefined : readOnlyConfig(config, config.replicas)
+    const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig)
     yield* pool.initialize
+    if (replica !== undefined) yield* replica.pool.initialize
+    const replicas: Option.Option<Replicas> =
+      replica === undefined
+        ? Option.none()
+        : Option.some({
+            sql: replica.clients.client,
+            withConnection: replica.clients.withConnection,
+            statistics: Effect.sync(() => replica.pool.statistics()),
+            health: Effect.sync(() => replica.pool.health()),
+            refresh: Effect.sync(() => replica.pool.refresh()),
+            config: replica.pool.config
+          })
     return {
       withConnection: clients.withConnection,
       statistics: Effect.sync(() => pool.statistics()),
-      health: Effect.sync(() => pool.health()),
+      health: Effect.sync(() =>
+        replica === undefined ? pool.health() : withReplicas(pool.health(), replica.pool.health())
+      ),
       refresh: Effect.sync(() => pool.refresh()),
       sql: clients.client,
-      config
+      config,
+      readOnly: replica === undefined ? clients.withConnection : replica.clients.withConnection,
+      replicas
     }
   })
+
+/** The read-only pool's configuration: the primary's, with the replicas' name, hosts, target and sizes. */
+const readOnlyConfig = (
+  config: PoolConfig.PoolConfig,
+  replicas: NonNullable<PoolConfig.PoolConfig["replicas"]>
+): PoolConfig.PoolConfig => ({
+  ...config,
+  name: replicas.name,
+  host: replicas.hosts[0]!.host,
+  port: replicas.hosts[0]!.port,
+  hosts: replicas.hosts,
+  targetSessionAttrs: replicas.targetSessionAttrs,
+  minSize: replicas.minSize,
+  maxSize: replicas.maxSize,
+  replicas: undefined
+})
+
+/** The primary's health with the read-only pool's: degraded when the primary is healthy but the replicas are not. */
+const withReplicas = (primary: HealthStatus, replicas: HealthStatus): HealthStatus => {
+  const degraded = primary.status === "healthy" && replicas.status !== "healthy"
+  return new HealthStatus(
+    {
+      status: degraded ? "degraded" : primary.status,
+      reason: degraded
+        ? Option.some(
+            `the read-only pool is ${replicas.status}` +
+              Option.match(replicas.reason, { onNone: () => "", onSome: (reason) => `: ${reason}` })
+          )
+        : primary.reason,
+      checkedAt: primary.checkedAt,
+      database: primary.database,
+      statistics: primary.statistics,
+      replicas: Option.some(
+        new ReplicaHealth(
+          { status: replicas.status, reason: replicas.reason, statistics: replicas.statistics },
+          { disableChecks: true }
+        )
+      )
+    },
+    { disableChecks: true }
+  )
+}
 
 /**
  * Validates `options` and builds the pool in the current scope.
@@ -326,7 +446,11 @@ const streamNotSupported = new PoolConfigError({
 })
 
 const toContext = (db: Service) =>
-  Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
+  Context.make(Db, db).pipe(
+    Context.add(PgClient.PgClient, db.sql),
+    Context.add(SqlClient.SqlClient, db.sql),
+    Context.add(ReadOnly, Option.match(db.replicas, { onNone: () => db.sql, onSome: (replicas) => replicas.sql }))
+  )
 
 /**
  * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
@@ -347,7 +471,7 @@ const toContext = (db: Service) =>
 export const layer = (
   options: DbOptions
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > => Layer.effectContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
 
@@ -371,7 +495,7 @@ export const layer = (
 export const layerConfig = (
   config: Config.Wrap<DbOptions>
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
   Config.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.effectContext(
@@ -419,7 +543,7 @@ const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRej
  */
 export const layerPgClient = (
   options: DbOptions
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
+): Layer.Layer<Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
   Layer.effectContext(Effect.map(Effect.mapError(make(options), toSqlError), toContext)).pipe(
     Layer.provide(Reactivity.layer)
   )
@@ -443,7 +567,7 @@ export const layerPgClient = (
  */
 export const layerPgClientConfig = (
   config: Config.Wrap<DbOptions>
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
+): Layer.Layer<Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
   Layer.effectContext(
     Effect.gen(function* () {
       const options = yield* Config.unwrap(config)
@@ -469,7 +593,7 @@ export const layerPgClientConfig = (
 export const layerFromEnv = (
   options: DbOptions = {}
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.effectContext(
@@ -499,7 +623,7 @@ export const layerFromEnv = (
  * @category layers
  */
 export const DatabaseLive: Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > = layerFromEnv()
 
@@ -587,3 +711,45 @@ export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Eff
  * @category accessors
  */
 export const refresh: Effect.Effect<void, never, Db> = Effect.flatMap(Effect.service(Db), (db) => db.refresh)
+
+/**
+ * Runs `f` on one connection of the read-only pool in context (read replicas: a standby when one is up); without
+ * replicas, on the primary pool, so the code runs unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ *
+ * const totals = Db.readOnly((sql) => sql`SELECT count(*) AS n FROM orders`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const readOnly = <A, E, R>(
+  f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R | Db> =>
+  Effect.flatMap(Effect.service(Db), (db) => db.readOnly(f))
+
+/**
+ * The read-only pool's statistics, when `PoolConfig.replicas` configures one.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Option } from "effect"
+ *
+ * const readers = Effect.map(Db.replicaStatistics, Option.map((s) => `${s.active}/${s.total} busy`))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const replicaStatistics: Effect.Effect<Option.Option<PoolStatistics>, never, Db> = Effect.flatMap(
+  Effect.service(Db),
+  (db) =>
+    Option.match(db.replicas, {
+      onNone: () => Effect.succeed(Option.none()),
+      onSome: (replicas) => Effect.map(replicas.statistics, Option.some)
+    })
+)

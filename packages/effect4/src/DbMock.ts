@@ -409,6 +409,9 @@ const make = (options: MockOptions) =>
       ),
       // no connections to retire
       refresh: Effect.void,
+      // no read-only pool: reads run as withConnection does
+      readOnly: (f) => db.withConnection(f),
+      replicas: Option.none(),
       sql: client,
       config: undefined as never
     }

@@ -82,6 +82,21 @@ export interface PoolConfig {
    * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`.
    */
   readonly loadBalanceHosts: "disable" | "random"
+  /**
+   * The read-only pool (read replicas), when `replicas` is on or `replicaHosts` given: a second pool named
+   * `<name>-replicas` with its own hosts (default the primary's), target (default `prefer-standby`: standbys, the
+   * primary when none is up) and sizes (default the primary's); every other setting is the primary's. `Db.readOnly`
+   * and the `Db.ReadOnly` client use it; `SqlClient` and `PgClient` stay on the primary. `DB_POOL_REPLICA*`.
+   */
+  readonly replicas:
+    | {
+        readonly name: string
+        readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+        readonly targetSessionAttrs: "prefer-standby" | "standby" | "read-only" | "any"
+        readonly minSize: number
+        readonly maxSize: number
+      }
+    | undefined
   /** Default: the user name, `PGDATABASE`. */
   readonly database: string
   /** Default `"postgres"`, `PGUSER`. */
@@ -161,6 +176,13 @@ export interface PoolConfigInput {
   readonly port?: number | ReadonlyArray<number> | undefined
   readonly targetSessionAttrs?: PoolConfig["targetSessionAttrs"] | undefined
   readonly loadBalanceHosts?: PoolConfig["loadBalanceHosts"] | undefined
+  /** A second, read-only pool (see `PoolConfig.replicas`). Default false, `DB_POOL_REPLICAS`. */
+  readonly replicas?: boolean | undefined
+  /** The read-only pool's hosts (`"r1:5432,r2:5433"` or a list); giving them turns replicas on. */
+  readonly replicaHosts?: string | ReadonlyArray<string> | undefined
+  readonly replicaTargetSessionAttrs?: "prefer-standby" | "standby" | "read-only" | "any" | undefined
+  readonly replicaMinSize?: number | undefined
+  readonly replicaMaxSize?: number | undefined
   readonly database?: string | undefined
   readonly user?: string | undefined
   readonly password?: Redacted.Redacted<string> | string | undefined

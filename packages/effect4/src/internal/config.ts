@@ -92,6 +92,7 @@ const toConfig = (
     hosts: settings.hosts,
     targetSessionAttrs: settings.targetSessionAttrs,
     loadBalanceHosts: settings.loadBalanceHosts,
+    replicas: settings.replicas,
     database: settings.database,
     user: settings.user,
     password: settings.password === undefined ? undefined : Redacted.make(settings.password),

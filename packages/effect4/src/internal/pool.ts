@@ -367,6 +367,46 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       evict(evicted)
     }
 
+    /**
+     * The scouts the table asks for on each housekeeping tick: a `prefer-standby` pool on its fallback looks for a
+     * standby again (`recheck`), and hosts whose sessions cannot report a role change (no `in_hot_standby`: a TLS
+     * session, PostgreSQL before 14) have their role checked (`roleChecks`). Each is a throwaway session: what it
+     * finds goes to the table, whose evictions follow.
+     */
+    let scouts = 0
+    const scout = (table: Hosts.Table): void => {
+      for (const attempt of [...table.recheck(now()), ...table.roleChecks(now())]) {
+        const id = -1_000_000 - ++scouts
+        const open = (host: Hosts.Host) =>
+          Tls.negotiate(
+            options.open.sslmode ?? (options.open.ssl === false ? "disable" : "require"),
+            options.open.ssl === true ? {} : options.open.ssl,
+            MultiHost.causeOf,
+            (ssl) =>
+              Driver.open(
+                id,
+                { ...options.open, ssl, host: host.host, port: host.port, path: undefined, watchParameters: true },
+                now,
+                () => undefined
+              )
+          )
+        run(
+          MultiHost.connectAny([attempt], config.targetSessionAttrs, open, (cause) =>
+            Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)
+          ).pipe(
+            Effect.matchEffect({
+              onFailure: (failed) => Effect.sync(() => evict(table.record(now(), failed.outcomes))),
+              onSuccess: (reached) =>
+                Effect.andThen(
+                  Effect.sync(() => evict(table.scouted(now(), reached.attempt.index, reached.observed))),
+                  reached.session.close(false)
+                )
+            })
+          )
+        )
+      }
+    }
+
     const openFailure = (error: unknown): Engine.Failure =>
       (error as MultiHost.HostsFailure)?._tag === "HostsFailure"
         ? failure((error as MultiHost.HostsFailure).failure)
@@ -686,6 +726,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
             Effect.sleep(Duration.millis(housekeepingMillis)),
             Effect.sync(() => {
               dispatch({ _tag: "Tick", now: now() })
+              if (hosts !== undefined) scout(hosts)
               // the connection-count gauges, once a second: a snapshot per event would cost more than the event
               const s = engine.statistics(now())
               metrics.counts(s.idle, s.active, s.waiting)
