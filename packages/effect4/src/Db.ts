@@ -73,13 +73,17 @@ export interface Service {
   /** The validated configuration (the password stays `Redacted`). */
   readonly config: PoolConfig.PoolConfig
   /**
-   * `withConnection` on the read-only pool (read replicas, `PoolConfig.replicas`): a standby when one is up, else
-   * what its target allows. Without replicas, the primary pool's `withConnection`, so the code runs unchanged.
+   * `withConnection` on the read replicas' pool (standbys; the primary while none is up, with `prefer-standby`), or
+   * on this pool when no replicas are configured. The replicas' sessions default to read-only transactions
+   * (`default_transaction_read_only`), so a write fails ("cannot execute … in a read-only transaction") on the
+   * fallback primary as on a standby.
    */
   readonly readOnly: <A, E, R>(
     f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
-  /** The read-only pool, when `PoolConfig.replicas` configures one: its own client, statistics and health. */
+  /** The read-only client (`ReadOnlyClient`): the replicas' pooled client, or `sql` without replicas. */
+  readonly readOnlySql: PgClient.PgClient
+  /** The read replicas' own pool, when configured: its client, statistics, health and configuration. */
   readonly replicas: Option.Option<Replicas>
 }
 
@@ -105,7 +109,6 @@ export interface Replicas {
   readonly withConnection: Service["withConnection"]
   readonly statistics: Effect.Effect<PoolStatistics>
   readonly health: Effect.Effect<HealthStatus>
-  readonly refresh: Effect.Effect<void>
   /** The read-only pool's configuration: the primary's with its own name, hosts, target and sizes. */
   readonly config: PoolConfig.PoolConfig
 }
@@ -127,21 +130,27 @@ export interface Replicas {
 export class Db extends Context.Service<Db, Service>()("@effect-pg-pool/Db") {}
 
 /**
- * A `PgClient` whose statements go to the read-only pool (read replicas), provided by every `Db` layer: the
- * primary's client when replicas are off. `SqlClient` and `PgClient` stay the primary.
+ * The read-only client: a `PgClient` whose statements run on the read replicas' pool (`PoolConfig.replicas`:
+ * standbys, or the primary while none is up), or on the primary pool when no replicas are configured — so code
+ * written against it runs unchanged either way. Every `Db` layer provides it beside `SqlClient` / `PgClient`, which
+ * stay the primary. Replication lags: a read here may not see a write just committed on the primary; read your own
+ * writes through `SqlClient`.
  *
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/effect4"
  * import { Effect } from "effect"
  *
- * const report = Effect.flatMap(Db.ReadOnly, (sql) => sql`SELECT count(*) AS n FROM orders`)
+ * // a report that may run on a standby
+ * const report = Effect.flatMap(Db.ReadOnlyClient, (sql) => sql`SELECT count(*) AS n FROM orders`)
  * ```
  *
  * @since 0.1.0
  * @category services
  */
-export class ReadOnly extends Context.Service<ReadOnly, PgClient.PgClient>()("@effect-pg-pool/Db/ReadOnly") {}
+export class ReadOnlyClient extends Context.Service<ReadOnlyClient, PgClient.PgClient>()(
+  "@effect-pg-pool/Db/ReadOnlyClient"
+) {}
 
 /**
  * What `layer` and `make` accept: the pool configuration, and every option of @effect/sql-pg 4's
@@ -285,7 +294,10 @@ export const makeWithConfig = (
       fileLogger === undefined ? effect : Effect.provideService(effect, Logger.CurrentLoggers, new Set([fileLogger]))
     const userOnConnect = options.onConnect
     // one pool and its clients: the primary's, and the read-only pool's when replicas are configured
-    const build = (poolConfig: PoolConfig.PoolConfig) =>
+    // `readOnly`: the replicas' sessions default to read-only transactions (`SET default_transaction_read_only`,
+    // again after each session reset), so that a write through `Db.readOnly` fails on the fallback primary as it
+    // does on a standby
+    const build = (poolConfig: PoolConfig.PoolConfig, readOnly: boolean) =>
       Effect.gen(function* () {
         const metrics = Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize, context)
         let clients: Client.Clients | undefined
@@ -295,9 +307,15 @@ export const makeWithConfig = (
             open: openOptions(poolConfig, options),
             metrics,
             onConnect:
-              userOnConnect === undefined
+              userOnConnect === undefined && !readOnly
                 ? undefined
-                : (session) => Effect.flatMap(clients!.forSession(session), (sql) => Effect.asVoid(userOnConnect(sql)))
+                : (session) =>
+                    Effect.flatMap(clients!.forSession(session), (sql) =>
+                      Effect.andThen(
+                        readOnly ? sql.unsafe("SET default_transaction_read_only = on") : Effect.void,
+                        userOnConnect === undefined ? Effect.void : Effect.asVoid(userOnConnect(sql))
+                      )
+                    )
           })
         )
         // `config` as PgClient.layer keeps it: the options as given
@@ -323,9 +341,9 @@ export const makeWithConfig = (
         })
         return { pool, clients }
       })
-    const { clients, pool } = yield* build(config)
+    const { clients, pool } = yield* build(config, false)
     const replicaConfig = config.replicas === undefined ? undefined : readOnlyConfig(config, config.replicas)
-    const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig)
+    const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig, true)
     yield* pool.initialize
     if (replica !== undefined) yield* replica.pool.initialize
     const replicas: Option.Option<Replicas> =
@@ -336,7 +354,6 @@ export const makeWithConfig = (
             withConnection: replica.clients.withConnection,
             statistics: Effect.sync(() => replica.pool.statistics()),
             health: Effect.sync(() => replica.pool.health()),
-            refresh: Effect.sync(() => replica.pool.refresh()),
             config: replica.pool.config
           })
     return {
@@ -345,10 +362,15 @@ export const makeWithConfig = (
       health: Effect.sync(() =>
         replica === undefined ? pool.health() : withReplicas(pool.health(), replica.pool.health())
       ),
-      refresh: Effect.sync(() => pool.refresh()),
+      // a rotation or a DNS failover concerns both pools
+      refresh: Effect.sync(() => {
+        pool.refresh()
+        replica?.pool.refresh()
+      }),
       sql: clients.client,
       config,
       readOnly: replica === undefined ? clients.withConnection : replica.clients.withConnection,
+      readOnlySql: replica === undefined ? clients.client : replica.clients.client,
       replicas
     }
   })
@@ -449,7 +471,7 @@ const toContext = (db: Service) =>
   Context.make(Db, db).pipe(
     Context.add(PgClient.PgClient, db.sql),
     Context.add(SqlClient.SqlClient, db.sql),
-    Context.add(ReadOnly, Option.match(db.replicas, { onNone: () => db.sql, onSome: (replicas) => replicas.sql }))
+    Context.add(ReadOnlyClient, db.readOnlySql)
   )
 
 /**
@@ -471,7 +493,7 @@ const toContext = (db: Service) =>
 export const layer = (
   options: DbOptions
 ): Layer.Layer<
-  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > => Layer.effectContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
 
@@ -495,7 +517,7 @@ export const layer = (
 export const layerConfig = (
   config: Config.Wrap<DbOptions>
 ): Layer.Layer<
-  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   Config.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.effectContext(
@@ -543,7 +565,7 @@ const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRej
  */
 export const layerPgClient = (
   options: DbOptions
-): Layer.Layer<Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient, SqlError> =>
   Layer.effectContext(Effect.map(Effect.mapError(make(options), toSqlError), toContext)).pipe(
     Layer.provide(Reactivity.layer)
   )
@@ -567,7 +589,7 @@ export const layerPgClient = (
  */
 export const layerPgClientConfig = (
   config: Config.Wrap<DbOptions>
-): Layer.Layer<Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient, Config.ConfigError | SqlError> =>
   Layer.effectContext(
     Effect.gen(function* () {
       const options = yield* Config.unwrap(config)
@@ -593,7 +615,7 @@ export const layerPgClientConfig = (
 export const layerFromEnv = (
   options: DbOptions = {}
 ): Layer.Layer<
-  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.effectContext(
@@ -623,7 +645,7 @@ export const layerFromEnv = (
  * @category layers
  */
 export const DatabaseLive: Layer.Layer<
-  Db | ReadOnly | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > = layerFromEnv()
 

@@ -411,6 +411,7 @@ const make = (options: MockOptions) =>
       refresh: Effect.void,
       // no read-only pool: reads run as withConnection does
       readOnly: (f) => db.withConnection(f),
+      readOnlySql: client,
       replicas: Option.none(),
       sql: client,
       config: undefined as never

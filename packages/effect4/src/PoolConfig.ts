@@ -86,7 +86,7 @@ export interface PoolConfig {
    * The read-only pool (read replicas), when `replicas` is on or `replicaHosts` given: a second pool named
    * `<name>-replicas` with its own hosts (default the primary's), target (default `prefer-standby`: standbys, the
    * primary when none is up) and sizes (default the primary's); every other setting is the primary's. `Db.readOnly`
-   * and the `Db.ReadOnly` client use it; `SqlClient` and `PgClient` stay on the primary. `DB_POOL_REPLICA*`.
+   * and the `Db.ReadOnlyClient` use it; `SqlClient` and `PgClient` stay on the primary. `DB_POOL_REPLICA*`.
    */
   readonly replicas:
     | {

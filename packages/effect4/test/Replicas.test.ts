@@ -1,7 +1,7 @@
 /**
  * Read replicas, Effect 4 edition, on the real topology (the testkit's primary and streaming standby): with
  * `replicas: true` a second, read-only pool (`<name>-replicas`, target `prefer-standby`) serves `Db.readOnly` and the
- * `Db.ReadOnly` client from the standby while `SqlClient` stays on the primary; with the standby down reads fall back
+ * `Db.ReadOnlyClient` from the standby while `SqlClient` stays on the primary; with the standby down reads fall back
  * to the primary, and once it is back they move to it again (the fallback's recheck).
  */
 import { Db, Health } from "@effect-pg-pool/effect4"
@@ -28,7 +28,7 @@ describe("read replicas", () => {
       assert.strictEqual(yield* Effect.flatMap(SqlClient.SqlClient, (sql) => portOf(sql as never)), primary.port)
       assert.strictEqual(yield* portOf(db.sql), primary.port)
       assert.strictEqual(yield* Db.readOnly(portOf), standby.port)
-      assert.strictEqual(yield* Effect.flatMap(Db.ReadOnly, portOf), standby.port)
+      assert.strictEqual(yield* Effect.flatMap(Db.ReadOnlyClient, portOf), standby.port)
       const replicaStats = Option.getOrThrow(yield* Db.replicaStatistics)
       assert.strictEqual(replicaStats.poolName, "default-replicas")
       assert.deepStrictEqual(
@@ -51,6 +51,9 @@ describe("read replicas", () => {
         15_000
       )
       assert.strictEqual(yield* portOf(db.sql), primary.port)
+      // the replicas' sessions default to read-only transactions: a write fails on the fallback primary too
+      const write = yield* Effect.exit(Db.readOnly((sql) => sql`CREATE TABLE replica_write_probe (n int)`))
+      assert.isTrue(write._tag === "Failure" && String(write.cause).includes("read-only transaction"), String(write))
       // and it comes back: the fallback's recheck finds it, and reads move back
       yield* Effect.promise(() => standby.start())
       yield* eventually(
