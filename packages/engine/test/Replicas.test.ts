@@ -5,7 +5,7 @@
  * and hosts that cannot report a promotion (PostgreSQL before 14) have their role checked again.
  */
 import { assert, describe, it } from "vitest"
-import { Hosts } from "../src/index.js"
+import { Classify, Hosts } from "../src/index.js"
 import { config, Harness } from "./harness.js"
 
 const h1 = { host: "h1", port: 5432 }
@@ -15,12 +15,7 @@ const standby: Hosts.Observed = { inHotStandby: true, readOnly: true }
 const pg16Primary = { server_version: "16.4", in_hot_standby: "off", default_transaction_read_only: "off" }
 const pg16Standby = { server_version: "16.4", in_hot_standby: "on", default_transaction_read_only: "off" }
 const pg13 = { server_version: "13.9" }
-const refused = {
-  kind: "outage",
-  message: "connect ECONNREFUSED",
-  probeable: true,
-  startingUp: false
-} as const
+const refused = Classify.classifyConnectError({ code: "ECONNREFUSED", message: "connect ECONNREFUSED" })
 
 const started = (overrides: Parameters<typeof config>[0] = {}) => {
   const h = new Harness(config(overrides))

@@ -21,16 +21,19 @@ describe("replicas", () => {
   })
 
   it("replicas: true — the primary's hosts and sizes, prefer-standby, named <name>-replicas", () => {
-    assert.deepStrictEqual(ok(Settings.resolve({ url, name: "orders", minSize: 1, maxSize: 6, replicas: true })).replicas, {
-      name: "orders-replicas",
-      hosts: [
-        { host: "db1", port: 5432 },
-        { host: "db2", port: 5433 }
-      ],
-      targetSessionAttrs: "prefer-standby",
-      minSize: 1,
-      maxSize: 6
-    })
+    assert.deepStrictEqual(
+      ok(Settings.resolve({ url, name: "orders", minSize: 1, maxSize: 6, replicas: true })).replicas,
+      {
+        name: "orders-replicas",
+        hosts: [
+          { host: "db1", port: 5432 },
+          { host: "db2", port: 5433 }
+        ],
+        targetSessionAttrs: "prefer-standby",
+        minSize: 1,
+        maxSize: 6
+      }
+    )
   })
 
   it("replicaHosts turns them on, each entry with its port or the primary's first; own target and sizes", () => {

@@ -147,7 +147,11 @@ export const table: ReadonlyArray<Entry> = [
     doc: 'shown in pg_stat_activity; default "effect-pg-pool"'
   },
   { setting: "logFile", env: "DB_POOL_LOG_FILE", doc: "JSON-lines file of the pool's own events; default none" },
-  { setting: "logLevel", env: "DB_POOL_LOG_LEVEL", doc: "lowest level of the pool's own events; default the program's" },
+  {
+    setting: "logLevel",
+    env: "DB_POOL_LOG_LEVEL",
+    doc: "lowest level of the pool's own events; default the program's"
+  },
   {
     setting: "replicas",
     env: "DB_POOL_REPLICAS",
@@ -168,7 +172,11 @@ export const table: ReadonlyArray<Entry> = [
     env: "DB_POOL_REPLICA_MIN_SIZE",
     doc: "the read-only pool's minSize; default the primary's, ≤ replicaMaxSize"
   },
-  { setting: "replicaMaxSize", env: "DB_POOL_REPLICA_MAX_SIZE", doc: "the read-only pool's maxSize; default the primary's" }
+  {
+    setting: "replicaMaxSize",
+    env: "DB_POOL_REPLICA_MAX_SIZE",
+    doc: "the read-only pool's maxSize; default the primary's"
+  }
 ]
 
 /** Each setting's environment variable. @internal */

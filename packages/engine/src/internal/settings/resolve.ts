@@ -259,7 +259,12 @@ const REPLICA_SIZES = ["replicaTargetSessionAttrs", "replicaMinSize", "replicaMa
 const replicasOf = (
   raw: Input,
   issues: Issues,
-  primary: { readonly name: string; readonly hosts: ReadonlyArray<Host>; readonly minSize: number; readonly maxSize: number }
+  primary: {
+    readonly name: string
+    readonly hosts: ReadonlyArray<Host>
+    readonly minSize: number
+    readonly maxSize: number
+  }
 ): Replicas | undefined => {
   const n = (setting: Setting) => issues.nameOf(setting)
   const given = (value: unknown) => value !== undefined && value !== ""
@@ -274,7 +279,10 @@ const replicasOf = (
     : undefined
   const on = enabled ?? given(raw.replicaHosts)
   if (!on) {
-    const stray = [...(given(raw.replicaHosts) ? ["replicaHosts" as const] : []), ...REPLICA_SIZES.filter((s) => given(raw[s]))]
+    const stray = [
+      ...(given(raw.replicaHosts) ? ["replicaHosts" as const] : []),
+      ...REPLICA_SIZES.filter((s) => given(raw[s]))
+    ]
     for (const setting of stray) {
       issues.report(
         setting,
