@@ -296,8 +296,8 @@ export const makeWithConfig = (
     // one pool and its clients: the primary's, and the read-only pool's when replicas are configured
     // `readOnly`: the replicas' sessions default to read-only transactions (`SET default_transaction_read_only`,
     // again after each session reset), so that a write through `Db.readOnly` fails on the fallback primary as it
-    // does on a standby
-    const build = (poolConfig: PoolConfig.PoolConfig, readOnly: boolean) =>
+    // does on a standby; its LISTEN goes to the primary (`listenOn`): a standby cannot LISTEN, nor would it hear a NOTIFY
+    const build = (poolConfig: PoolConfig.PoolConfig, readOnly: boolean, listenOn?: InternalPool.Pool) =>
       Effect.gen(function* () {
         const metrics = Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize, context)
         let clients: Client.Clients | undefined
@@ -324,7 +324,7 @@ export const makeWithConfig = (
           open: routed(
             Effect.suspend(() =>
               // where the pool's sessions go: with several hosts, on one of the target's role
-              pool
+              (listenOn ?? pool)
                 .openDedicated(-++listeners)
                 .pipe(
                   Effect.tap((session) =>
@@ -343,7 +343,7 @@ export const makeWithConfig = (
       })
     const { clients, pool } = yield* build(config, false)
     const replicaConfig = config.replicas === undefined ? undefined : readOnlyConfig(config, config.replicas)
-    const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig, true)
+    const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig, true, pool)
     yield* pool.initialize
     if (replica !== undefined) yield* replica.pool.initialize
     const replicas: Option.Option<Replicas> =

@@ -6,7 +6,7 @@
  */
 import { Db, Health } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger, Option } from "effect"
+import { Effect, Layer, Logger, Option, Queue } from "effect"
 import { SqlClient } from "effect/sql"
 import { afterAll, beforeAll } from "vitest"
 import { eventually, type Pair, startPair, urlOf } from "./utils/primaryStandby.js"
@@ -29,6 +29,16 @@ describe("read replicas", () => {
       assert.strictEqual(yield* portOf(db.sql), primary.port)
       assert.strictEqual(yield* Db.readOnly(portOf), standby.port)
       assert.strictEqual(yield* Effect.flatMap(Db.ReadOnlyClient, portOf), standby.port)
+      // LISTEN through the read-only client goes to the primary: a standby cannot LISTEN
+      const readOnlySql = yield* Db.ReadOnlyClient
+      const heard = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const queue = yield* readOnlySql.listen("replicas_test")
+          yield* db.sql.notify("replicas_test", "hello")
+          return yield* Queue.take(queue)
+        })
+      )
+      assert.strictEqual(heard.payload, "hello")
       const replicaStats = Option.getOrThrow(yield* Db.replicaStatistics)
       assert.strictEqual(replicaStats.poolName, "default-replicas")
       assert.deepStrictEqual(
