@@ -5,7 +5,8 @@
  */
 import { Db, Health, PoolStatistics } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger } from "effect"
+import { Effect, Layer, Logger, Option } from "effect"
+import * as Net from "node:net"
 import { Reactivity } from "effect/reactivity"
 import { afterAll, beforeAll } from "vitest"
 import { eventually, type Node, type Pair, realSleep, startPair, urlOf } from "./utils/primaryStandby.js"
@@ -99,6 +100,76 @@ describe("target_session_attrs on a primary and a standby", () => {
         ]
       )
       assert.include(PoolStatistics.encode(stats).hosts[0]!.lastError ?? "", "127.0.0.1:1")
+    }).pipe(Effect.scoped)
+  )
+})
+
+/**
+ * A server that logs anyone in (AuthenticationOk, a ParameterStatus without `in_hot_standby`, as before PostgreSQL
+ * 14, ReadyForQuery) and then never answers a query: the target check must give up at the connect timeout.
+ */
+const stallingServer = () =>
+  new Promise<{ readonly port: number; readonly close: () => void }>((resolve) => {
+    const message = (type: string, body: Buffer) => {
+      const header = Buffer.alloc(5)
+      header.write(type, 0, "latin1")
+      header.writeInt32BE(body.length + 4, 1)
+      return Buffer.concat([header, body])
+    }
+    const int32 = (...values: Array<number>) => {
+      const buffer = Buffer.alloc(4 * values.length)
+      values.forEach((value, i) => buffer.writeInt32BE(value, 4 * i))
+      return buffer
+    }
+    const sockets = new Set<Net.Socket>()
+    const server = Net.createServer((socket) => {
+      sockets.add(socket)
+      socket.on("error", () => {})
+      socket.once("data", () =>
+        socket.write(
+          Buffer.concat([
+            message("R", int32(0)),
+            message("S", Buffer.from("server_version\u000013.9\u0000", "latin1")),
+            message("K", int32(4242, 1)),
+            message("Z", Buffer.from("I", "latin1"))
+          ])
+        )
+      )
+    })
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        port: (server.address() as Net.AddressInfo).port,
+        close: () => {
+          for (const socket of sockets) socket.destroy()
+          server.close()
+        }
+      })
+    )
+  })
+
+describe("a host that accepts the login and then stalls", () => {
+  let pair: Pair
+  beforeAll(async () => {
+    pair = await startPair()
+  }, 120_000)
+  afterAll(() => pair?.close())
+
+  it.live("the target check gives up at the connect timeout and the next host serves", () =>
+    Effect.gen(function* () {
+      const stalling = yield* Effect.acquireRelease(
+        Effect.promise(() => stallingServer()),
+        (server) => Effect.sync(() => server.close())
+      )
+      const staller = { ...pair.primary, port: stalling.port } as Node
+      const db = yield* makeDb(urlOf(pair, [staller, pair.primary], "read-write"), {
+        minSize: 1,
+        maxSize: 1,
+        connectTimeout: "1 second"
+      })
+      assert.deepStrictEqual(yield* whereAmI(db.sql), { port: pair.primary.port, role: "primary" })
+      const [stalled] = (yield* db.statistics).hosts
+      assert.deepStrictEqual([stalled!.port, stalled!.up, stalled!.failures], [stalling.port, false, 1])
+      assert.include(Option.getOrThrow(stalled!.lastError), "the target check got no answer within the connect timeout")
     }).pipe(Effect.scoped)
   )
 })

@@ -9,6 +9,7 @@
  * @internal
  */
 import { type Classify, Hosts } from "@effect-pg-pool/engine"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Driver from "./session.js"
 
@@ -52,7 +53,8 @@ const answeredByServer = (cause: unknown): boolean =>
 /**
  * Tries `attempts` in order until one gives a session that matches. `open` opens one session on one host (its
  * failure a `SqlError` or a TLS rejection, whose cause `classify` classifies); a session that does not match is
- * closed here and never handed out.
+ * closed here and never handed out. The check is bounded by `checkTimeoutMillis` (the connect timeout: libpq's
+ * covers the check too), so a server that accepts the login and then stalls moves on to the next host.
  *
  * @internal
  */
@@ -60,14 +62,15 @@ export const connectAny = (
   attempts: ReadonlyArray<Hosts.Attempt>,
   target: Hosts.TargetSessionAttrs,
   open: (host: Hosts.Host) => Effect.Effect<Driver.Session, unknown>,
-  classify: (cause: unknown) => Classify.Classified
+  classify: (cause: unknown) => Classify.Classified,
+  checkTimeoutMillis: number
 ): Effect.Effect<Reached, HostsFailure> =>
   Effect.suspend(() => {
     const outcomes: Array<Hosts.Outcome> = []
     const loop = (i: number): Effect.Effect<Reached, HostsFailure> => {
       const attempt = attempts[i]
       if (attempt === undefined) return Effect.fail(failure(outcomes, target))
-      return Effect.flatMap(tryHost(attempt, open, classify), (result) => {
+      return Effect.flatMap(tryHost(attempt, open, classify, checkTimeoutMillis), (result) => {
         if (result._tag === "Reached") {
           return Effect.succeed({
             session: result.session,
@@ -101,18 +104,48 @@ type TryResult =
 const tryHost = (
   attempt: Hosts.Attempt,
   open: (host: Hosts.Host) => Effect.Effect<Driver.Session, unknown>,
-  classify: (cause: unknown) => Classify.Classified
+  classify: (cause: unknown) => Classify.Classified,
+  checkTimeoutMillis: number
 ): Effect.Effect<TryResult> =>
   Effect.matchEffect(open(attempt.host), {
     onFailure: (error): Effect.Effect<TryResult> => {
       const cause = causeOf(error)
       return Effect.succeed({ _tag: "Failed", attempt, failure: classify(cause), answered: answeredByServer(cause) })
     },
-    onSuccess: (session) =>
-      checkTarget(session, attempt).pipe(
+    onSuccess: (session) => {
+      // on timeout the session is closed first: an interrupted statement would wait for an answer that never comes
+      // (and the check that fails on the closed session is then no verdict on the host)
+      let timedOut = false
+      const timeout = Effect.sleep(Duration.millis(Math.max(1, checkTimeoutMillis))).pipe(
+        Effect.andThen(
+          Effect.suspend(() => {
+            timedOut = true
+            return session.close(false)
+          })
+        ),
+        Effect.andThen(Effect.never)
+      )
+      return Effect.raceFirst(checkTarget(session, attempt), timeout).pipe(
+        Effect.map(
+          (result): TryResult =>
+            timedOut
+              ? {
+                  _tag: "Failed",
+                  attempt,
+                  failure: classify(
+                    Object.assign(
+                      new Error(`the target check got no answer within the connect timeout (${checkTimeoutMillis} ms)`),
+                      { code: "ETIMEDOUT" }
+                    )
+                  ),
+                  answered: false
+                }
+              : result
+        ),
         Effect.tap((result) => (result._tag === "Reached" ? Effect.void : session.close(false))),
         Effect.onInterrupt(() => session.close(false))
       )
+    }
   })
 
 /** libpq's CONNECTION_CHECK_TARGET on the new session: the ParameterStatus facts, else one query at a time. */

@@ -340,8 +340,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       if (hosts === undefined) return negotiated(options.open)
       const open = (host: Hosts.Host) =>
         negotiated({ ...options.open, host: host.host, port: host.port, path: undefined, watchParameters: true })
-      return MultiHost.connectAny(hosts.attempts(now(), Math.random), config.targetSessionAttrs, open, (cause) =>
-        Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)
+      return MultiHost.connectAny(
+        hosts.attempts(now(), Math.random),
+        config.targetSessionAttrs,
+        open,
+        (cause) => (Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)),
+        options.open.connectTimeoutMillis
       ).pipe(
         Effect.tapError((failed) => Effect.sync(() => evict(hosts.record(now(), failed.outcomes)))),
         Effect.map((result) => {
@@ -391,8 +395,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
               )
           )
         run(
-          MultiHost.connectAny([attempt], config.targetSessionAttrs, open, (cause) =>
-            Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)
+          MultiHost.connectAny(
+            [attempt],
+            config.targetSessionAttrs,
+            open,
+            (cause) => (Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)),
+            options.open.connectTimeoutMillis
           ).pipe(
             Effect.matchEffect({
               onFailure: (failed) => Effect.sync(() => evict(table.record(now(), failed.outcomes))),
