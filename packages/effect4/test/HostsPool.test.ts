@@ -118,7 +118,7 @@ const stallingServer = () =>
     }
     const int32 = (...values: Array<number>) => {
       const buffer = Buffer.alloc(4 * values.length)
-      values.forEach((value, i) => buffer.writeInt32BE(value, 4 * i))
+      for (const [i, value] of values.entries()) buffer.writeInt32BE(value, 4 * i)
       return buffer
     }
     const sockets = new Set<Net.Socket>()

@@ -89,9 +89,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const password = config.password === undefined ? undefined : Redacted.value(config.password)
     const redact = (text: string) => redactText(text, password)
     const millis = (d: Duration.Duration) => Duration.toMillis(d)
-    const target = config.host.startsWith("/")
-      ? `${config.host}/.s.PGSQL.${config.port}`
-      : `${config.host}:${config.port}`
+    // every host, in the order given (libpq's list)
+    const target = config.hosts.map(Hosts.hostLabel).join(",")
     const engine = Engine.make({
       minSize: config.minSize,
       maxSize: config.maxSize,
