@@ -252,7 +252,8 @@ const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.
     multiplex: config.multiplex,
     prepare: options.prepare,
     preparedStatementCacheSize: options.preparedStatementCacheSize,
-    maxMessageSize: options.maxMessageSize
+    maxMessageSize: options.maxMessageSize,
+    pooler: { mode: config.pooler, setting: config.poolerSetting }
   }
 }
 
@@ -295,10 +296,12 @@ export const makeWithConfig = (
     const userOnConnect = options.onConnect
     // one pool and its clients: the primary's, and the read-only pool's when replicas are configured
     // `readOnly`: the replicas' sessions default to read-only transactions (`SET default_transaction_read_only`,
-    // again after each session reset), so that a write through `Db.readOnly` fails on the fallback primary as it
-    // does on a standby; its LISTEN goes to the primary (`listenOn`): a standby cannot LISTEN, nor would it hear a NOTIFY
+    // again after each session reset; not behind a transaction pooler), so that a write through `Db.readOnly` fails
+    // on the fallback primary as it does on a standby; its LISTEN goes to the primary (`listenOn`): a standby cannot LISTEN, nor would it hear a NOTIFY
     const build = (poolConfig: PoolConfig.PoolConfig, readOnly: boolean, listenOn?: InternalPool.Pool) =>
       Effect.gen(function* () {
+        // not behind a transaction pooler, where a session-level SET would land on another server connection
+        const defaultReadOnly = readOnly && poolConfig.pooler !== "transaction"
         const metrics = Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize, context)
         let clients: Client.Clients | undefined
         const pool = yield* routed(
@@ -307,18 +310,19 @@ export const makeWithConfig = (
             open: openOptions(poolConfig, options),
             metrics,
             onConnect:
-              userOnConnect === undefined && !readOnly
+              userOnConnect === undefined && !defaultReadOnly
                 ? undefined
                 : (session) =>
                     Effect.flatMap(clients!.forSession(session), (sql) =>
                       Effect.andThen(
-                        readOnly ? sql.unsafe("SET default_transaction_read_only = on") : Effect.void,
+                        defaultReadOnly ? sql.unsafe("SET default_transaction_read_only = on") : Effect.void,
                         userOnConnect === undefined ? Effect.void : Effect.asVoid(userOnConnect(sql))
                       )
                     )
           })
         )
         // `config` as PgClient.layer keeps it: the options as given
+        const open = openOptions(poolConfig, options)
         let listeners = 0
         clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
           open: routed(
@@ -336,6 +340,7 @@ export const makeWithConfig = (
             )
           ),
           reconnect: poolConfig.reconnect,
+          pooler: open.pooler,
           log: (message, annotations) =>
             routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: poolConfig.name, ...annotations })))
         })
