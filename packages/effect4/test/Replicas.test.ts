@@ -73,6 +73,17 @@ describe("read replicas", () => {
       )
       const after = Option.getOrThrow(yield* Db.replicaStatistics)
       assert.isAtLeast(after.connectionsClosed.roleChanged, 1, "the fallback sessions were evicted")
+      // a refresh (a rotated password, a DNS failover) retires the sessions of both pools
+      yield* Db.refresh
+      yield* eventually(
+        "both pools retired their sessions",
+        Effect.map(
+          Effect.all([Db.statistics, Db.replicaStatistics]),
+          ([primaryStats, replicaStats]) =>
+            primaryStats.connectionsClosed.refreshed >= 1 &&
+            Option.getOrThrow(replicaStats).connectionsClosed.refreshed >= 1
+        )
+      )
     }).pipe(
       Effect.provide(
         Layer.unwrap(
