@@ -73,6 +73,24 @@ describe("target_session_attrs on a primary and a standby", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("load_balance_hosts=random spreads the sessions over the hosts (each open shuffles them once)", () =>
+    Effect.gen(function* () {
+      const db = yield* makeDb(urlOf(pair, [pair.primary, pair.standby], "any", "&load_balance_hosts=random"), {
+        minSize: 16,
+        maxSize: 16
+      })
+      yield* eventually(
+        "16 sessions are open",
+        Effect.map(db.statistics, (stats) => stats.total === 16)
+      )
+      // all 16 on one host by chance: 2 in 2^16
+      const sessions = (yield* db.statistics).hosts.map((h) => h.sessions)
+      assert.strictEqual(sessions[0]! + sessions[1]!, 16)
+      assert.isAbove(sessions[0]!, 0, String(sessions))
+      assert.isAbove(sessions[1]!, 0, String(sessions))
+    }).pipe(Effect.scoped)
+  )
+
   it.live("a host that is down is skipped, and shown down with its error", () =>
     Effect.gen(function* () {
       const { primary, standby } = pair

@@ -465,8 +465,9 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
                 probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
               })
               sessions.set(id, session)
+              // the table knows the session's host before the engine hands it out (or completes the start-up)
+              if (reached !== undefined) hostOpened(id, session, reached)
               dispatch({ _tag: "SessionOpened", now: now(), session: id, jitter: Math.random() })
-              if (reached !== undefined && sessions.get(id) === session) hostOpened(id, session, reached)
               if (session.closed && sessions.has(id)) {
                 dispatch({
                   _tag: "SessionClosed",
@@ -631,7 +632,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         case "InitDone": {
           const error = decision.error
           if (error === undefined) {
-            Deferred.doneUnsafe(init, Effect.void)
+            // as a grant: the starting fiber resumes once the engine's step is done
+            resumptions.push(() => Deferred.doneUnsafe(init, Effect.void))
             return
           }
           const classified = error.failure
