@@ -90,6 +90,24 @@ interface Waiter extends Site {
   readonly arrivedAt: number
 }
 
+/** The leak log's `acquiredAt`: the span names outwards (as the Effect 3 edition writes them), then the location. */
+const describeSite = (site: Site | undefined): string => {
+  const names: Array<string> = []
+  let span = site?.span
+  while (span !== undefined && names.length < 8) {
+    names.push(span._tag === "Span" ? span.name : `external ${span.spanId}`)
+    span = span._tag === "Span" && span.parent._tag === "Some" ? span.parent.value : undefined
+  }
+  let location: string | undefined
+  for (let frame = site?.frame; frame !== undefined && location === undefined; frame = frame.parent) {
+    location = frame.stack()?.split("\n")[0]?.trim().replace(/^at /, "")
+  }
+  if (names.length === 0 && location === undefined) return "unknown (run inside a span to see where)"
+  return names.join(" < ") + (location === undefined ? "" : ` at ${location}`)
+}
+
+const leakMessage = "connection held longer than the leak detection threshold"
+
 const housekeepingMillis = 1_000
 const probeEveryMillis = 5_000
 const tcpProbeEveryMillis = 100
@@ -225,6 +243,10 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       const annotations: Record<string, unknown> = { pool: config.name }
       for (const [key, value] of Object.entries(level.fields)) {
         if (value !== undefined) annotations[key] = typeof value === "string" ? redact(value) : value
+      }
+      if (level.message === leakMessage) {
+        metrics.leak()
+        annotations.acquiredAt = describeSite(held?.get(level.fields.acquisition as Engine.AcquisitionId))
       }
       run(
         Effect.logWithLevel(level.level === "Warning" ? "Warn" : level.level)(redact(level.message)).pipe(
