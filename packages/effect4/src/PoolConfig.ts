@@ -93,6 +93,13 @@ export interface PoolConfig {
   readonly leakDetectionThreshold: Duration.Duration
   /** How long shutdown waits for checked-out connections. Default 30 s, `DB_POOL_SHUTDOWN_TIMEOUT`, ≥ 0. */
   readonly shutdownTimeout: Duration.Duration
+  /**
+   * How long an interrupted query may take to stop before its connection is discarded.
+   * Default 5 s, `DB_POOL_CANCEL_TIMEOUT`, > 0.
+   */
+  readonly cancelTimeout: Duration.Duration
+  /** Client-side bound per query; on expiry the query is cancelled. Default none, `DB_POOL_QUERY_TIMEOUT`, > 0. */
+  readonly queryTimeout: Duration.Duration | undefined
   /** TCP keepalive on connections. Default true, `DB_POOL_KEEPALIVE`. */
   readonly keepAlive: boolean
   /** `auto`: reset session state only when a statement may have set some; `always`. `DB_POOL_RESET`. */
@@ -152,6 +159,8 @@ export interface PoolConfigInput {
   readonly maxQueries?: number | undefined
   readonly leakDetectionThreshold?: Duration.Input | string | undefined
   readonly shutdownTimeout?: Duration.Input | string | undefined
+  readonly cancelTimeout?: Duration.Input | string | undefined
+  readonly queryTimeout?: Duration.Input | string | undefined
   readonly keepAlive?: boolean | undefined
   readonly reset?: "auto" | "always" | undefined
   readonly reconnect?:

@@ -28,6 +28,7 @@ import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
 import type { Facts, Grant, Holder, Pool } from "./pool.js"
 import type { Session } from "./session.js"
 import * as Listener from "./listener.js"
+import * as StatementBounds from "./statementBounds.js"
 import * as StatementText from "./statementText.js"
 
 /** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
@@ -47,6 +48,8 @@ interface Checkout extends Holder {
   sql: string | undefined
   /** The borrowed statement answered (set by the mapping of its result, which it has anyway). */
   ok: boolean
+  /** A statement was not stopped within cancelTimeout: the session still runs it, and closes at release. */
+  cancelFailed: boolean
 }
 
 /** A pool error as the `SqlError` that `SqlClient`'s signatures carry; the pool error stays its cause. @internal */
@@ -62,7 +65,7 @@ const factsOf = (checkout: Checkout): Facts => {
     transactionStatus: session.status,
     dirty: checkout.dirty || checkout.interrupted,
     broken: session.closed || session.broken,
-    inFlight: 0,
+    inFlight: checkout.cancelFailed ? 1 : 0,
     queries: checkout.queries
   }
 }
@@ -104,8 +107,22 @@ class TrackedConnection implements Connection {
     readonly checkout: Checkout,
     readonly session: Session,
     /** One statement on a borrowed checkout: noted when issued, settled by the borrow's exit. */
-    readonly borrowed: boolean
+    readonly borrowed: boolean,
+    /** queryTimeout / cancelTimeout, when they ask for more than PgConnection does by itself. */
+    readonly bounds: StatementBounds.Bounds | undefined
   ) {}
+
+  private bounded<A>(statement: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+    if (this.bounds === undefined) return statement
+    const checkout = this.checkout
+    return StatementBounds.guard(
+      this.bounds,
+      () => {
+        checkout.cancelFailed = true
+      },
+      statement
+    )
+  }
 
   private track<A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
     const checkout = this.checkout
@@ -125,7 +142,7 @@ class TrackedConnection implements Connection {
 
   private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
     const checkout = this.checkout
-    const query = this.connection.query(sql, params, prepare)
+    const query = this.bounded(this.connection.query(sql, params, prepare))
     let rows: Effect.Effect<ReadonlyArray<any>, SqlError>
     if (this.borrowed) {
       // the result's mapping notes the answer: the hot path of a statement gets no extra step
@@ -163,13 +180,13 @@ class TrackedConnection implements Connection {
     return transformRows ? Effect.map(this.rows(sql, params, true), transformRows) : this.rows(sql, params, true)
   }
   executeRaw(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.query(sql, params))
+    return this.track(sql, this.bounded(this.connection.query(sql, params)))
   }
   executeValues(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.queryValues(sql, params))
+    return this.track(sql, this.bounded(this.connection.queryValues(sql, params)))
   }
   executeValuesUnprepared(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.queryValues(sql, params, false))
+    return this.track(sql, this.bounded(this.connection.queryValues(sql, params, false)))
   }
   executeUnprepared(
     sql: string,
@@ -302,6 +319,12 @@ export const make = (
   Effect.gen(function* () {
     const reactivity = yield* Effect.context<Reactivity.Reactivity>()
     const multiplex = pool.config.multiplex
+    const bounds = StatementBounds.make(pool.config)
+    // a multiplexed statement is abandoned, never cancelled (a CancelRequest would hit whichever statement runs):
+    // under a queryTimeout statements take whole sessions instead (no borrower: SqlClient leases), as the Effect 3
+    // edition stops pipelining under one
+    const borrowing = !(multiplex && pool.config.queryTimeout !== undefined)
+    const borrowedBounds = multiplex ? undefined : bounds
     const spanTarget = { host: pool.config.host, port: pool.config.port, database: pool.config.database }
     const newCheckout = (grant: Grant | undefined): Checkout => ({
       grant,
@@ -309,7 +332,8 @@ export const make = (
       dirty: false,
       interrupted: false,
       sql: undefined,
-      ok: false
+      ok: false,
+      cancelFailed: false
     })
 
     // an exclusive lease for the current scope: a whole session, pinned when multiplexed (so statements skip the
@@ -331,7 +355,7 @@ export const make = (
           // leftovers drain first
           const base = grant.session.connection
           const connection = multiplex ? yield* restore(base.pin) : base
-          return new TrackedConnection(connection, checkout, grant.session, false)
+          return new TrackedConnection(connection, checkout, grant.session, false, bounds)
         })
       )
 
@@ -347,7 +371,7 @@ export const make = (
       const checkout = newCheckout(undefined)
       const use = (): Effect.Effect<A, E, R> => {
         const session = checkout.grant!.session
-        return f(new TrackedConnection(session.connection, checkout, session, true))
+        return f(new TrackedConnection(session.connection, checkout, session, true, borrowedBounds))
       }
       return Effect.onExit(
         Effect.withFiber((fiber): Effect.Effect<A, E | SqlError, R> => {
@@ -371,7 +395,7 @@ export const make = (
     const client = yield* build(
       options,
       spanTarget,
-      { acquirer: exclusive, borrower, transactionAcquirer: exclusive, listen },
+      { acquirer: exclusive, borrower: borrowing ? borrower : undefined, transactionAcquirer: exclusive, listen },
       config
     )
 
@@ -398,7 +422,8 @@ export const make = (
           session.connection,
           newCheckout({ acquisition: -1, session, grantedAt: 0, span: undefined, frame: undefined }),
           session,
-          false
+          false,
+          bounds
         )
       )
 

@@ -124,6 +124,8 @@ const toConfig = (
     maxQueries: settings.maxQueries,
     leakDetectionThreshold: millis(settings.leakDetectionThreshold),
     shutdownTimeout: millis(settings.shutdownTimeout),
+    cancelTimeout: millis(settings.cancelTimeout),
+    queryTimeout: settings.queryTimeout === undefined ? undefined : millis(settings.queryTimeout),
     keepAlive: settings.keepAlive,
     reset: settings.reset,
     reconnect: {
