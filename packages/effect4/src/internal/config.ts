@@ -304,14 +304,12 @@ export const uncarried = (
 
 /**
  * Settings this edition carries but does not act on yet, each with how to tell it was asked for: given one, the
- * configuration is refused, never silently ignored. Each entry goes when the behaviour lands (queryTimeout and
- * cancelTimeout: internal/client.ts; the hosts: internal/hosts.ts).
+ * configuration is refused, never silently ignored. Each entry goes when the behaviour lands (the hosts:
+ * internal/hosts.ts).
  */
 const PENDING: ReadonlyArray<
   readonly [field: Settings.Setting, asked: (settings: Settings.Settings<unknown>, raw: RawInput) => boolean]
 > = [
-  ["queryTimeout", (settings) => settings.queryTimeout !== undefined],
-  ["cancelTimeout", (_, raw) => raw.cancelTimeout !== undefined],
   ["host", (settings) => settings.hosts.length > 1],
   ["targetSessionAttrs", (settings) => settings.targetSessionAttrs !== "any"],
   ["loadBalanceHosts", (settings) => settings.loadBalanceHosts !== "disable"]
@@ -323,9 +321,7 @@ const pending = (settings: Settings.Settings<unknown>, raw: RawInput): Array<Con
     const value =
       field === "host"
         ? settings.hosts.map((h) => `${h.host}:${h.port}`).join(",")
-        : field === "queryTimeout" || field === "cancelTimeout"
-          ? `${settings[field]} ms`
-          : String((settings as unknown as Record<string, unknown>)[field])
+        : String((settings as unknown as Record<string, unknown>)[field])
     return {
       field,
       env: Settings.envOf[field],
