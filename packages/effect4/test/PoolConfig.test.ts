@@ -249,31 +249,6 @@ describe("PoolConfig", () => {
     })
   )
 
-  const later =
-    "is not acted on by the Effect 4 edition yet: remove it, or use the Effect 3 edition (@effect-pg-pool/effect3) " +
-    "for this pool"
-
-  // until the statement bounds land (then this test goes with their PENDING entries)
-  it.effect("refuses queryTimeout and cancelTimeout, which it carries but does not act on yet, by their names", () =>
-    Effect.gen(function* () {
-      const fromEnv = yield* refused(
-        withEnv({ DATABASE_URL: URL, DB_POOL_QUERY_TIMEOUT: "20s", DB_POOL_CANCEL_TIMEOUT: "4s" })
-      )
-      assert.deepStrictEqual(messages(fromEnv), [
-        `DB_POOL_QUERY_TIMEOUT (20000 ms) ${later}`,
-        `DB_POOL_CANCEL_TIMEOUT (4000 ms) ${later}`
-      ])
-      const fromCode = yield* refused(PoolConfig.make({ url: URL, queryTimeout: "2s", cancelTimeout: 750 }))
-      assert.deepStrictEqual(
-        fromCode.issues.map((issue) => [issue.setting, issue.env]),
-        [
-          ["queryTimeout", "DB_POOL_QUERY_TIMEOUT"],
-          ["cancelTimeout", "DB_POOL_CANCEL_TIMEOUT"]
-        ]
-      )
-    })
-  )
-
   it.effect("carries several hosts, targetSessionAttrs and loadBalanceHosts, from the environment and from code", () =>
     Effect.gen(function* () {
       const fromEnv = yield* withEnv({

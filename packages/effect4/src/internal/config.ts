@@ -289,36 +289,6 @@ export const uncarried = (
   return issues
 }
 
-/**
- * Settings this edition carries but does not act on yet, each with how to tell it was asked for: given one, the
- * configuration is refused, never silently ignored. Each entry goes when the behaviour lands (queryTimeout and
- * cancelTimeout: internal/client.ts).
- */
-const PENDING: ReadonlyArray<
-  readonly [field: Settings.Setting, asked: (settings: Settings.Settings<unknown>, raw: RawInput) => boolean]
-> = [
-  ["queryTimeout", (settings) => settings.queryTimeout !== undefined],
-  ["cancelTimeout", (_, raw) => raw.cancelTimeout !== undefined]
-]
-
-const pending = (settings: Settings.Settings<unknown>, raw: RawInput): Array<ConfigIssue> =>
-  PENDING.filter(([, asked]) => asked(settings, raw)).map(([field]) => {
-    const setting = settings.settingNames[field]
-    const value =
-      field === "queryTimeout" || field === "cancelTimeout"
-        ? `${settings[field]} ms`
-        : String((settings as unknown as Record<string, unknown>)[field])
-    return {
-      field,
-      env: Settings.envOf[field],
-      setting,
-      value,
-      message:
-        `${setting} (${value}) is not acted on by the Effect 4 edition yet: remove it, or use the Effect 3 ` +
-        `edition (@effect-pg-pool/effect3) for this pool`
-    }
-  })
-
 const finish = (
   result: Settings.Result<false | ConnectionOptions>,
   raw: RawInput,
@@ -327,7 +297,6 @@ const finish = (
 ): PoolConfig | PoolConfigError => {
   const issues: Array<ConfigIssue> = result.ok ? [] : [...result.issues]
   issues.push(...uncarried(raw, source, written))
-  if (result.ok) issues.push(...pending(result.settings, raw))
   const mux = multiplexing(raw, source, issues, result.ok ? result.settings : undefined, written)
   return result.ok && issues.length === 0 ? toConfig(result.settings, mux) : new PoolConfigError({ issues })
 }
