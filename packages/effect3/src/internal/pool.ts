@@ -11,7 +11,7 @@
  * @internal
  */
 import type { Engine } from "@effect-pg-pool/engine"
-import { Classify, Engine as Engines, Hosts, Pooler } from "@effect-pg-pool/engine"
+import { Classify, Engine as Engines, Hosts, IdTable, Pooler } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -72,13 +72,35 @@ export interface StatementSlot {
 
 const exclusiveGrant = (conn: PooledConnection): PooledConnection => conn
 
-/** A caller waiting for the engine's answer: a grant, or a failure. */
-interface Waiter {
-  readonly deferred: Deferred.Deferred<PooledConnection, AcquireTimeout | PoolClosed>
-  readonly startedAtPerf: number
-  readonly site: string | undefined
+type Outcome = Exit.Exit<PooledConnection, AcquireTimeout | PoolClosed>
+
+/**
+ * A caller waiting for the engine's answer: a grant, or a failure. One record and one `Effect.async` per wait,
+ * not a `Deferred` (whose construction copies Effect's whole prototype into a dictionary-mode object and whose
+ * await registers an interruption canceler): an interrupted caller's late outcome is dropped by the fiber, and the
+ * caller's `onExit` tells the engine.
+ */
+class Waiter {
   /** The session granted to it, until it has seen it (a grant can race an interruption). */
-  conn: PooledConnection | undefined
+  conn: PooledConnection | undefined = undefined
+  private resume: ((outcome: Outcome) => void) | undefined = undefined
+  /** The outcome, when it came before the caller suspended. */
+  private outcome: Outcome | undefined = undefined
+
+  constructor(
+    readonly startedAtPerf: number,
+    readonly site: string | undefined
+  ) {}
+
+  settle(outcome: Outcome): void {
+    if (this.resume !== undefined) this.resume(outcome)
+    else this.outcome = outcome
+  }
+
+  readonly await: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> = Effect.async((resume) => {
+    if (this.outcome !== undefined) return resume(this.outcome)
+    this.resume = resume
+  })
 }
 
 /** @internal */
@@ -95,13 +117,12 @@ export class Pool {
 
   /** Open sessions by the engine's name. */
   private readonly sessions = new Map<Engine.SessionId, PooledConnection>()
-  /** Statement acquisitions not yet granted or failed. */
-  private readonly statements = new Set<Engine.AcquisitionId>()
   /** The pipelined side of each session that ran a statement slot. */
   private readonly pipelines = new WeakMap<PooledConnection, Pipeline.PipelinedSession>()
-  /** Callers waiting for the engine's answer. */
-  private readonly waiters = new Map<Engine.AcquisitionId, Waiter>()
-  private nextAcquisition = 1
+  /** Callers waiting for the engine's answer (an `IdTable`: a `Map` churned by ever-growing ids makes garbage). */
+  private readonly waiters = new IdTable.IdTable<Waiter>()
+  /** Counts acquisitions; an id is twice the count, plus one for a statement slot (`isStatement`). */
+  private acquisitionCount = 0
   /** The acquisition being requested synchronously: its grant is handed back without a Deferred. */
   private requesting = 0
   private grantedNow: PooledConnection | undefined = undefined
@@ -284,7 +305,7 @@ export class Pool {
   /**
    * Must run uninterruptibly (the callers do): `restore` makes only the wait interruptible, and a session granted
    * to a caller interrupted at the same instant is passed on by the engine (`AcquireAbandoned`), never lost. The
-   * common case — a session the engine grants at once — resolves synchronously and allocates no Deferred.
+   * common case — a session the engine grants at once — resolves synchronously and allocates no `Waiter`.
    */
   acquire(restore: Restore): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
     return this.request(restore, "exclusive", exclusiveGrant)
@@ -327,8 +348,7 @@ export class Pool {
     return Effect.withFiberRuntime((fiber) => {
       const startedAtPerf = performance.now()
       const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(fiber.currentSpan) : undefined
-      const id = this.nextAcquisition++
-      if (kind === "statement") this.statements.add(id)
+      const id = 2 * ++this.acquisitionCount + (kind === "statement" ? 1 : 0)
       this.requesting = id
       this.dispatch({ _tag: "AcquireRequested", now: this.now(), acquisition: id, kind })
       this.requesting = 0
@@ -342,9 +362,9 @@ export class Pool {
         this.failedNow = undefined
         return Effect.fail(failed)
       }
-      const waiter: Waiter = { deferred: Deferred.unsafeMake(fiber.id()), startedAtPerf, site, conn: undefined }
+      const waiter = new Waiter(startedAtPerf, site)
       this.waiters.set(id, waiter)
-      const waited = Effect.onExit(restore(Deferred.await(waiter.deferred)), (exit) => {
+      const waited = Effect.onExit(restore(waiter.await), (exit) => {
         if (Exit.isSuccess(exit)) {
           this.handOut(exit.value, startedAtPerf, site)
           return Effect.void
@@ -368,7 +388,7 @@ export class Pool {
   private grant(acquisition: Engine.AcquisitionId, session: Engine.SessionId): void {
     const conn = this.sessions.get(session)!
     // a statement slot is one of several on the session: it neither holds it nor counts its queries there
-    if (!this.statements.delete(acquisition)) {
+    if (!isStatement(acquisition)) {
       conn.holder = acquisition
       conn.queriesAtGrant = conn.queries
     }
@@ -380,11 +400,10 @@ export class Pool {
     if (waiter === undefined) return
     this.waiters.delete(acquisition)
     waiter.conn = conn
-    Deferred.unsafeDone(waiter.deferred, Exit.succeed(conn))
+    waiter.settle(Exit.succeed(conn))
   }
 
   private fail(acquisition: Engine.AcquisitionId, error: Engine.AcquireError): void {
-    this.statements.delete(acquisition)
     const failure =
       error._tag === "Closed"
         ? new PoolClosed({ poolName: this.name })
@@ -408,7 +427,7 @@ export class Pool {
     const waited = performance.now() - waiter.startedAtPerf
     if (error._tag === "Timeout") this.metrics.timedOut(waited)
     else this.metrics.failed(waited)
-    Deferred.unsafeDone(waiter.deferred, Exit.fail(failure))
+    waiter.settle(Exit.fail(failure))
   }
 
   /** Counts one successful acquisition, once the session is the caller's (the caller's wait, on the real clock). */
@@ -929,6 +948,9 @@ export class Pool {
 }
 
 type PoolStatisticsReason = Extract<Engine.Decision, { _tag: "Close" }>["reason"]
+
+/** Whether an acquisition id names a statement slot (odd) rather than a whole session (even). */
+const isStatement = (acquisition: Engine.AcquisitionId): boolean => acquisition % 2 === 1
 
 const FiberIdNone = FiberId.none
 

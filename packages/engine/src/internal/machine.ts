@@ -21,6 +21,7 @@ import type {
   SessionFacts,
   SessionId
 } from "../Engine.js"
+import { IdTable } from "../IdTable.js"
 import type { CloseReason, Snapshot } from "../Statistics.js"
 import { LatencyWindow, noneClosed } from "../Statistics.js"
 import { type Linked, WaiterQueue } from "../WaiterQueue.js"
@@ -53,7 +54,9 @@ class Acquisition implements Linked {
     readonly kind: Kind,
     readonly arrivedAt: number,
     /** One deadline for the whole acquisition, validations and retries included. */
-    readonly deadline: number
+    readonly deadline: number,
+    /** Its rank among all acquisitions requested: the order of shutdown's failures and of the leak warnings. */
+    readonly order: number
   ) {}
 }
 
@@ -91,7 +94,9 @@ export class Machine implements Engine {
   private readonly sessions = new Map<SessionId, Session>()
   /** LIFO: the most recently used is handed out first, which keeps warm sessions warm. */
   private readonly idle: Array<Session> = []
-  private readonly acquisitions = new Map<AcquisitionId, Acquisition>()
+  /** The acquisitions in flight (an `IdTable`: a `Map` churned by ever-growing ids makes old-generation garbage). */
+  private readonly acquisitions = new IdTable<Acquisition>()
+  private acquisitionsRequested = 0
   private readonly queue = new WaiterQueue<Acquisition>()
   private queuedStatements = 0
   private opening = 0
@@ -239,7 +244,13 @@ export class Machine implements Engine {
       return this.log("Error", "an acquisition id was reused while still active; ignored", { acquisition: id })
     }
     if (this.closing) return this.emit({ _tag: "Fail", acquisition: id, error: closedError })
-    const acquisition = new Acquisition(id, kind, this.now, this.now + this.config.acquireTimeout)
+    const acquisition = new Acquisition(
+      id,
+      kind,
+      this.now,
+      this.now + this.config.acquireTimeout,
+      this.acquisitionsRequested++
+    )
     this.acquisitions.set(id, acquisition)
     this.enqueue(acquisition, false)
   }
@@ -409,6 +420,11 @@ export class Machine implements Engine {
   private finish(acquisition: Acquisition): void {
     acquisition.state = "done"
     this.acquisitions.delete(acquisition.id)
+  }
+
+  /** The acquisitions in flight, in the order they were requested. */
+  private inFlight(): Array<Acquisition> {
+    return this.acquisitions.values().sort(byOrder)
   }
 
   private timerDue(): void {
@@ -759,7 +775,7 @@ export class Machine implements Engine {
       else if (this.now - session.releasedAt >= maxIdleTime && this.total() > minSize) this.close(session, "idle")
     }
     if (leakThreshold > 0) {
-      for (const acquisition of this.acquisitions.values()) {
+      for (const acquisition of this.inFlight()) {
         if (acquisition.state !== "granted" || acquisition.leakReported) continue
         const held = this.now - acquisition.grantedAt
         if (held < leakThreshold) continue
@@ -855,7 +871,7 @@ export class Machine implements Engine {
     this.log("Info", "pool shutting down", { active: busy, idle: this.idle.length, waiting: waiters })
     this.settleInit()
     if (this.reconnecting) this.emit({ _tag: "CancelReconnect" })
-    for (const acquisition of [...this.acquisitions.values()]) {
+    for (const acquisition of this.inFlight()) {
       if (acquisition.state !== "waiting" && acquisition.state !== "validating") continue
       this.unqueue(acquisition)
       this.finish(acquisition)
@@ -1111,6 +1127,8 @@ const removeFrom = <A>(array: Array<A>, item: A): void => {
 }
 
 const clamp01 = (x: number): number => Math.min(Math.max(x, 0), 1)
+
+const byOrder = (a: Acquisition, b: Acquisition): number => a.order - b.order
 
 const absurd = (event: never): never => {
   throw new Error(`unknown engine event: ${JSON.stringify(event)}`)
