@@ -158,10 +158,10 @@ export class Pool {
     readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>,
     private readonly onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
   ) {
-    this.monotonicMillis =
-      clock.constructor === liveClockClass
-        ? () => performance.now()
-        : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+    this.onPerformanceClock = clock.constructor === liveClockClass
+    this.monotonicMillis = this.onPerformanceClock
+      ? () => performance.now()
+      : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
     const config = options.config
     this.config = config
     this.name = config.name
@@ -213,6 +213,12 @@ export class Pool {
   }
 
   private readonly monotonicMillis: () => number
+  /** `now()` reads `performance.now()`: one reading serves the engine and the caller-seen times. */
+  private readonly onPerformanceClock: boolean
+
+  private perfNow(now: number): number {
+    return this.onPerformanceClock ? now : performance.now()
+  }
 
   // ---------------------------------------------------------------------------------------------------------
   // the dispatch loop
@@ -346,11 +352,12 @@ export class Pool {
     granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A
   ): Effect.Effect<A, AcquireTimeout | PoolClosed> {
     return Effect.withFiberRuntime((fiber) => {
-      const startedAtPerf = performance.now()
+      const now = this.now()
+      const startedAtPerf = this.perfNow(now)
       const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(fiber.currentSpan) : undefined
       const id = 2 * ++this.acquisitionCount + (kind === "statement" ? 1 : 0)
       this.requesting = id
-      this.dispatch({ _tag: "AcquireRequested", now: this.now(), acquisition: id, kind })
+      this.dispatch({ _tag: "AcquireRequested", now, acquisition: id, kind })
       this.requesting = 0
       const grantedConn = this.grantedNow
       if (grantedConn !== undefined) {
@@ -437,7 +444,7 @@ export class Pool {
     conn.acquisitionSite = site
     const waited = nowPerf - startedAtPerf
     this.observed.acquired(waited)
-    this.metrics.acquired(waited, this.idleGauge, this.usedGauge)
+    this.metrics.acquired(waited)
     return conn
   }
 
@@ -461,10 +468,11 @@ export class Pool {
     const acquisition = conn.holder
     if (acquisition === 0) return
     conn.holder = 0
-    this.metrics.used(performance.now() - conn.acquiredAtPerf)
+    const now = this.now()
+    this.metrics.used(this.perfNow(now) - conn.acquiredAtPerf)
     this.dispatch({
       _tag: "Released",
-      now: this.now(),
+      now,
       acquisition,
       facts: {
         transactionStatus: conn.transactionStatus,
@@ -720,8 +728,7 @@ export class Pool {
     if (conn === undefined) return
     this.sessions.delete(session)
     this.hosts?.closed(session)
-    const { idle, total } = this.engine.gauges
-    this.metrics.closed(reason, idle, total - idle)
+    this.metrics.closed(reason)
     const target = cancelFirst && conn.inFlight > 0 ? conn.cancelTarget() : undefined
     if (target === undefined) {
       if (cancelFirst) conn.broken ??= new Error("closed by pool shutdown")

@@ -156,6 +156,19 @@ export class Machine implements Engine {
 
   constructor(readonly config: Config) {
     this.quietStart = config.init === "eager"
+    this.facts = {
+      target: config.target,
+      closing: false,
+      reconnecting: false,
+      lastFailure: undefined,
+      everConnected: false,
+      total: 0,
+      busy: 0,
+      minSize: config.minSize,
+      maxSize: config.maxSize,
+      waiting: 0,
+      oldestWaiterMillis: 0
+    }
     const machine = this
     this.gauges = {
       get total() {
@@ -282,6 +295,8 @@ export class Machine implements Engine {
     for (let head = this.queue.head; head !== undefined; head = this.queue.head) {
       const session = head.kind === "exclusive" ? this.popIdle() : this.freeSlot()
       if (session === undefined) return
+      // popIdle took it off the idle list; an idle session that freeSlot chose is still on it
+      if (head.kind === "statement" && session.state === "idle") removeFrom(this.idle, session)
       this.unqueue(head)
       this.take(head, session)
     }
@@ -323,7 +338,6 @@ export class Machine implements Engine {
   /** Hands a session to an acquisition, validating it first when it idled longer than the skip window. */
   private take(acquisition: Acquisition, session: Session): void {
     if (session.state === "idle") {
-      removeFrom(this.idle, session)
       if (this.now - session.releasedAt > this.config.validateAfterIdle) {
         session.state = "validating"
         session.validatingFor = acquisition
@@ -930,21 +944,21 @@ export class Machine implements Engine {
   }
 
   assess(now: number): Assessment.Assessment {
+    // refilled, not rebuilt: the state is assessed after every event, and a healthy one allocates nothing
+    const facts = this.facts
     const head = this.queue.head
-    return Assessment.assess({
-      target: this.config.target,
-      closing: this.closing,
-      reconnecting: this.reconnecting,
-      lastFailure: this.lastFailure,
-      everConnected: this.everConnected,
-      total: this.total(),
-      busy: this.busy(),
-      minSize: this.config.minSize,
-      maxSize: this.config.maxSize,
-      waiting: this.queue.size,
-      oldestWaiterMillis: head === undefined ? 0 : now - head.arrivedAt
-    })
+    facts.closing = this.closing
+    facts.reconnecting = this.reconnecting
+    facts.lastFailure = this.lastFailure
+    facts.everConnected = this.everConnected
+    facts.total = this.total()
+    facts.busy = this.busy()
+    facts.waiting = this.queue.size
+    facts.oldestWaiterMillis = head === undefined ? 0 : now - head.arrivedAt
+    return Assessment.assess(facts)
   }
+
+  private readonly facts: { -readonly [K in keyof Assessment.Facts]: Assessment.Facts[K] }
 
   private updateState(): void {
     const { reason, status } = this.assess(this.now)
