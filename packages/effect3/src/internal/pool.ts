@@ -314,7 +314,20 @@ export class Pool {
    * common case — a session the engine grants at once — resolves synchronously and allocates no `Waiter`.
    */
   acquire(restore: Restore): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
-    return this.request(restore, "exclusive", exclusiveGrant)
+    return this.request(restore, "exclusive", exclusiveGrant, Effect.succeed, Effect.failCause)
+  }
+
+  /**
+   * `acquire`, continued in the same step: `use` runs on the session once granted (at once when the engine grants
+   * synchronously, the common case), `orElse` on the acquisition's failure — no effect of `acquire`'s own to
+   * match on in between. Must run uninterruptibly, as `acquire`.
+   */
+  withAcquired<X, E, R>(
+    restore: Restore,
+    use: (conn: PooledConnection) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E, R> {
+    return this.request(restore, "exclusive", exclusiveGrant, use, orElse)
   }
 
   /**
@@ -324,7 +337,16 @@ export class Pool {
    * interruptible runs.
    */
   acquireStatement(restore: Restore): Effect.Effect<StatementSlot, AcquireTimeout | PoolClosed> {
-    return this.request(restore, "statement", this.statementGrant)
+    return this.request(restore, "statement", this.statementGrant, Effect.succeed, Effect.failCause)
+  }
+
+  /** `acquireStatement`, continued in the same step (see `withAcquired`). */
+  withStatementSlot<X, E, R>(
+    restore: Restore,
+    use: (slot: StatementSlot) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E, R> {
+    return this.request(restore, "statement", this.statementGrant, use, orElse)
   }
 
   private readonly statementGrant = (conn: PooledConnection, acquisition: Engine.AcquisitionId): StatementSlot => ({
@@ -346,11 +368,13 @@ export class Pool {
     return session
   }
 
-  private request<A>(
+  private request<A, X, E, R>(
     restore: Restore,
     kind: "exclusive" | "statement",
-    granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A
-  ): Effect.Effect<A, AcquireTimeout | PoolClosed> {
+    granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A,
+    use: (granted: A) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E, R> {
     return Effect.withFiberRuntime((fiber) => {
       const now = this.now()
       const startedAtPerf = this.perfNow(now)
@@ -362,26 +386,25 @@ export class Pool {
       const grantedConn = this.grantedNow
       if (grantedConn !== undefined) {
         this.grantedNow = undefined
-        return Effect.succeed(granted(this.handOut(grantedConn, startedAtPerf, site), id))
+        // granted within this very step: no wait to measure (a clock reading costs more than the grant)
+        return use(granted(this.handOut(grantedConn, startedAtPerf, site, startedAtPerf), id))
       }
       const failed = this.failedNow
       if (failed !== undefined) {
         this.failedNow = undefined
-        return Effect.fail(failed)
+        return orElse(Cause.fail(failed))
       }
       const waiter = new Waiter(startedAtPerf, site)
       this.waiters.set(id, waiter)
-      const waited = Effect.onExit(restore(waiter.await), (exit) => {
-        if (Exit.isSuccess(exit)) {
-          this.handOut(exit.value, startedAtPerf, site)
-          return Effect.void
-        }
-        if (!Cause.isInterrupted(exit.cause)) return Effect.void
-        return Effect.sync(() => this.abandon(id, waiter))
+      // the caller's region is uninterruptible (only the wait is restored), so its handlers run before anything
+      // can interrupt it: no `onExit` of its own around them
+      return Effect.matchCauseEffect(restore(waiter.await), {
+        onFailure: (cause) => {
+          if (Cause.isInterrupted(cause)) this.abandon(id, waiter)
+          return orElse(cause)
+        },
+        onSuccess: (conn) => use(granted(this.handOut(conn, startedAtPerf, site, performance.now()), id))
       })
-      return (granted as unknown) === exclusiveGrant
-        ? (waited as Effect.Effect<A, AcquireTimeout | PoolClosed>)
-        : Effect.map(waited, (conn) => granted(conn, id))
     })
   }
 
@@ -438,8 +461,12 @@ export class Pool {
   }
 
   /** Counts one successful acquisition, once the session is the caller's (the caller's wait, on the real clock). */
-  private handOut(conn: PooledConnection, startedAtPerf: number, site: string | undefined): PooledConnection {
-    const nowPerf = performance.now()
+  private handOut(
+    conn: PooledConnection,
+    startedAtPerf: number,
+    site: string | undefined,
+    nowPerf: number
+  ): PooledConnection {
     conn.acquiredAtPerf = nowPerf
     conn.acquisitionSite = site
     const waited = nowPerf - startedAtPerf
