@@ -314,6 +314,11 @@ export class Machine implements Engine {
       this.acquisitionsRequested++
     )
     this.acquisitions.set(id, acquisition)
+    // nobody waits: an exclusive acquisition takes an idle session at once, without joining the queue
+    if (this.queue.size === 0 && kind === "exclusive" && this.now < acquisition.deadline) {
+      const session = this.popIdle()
+      if (session !== undefined) return this.take(acquisition, session)
+    }
     this.enqueue(acquisition, false)
   }
 
