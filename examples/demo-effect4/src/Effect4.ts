@@ -51,7 +51,9 @@ const figures = (s: PoolStatistics.PoolStatistics): Edition.Figures => ({
   acquireTimeouts: s.acquireTimeouts,
   reconnectAttempts: s.reconnectAttempts,
   connectionsCreated: s.connectionsCreated,
-  connectionsClosedBroken: s.connectionsClosed.broken
+  connectionsClosedBroken: s.connectionsClosed.broken,
+  // one host: the Effect 4 edition has no multi-host pools yet (the demo refuses --effect 4 --failover)
+  hosts: []
 })
 
 const healthView = (h: Health.HealthStatus): Edition.HealthView => ({
