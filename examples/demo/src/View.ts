@@ -90,7 +90,8 @@ export const phase = (state: RunState): Phase => {
       : { label: "steady", tone: "good", detail: "no outage in this run" }
   }
   if (state.crashAt === undefined) {
-    return { label: "warm-up", tone: "info", detail: `crash in ${secs(options.outageAfterMillis - now)}` }
+    const next = state.failover === undefined ? "crash" : "primary killed"
+    return { label: "warm-up", tone: "info", detail: `${next} in ${secs(options.outageAfterMillis - now)}` }
   }
   if (state.outageError !== undefined) return { label: "OUTAGE FAILED", tone: "bad", detail: state.outageError }
   if (state.failover !== undefined) return failoverPhase(state, now)
@@ -126,7 +127,7 @@ const failoverPhase = (state: RunState, now: number): Phase => {
   if (state.firstOkAfterCrash === undefined) {
     return { label: "failing over", tone: "info", detail: `new primary up for ${formatMillis(now - state.upAt)}` }
   }
-  return { label: "steady", tone: "good", detail: "riding on on the new primary" }
+  return { label: "steady", tone: "good", detail: "serving from the new primary" }
 }
 
 /** `127.0.0.1:5432 primary down 0 sessions (3 failures)  127.0.0.1:5433 primary up 10 sessions` */
