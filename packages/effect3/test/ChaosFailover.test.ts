@@ -31,6 +31,17 @@ const soakMillis = Number(process.env.CHAOS_FAILOVER_SOAK_MILLIS ?? 25_000)
 
 const acquireTimeoutMillis = 5_000
 
+/** The SQLSTATE on a failure or down its `cause` chain (a SqlError wraps pg's error). */
+const sqlStateOf = (error: unknown): string | undefined => {
+  let current = error
+  for (let depth = 0; depth < 5 && typeof current === "object" && current !== null; depth++) {
+    const code = (current as { readonly code?: unknown }).code
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code
+    current = (current as { readonly cause?: unknown }).cause
+  }
+  return undefined
+}
+
 /** A fault's span, in wall-clock milliseconds: failures are allowed from its start to a bound after its end. */
 interface Window {
   readonly fault: string
@@ -73,8 +84,8 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
 
           const seed = testSeed("chaos soak with a failover")
           const random = seededRandom(seed, 1)
-          // the wall-clock time of every failed call, and the server port of every write
-          const failedAt: Array<number> = []
+          // the wall-clock time (and SQLSTATE, if any) of every failed call, and the server port of every write
+          const failures: Array<{ readonly at: number; readonly code: string | undefined }> = []
           const writes: Array<{ readonly at: number; readonly port: number }> = []
           const work = (db: Db.Db.Service, caller: number): Effect.Effect<unknown, unknown> =>
             caller % 3 === 0
@@ -97,7 +108,8 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
           const call = (db: Db.Db.Service, caller: number) =>
             Effect.tapErrorCause(work(db, caller), (cause) =>
               Effect.sync(() => {
-                if (Option.isSome(Cause.failureOption(cause))) failedAt.push(Date.now())
+                const failure = Cause.failureOption(cause)
+                if (Option.isSome(failure)) failures.push({ at: Date.now(), code: sqlStateOf(failure.value) })
               })
             )
           const stop = yield* startLoad(db, {
@@ -112,6 +124,17 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
           // the node that takes writes: the primary, then the promoted standby
           let current: PrimaryStandby.PrimaryStandby.Node = pair.primary
           let promotedAt: number | undefined
+          // from the moment the node that took writes is gone to the moment one is started or promoted: no node
+          // accepts writes, so a read-write pool has no session to serve a call with
+          const noPrimary: Array<{ from: number; to: number }> = []
+          const withoutPrimary = <A, E>(down: Effect.Effect<void, unknown>, up: Effect.Effect<A, E>, millis: number) =>
+            Effect.gen(function* () {
+              yield* down
+              const from = Date.now()
+              yield* realSleep(millis)
+              noPrimary.push({ from, to: Date.now() })
+              return yield* up
+            })
           // a fresh referee connection each time: a crash kills any that was open
           const terminateAll = Effect.suspend(() =>
             Effect.scoped(
@@ -127,7 +150,7 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
           const faults: Record<string, Effect.Effect<void, unknown>> = {
             terminate: Effect.asVoid(terminateAll),
             primaryCrash: Effect.suspend(() =>
-              Effect.zipRight(current.stop({ mode: "immediate" }), Effect.zipRight(realSleep(1500), current.start))
+              withoutPrimary(current.stop({ mode: "immediate" }), current.start, 1500)
             ),
             // a read-write pool never has a session there: its callers must not notice
             standbyRestart: Effect.zipRight(
@@ -136,29 +159,30 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
             )
           }
           const failover = Effect.gen(function* () {
-            yield* pair.primary.kill
-            yield* realSleep(500 + random() * 1500)
-            yield* pair.promote
+            yield* withoutPrimary(pair.primary.kill, pair.promote, 500 + random() * 1500)
             current = pair.standby
             promotedAt = Date.now()
           })
 
           const windows: Array<Window> = []
           const counts: Record<string, number> = {}
+          const sequence: Array<string> = []
           const startedAt = Date.now()
           const deadline = startedAt + soakMillis
           const failoverAt = startedAt + soakMillis * (0.3 + random() * 0.2)
           while (Date.now() < deadline - 5_000) {
-            yield* realSleep(1000 + random() * 1500)
+            yield* realSleep(2000 + random() * 2000)
             const kinds = promotedAt === undefined ? Object.keys(faults) : ["terminate", "primaryCrash"]
             const fault =
               promotedAt === undefined && Date.now() >= failoverAt
                 ? "failover"
                 : kinds[Math.floor(random() * kinds.length)]!
             counts[fault] = (counts[fault] ?? 0) + 1
+            sequence.push(fault)
             const start = Date.now()
             yield* fault === "failover" ? failover : faults[fault]!
-            windows.push({ fault, start, end: Date.now() })
+            // the standby's restart is no excuse: a read-write pool has no session there
+            if (fault !== "standbyRestart") windows.push({ fault, start, end: Date.now() })
           }
           yield* realSleep(Math.max(0, deadline - Date.now()))
           const totals = yield* stop
@@ -166,14 +190,22 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
           const leaked = yield* leakedAfter(db, 3_000)
           const stats = yield* db.statistics
 
-          // a call that was waiting or running when a fault ended may still fail within acquireTimeout of it
-          const graceMillis = acquireTimeoutMillis + 2_000
-          const outside = failedAt.filter((at) => !windows.some((w) => at >= w.start && at <= w.end + graceMillis))
+          // a call running when a fault ended may still fail a moment later (a statement on a session whose end
+          // the pool has not read yet, a cancellation settling), never seconds later: callers wait for a session
+          const graceMillis = 3_000
+          const outside = failures.filter(({ at }) => !windows.some((w) => at >= w.start && at <= w.end + graceMillis))
+          // a success counts from its completion: one whose answer was read as the node went down is no violation
+          const servedWithoutPrimary = totals.okTimes.filter((at) =>
+            noPrimary.some((w) => at > w.from + 50 && at < w.to)
+          )
+          const readOnlyFailures = failures.filter(({ code }) => code === "25006")
           const writesAfterPromotion = writes.filter((w) => promotedAt !== undefined && w.at > promotedAt)
           yield* report("chaos soak with a failover", totals, {
             faults: counts,
-            sequence: windows.map((w) => w.fault).join(","),
+            sequence: sequence.join(","),
             failuresOutsideFaults: outside.length,
+            servedWithoutPrimary: servedWithoutPrimary.length,
+            readOnlyFailures: readOnlyFailures.length,
             writesAfterPromotion: writesAfterPromotion.length,
             leaked,
             hosts: stats.hosts.map((h) => `${h.port} ${h.role} ${h.up ? "up" : "down"} ${h.sessions}`)
@@ -182,8 +214,11 @@ layer(PrimaryStandby.layer(), { timeout: soakMillis + 120_000, excludeTestServic
           assert.strictEqual(totals.hung, 0)
           assert.strictEqual(leaked, 0, "connections still checked out after every caller returned")
           for (const tag of Object.keys(totals.failed)) assert.match(tag, /^(SqlError|AcquireTimeout)/)
+          // a read-write pool never runs a statement on a read-only session, nor serves one with no primary up
+          assert.strictEqual(readOnlyFailures.length, 0, "statements failed as read-only (25006)")
+          assert.strictEqual(servedWithoutPrimary.length, 0, "calls served while no node accepted writes")
           assert.deepStrictEqual(
-            outside.map((at) => at - startedAt),
+            outside.map(({ at }) => at - startedAt),
             [],
             `failures away from any fault (ms into the run; faults: ${JSON.stringify(windows.map((w) => [w.fault, w.start - startedAt, w.end - startedAt]))})`
           )
