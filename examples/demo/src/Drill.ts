@@ -439,7 +439,7 @@ export const violations = (
       if (inFlight > carried) {
         found.push(
           `${inFlight} queries failed during the outage, more than the ${state.connectionsAtCrash} connections ` +
-            `open at the crash could have carried (${carried})`
+            `open at the ${state.failover === undefined ? "crash" : "kill"} could have carried (${carried})`
         )
       }
     }
