@@ -200,18 +200,22 @@ const timelineText = (failover: Failover | undefined) =>
     ? {
         crash: "crashing the database",
         stopVerb: "stop",
+        stopped: "the database",
         down: "database down",
         starting: "starting the database again",
         startVerb: "start",
+        started: "the database again",
         up: "database accepting sessions again",
         downtime: "down"
       }
     : {
         crash: `killing the primary ${failover.oldPrimary}`,
         stopVerb: "kill",
+        stopped: "the primary",
         down: "primary dead: no node accepts writes",
         starting: `promoting the standby ${failover.newPrimary} (pg_ctl promote)`,
         startVerb: "promote",
+        started: "the standby",
         up: `${failover.newPrimary} is the new primary: it accepts writes`,
         downtime: "no primary for"
       }
@@ -234,7 +238,7 @@ export const outageTimeline = (state: RunState, pool: Pool, control: OutageContr
     )
     const stopped = yield* Effect.either(control.stop)
     if (stopped._tag === "Left") {
-      state.outageError = `could not ${text.stopVerb} the database: ${stopped.left.message}`
+      state.outageError = `could not ${text.stopVerb} ${text.stopped}: ${stopped.left.message}`
       return state.event(`✗ ${state.outageError}`, "bad")
     }
     state.stoppedAt = state.elapsed()
@@ -244,7 +248,7 @@ export const outageTimeline = (state: RunState, pool: Pool, control: OutageContr
     state.event(`  ${text.starting}`, "info")
     const started = yield* Effect.either(control.start)
     if (started._tag === "Left") {
-      state.outageError = `could not ${text.startVerb} ${state.failover === undefined ? "the database again" : "the standby"}: ${started.left.message}`
+      state.outageError = `could not ${text.startVerb} ${text.started}: ${started.left.message}`
       return state.event(`✗ ${state.outageError}`, "bad")
     }
     state.upAt = state.elapsed()
