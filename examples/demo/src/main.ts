@@ -10,6 +10,10 @@
  *
  * With DATABASE_URL it uses that database and takes it down only when asked (`--outage` with the commands that
  * stop and start it). `pnpm demo -- --help` lists the options.
+ *
+ * With `--failover` it runs the failover drill instead: an embedded primary and streaming standby, the pool on both
+ * with `target_session_attrs=read-write`, the primary killed and the standby promoted, and the verdict adds that no
+ * session is left on the old role.
  */
 import * as PoolLogger from "@effect-pg-pool/effect3/PoolLogger"
 import { NodeRuntime } from "@effect/platform-node"
