@@ -78,6 +78,7 @@ layer(PgTestServer.layer, { timeout: 120_000, excludeTestServices: true })("heal
         "maxQueries",
         "refreshed",
         "reset",
+        "roleChanged",
         "shutdown",
         "validation"
       ])

@@ -15,6 +15,7 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type * as Pg from "pg"
@@ -25,6 +26,7 @@ import * as Listener from "./internal/listener.js"
 import * as Logging from "./internal/logger.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
+import * as Replicas from "./internal/replicas.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import {
   type AcquireTimeout,
@@ -55,6 +57,32 @@ import type { PoolStatistics } from "./PoolStatistics.js"
  * @category tags
  */
 export class Db extends Context.Tag("@effect-pg-pool/Db")<Db, Db.Service>() {}
+
+/**
+ * The read-only client: a `PgClient` whose statements run on the read replicas' pool (`PoolConfig.replicas`:
+ * standbys, or the primary while none is up), or on the primary pool when no replicas are configured — so code
+ * written against it runs unchanged either way. Every `Db` layer provides it beside `SqlClient` / `PgClient`, which
+ * stay the primary. Replication lags: a read here may not see a write just committed on the primary; read your own
+ * writes through `SqlClient`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect } from "effect"
+ *
+ * // a report that may run on a standby
+ * const topCustomers = Effect.flatMap(Db.ReadOnlyClient, (sql) =>
+ *   sql<{ id: number; total: number }>`SELECT id, total FROM customer_totals ORDER BY total DESC LIMIT 10`
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class ReadOnlyClient extends Context.Tag("@effect-pg-pool/Db/ReadOnlyClient")<
+  ReadOnlyClient,
+  PgClient.PgClient
+>() {}
 
 /**
  * @since 0.1.0
@@ -103,6 +131,50 @@ export declare namespace Db {
     /** The pooled client, also provided as `SqlClient` and `PgClient`. */
     readonly sql: PgClient.PgClient
     /** The validated configuration (the password stays `Redacted`; `undefined` when given as a provider). */
+    readonly config: PoolConfig.PoolConfig
+    /**
+     * `withConnection` on the read replicas' pool (standbys; the primary while none is up, with
+     * `prefer-standby`), or on this pool when no replicas are configured. The replicas' sessions default to
+     * read-only transactions (`default_transaction_read_only`), so a write fails ("cannot execute … in a read-only
+     * transaction") on the fallback primary as on a standby — except behind PgBouncer in transaction mode.
+     */
+    readonly readOnly: <A, E, R>(
+      f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+    ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+    /** The read-only client (`ReadOnlyClient`): the replicas' pooled client, or `sql` without replicas. */
+    readonly readOnlySql: PgClient.PgClient
+    /** The read replicas' own pool, when configured: its client, statistics, health and configuration. */
+    readonly replicas: Option.Option<Db.Replicas>
+  }
+
+  /**
+   * The read replicas' pool (`PoolConfig.replicas`): a second pool, named `<name>-replicas` in its statistics,
+   * metrics and logs, with its own hosts table (`statistics.hosts`: which standby serves, which is down).
+   *
+   * @example
+   * ```ts
+   * import { Db } from "@effect-pg-pool/effect3"
+   * import { Effect, Option } from "effect"
+   *
+   * // how many reads went to the replicas' pool, and where its connections are
+   * const replicaLoad = Effect.flatMap(Db.Db, (db) =>
+   *   Option.match(db.replicas, {
+   *     onNone: () => Effect.succeed("no replicas"),
+   *     onSome: (replicas) =>
+   *       Effect.map(replicas.statistics, (s) => `${s.acquisitions} reads, hosts ${s.hosts.map((h) => h.role)}`)
+   *   })
+   * )
+   * ```
+   *
+   * @since 0.2.0
+   * @category models
+   */
+  export interface Replicas {
+    readonly withConnection: Service["withConnection"]
+    readonly sql: PgClient.PgClient
+    readonly statistics: Effect.Effect<PoolStatistics>
+    readonly health: Effect.Effect<HealthStatus>
+    /** The read-only pool's configuration: the primary's, with the replicas' name, hosts, target and sizes. */
     readonly config: PoolConfig.PoolConfig
   }
 }
@@ -219,18 +291,34 @@ const build = (
     // The pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
     // file (and only it) however the program composes its layers.
     const poolLogging = yield* Logging.poolLogging(config)
-    const pool = yield* poolLogging(
-      InternalPool.make({
-        config,
-        types: options.types,
-        metrics: Metrics.make(config.name, config.minSize, config.maxSize),
-        passwordProvider,
-        onConnect:
-          userOnConnect === undefined
-            ? undefined
-            : (conn) => Effect.suspend(() => Effect.asVoid(userOnConnect(clients!.pinned(conn))))
-      })
-    )
+    // `readOnly`: the replicas' sessions default to read-only transactions (`SET default_transaction_read_only`,
+    // again after each DISCARD ALL), so that a write through `Db.readOnly` fails on the fallback primary as it does
+    // on a standby; not behind a transaction pooler, where a session-level SET would land on another server session
+    const makePool = (poolConfig: PoolConfig.PoolConfig, pinned: () => Client.Clients, readOnly: boolean) => {
+      const defaultReadOnly = readOnly && poolConfig.pooler !== "transaction"
+      return poolLogging(
+        InternalPool.make({
+          config: poolConfig,
+          types: options.types,
+          metrics: Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize),
+          passwordProvider,
+          onConnect:
+            userOnConnect === undefined && !defaultReadOnly
+              ? undefined
+              : (conn) =>
+                  Effect.suspend(() => {
+                    const sql = pinned().pinned(conn)
+                    return Effect.asVoid(
+                      Effect.zipRight(
+                        defaultReadOnly ? sql.unsafe("SET default_transaction_read_only = on") : Effect.void,
+                        userOnConnect?.(sql) ?? Effect.void
+                      )
+                    )
+                  })
+        })
+      )
+    }
+    const pool = yield* makePool(config, () => clients!, false)
     for (const variable of unknownVariables) {
       pool.log("Warning", InternalConfig.unknownVariableMessage(variable), {
         variable: variable.name,
@@ -244,17 +332,49 @@ const build = (
       log: (level, message, annotations) => pool.log(level, message, annotations)
     })
     clients = yield* Client.make(pool, config, listener, options)
+    // suspended: a callback that throws instead of returning an effect is a defect inside the guarded region, so
+    // its connection is returned like on any other failure
+    const withConnectionOf =
+      ({ pinned, withPooled }: Client.Clients): Db.Service["withConnection"] =>
+      (f) =>
+        withPooled((conn) => Effect.suspend(() => f(pinned(conn))))
+    const withConnection = withConnectionOf(clients)
+    // the read replicas: a second pool, built and started after the primary; LISTEN stays on the primary's listener
+    let replicas: { readonly pool: InternalPool.Pool; readonly service: Db.Replicas } | undefined
+    if (config.replicas !== undefined) {
+      const readConfig = Replicas.replicaConfig(config, config.replicas)
+      let readClients: Client.Clients | undefined
+      const readPool = yield* makePool(readConfig, () => readClients!, true)
+      readClients = yield* Client.make(readPool, readConfig, listener, options)
+      replicas = {
+        pool: readPool,
+        service: {
+          withConnection: withConnectionOf(readClients),
+          sql: readClients.client,
+          statistics: Effect.sync(() => readPool.statistics()),
+          health: Effect.sync(() => readPool.health()),
+          config: readConfig
+        }
+      }
+    }
     yield* pool.initialize()
-    const { pinned, withPooled } = clients
+    if (replicas !== undefined) yield* replicas.pool.initialize()
+    const read = replicas
     return {
-      // suspended: a callback that throws instead of returning an effect is a defect inside the guarded region,
-      // so its connection is returned like on any other failure
-      withConnection: (f) => withPooled((conn) => Effect.suspend(() => f(pinned(conn)))),
+      withConnection,
       statistics: Effect.sync(() => pool.statistics()),
-      health: Effect.sync(() => pool.health()),
-      refresh: Effect.sync(() => pool.refresh()),
+      health: Effect.sync(() =>
+        read === undefined ? pool.health() : Replicas.withReplicas(pool.health(), read.pool.health())
+      ),
+      refresh: Effect.sync(() => {
+        pool.refresh()
+        read?.pool.refresh()
+      }),
       sql: clients.client,
-      config
+      config,
+      readOnly: read?.service.withConnection ?? withConnection,
+      readOnlySql: read?.service.sql ?? clients.client,
+      replicas: Option.fromNullable(read?.service)
     }
   })
 
@@ -310,7 +430,11 @@ const streamNotSupported = new PoolConfigError({
 })
 
 const toContext = (db: Db.Service) =>
-  Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
+  Context.make(Db, db).pipe(
+    Context.add(PgClient.PgClient, db.sql),
+    Context.add(SqlClient.SqlClient, db.sql),
+    Context.add(ReadOnlyClient, db.readOnlySql)
+  )
 
 /**
  * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`. Its
@@ -333,7 +457,7 @@ const toContext = (db: Db.Service) =>
 export const layer = (
   options: DbOptions
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > => Layer.scopedContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
 
@@ -357,7 +481,7 @@ export const layer = (
 export const layerConfig = (
   config: Config.Config.Wrap<DbOptions>
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   ConfigError.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.scopedContext(
@@ -393,7 +517,8 @@ const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRej
  */
 export const layerPgClient = (
   options: DbOptions
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, SqlError> => Layer.mapError(layer(options), toSqlError)
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient, SqlError> =>
+  Layer.mapError(layer(options), toSqlError)
 
 /**
  * `layerConfig` with `PgClient.layerConfig`'s error type: `ConfigError` for the `Config` values, and a `SqlError`
@@ -416,7 +541,7 @@ export const layerPgClient = (
  */
 export const layerPgClientConfig = (
   config: Config.Config.Wrap<DbOptions>
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, ConfigError.ConfigError | SqlError> =>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient, ConfigError.ConfigError | SqlError> =>
   Layer.mapError(layerConfig(config), (error) =>
     error._tag === "PoolConfigError" || error._tag === "DatabaseUnreachable" || error._tag === "ConnectionRejected"
       ? toSqlError(error)
@@ -445,7 +570,7 @@ export const layerPgClientConfig = (
 export const layerFromEnv = (
   options: Omit<DbOptions, keyof PoolConfig.PoolConfigInput> = {}
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.scopedContext(
@@ -475,7 +600,7 @@ export const layerFromEnv = (
  * @category layers
  */
 export const DatabaseLive: Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > = layerFromEnv()
 
@@ -575,3 +700,58 @@ export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Db,
  * @category accessors
  */
 export const refresh: Effect.Effect<void, never, Db> = Effect.flatMap(Db, (db) => db.refresh)
+
+/**
+ * Runs `f` on one connection of the read replicas' pool of the pool in context — a standby, or the primary while
+ * none is up (`prefer-standby`) — or of the primary pool when no replicas are configured. Like `withConnection`:
+ * the same guarantees, `AcquireTimeout` after the replicas' `acquireTimeout`. Replication lags: a read here may not
+ * see a write just committed on the primary.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect } from "effect"
+ *
+ * const report = Db.readOnly((sql) =>
+ *   Effect.gen(function* () {
+ *     const [where] = yield* sql<{ standby: boolean }>`SELECT pg_is_in_recovery() AS standby`
+ *     const rows = yield* sql`SELECT count(*)::int AS n FROM orders`
+ *     return { onStandby: where!.standby, rows }
+ *   })
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const readOnly = <A, E, R>(
+  f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R | Db> => Effect.flatMap(Db, (db) => db.readOnly(f))
+
+/**
+ * The read replicas' statistics of the pool in context (named `<name>-replicas`, with their hosts), or none when no
+ * replicas are configured; no I/O.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect, Option } from "effect"
+ *
+ * // reads served by the primary: the replicas' sessions on a host that is not a standby
+ * const onFallback = Effect.map(Db.replicaStatistics, (stats) =>
+ *   Option.match(stats, {
+ *     onNone: () => 0,
+ *     onSome: (s) => s.hosts.filter((h) => h.role === "primary").reduce((n, h) => n + h.sessions, 0)
+ *   })
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const replicaStatistics: Effect.Effect<Option.Option<PoolStatistics>, never, Db> = Effect.flatMap(Db, (db) =>
+  Option.match(db.replicas, {
+    onNone: () => Effect.succeed(Option.none()),
+    onSome: (replicas) => Effect.map(replicas.statistics, Option.some)
+  })
+)

@@ -417,12 +417,13 @@ export const sqlError: (message: string, fields?: ErrorFields) => SqlError = int
  */
 export const layer = (
   options: MockOptions = {}
-): Layer.Layer<Db.Db | SqlClient.SqlClient | PgClient.PgClient | DbMock> =>
+): Layer.Layer<Db.Db | SqlClient.SqlClient | PgClient.PgClient | Db.ReadOnlyClient | DbMock> =>
   Layer.effectContext(
     Effect.map(internal.make(options), ({ control, db }) =>
       Context.make(Db.Db, db).pipe(
         Context.add(SqlClient.SqlClient, db.sql),
         Context.add(PgClient.PgClient, db.sql),
+        Context.add(Db.ReadOnlyClient, db.sql),
         Context.add(DbMock, control)
       )
     )

@@ -6,7 +6,8 @@
  * - `unhealthy`: the pool is closed or shutting down; or it cannot open connections and has none left.
  * - `degraded`: it is reconnecting after a failure (some connections still serve); it has not connected
  *   yet (lazy start); it holds fewer than `minSize` connections; or it is saturated — the oldest waiting
- *   caller has waited longer than {@link saturationThresholdMillis}.
+ *   caller has waited longer than {@link saturationThresholdMillis}; or, itself healthy, its read replicas'
+ *   pool (`replicas`) is not.
  * - `healthy`: otherwise.
  *
  * @since 0.1.0
@@ -63,8 +64,38 @@ export class DatabaseReachability extends Schema.Class<DatabaseReachability>("@e
 }) {}
 
 /**
+ * The read replicas' part of `Db.health` (their own pool, with `Db.readOnly`): its status and why, what its last
+ * probe saw, and its statistics (named `<name>-replicas`, with their hosts).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect, Option } from "effect"
+ *
+ * // reads served from the primary because no standby is up
+ * const readsOnPrimary = Effect.map(Db.health, (health) =>
+ *   Option.match(health.replicas, {
+ *     onNone: () => false,
+ *     onSome: (replicas) => replicas.statistics.hosts.every((h) => h.role !== "standby" || h.sessions === 0)
+ *   })
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class ReplicaHealth extends Schema.Class<ReplicaHealth>("@effect-pg-pool/ReplicaHealth")({
+  status: PoolState,
+  reason: Schema.OptionFromUndefinedOr(Schema.String),
+  database: DatabaseReachability,
+  statistics: PoolStatistics
+}) {}
+
+/**
  * What `Db.health` answers: the status and why, when it was checked, what the last probe saw of the database, and
- * the pool's statistics.
+ * the pool's statistics. With read replicas configured, `replicas` holds theirs, and a healthy primary whose
+ * replicas are not healthy is `degraded` (reads may be failing or served by the primary), with the replicas'
+ * reason.
  *
  * @example
  * ```ts
@@ -84,8 +115,16 @@ export class HealthStatus extends Schema.Class<HealthStatus>("@effect-pg-pool/He
   reason: Schema.OptionFromUndefinedOr(Schema.String),
   checkedAt: Schema.DateFromNumber,
   database: DatabaseReachability,
-  statistics: PoolStatistics
+  statistics: PoolStatistics,
+  /** The read replicas' health, when configured (`PoolConfig.replicas`). */
+  replicas: Schema.optionalWith(Schema.OptionFromUndefinedOr(ReplicaHealth), { default: () => Option.none() })
 }) {}
+
+const encodeDatabase = (database: DatabaseReachability): typeof DatabaseReachability.Encoded => ({
+  reachable: database.reachable,
+  latencyMs: Option.getOrUndefined(database.latencyMs),
+  probedAt: Option.match(database.probedAt, { onNone: () => undefined, onSome: (date) => date.getTime() })
+})
 
 /**
  * The JSON form of a `HealthStatus`: exactly what `Schema.encodeSync(HealthStatus)` gives (tested to agree), written
@@ -107,10 +146,15 @@ export const encode = (health: HealthStatus): typeof HealthStatus.Encoded => ({
   status: health.status,
   reason: Option.getOrUndefined(health.reason),
   checkedAt: health.checkedAt.getTime(),
-  database: {
-    reachable: health.database.reachable,
-    latencyMs: Option.getOrUndefined(health.database.latencyMs),
-    probedAt: Option.match(health.database.probedAt, { onNone: () => undefined, onSome: (date) => date.getTime() })
-  },
-  statistics: encodeStatistics(health.statistics)
+  database: encodeDatabase(health.database),
+  statistics: encodeStatistics(health.statistics),
+  replicas: Option.match(health.replicas, {
+    onNone: () => undefined,
+    onSome: (replicas) => ({
+      status: replicas.status,
+      reason: Option.getOrUndefined(replicas.reason),
+      database: encodeDatabase(replicas.database),
+      statistics: encodeStatistics(replicas.statistics)
+    })
+  })
 })

@@ -213,11 +213,57 @@ export interface PoolConfig {
    */
   readonly logLevel: LogLevel.LogLevel | undefined
   /**
+   * The read replicas: a second, read-only pool behind `Db.readOnly` and the `Db.ReadOnlyClient` client, or `undefined`
+   * (the default: `Db.readOnly` then runs on this pool). On with `replicas: true` (`DB_POOL_REPLICAS`) or
+   * `replicaHosts` (`DB_POOL_REPLICA_HOSTS`); see `ReplicasConfig`.
+   */
+  readonly replicas: ReplicasConfig | undefined
+  /**
    * How the configuration named each setting, so that messages name what the user wrote: the option
    * (`maxSize`, or `maxConnections` where that alias was used), the `Config` key (`PG_MAX`), or the
    * environment variable (`DB_POOL_MAX_SIZE`).
    */
   readonly settingNames: SettingNames
+}
+
+/**
+ * The read-only pool of the read replicas. Every setting not listed here (credentials, TLS, timeouts, lifetimes,
+ * `pooler`, …) is the primary's, but it always starts lazily: the layer waits for the primary alone, and replicas
+ * that cannot connect leave the application serving, its health degraded and its reads waiting (`acquireTimeout`).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect3"
+ * import { Effect } from "effect"
+ *
+ * // where reads go, for a startup log line
+ * const readsGoTo = Effect.map(Db.Db, ({ config }) =>
+ *   config.replicas === undefined
+ *     ? "reads share the primary pool"
+ *     : `${config.replicas.name}: ${config.replicas.hosts.map((h) => `${h.host}:${h.port}`).join(",")} ` +
+ *       `(${config.replicas.targetSessionAttrs}), up to ${config.replicas.maxSize} connections`
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ReplicasConfig {
+  /** `<name>-replicas`: the read-only pool's logs, metrics (`db.client.connection.pool.name`) and statistics. */
+  readonly name: string
+  /** Default: the primary's hosts (`hosts`); `replicaHosts`, `DB_POOL_REPLICA_HOSTS` (`"r1:5432,r2:5432"`). */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  /**
+   * Where the read-only pool connects. `prefer-standby` (the default): a standby if one is up, else the primary —
+   * and back to a standby once one answers again; `standby`: standbys only (reads wait and fail while none is up);
+   * `read-only`: a server in read-only mode; `any`: the first host that answers (a cloud's load-balanced reader
+   * endpoint). `replicaTargetSessionAttrs`, `DB_POOL_REPLICA_TARGET_SESSION_ATTRS`.
+   */
+  readonly targetSessionAttrs: "prefer-standby" | "standby" | "read-only" | "any"
+  /** Default: the primary's `minSize` (capped at `maxSize`); `replicaMinSize`, `DB_POOL_REPLICA_MIN_SIZE`. */
+  readonly minSize: number
+  /** Default: the primary's `maxSize`; `replicaMaxSize`, `DB_POOL_REPLICA_MAX_SIZE`. */
+  readonly maxSize: number
 }
 
 /**
@@ -240,6 +286,10 @@ export interface PoolConfig {
 export type Setting =
   | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts">
   | `reconnect.${keyof ReconnectConfig}`
+  | "replicaHosts"
+  | "replicaTargetSessionAttrs"
+  | "replicaMinSize"
+  | "replicaMaxSize"
 
 /**
  * The name of every setting as its configuration wrote it (see `PoolConfig.settingNames`).
@@ -338,6 +388,13 @@ export interface PoolConfigInput {
   readonly logFile?: string | undefined
   /** `"Debug"`, `"Info"`, … or a `LogLevel`; the environment's names (`debug`, `warning`, …) work too. */
   readonly logLevel?: LogLevel.LogLevel | LogLevel.Literal | undefined
+  /** A second, read-only pool for `Db.readOnly` (see `PoolConfig.replicas`). Default false. */
+  readonly replicas?: boolean | undefined
+  /** The read-only pool's hosts, each `host:port` (`["r1:5432", "r2:5432"]` or `"r1:5432,r2:5432"`); turns replicas on. */
+  readonly replicaHosts?: string | ReadonlyArray<string> | undefined
+  readonly replicaTargetSessionAttrs?: ReplicasConfig["targetSessionAttrs"] | undefined
+  readonly replicaMinSize?: number | undefined
+  readonly replicaMaxSize?: number | undefined
 }
 
 /**

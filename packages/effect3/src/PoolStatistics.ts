@@ -62,7 +62,13 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
   cancel: Schema.Number,
   shutdown: Schema.Number,
   /** Retired by `Db.refresh`: opened before it. */
-  refreshed: Schema.Number
+  refreshed: Schema.Number,
+  /**
+   * Evicted because its server no longer serves the pool's target: a promotion or a demotion (a read-write pool's
+   * session on a demoted primary, a standby pool's on a promoted standby), or a `prefer-standby` pool (the read
+   * replicas) leaving its fallback primary once a standby is up.
+   */
+  roleChanged: Schema.Number
 }) {}
 
 /**

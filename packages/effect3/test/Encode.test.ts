@@ -17,7 +17,8 @@ const closed = (n: number) =>
     reset: n + 5,
     cancel: n + 6,
     shutdown: n + 7,
-    refreshed: n + 8
+    refreshed: n + 8,
+    roleChanged: n + 9
   })
 
 const statistics = (state: PoolStatistics.PoolState, lastError: Option.Option<string>) =>

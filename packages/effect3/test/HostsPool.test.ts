@@ -166,7 +166,10 @@ layer(PrimaryStandby.layer(), { timeout: "120 seconds", excludeTestServices: tru
           assert.deepStrictEqual(ports, [pair.standby.port, pair.standby.port])
           yield* eventually(
             "both sessions were evicted",
-            Effect.map(db.statistics, (stats) => stats.connectionsClosed.broken === 2)
+            Effect.map(
+              db.statistics,
+              (stats) => stats.connectionsClosed.roleChanged === 2 && stats.connectionsClosed.broken === 0
+            )
           )
         })
     )

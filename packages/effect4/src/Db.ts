@@ -182,7 +182,8 @@ const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.
     multiplex: config.multiplex,
     prepare: options.prepare,
     preparedStatementCacheSize: options.preparedStatementCacheSize,
-    maxMessageSize: options.maxMessageSize
+    maxMessageSize: options.maxMessageSize,
+    pooler: { mode: config.pooler, setting: config.poolerSetting }
   }
 }
 
@@ -257,6 +258,7 @@ export const makeWithConfig = (
         )
       ),
       reconnect: config.reconnect,
+      pooler: open.pooler,
       log: (message, annotations) =>
         routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: config.name, ...annotations })))
     })
@@ -418,6 +420,33 @@ export const layerPgClient = (
   Layer.effectContext(Effect.map(Effect.mapError(make(options), toSqlError), toContext)).pipe(
     Layer.provide(Reactivity.layer)
   )
+
+/**
+ * `layerConfig` with `PgClient.layerConfig`'s error type: the options read through `Config` (a `ConfigError` when
+ * one is missing or malformed), a failed start a `SqlError` whose reason's `cause` is the pool's typed error, as
+ * `layerPgClient` does — the drop-in for @effect/sql-pg 4's `PgClient.layerConfig`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Config } from "effect"
+ *
+ * // was: PgClient.layerConfig({ url: Config.Redacted("DATABASE_URL") })
+ * export const SqlLive = Db.layerPgClientConfig({ url: Config.Redacted("DATABASE_URL"), maxConnections: Config.succeed(10) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPgClientConfig = (
+  config: Config.Wrap<DbOptions>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
+  Layer.effectContext(
+    Effect.gen(function* () {
+      const options = yield* Config.unwrap(config)
+      return toContext(yield* Effect.mapError(make(options), toSqlError))
+    })
+  ).pipe(Layer.provide(Reactivity.layer))
 
 /**
  * The pool configured from the environment (`DATABASE_URL` or the libpq `PG*` variables, and the `DB_POOL_*`

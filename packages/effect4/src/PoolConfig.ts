@@ -101,6 +101,14 @@ export interface PoolConfig {
   readonly reconnect: ReconnectConfig
   /** `eager` fails startup when the database is unreachable; `lazy` starts degraded. Default eager. */
   readonly init: "eager" | "lazy"
+  /**
+   * What sits between the pool and the server: `none`, or PgBouncer's `pool_mode` — `session` (everything works as
+   * direct) or `transaction` (a server connection per transaction: `prepare` off unless set, LISTEN and session-level
+   * `SET` refused; see the README's "Behind PgBouncer"). Default none, `DB_POOL_POOLER`.
+   */
+  readonly pooler: "none" | "session" | "transaction"
+  /** How the configuration named `pooler` (`pooler`, `DB_POOL_POOLER`): the refusals name it. */
+  readonly poolerSetting: string
   /** Server-side `statement_timeout` set on each connection. Default none, `DB_POOL_STATEMENT_TIMEOUT`. */
   readonly statementTimeout: Duration.Duration | undefined
   /** `application_name` of every connection. Default `"effect-pg-pool"`, `DB_POOL_APPLICATION_NAME`. */
@@ -164,6 +172,7 @@ export interface PoolConfigInput {
       }
     | undefined
   readonly init?: "eager" | "lazy" | undefined
+  readonly pooler?: "none" | "session" | "transaction" | undefined
   readonly statementTimeout?: Duration.Input | string | undefined
   readonly applicationName?: string | undefined
   readonly logFile?: string | undefined

@@ -69,7 +69,9 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
   cancel: Schema.Number,
   shutdown: Schema.Number,
   /** Retired by a refresh (the engine's `RefreshRequested`): opened before it. */
-  refreshed: Schema.Number
+  refreshed: Schema.Number,
+  /** Evicted because its server no longer serves the pool's target (a promotion, a demotion, a fallback ended). */
+  roleChanged: Schema.Number
 }) {}
 
 /**

@@ -193,6 +193,9 @@ export type SessionId = number
  * - `Released`: the holder of a grant is done with it.
  * - `SessionOpened` / `OpenFailed`: the outcome of an `Open`; `jitter` in [0, 1) shortens its lifetime by up to 5 %.
  * - `SessionClosed`: the session's socket died (error, end) on its own.
+ * - `SessionEvicted`: the session's server no longer serves the pool's target (the edition's `Hosts.Table` said
+ *   so: a promotion, a demotion, a `prefer-standby` fallback that ended). Idle, it closes at once; busy, at its
+ *   release; counted `roleChanged`. Not a failure: no backoff, no scout, no last error.
  * - `ValidationResult` / `ResetResult`: the outcome of a `Validate` / `Reset`.
  * - `TimerDue`: the timer last armed is due. `ReconnectDue`: the backoff step asked for has passed.
  * - `Tick`: housekeeping, about once a second (lifetimes, idle times, leaks, minimum size).
@@ -231,6 +234,7 @@ export type Event =
   | { readonly _tag: "SessionOpened"; readonly now: number; readonly session: SessionId; readonly jitter: number }
   | { readonly _tag: "OpenFailed"; readonly now: number; readonly session: SessionId; readonly failure: Failure }
   | { readonly _tag: "SessionClosed"; readonly now: number; readonly session: SessionId; readonly failure: Failure }
+  | { readonly _tag: "SessionEvicted"; readonly now: number; readonly session: SessionId; readonly reason: string }
   | {
       readonly _tag: "ValidationResult"
       readonly now: number

@@ -9,9 +9,12 @@
  * driver's multi-host connect; the driver's outcomes go to `table.record` (also those before a success), the
  * session that matched to `table.opened` (its host index, what it showed, its startup parameters), every later
  * ParameterStatus on it to `table.reported`, its end to `table.closed`. Each of these returns the sessions to
- * evict: close the idle ones at once, the busy ones at their release, hand none of them out again. On each
- * housekeeping tick, `table.recheck(now)` gives the tries of one scout session when a `prefer-standby` pool sits
- * on its fallback. `table.health(now)` is the per-host part of the statistics and of health.
+ * evict: send the engine `SessionEvicted` for each (idle ones close at once, busy ones at their release, none is
+ * handed out again, counted `roleChanged`). On each housekeeping tick, `table.recheck(now)` gives the tries of one
+ * scout (a throwaway connection, not a pool session) when a `prefer-standby` pool sits on its fallback, and
+ * `table.roleChecks(now)` one scout per host that cannot report a promotion (before PostgreSQL 14); the driver
+ * connects and checks as for a session, sends the outcomes to `table.record` and a match to `table.scouted`, then
+ * closes the scout. `table.health(now)` is the per-host part of the statistics and of health.
  *
  * @since 0.1.0
  */
@@ -400,7 +403,8 @@ export const summarize: (outcomes: ReadonlyArray<Outcome>, target: TargetSession
 export type TableConfig = table.TableConfig
 
 /**
- * `target` any, `load_balance_hosts` disable, per-host backoff from 500 ms doubling to 30 s, recheck every 5 s.
+ * `target` any, `load_balance_hosts` disable, per-host backoff from 500 ms doubling to 30 s, a fallback recheck
+ * every 5 s, a role check of hosts before PostgreSQL 14 every 30 s.
  *
  *
  * @example
@@ -450,8 +454,9 @@ export type HostHealth = table.HostHealth
 
 /**
  * The per-host state of one pool and its decisions: `attempts(now, random)` for the next open; `record` (a
- * connect's outcomes), `failed`, `mismatched`, `opened`, `reported` and `closed` as the driver reports, evictions
- * out; `recheck(now)` for a pool on a fallback; `health(now)` for statistics.
+ * connect's outcomes), `failed`, `mismatched`, `opened`, `reported`, `scouted` and `closed` as the driver reports,
+ * evictions out; `recheck(now)` (a pool on a fallback) and `roleChecks(now)` (hosts before PostgreSQL 14) for the
+ * scouts; `health(now)` for statistics.
  *
  * @example
  * ```ts

@@ -40,6 +40,26 @@ import * as values from "./internal/settings/values.js"
 export type Settings<T = TlsParams> = model.Settings<T>
 
 /**
+ * The read-only pool of the read replicas (`replicas`, `replicaHosts`, `replicaTargetSessionAttrs`,
+ * `replicaMinSize`, `replicaMaxSize`; `DB_POOL_REPLICA*`): a second pool named `<name>-replicas` on the primary's
+ * hosts (or `replicaHosts`) with target `prefer-standby` (a standby if one is up, else the primary) and the
+ * primary's sizes unless given; every other setting is the primary's.
+ *
+ * @example
+ * ```ts
+ * import { Settings } from "@effect-pg-pool/engine"
+ *
+ * const result = Settings.fromEnv({ DATABASE_URL: "postgres://app@db1,db2/app", DB_POOL_REPLICAS: "true" })
+ * const replicas: Settings.Replicas | undefined = result.ok ? result.settings.replicas : undefined
+ * // { name: "default-replicas", hosts: [db1:5432, db2:5432], targetSessionAttrs: "prefer-standby", minSize: 2, maxSize: 10 }
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Replicas = model.Replicas
+
+/**
  * The reconnect schedule: `initialDelay`, multiplied by `factor` after each failure up to `maxDelay` (milliseconds).
  *
  * @example

@@ -30,6 +30,11 @@ export type CloseReason =
   | "shutdown"
   /** Retired by a refresh (`RefreshRequested`): opened before it. */
   | "refreshed"
+  /**
+   * Evicted (`SessionEvicted`) because its server no longer serves the pool's target: a promotion or a demotion,
+   * or a `prefer-standby` pool leaving its fallback primary once a standby is up.
+   */
+  | "roleChanged"
 
 /**
  * A point-in-time snapshot of a pool (the edition adds its name and wall-clock start).
@@ -93,7 +98,8 @@ export const noneClosed = (): Record<CloseReason, number> => ({
   reset: 0,
   cancel: 0,
   shutdown: 0,
-  refreshed: 0
+  refreshed: 0,
+  roleChanged: 0
 })
 
 /**

@@ -1,6 +1,7 @@
 /**
- * A model-based property test: random sequences of acquire / release / abandon / session open, failure and death /
- * validation and reset outcomes / time / housekeeping / reconnect steps / refresh / shutdown, on random configurations. The
+ * A model-based property test: random sequences of acquire / release / abandon / session open, failure, death and
+ * eviction (a role change) / validation and reset outcomes / time / housekeeping / reconnect steps / refresh /
+ * shutdown, on random configurations. The
  * harness checks after every step the engine's invariants and what callers see (no session held twice, grants in
  * arrival order, counters equal to a recount); at the end, once everything outstanding has completed, every
  * acquisition must have been served or failed, and a shutdown must drain the pool.
@@ -19,6 +20,7 @@ type Op =
   | { readonly op: "opened"; readonly pick: number; readonly jitter: number }
   | { readonly op: "openFailed"; readonly pick: number; readonly rejected: boolean }
   | { readonly op: "died"; readonly pick: number }
+  | { readonly op: "evicted"; readonly pick: number }
   | { readonly op: "validated"; readonly pick: number; readonly ok: boolean }
   | { readonly op: "reset"; readonly pick: number; readonly ok: boolean }
   | { readonly op: "advance"; readonly millis: number }
@@ -53,6 +55,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("openFailed" as const), pick, rejected: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant("died" as const), pick }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("evicted" as const), pick }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant("validated" as const), pick, ok: fc.boolean() }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant("reset" as const), pick, ok: fc.boolean() }) },
   {
@@ -128,6 +131,11 @@ const run = (h: Harness, op: Op): void => {
     case "died": {
       const session = nth(h.open, op.pick)
       if (session !== undefined) h.died(session)
+      return
+    }
+    case "evicted": {
+      const session = nth(h.open, op.pick)
+      if (session !== undefined) h.evicted(session, "its server changed role")
       return
     }
     case "validated": {

@@ -136,6 +136,11 @@ export class Harness {
     })
   }
 
+  /** The session's server no longer serves the pool's target (the edition's `Hosts.Table` said so). */
+  evicted(session: Engine.SessionId, reason: string): ReadonlyArray<Decision> {
+    return this.send({ _tag: "SessionEvicted", session, reason })
+  }
+
   validated(session: Engine.SessionId, ok = true): ReadonlyArray<Decision> {
     const id = this.validating.get(session)
     assert.isDefined(id, `session ${session} was not validating`)

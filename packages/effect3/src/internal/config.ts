@@ -74,6 +74,7 @@ const toPoolConfig = (s: Settings.Settings<Tls.Resolved>): PoolConfig => ({
   applicationName: s.applicationName,
   logFile: s.logFile,
   logLevel: Logging.logLevelOf(s.logLevel),
+  replicas: s.replicas,
   settingNames: s.settingNames
 })
 
@@ -119,6 +120,7 @@ export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = {
   applicationName: d.applicationName,
   logFile: undefined,
   logLevel: undefined,
+  replicas: undefined,
   settingNames: Settings.optionNames satisfies SettingNames
 }
 

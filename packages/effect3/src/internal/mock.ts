@@ -381,11 +381,16 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
         upSince
       })
 
+    const withConnection: Db.Db.Service["withConnection"] = (f) =>
+      Effect.suspend(() => {
+        return Effect.flatMap(provided(builder.pinned(new MockConnection())), f)
+      })
     const db: Db.Db.Service = {
-      withConnection: (f) =>
-        Effect.suspend(() => {
-          return Effect.flatMap(provided(builder.pinned(new MockConnection())), f)
-        }),
+      withConnection,
+      // no replicas: reads go where every statement goes
+      readOnly: withConnection,
+      readOnlySql: client,
+      replicas: Option.none(),
       statistics: Effect.sync(statistics),
       health: Effect.map(Clock.currentTimeMillis, (now) => {
         const checkedAt = new Date(now)

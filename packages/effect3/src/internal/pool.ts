@@ -123,6 +123,8 @@ export class Pool {
   private shutDown = false
   /** Per-host state when the pool has several hosts or a target_session_attrs: routing, health, evictions. */
   private readonly hosts: Hosts.Table | undefined
+  /** A scout of the hosts table runs: the next tick does not start another. */
+  private scouting = false
   /** What each engine failure was in the driver's words (remedy, the unredacted cause), for errors built later. */
   private readonly failures = new WeakMap<Engine.Failure, Connection.ConnectFailure>()
 
@@ -615,16 +617,57 @@ export class Pool {
   }
 
   /**
-   * Sessions on a host that no longer serves the pool's target: the engine evicts them as it does a session whose
-   * socket died — an idle one at once, one in use when its holder releases it — and none is handed out again.
+   * The scouts the hosts table asks for on a tick, one batch at a time: for a `prefer-standby` pool on its fallback
+   * one throwaway connection looking for a standby (`recheck`), for hosts before PostgreSQL 14 one per host
+   * checking its role again (`roleChecks`). A scout is no pool session: it is closed at once, and only the table
+   * hears of it — a standby found ends the fallback, a role change evicts, a failure backs the host off.
+   */
+  private scoutHosts(): void {
+    const hosts = this.hosts
+    if (hosts === undefined || this.shutDown || this.scouting) return
+    const now = this.now()
+    const batches = [hosts.recheck(now), ...hosts.roleChecks(now).map((attempt) => [attempt])]
+    const due = batches.filter((attempts) => attempts.length > 0)
+    if (due.length === 0) return
+    this.scouting = true
+    this.fork(
+      Effect.ensuring(
+        Effect.forEach(due, (attempts) => this.scout(hosts, attempts), { discard: true }),
+        Effect.sync(() => {
+          this.scouting = false
+        })
+      )
+    )
+  }
+
+  private scout(hosts: Hosts.Table, attempts: ReadonlyArray<Hosts.Attempt>): Effect.Effect<void> {
+    return Effect.match(
+      MultiHost.connectAny(this.connectOptions, attempts, this.config.targetSessionAttrs, () => {}),
+      {
+        onFailure: (failure) => this.evict(hosts.record(this.now(), failure.outcomes)),
+        onSuccess: (reached) => {
+          Connection.destroy(reached.client)
+          const now = this.now()
+          this.evict([
+            ...hosts.record(now, reached.outcomes),
+            ...hosts.scouted(now, reached.attempt.index, reached.observed)
+          ])
+        }
+      }
+    )
+  }
+
+  /**
+   * Sessions on a host that no longer serves the pool's target: the engine evicts them — an idle one at once, one in
+   * use when its holder releases it — counted `roleChanged`; none is handed out again. Not a failure of the
+   * server: nothing backs off. The pipelined side learns it from `broken`, and takes no new statement.
    */
   private evict(evictions: ReadonlyArray<Hosts.Eviction>): void {
     for (const { reason, session } of evictions) {
       const conn = this.sessions.get(session)
       if (conn === undefined) continue
       conn.broken ??= new Error(reason)
-      const failure: Engine.Failure = { kind: "fatal-session", message: reason, probeable: false, startingUp: false }
-      this.dispatch({ _tag: "SessionClosed", now: this.now(), session, failure })
+      this.dispatch({ _tag: "SessionEvicted", now: this.now(), session, reason })
     }
   }
 
@@ -732,7 +775,14 @@ export class Pool {
   background(): ReadonlyArray<Effect.Effect<never>> {
     return [
       this.timer.loop(),
-      Timer.every(housekeepingPeriodMillis, () => this.dispatch({ _tag: "Tick", now: this.now() }), false)
+      Timer.every(
+        housekeepingPeriodMillis,
+        () => {
+          this.dispatch({ _tag: "Tick", now: this.now() })
+          this.scoutHosts()
+        },
+        false
+      )
     ]
   }
 

@@ -134,6 +134,8 @@ const toConfig = (
       jitter: settings.reconnect.jitter
     },
     init: settings.init,
+    pooler: settings.pooler,
+    poolerSetting: settings.settingNames.pooler,
     statementTimeout: settings.statementTimeout === undefined ? undefined : millis(settings.statementTimeout),
     applicationName: settings.applicationName,
     logFile: settings.logFile,

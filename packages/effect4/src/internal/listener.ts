@@ -1,7 +1,8 @@
 /**
  * LISTEN on a dedicated session of its own, outside the pool (it takes no pool slot), that reconnects and
  * LISTENs again after an outage: the caller's queue lives on across reconnections. Notifications sent while the
- * session is down are lost (PostgreSQL delivers them only to sessions listening when they are sent).
+ * session is down are lost (PostgreSQL delivers them only to sessions listening when they are sent). Behind a
+ * transaction pooler LISTEN is refused before any connection is opened: see pooler.ts.
  *
  * @internal
  */
@@ -13,6 +14,7 @@ import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
 import type { SqlError } from "effect/sql/SqlError"
 import type { ReconnectConfig } from "../PoolConfig.js"
+import * as Pooler from "./pooler.js"
 import type * as Driver from "./session.js"
 
 /** @internal */
@@ -20,6 +22,8 @@ export interface ListenerOptions {
   /** Opens a session outside the pool. */
   readonly open: Effect.Effect<Driver.Session, SqlError>
   readonly reconnect: ReconnectConfig
+  /** The pooler in front of the server, if any. */
+  readonly pooler?: Pooler.Behind | undefined
   readonly log: (message: string, annotations: Record<string, unknown>) => Effect.Effect<void>
 }
 
@@ -29,6 +33,8 @@ export const listen = (
   channel: string
 ): Effect.Effect<Queue.Dequeue<PgConnection.Notification, SqlError>, SqlError, Scope.Scope> =>
   Effect.gen(function* () {
+    const refused = Pooler.listenRefused(options.pooler)
+    if (refused !== undefined) return yield* Effect.fail(refused)
     const out = yield* Queue.unbounded<PgConnection.Notification, SqlError>()
     // the session and PgConnection's own queue, for one connection's lifetime
     const attach = (scope: Scope.Closeable) =>

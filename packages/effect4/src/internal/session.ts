@@ -20,6 +20,7 @@ import * as Scope from "effect/Scope"
 import type { SqlError } from "effect/sql/SqlError"
 import * as Net from "node:net"
 import type { ConnectionOptions } from "node:tls"
+import * as Pooler from "./pooler.js"
 import * as StatementText from "./statementText.js"
 
 /** @internal */
@@ -43,6 +44,8 @@ export interface OpenOptions {
   readonly prepare: boolean | undefined
   readonly preparedStatementCacheSize: number | undefined
   readonly maxMessageSize: number | undefined
+  /** The pooler in front of the server, if any: see pooler.ts. */
+  readonly pooler?: Pooler.Behind | undefined
 }
 
 /** @internal */
@@ -202,10 +205,11 @@ export const open = (
       stream,
       types: options.types,
       multiplex: options.multiplex,
-      prepare: options.prepare,
+      prepare: Pooler.prepare(options.pooler, options.prepare),
       preparedStatementCacheSize: options.preparedStatementCacheSize,
       maxMessageSize: options.maxMessageSize
     }
+    const discards = Pooler.resetStatements(options.pooler, resetStatements)
     const closeNow = (cancelFirst: boolean) =>
       Effect.suspend(() => {
         if (closedByUs) return Effect.void
@@ -223,6 +227,7 @@ export const open = (
         )
       })
     return PgConnection.make(config).pipe(
+      Effect.tap((connection) => Pooler.checkLogin(connection, options.pooler, options.connectTimeoutMillis)),
       Scope.provide(scope),
       Effect.onExit((exit) =>
         Exit.isSuccess(exit)
@@ -242,7 +247,7 @@ export const open = (
             : (options.path ?? `${options.host}/.s.PGSQL.${options.port}`)
         const self: Session = {
           id,
-          connection,
+          connection: Pooler.guard(connection, options.pooler),
           processId: connection.processId,
           remote,
           openedAt: now(),
@@ -257,7 +262,7 @@ export const open = (
             Effect.gen(function* () {
               if (rollback) yield* connection.query("ROLLBACK", [], false)
               self.status = "I"
-              if (discard) for (const sql of resetStatements) yield* connection.query(sql, [], false)
+              if (discard) for (const sql of discards) yield* connection.query(sql, [], false)
             }),
           cancel: connection.interrupt,
           close: closeNow

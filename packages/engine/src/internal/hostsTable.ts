@@ -20,6 +20,11 @@ export interface TableConfig {
   readonly hostBackoffMaxMillis: number
   /** How often a pool serving on a fallback host looks again for a host of the role it prefers. */
   readonly recheckIntervalMillis: number
+  /**
+   * How often the role of a host that cannot report a promotion (no `in_hot_standby` ParameterStatus: PostgreSQL
+   * before 14) is checked again while the pool has sessions there.
+   */
+  readonly roleCheckIntervalMillis: number
 }
 
 /** @internal */
@@ -28,7 +33,8 @@ export const tableDefaults = {
   loadBalance: "disable",
   hostBackoffInitialMillis: 500,
   hostBackoffMaxMillis: 30_000,
-  recheckIntervalMillis: 5_000
+  recheckIntervalMillis: 5_000,
+  roleCheckIntervalMillis: 30_000
 } as const satisfies Omit<TableConfig, "hosts">
 
 /** @internal */
@@ -66,6 +72,8 @@ interface HostState {
   retryAt: number
   observed: Observed
   observedAt: number | undefined
+  /** When `roleChecks` last asked for this host. */
+  roleCheckedAt: number
   readonly sessions: Set<number>
 }
 
@@ -96,6 +104,7 @@ export class Table {
       retryAt: Number.NEGATIVE_INFINITY,
       observed: target.unknown,
       observedAt: undefined,
+      roleCheckedAt: Number.NEGATIVE_INFINITY,
       sessions: new Set()
     }))
   }
@@ -161,8 +170,8 @@ export class Table {
   /**
    * A session opened on that host and matched (`observed`: what its check found; `parameters`: its startup
    * ParameterStatus values, the baseline of later `reported` changes). What a fresh session shows is the
-   * server's state: sessions already there that it no longer serves are evicted; for `prefer-standby`, a standby session ends the fallback, and the
-   * sessions on other hosts are evicted so that reads move back to standbys.
+   * server's state: sessions already there that it no longer serves are evicted; for `prefer-standby`, a standby
+   * session ends the fallback, and the sessions on other hosts are evicted so that reads move back to standbys.
    */
   opened(
     now: number,
@@ -181,23 +190,65 @@ export class Table {
       leaving: false
     })
     state.sessions.add(session)
-    const evicted = [...this.observeHost(now, state, observed)]
-    if (this.config.target === "prefer-standby" && observed.inHotStandby === true) {
-      for (const other of this.states) {
-        if (other === state || other.observed.inHotStandby === true) continue
-        for (const id of other.sessions) {
-          if (this.sessions.get(id)!.leaving) continue
-          evicted.push({
-            session: id,
-            host: other.host,
-            reason:
-              `a standby is up again (${state.label}): sessions on ${other.label} were a fallback for ` +
-              "target_session_attrs=prefer-standby"
-          })
-        }
+    return this.leave([...this.observeHost(now, state, observed), ...this.endFallback(state, observed)])
+  }
+
+  /**
+   * A scout (a throwaway connection for `recheck` or `roleChecks`) reached that host and found it `observed`: the
+   * host is up and its role known. Sessions there that this role no longer serves are evicted; for
+   * `prefer-standby`, a standby found ends the fallback, as a session opened there would.
+   */
+  scouted(now: number, index: number, observed: Observed): ReadonlyArray<Eviction> {
+    const state = this.state(index)
+    this.up(state)
+    return this.leave([...this.observeHost(now, state, observed), ...this.endFallback(state, observed)])
+  }
+
+  /**
+   * The tries of the role checks due: one scout per host the pool has sessions on that cannot report a promotion
+   * (a session there started without `in_hot_standby`: PostgreSQL before 14), once per `roleCheckIntervalMillis`
+   * since its role was last seen, each for the pool's target (its first pass for `prefer-standby`). libpq checks
+   * the role only at connect; a pool keeps sessions for hours, so it asks again. A target of `any` takes every
+   * role: no checks.
+   */
+  roleChecks(now: number): ReadonlyArray<Attempt> {
+    if (this.config.target === "any") return []
+    const require = this.config.target === "prefer-standby" ? "standby" : this.config.target
+    const due: Array<Attempt> = []
+    for (const state of this.states) {
+      if (state.retryAt > now) continue
+      const seenAt = Math.max(state.observedAt ?? Number.NEGATIVE_INFINITY, state.roleCheckedAt)
+      if (now < seenAt + this.config.roleCheckIntervalMillis) continue
+      const silent = [...state.sessions].some((id) => {
+        const entry = this.sessions.get(id)!
+        return !entry.leaving && entry.reported["in_hot_standby"] === undefined
+      })
+      if (!silent) continue
+      state.roleCheckedAt = now
+      due.push({ host: state.host, index: state.index, require })
+    }
+    return due
+  }
+
+  // prefer-standby: a standby up again ends the fallback; the sessions on the other hosts are evicted so that reads
+  // move back to standbys (their replacements try the standbys first)
+  private endFallback(state: HostState, observed: Observed): ReadonlyArray<Eviction> {
+    if (this.config.target !== "prefer-standby" || observed.inHotStandby !== true) return []
+    const evicted: Array<Eviction> = []
+    for (const other of this.states) {
+      if (other === state || other.observed.inHotStandby === true) continue
+      for (const id of other.sessions) {
+        if (this.sessions.get(id)!.leaving) continue
+        evicted.push({
+          session: id,
+          host: other.host,
+          reason:
+            `a standby is up again (${state.label}): sessions on ${other.label} were a fallback for ` +
+            "target_session_attrs=prefer-standby"
+        })
       }
     }
-    return this.leave(evicted)
+    return evicted
   }
 
   /**

@@ -67,6 +67,8 @@ class Session {
   dirty = false
   /** Why it must never be handed out again. */
   broken: string | undefined = undefined
+  /** Evicted by its host's role change (`SessionEvicted`): its close counts as `roleChanged`, not as a failure. */
+  roleChanged = false
   /** A reconnect attempt, whose failure continues the backoff instead of starting one. */
   reconnectAttempt = false
   holder: Acquisition | undefined = undefined
@@ -197,6 +199,9 @@ export class Machine implements Engine {
         break
       case "SessionClosed":
         this.sessionClosed(event.session, event.failure)
+        break
+      case "SessionEvicted":
+        this.evicted(event.session, event.reason)
         break
       case "ValidationResult":
         this.validated(event.session, event.ok, event.error)
@@ -627,7 +632,25 @@ export class Machine implements Engine {
     if (session.state === "idle") this.close(session, "broken")
   }
 
-  private close(session: Session, reason: CloseReason, cancelFirst = false): void {
+  /**
+   * Hosts: the session's server no longer serves the pool's target. Never handed out again, like a broken one, but
+   * the server is fine: its close counts as `roleChanged`, and nothing backs off or scouts.
+   */
+  private evicted(id: SessionId, reason: string): void {
+    const session = this.sessions.get(id)
+    if (session === undefined || session.state === "opening" || session.roleChanged) return
+    session.roleChanged = true
+    session.broken ??= reason
+    this.log("Info", "connection evicted", { connectionId: id, reason: "role changed", error: reason })
+    if (session.state === "idle") this.close(session, "roleChanged")
+  }
+
+  private close(session: Session, requested: CloseReason, cancelFirst = false): void {
+    // an evicted session closes for its role change, whichever path (release, validation, probe, reset) closes it
+    const reason =
+      session.roleChanged && (requested === "broken" || requested === "validation" || requested === "reset")
+        ? "roleChanged"
+        : requested
     if (session.state === "idle") removeFrom(this.idle, session)
     this.sessions.delete(session.id)
     this.closed[reason]++

@@ -43,5 +43,7 @@ export const defaults = {
   statementTimeout: undefined,
   applicationName: "effect-pg-pool",
   logFile: undefined,
-  logLevel: undefined
+  logLevel: undefined,
+  /** No read-only pool unless `replicas` or `replicaHosts` says so. */
+  replicas: undefined
 } as const

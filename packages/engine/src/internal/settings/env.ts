@@ -45,6 +45,11 @@ export type Setting =
   | "applicationName"
   | "logFile"
   | "logLevel"
+  | "replicas"
+  | "replicaHosts"
+  | "replicaTargetSessionAttrs"
+  | "replicaMinSize"
+  | "replicaMaxSize"
 
 /** One row of the table. @internal */
 export interface Entry {
@@ -142,7 +147,36 @@ export const table: ReadonlyArray<Entry> = [
     doc: 'shown in pg_stat_activity; default "effect-pg-pool"'
   },
   { setting: "logFile", env: "DB_POOL_LOG_FILE", doc: "JSON-lines file of the pool's own events; default none" },
-  { setting: "logLevel", env: "DB_POOL_LOG_LEVEL", doc: "lowest level of the pool's own events; default the program's" }
+  {
+    setting: "logLevel",
+    env: "DB_POOL_LOG_LEVEL",
+    doc: "lowest level of the pool's own events; default the program's"
+  },
+  {
+    setting: "replicas",
+    env: "DB_POOL_REPLICAS",
+    doc: "a second, read-only pool for reads on standbys (the primary when none is up); default false"
+  },
+  {
+    setting: "replicaHosts",
+    env: "DB_POOL_REPLICA_HOSTS",
+    doc: "the read-only pool's hosts, host:port comma list; default the primary's hosts; giving it turns replicas on"
+  },
+  {
+    setting: "replicaTargetSessionAttrs",
+    env: "DB_POOL_REPLICA_TARGET_SESSION_ATTRS",
+    doc: "prefer-standby, standby, read-only or any: where the read-only pool connects; default prefer-standby"
+  },
+  {
+    setting: "replicaMinSize",
+    env: "DB_POOL_REPLICA_MIN_SIZE",
+    doc: "the read-only pool's minSize; default the primary's, ≤ replicaMaxSize"
+  },
+  {
+    setting: "replicaMaxSize",
+    env: "DB_POOL_REPLICA_MAX_SIZE",
+    doc: "the read-only pool's maxSize; default the primary's"
+  }
 ]
 
 /** Each setting's environment variable. @internal */

@@ -57,7 +57,12 @@ export const inputFromEnv = (record: Readonly<Record<string, string | undefined>
     statementTimeout: get("statementTimeout"),
     applicationName: get("applicationName"),
     logFile: get("logFile"),
-    logLevel: get("logLevel")
+    logLevel: get("logLevel"),
+    replicas: get("replicas"),
+    replicaHosts: get("replicaHosts"),
+    replicaTargetSessionAttrs: get("replicaTargetSessionAttrs"),
+    replicaMinSize: get("replicaMinSize"),
+    replicaMaxSize: get("replicaMaxSize")
   }
 }
 

@@ -113,3 +113,46 @@ export const pair = (
     }))
   }
 }
+
+/**
+ * A list of hosts each with its own port, as `replicaHosts` takes them: `"r1:5432,r2:5433"`, `"[::1]:5433"`, or an
+ * array of such entries; an entry without a port takes `defaultPort`. @internal
+ */
+export const hostPortList =
+  (defaultPort: number): Parse<ReadonlyArray<Host>> =>
+  (raw, runtime) => {
+    const entries = typeof raw === "string" ? raw.split(",") : Array.isArray(raw) ? raw : undefined
+    const example = 'e.g. "replica1:5432,replica2:5432" or ["replica1:5432", "[::1]:5433"]'
+    if (entries === undefined || entries.length === 0 || !entries.every((e) => typeof e === "string")) {
+      return fail(`must be a host:port list: ${example}`)
+    }
+    const hosts: Array<Host> = []
+    for (const entry of (entries as ReadonlyArray<string>).map((e) => e.trim())) {
+      const bracketed = /^\[([^\]]+)\](?::(.*))?$/.exec(entry)
+      const colon = entry.lastIndexOf(":")
+      const [host, portText] =
+        bracketed !== null
+          ? [bracketed[1]!, bracketed[2]]
+          : colon !== -1 && entry.indexOf(":") === colon && !isSocket(entry)
+            ? [entry.slice(0, colon), entry.slice(colon + 1)]
+            : [entry, undefined]
+      if (host === "") return fail(`lists an empty host: ${example}`)
+      if (portText === undefined || portText === "") {
+        hosts.push({ host, port: defaultPort })
+        continue
+      }
+      const parsed = port(portText, runtime)
+      if (!parsed.ok) return fail(`lists ${entry}, but each port ${PORT_RULE}`)
+      hosts.push({ host, port: parsed.value })
+    }
+    return ok(hosts)
+  }
+
+/** The targets a read-only pool may take. @internal */
+export const replicaTargetValues = ["prefer-standby", "standby", "read-only", "any"] as const
+
+/** @internal */
+export const REPLICA_TARGET_FIX =
+  "prefer-standby reads from a standby if one is up, else from the primary; standby only from a standby (reads " +
+  "fail while none is up); read-only from a server in read-only mode; any from the first host that answers " +
+  "(e.g. a cloud's reader endpoint)"

@@ -114,8 +114,26 @@ export interface Settings<T> {
   readonly applicationName: string
   readonly logFile: string | undefined
   readonly logLevel: LogLevel | undefined
+  /**
+   * The read-only pool (read replicas), when `replicas` is on or `replicaHosts` given: a second pool named
+   * `<name>-replicas` with its own hosts, target and sizes; every other setting is the primary's.
+   */
+  readonly replicas: Replicas | undefined
   /** How the configuration named each setting: option, `Config` key or environment variable. */
   readonly settingNames: { readonly [K in Setting]: string }
+}
+
+/** Where the target of a read-only pool may point. @internal */
+export type ReplicaTarget = Extract<TargetSessionAttrs, "prefer-standby" | "standby" | "read-only" | "any">
+
+/** The read-only pool's own settings. @internal */
+export interface Replicas {
+  /** `<name>-replicas`: its logs, metrics and statistics. */
+  readonly name: string
+  readonly hosts: ReadonlyArray<Host>
+  readonly targetSessionAttrs: ReplicaTarget
+  readonly minSize: number
+  readonly maxSize: number
 }
 
 /** What sits between the pool and the server: none, or a PgBouncer in session or transaction mode. @internal */

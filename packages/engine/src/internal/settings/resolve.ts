@@ -12,6 +12,7 @@ import {
   ALIASES,
   type Input,
   type Options,
+  type Replicas,
   type Result,
   type Settings,
   type TlsParams,
@@ -22,6 +23,9 @@ import { passTls } from "./tls.js"
 import {
   type Host,
   hostList,
+  hostPortList,
+  REPLICA_TARGET_FIX,
+  replicaTargetValues,
   LOAD_BALANCE_FIX,
   loadBalanceHostsValues,
   mismatch,
@@ -246,6 +250,87 @@ const connection = <T>(
   }
 }
 
+const REPLICA_SIZES = ["replicaTargetSessionAttrs", "replicaMinSize", "replicaMaxSize"] as const
+
+/**
+ * The read-only pool: on with `replicas`, or with `replicaHosts` given; its sizes default to the primary's. A replica
+ * setting that cannot take effect (replicas off) is an issue, not ignored.
+ */
+const replicasOf = (
+  raw: Input,
+  issues: Issues,
+  primary: {
+    readonly name: string
+    readonly hosts: ReadonlyArray<Host>
+    readonly minSize: number
+    readonly maxSize: number
+  }
+): Replicas | undefined => {
+  const n = (setting: Setting) => issues.nameOf(setting)
+  const given = (value: unknown) => value !== undefined && value !== ""
+  const enabled = issues.read<boolean | undefined>("replicas", raw.replicas, undefined, boolean)
+  const hosts = given(raw.replicaHosts)
+    ? issues.read<ReadonlyArray<Host> | undefined>(
+        "replicaHosts",
+        raw.replicaHosts,
+        undefined,
+        hostPortList(primary.hosts[0]!.port)
+      )
+    : undefined
+  const on = enabled ?? given(raw.replicaHosts)
+  if (!on) {
+    const stray = [
+      ...(given(raw.replicaHosts) ? ["replicaHosts" as const] : []),
+      ...REPLICA_SIZES.filter((s) => given(raw[s]))
+    ]
+    for (const setting of stray) {
+      issues.report(
+        setting,
+        envOf[setting],
+        issues.show(raw[setting]),
+        `${n(setting)} (${issues.show(raw[setting])}) is set but the read replicas are off ` +
+          `(${n("replicas")}${enabled === false ? " is false" : " is not set"}): set ${n("replicas")} to true, ` +
+          `or remove ${n(setting)}`
+      )
+    }
+    return undefined
+  }
+  const maxSize = issues.read(
+    "replicaMaxSize",
+    raw.replicaMaxSize,
+    primary.maxSize,
+    integer(1, MAX_POOL_SIZE, `e.g. 10; ${SIZE_FIX}`)
+  )
+  const minSize = issues.read(
+    "replicaMinSize",
+    raw.replicaMinSize,
+    Math.min(primary.minSize, maxSize),
+    integer(0, MAX_POOL_SIZE, "e.g. 2")
+  )
+  if (issues.valid("replicaMinSize", "replicaMaxSize") && minSize > maxSize) {
+    issues.report(
+      "replicaMinSize",
+      envOf.replicaMinSize,
+      issues.show(raw.replicaMinSize),
+      `${n("replicaMinSize")} (${issues.show(raw.replicaMinSize)}) must be ≤ ${n("replicaMaxSize")} ` +
+        `(${raw.replicaMaxSize === undefined ? `${maxSize}, the primary's maxSize` : issues.show(raw.replicaMaxSize)}): ` +
+        `lower ${n("replicaMinSize")} or raise ${n("replicaMaxSize")}`
+    )
+  }
+  return {
+    name: `${primary.name}-replicas`,
+    hosts: hosts ?? primary.hosts,
+    targetSessionAttrs: issues.read(
+      "replicaTargetSessionAttrs",
+      raw.replicaTargetSessionAttrs,
+      "prefer-standby",
+      oneOf(replicaTargetValues, REPLICA_TARGET_FIX)
+    ),
+    minSize,
+    maxSize
+  }
+}
+
 /** @internal */
 export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): Result<T> => {
   const source = options.source ?? "input"
@@ -326,8 +411,9 @@ export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): 
     )
   }
 
+  const poolName = issues.read("name", raw.name, d.name as string, name)
   const settings: Settings<T> = {
-    name: issues.read("name", raw.name, d.name as string, name),
+    name: poolName,
     url: conn.url,
     hosts: conn.hosts,
     host: conn.hosts[0]!.host,
@@ -400,6 +486,7 @@ export const resolve = <T = TlsParams>(input: Input, options: Options<T> = {}): 
     applicationName: conn.applicationName,
     logFile: logFileOf(issues, raw.logFile),
     logLevel: issues.read<LogLevel | undefined>("logLevel", raw.logLevel, undefined, logLevel),
+    replicas: replicasOf(raw, issues, { name: poolName, hosts: conn.hosts, minSize, maxSize }),
     settingNames: issues.names
   }
   // pg sends statement_timeout as a startup parameter, which PgBouncer refuses ("unsupported startup parameter")
