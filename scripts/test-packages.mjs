@@ -8,7 +8,12 @@
  * 3. installs the tarballs into a fresh project in a temporary directory with plain `npm install`, with the peer
  *    dependencies at the versions this repository uses;
  * 4. type-checks a small program against the packed types with `tsc` (library checks on) and runs it with plain
- *    `node`: DbMock without a database, then a pool on an embedded PostgreSQL started through the packed testkit.
+ *    `node`: DbMock without a database, then a pool on an embedded PostgreSQL started through the packed testkit;
+ * 5. the same for the Effect 4 edition, in a project of its own (it peers on effect 4, the rest on effect 3): the
+ *    packed @effect-pg-pool/effect4 and engine with effect and @effect/sql-pg at this repository's versions, a
+ *    program type-checked and run — DbMock, `PoolConfig.fromEnv`, then `DatabaseLive` on a PostgreSQL started
+ *    through the packed testkit's runtime-free core (the testkit's optional peer is effect 3, so npm refuses it
+ *    next to effect 4: the script starts the server, the program gets its URL as `DATABASE_URL`).
  *
  * The temporary directory is made by `mkdtemp` (mode 0700): run as root, the embedded server's `postgres` account
  * cannot enter it, which the testkit must handle too.
@@ -135,6 +140,55 @@ try {
     fail()
   }
   step("node: the program runs (DbMock, and a pool on the packed testkit's embedded PostgreSQL)")
+
+  // 5. the Effect 4 edition in a fresh project of its own
+  const app4 = path.join(work, "app-effect4")
+  fs.mkdirSync(app4)
+  const versions4 = readJson(path.join(root, "packages/effect4/package.json")).devDependencies
+  const dependencies4 = {
+    ...Object.fromEntries(
+      ["@effect-pg-pool/effect4", "@effect-pg-pool/engine"].map((name) => [name, `file:${tarballs.get(name)}`])
+    ),
+    ...Object.fromEntries(["effect", "@effect/sql-pg"].map((name) => [name, versions4[name]])),
+    "@types/node": rootManifest.devDependencies["@types/node"]
+  }
+  fs.writeFileSync(
+    path.join(app4, "package.json"),
+    `${JSON.stringify({ name: "app-effect4", private: true, type: "module", dependencies: dependencies4 }, null, 2)}\n`
+  )
+  run("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: app4 })
+  step(`npm install (Effect 4 project) ${Object.keys(dependencies4).join(" ")}`)
+  writeAppEffect4(app4)
+  run(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", app4], { cwd: app4 })
+  step("tsc: the Effect 4 program type-checks against the packed types")
+  const core = path.join(app, "node_modules/@effect-pg-pool/testkit/dist/core.js")
+  const { TestServer } = await import(core)
+  const server = await TestServer.startServer()
+  let output4
+  try {
+    output4 = run(process.execPath, [path.join(app4, "main.js")], {
+      cwd: app4,
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "",
+        DATABASE_URL: server.url,
+        DB_POOL_MAX_SIZE: "3"
+      }
+    })
+  } finally {
+    await server.close()
+  }
+  const expected4 = [
+    "effect4 mock: 42",
+    "effect4 config: maxSize 3 from DB_POOL_MAX_SIZE",
+    "effect4 pool: hello from the Effect 4 tarballs (maxSize 3)",
+    "effect4 internal modules: ERR_PACKAGE_PATH_NOT_EXPORTED"
+  ]
+  if (JSON.stringify(output4.trim().split("\n")) !== JSON.stringify(expected4)) {
+    problems.push(`node main.js (Effect 4) printed:\n${output4}\ninstead of:\n${expected4.join("\n")}`)
+    fail()
+  }
+  step("node: the Effect 4 program runs (DbMock, PoolConfig.fromEnv, DatabaseLive on the packed testkit's server)")
   console.log(`test-packages: ok (${seconds()})`)
 } catch (error) {
   problems.push(error instanceof Error ? error.message : String(error))
@@ -282,6 +336,81 @@ const main = Effect.gen(function* () {
   )
   console.log(\`internal modules: \${internal}\`)
   if (typeof setup !== "function") throw new Error("vitestGlobalSetup is not a function")
+})
+
+Effect.runPromise(main).catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
+`
+  )
+}
+
+function writeAppEffect4(app) {
+  fs.writeFileSync(
+    path.join(app, "tsconfig.json"),
+    `${JSON.stringify(
+      {
+        compilerOptions: {
+          strict: true,
+          exactOptionalPropertyTypes: true,
+          module: "NodeNext",
+          moduleResolution: "NodeNext",
+          target: "ES2022",
+          // DOM: effect 4's declarations name CryptoKey, JsonWebKey and Storage
+          lib: ["ES2022", "DOM"],
+          types: ["node"],
+          // the packed declarations are checked too, not only the program's use of them
+          skipLibCheck: false,
+          outDir: "."
+        },
+        files: ["main.ts"]
+      },
+      null,
+      2
+    )}\n`
+  )
+  fs.writeFileSync(
+    path.join(app, "main.ts"),
+    `import { DatabaseLive, Db, DbMock, PoolConfig } from "@effect-pg-pool/effect4"
+import { Effect, Layer, Logger } from "effect"
+import { SqlClient } from "effect/sql"
+
+const answer = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ n: number }>\`SELECT \${42}::int AS n\`
+  return rows[0]!.n
+})
+
+const greeting = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql.withTransaction(
+    Effect.gen(function* () {
+      yield* sql\`CREATE TEMP TABLE greetings (id serial PRIMARY KEY, text text NOT NULL) ON COMMIT DROP\`
+      yield* sql\`INSERT INTO greetings \${sql.insert({ text: "hello from the Effect 4 tarballs" })}\`
+      return yield* sql<{ text: string }>\`SELECT text FROM greetings\`
+    })
+  )
+  const stats = yield* Db.statistics
+  return \`\${rows[0]!.text} (maxSize \${stats.maxSize})\`
+})
+
+const Mock = DbMock.layer({ responses: [DbMock.respond(/SELECT/, [{ n: 42 }])] })
+
+const main = Effect.gen(function* () {
+  console.log(\`effect4 mock: \${yield* Effect.provide(answer, Mock)}\`)
+  const config = yield* PoolConfig.fromEnv
+  console.log(\`effect4 config: maxSize \${config.maxSize} from \${config.settingNames.maxSize}\`)
+  // the pool's own events go to the program's loggers: none here, so that stdout holds only these lines
+  const text = yield* Effect.provide(greeting, DatabaseLive.pipe(Layer.provide(Logger.layer([]))))
+  console.log(\`effect4 pool: \${text}\`)
+  const internal = yield* Effect.promise(() =>
+    import("@effect-pg-pool/effect4/internal/pool" as string).then(
+      () => "importable",
+      (error: { code?: string }) => error.code
+    )
+  )
+  console.log(\`effect4 internal modules: \${internal}\`)
 })
 
 Effect.runPromise(main).catch((error) => {

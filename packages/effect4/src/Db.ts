@@ -7,12 +7,11 @@
  */
 import type * as PgTypes from "@effect/sql-pg/PgTypes"
 import * as PgClient from "@effect/sql-pg/PgClient"
-import * as Config from "effect/Config"
+import type * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -28,7 +27,7 @@ import * as Driver from "./internal/session.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "./PoolError.js"
 import { PoolConfigError } from "./PoolError.js"
-import * as PoolLogger from "./PoolLogger.js"
+import * as PoolLogging from "./internal/logger.js"
 import type { PoolStatistics } from "./PoolStatistics.js"
 
 /**
@@ -218,12 +217,9 @@ export const makeWithConfig = (
   Effect.gen(function* () {
     const context = yield* Effect.context<never>()
     const metrics = Metrics.make(config.name, config.minSize, config.maxSize, context)
-    const logFile = config.logFile
-    // the pool's fibers take their loggers from the fiber that builds it: routed here, its events reach its log
-    // file (and only it) however the program composes its layers
-    const fileLogger = logFile === undefined ? undefined : yield* PoolLogger.make(logFile)
-    const routed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      fileLogger === undefined ? effect : Effect.provideService(effect, Logger.CurrentLoggers, new Set([fileLogger]))
+    // the pool's fibers take their loggers and level from the fiber that builds it: routed here, its events reach
+    // its log file (and only it) at its logLevel however the program composes its layers
+    const routed = yield* PoolLogging.poolLogging(config)
     let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
     const pool = yield* routed(
@@ -296,12 +292,22 @@ export const make = (
   Service,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected,
   Scope.Scope | Reactivity.Reactivity
+> => makeWritten(options, {})
+
+// `written`: the Config keys of `layerConfig`'s options, which messages name instead of the options
+const makeWritten = (
+  options: DbOptions,
+  written: InternalConfig.WrittenNames
+): Effect.Effect<
+  Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
 > =>
   "stream" in options && (options as { stream?: unknown }).stream !== undefined
     ? Effect.fail(streamNotSupported)
     : Effect.flatMap(
         Effect.suspend(() => {
-          const result = InternalConfig.resolve(toInput(options))
+          const result = InternalConfig.resolve(toInput(options), "input", written)
           return result instanceof PoolConfigError ? Effect.fail(result) : Effect.succeed(result)
         }),
         (config) => makeWithConfig(config, options)
@@ -373,8 +379,8 @@ export const layerConfig = (
 > =>
   Layer.effectContext(
     Effect.gen(function* () {
-      const options = yield* Config.unwrap(config)
-      return toContext(yield* make(options))
+      const { options, written } = yield* InternalConfig.readConfig(config)
+      return toContext(yield* makeWritten(options, written))
     })
   ).pipe(Layer.provide(Reactivity.layer))
 
@@ -443,8 +449,8 @@ export const layerPgClientConfig = (
 ): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
   Layer.effectContext(
     Effect.gen(function* () {
-      const options = yield* Config.unwrap(config)
-      return toContext(yield* Effect.mapError(make(options), toSqlError))
+      const { options, written } = yield* InternalConfig.readConfig(config)
+      return toContext(yield* Effect.mapError(makeWritten(options, written), toSqlError))
     })
   ).pipe(Layer.provide(Reactivity.layer))
 

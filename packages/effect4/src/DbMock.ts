@@ -1,50 +1,39 @@
 /**
- * A `Db`, `SqlClient` and `PgClient` with no database, for users' unit tests: statements are answered from a
- * script (a matcher on the SQL text and the rows, or an error), recorded for assertions, and the client is built
- * by the same code as the real one (`SqlClient.make` + `PgClient.makeCompiler`), so helpers, transforms and
- * transactions behave as in production.
+ * A `Db` with no database, for unit tests: statements are answered from a script (rows, failures or a
+ * function of the SQL and parameters) and every statement is recorded for assertions.
+ *
+ * The layer provides `Db`, `SqlClient` and `PgClient` like `Db.layer`, built from the same compiler, so the
+ * SQL a program sends to the mock is the SQL it sends in production (name transforms included), and
+ * transactions, `Db.withConnection`, `reserve`, streams and `listen`/`notify` behave as they do there.
  *
  * @since 0.1.0
  */
-import { Statistics } from "@effect-pg-pool/engine"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import * as SqlClient from "effect/sql/SqlClient"
-import type { Connection } from "effect/sql/SqlConnection"
-import {
-  AuthenticationError,
-  AuthorizationError,
-  ConnectionError,
-  ConstraintError,
-  DeadlockError,
-  LockTimeoutError,
-  SerializationError,
-  SqlError,
-  SqlSyntaxError,
-  StatementTimeoutError,
-  UniqueViolation,
-  UnknownError
-} from "effect/sql/SqlError"
-import * as Stream from "effect/Stream"
+import type { SqlError } from "effect/sql/SqlError"
 import * as Db from "./Db.js"
-import { DatabaseReachability, HealthStatus } from "./Health.js"
-import * as Client from "./internal/client.js"
-import { ClosedByReason, type PoolState, PoolStatistics } from "./PoolStatistics.js"
+import * as internal from "./internal/mock.js"
+import type { PoolState } from "./PoolStatistics.js"
 
 /**
- * What a matcher accepts: the SQL text (exact), a pattern, or a predicate on the text and the parameters.
+ * Which statements a response answers, tested against the compiled SQL with whitespace runs outside quotes
+ * collapsed to one space:
+ * - a string: the SQL contains it (whitespace in the string is collapsed too);
+ * - a `RegExp`: the SQL matches it;
+ * - a predicate of the SQL and the parameters.
  *
  * @example
  * ```ts
- * import type { DbMock } from "@effect-pg-pool/effect4"
+ * import { DbMock } from "@effect-pg-pool/effect4"
  *
- * const users: DbMock.Matcher = /FROM users/
- * const byId: DbMock.Matcher = (sql, params) => sql.includes("WHERE id") && params[0] === 1
+ * const byText: DbMock.Matcher = "FROM users WHERE id = $1"
+ * const byPattern: DbMock.Matcher = /^UPDATE users SET/
+ * const byParams: DbMock.Matcher = (sql, params) => sql.startsWith("DELETE") && params[0] === 42
+ * const responses = [DbMock.respond(byText, [{ id: 1 }]), DbMock.respond(byPattern, []), DbMock.respond(byParams, [])]
  * ```
  *
  * @since 0.1.0
@@ -53,14 +42,18 @@ import { ClosedByReason, type PoolState, PoolStatistics } from "./PoolStatistics
 export type Matcher = string | RegExp | ((sql: string, params: ReadonlyArray<unknown>) => boolean)
 
 /**
- * How a statement was run.
+ * How a statement reached the connection: `execute` for `yield* sql\`…\`` (and `.withoutTransform`), `values`
+ * for `.values`, `stream` for `.stream`, `raw` for `.raw`, `unprepared` for `.unprepared`. The transaction
+ * statements go as the real client sends them: `BEGIN`, `SAVEPOINT …` and `ROLLBACK` prepared (`execute`),
+ * `COMMIT` as `raw` (its answer is checked for an aborted transaction).
  *
  * @example
  * ```ts
- * import type { DbMock } from "@effect-pg-pool/effect4"
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
  *
- * const streamed = (q: DbMock.RecordedQuery) =>
- *   q.kind === "stream"
+ * // statements read through a cursor, e.g. to check that an export does not load a whole table at once
+ * const streamed = Effect.map(DbMock.queries, (queries) => queries.filter((query) => query.kind === "stream"))
  * ```
  *
  * @since 0.1.0
@@ -73,78 +66,140 @@ export type QueryKind = "execute" | "values" | "stream" | "raw" | "unprepared"
  *
  * @example
  * ```ts
- * import type { DbMock } from "@effect-pg-pool/effect4"
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
  *
- * const texts = (queries: ReadonlyArray<DbMock.RecordedQuery>) =>
- *   queries.map((q) => q.sql)
+ * // "1: BEGIN", "1: INSERT INTO …", "1: COMMIT": one line per statement, for a compact assertion
+ * const transcript = (queries: ReadonlyArray<DbMock.RecordedQuery>) =>
+ *   queries.map((query) => `${query.connection}: ${query.sql}`)
+ *
+ * const current = Effect.map(DbMock.queries, transcript)
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface RecordedQuery {
+  /** The compiled SQL, whitespace runs outside quotes collapsed to one space. */
   readonly sql: string
   readonly params: ReadonlyArray<unknown>
   readonly kind: QueryKind
-  /** Which connection ran it: 1, 2, … per `withConnection` / transaction / reserve; 0 for single statements. */
+  /**
+   * The connection it ran on, numbered from 1 in order of acquisition. Statements of one transaction, one
+   * `Db.withConnection` or one `reserve` share a number; every other statement gets a number of its own.
+   */
   readonly connection: number
 }
 
 /**
- * One scripted answer: the first response whose matcher accepts a statement answers it, `times` times.
+ * One entry of the script; build it with `respond`, `respondWith` or `fail`.
  *
  * @example
  * ```ts
  * import { DbMock } from "@effect-pg-pool/effect4"
  *
- * const response: DbMock.ScriptedResponse =
- *   DbMock.respond("SELECT 1 AS one", [{ one: 1 }], { times: 1 })
+ * // a fixture shared by several test files
+ * const users: ReadonlyArray<DbMock.ScriptedResponse> = [
+ *   DbMock.respond("FROM users WHERE id = $1", [{ id: 1, name: "Ann" }]),
+ *   DbMock.fail("INSERT INTO users", "duplicate key value violates unique constraint", { code: "23505" })
+ * ]
+ * const MockLive = DbMock.layer({ responses: users })
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface ScriptedResponse {
+  /** `undefined` answers any statement except transaction control and `pg_notify`. */
   readonly matcher: Matcher | undefined
+  /** How many statements it answers before it is used up; `Infinity` when reusable. */
   readonly times: number
+  /** The `rowCount` of `.raw` results; the number of rows when `undefined`. */
+  readonly rowCount: number | undefined
+  /** The rows as the database returns them, before `transformResultNames`, or the failure. */
   readonly answer: (sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<object>, SqlError>
 }
 
 /**
+ * How often a response answers, and the `rowCount` it reports.
+ *
  * @example
  * ```ts
- * import type { DbMock } from "@effect-pg-pool/effect4"
+ * import { DbMock } from "@effect-pg-pool/effect4"
  *
- * const once: DbMock.ResponseOptions = {
- *   times: 1
- * }
+ * const responses: ReadonlyArray<DbMock.ScriptedResponse> = [
+ *   // the first claim takes 3 jobs (the rowCount of `.raw`), later ones find none
+ *   DbMock.respond("UPDATE jobs SET claimed_by", [], { times: 1, rowCount: 3 }),
+ *   DbMock.respond("UPDATE jobs SET claimed_by", [], { rowCount: 0 })
+ * ]
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface ResponseOptions {
-  /** How many statements it answers; unlimited when absent. */
+  /** Answer this many statements, then step aside for later responses. Default: every matching statement. */
   readonly times?: number | undefined
+  /** The `rowCount` of `.raw` results, e.g. the rows an `UPDATE` touched. Default: the number of rows. */
+  readonly rowCount?: number | undefined
 }
 
 /**
+ * The fields of the server's ErrorResponse a scripted failure carries on its `cause`, e.g. `code: "23505"`.
+ *
  * @example
  * ```ts
  * import { DbMock } from "@effect-pg-pool/effect4"
  *
+ * const message = 'duplicate key value violates unique constraint "users_email_key"'
+ * const duplicate = DbMock.fail("INSERT INTO users", message, {
+ *   code: "23505",
+ *   table: "users",
+ *   constraint: "users_email_key",
+ *   detail: "Key (email)=(ann@example.com) already exists."
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ErrorFields {
+  /** The SQLSTATE, e.g. `"23505"` (unique violation) or `"40001"` (serialization failure). */
+  readonly code?: string | undefined
+  readonly detail?: string | undefined
+  readonly hint?: string | undefined
+  readonly schema?: string | undefined
+  readonly table?: string | undefined
+  readonly column?: string | undefined
+  readonly constraint?: string | undefined
+}
+
+/**
+ * How `layer` builds the mock: its script, and the client options of `Db.layer` it honours.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { String as Str } from "effect"
+ *
  * const options: DbMock.MockOptions = {
- *   responses: [DbMock.respond(/users/, [])],
- *   onUnmatched: "fail"
+ *   onUnmatched: "empty", // unscripted statements return no rows instead of failing
+ *   transformQueryNames: Str.camelToSnake,
+ *   transformResultNames: Str.snakeToCamel
  * }
+ * const MockLive = DbMock.layer(options)
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface MockOptions {
+  /** The initial script; the first response that matches a statement and is not used up answers it. */
   readonly responses?: ReadonlyArray<ScriptedResponse> | undefined
-  /** A statement no response matches: a `SqlError` (default), or no rows. */
+  /**
+   * A statement no response matches fails with a `SqlError` naming it, its parameters and the script (`fail`,
+   * the default), or returns no rows (`empty`). Transaction control and `pg_notify` always succeed.
+   */
   readonly onUnmatched?: "fail" | "empty" | undefined
   readonly transformResultNames?: ((str: string) => string) | undefined
   readonly transformQueryNames?: ((str: string) => string) | undefined
@@ -152,36 +207,181 @@ export interface MockOptions {
 }
 
 /**
- * What the `DbMock` service holds: the record and the script.
+ * Answers matching statements with `rows`, given as the database returns them: `transformResultNames` applies
+ * to them as it would to real results, and `.values` turns objects into arrays of their values.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ *
+ * const MockLive = DbMock.layer({
+ *   responses: [
+ *     DbMock.respond("SELECT nextval", [{ nextval: 1 }], { times: 1 }),
+ *     DbMock.respond("SELECT nextval", [{ nextval: 2 }]),
+ *     DbMock.respond(/FROM users WHERE id = \$1/, [{ id: 1, name: "Ann" }])
+ *   ]
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const respond = (matcher: Matcher, rows: ReadonlyArray<object>, options?: ResponseOptions): ScriptedResponse =>
+  internal.response(matcher, () => Effect.succeed(rows), options)
+
+/**
+ * What `respondWith` calls: rows, or an effect of rows.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ *
+ * // an in-memory table behind the mock
+ * const users = new Map([[1, { id: 1, name: "Ann" }]])
+ * const findUser: DbMock.Handler = (_sql, [id]) => {
+ *   const user = users.get(id as number)
+ *   return user === undefined ? [] : [user]
+ * }
+ * const MockLive = DbMock.layer({ responses: [DbMock.respondWith("FROM users WHERE id = $1", findUser)] })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Handler = (
+  sql: string,
+  params: ReadonlyArray<unknown>
+) => ReadonlyArray<object> | Effect.Effect<ReadonlyArray<object>, SqlError>
+
+/**
+ * Answers statements with rows computed from the SQL and parameters, or with an effect (to fail with
+ * `sqlError`, or to wait). Without a matcher it answers every statement except transaction control and
+ * `pg_notify`.
  *
  * @example
  * ```ts
  * import { DbMock } from "@effect-pg-pool/effect4"
  * import { Effect } from "effect"
  *
- * const count = Effect.flatMap(DbMock.DbMock, (mock) => Effect.map(mock.queries, (q) => q.length))
+ * const responses = [
+ *   // rows computed from the parameters
+ *   DbMock.respondWith("FROM users WHERE id = $1", (_sql, [id]) => (id === 1 ? [{ id: 1, name: "Ann" }] : [])),
+ *   // a slow statement, to test a timeout under TestClock
+ *   DbMock.respondWith("FROM reports", () => Effect.as(Effect.sleep("10 seconds"), []))
+ * ]
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const respondWith: {
+  (handler: Handler, options?: ResponseOptions): ScriptedResponse
+  (matcher: Matcher, handler: Handler, options?: ResponseOptions): ScriptedResponse
+} = (first: Matcher | Handler, second?: Handler | ResponseOptions, third?: ResponseOptions): ScriptedResponse =>
+  typeof second === "function"
+    ? internal.response(first as Matcher, internal.fromHandler(second), third)
+    : internal.response(undefined, internal.fromHandler(first as Handler), second)
+
+/**
+ * Fails matching statements as the server would: the `SqlError` @effect/sql-pg 4 raises, classified by the
+ * SQLSTATE (`UniqueViolation` for `23505`, `SerializationError` for `40001`, …), caused by an `Error` carrying
+ * `message` and the fields — or with the `SqlError` given.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ *
+ * // the first attempt hits a serialization failure, the retry goes through
+ * const MockLive = DbMock.layer({
+ *   responses: [
+ *     DbMock.fail("UPDATE accounts", "could not serialize access due to concurrent update", {
+ *       code: "40001",
+ *       times: 1
+ *     }),
+ *     DbMock.respond("UPDATE accounts", [])
+ *   ]
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fail = (
+  matcher: Matcher,
+  message: string | SqlError,
+  options?: ErrorFields & Pick<ResponseOptions, "times">
+): ScriptedResponse => {
+  const error = typeof message === "string" ? sqlError(message, options) : message
+  return internal.response(matcher, () => Effect.fail(error), options)
+}
+
+/**
+ * The `SqlError` `fail` answers with, for failures computed in `respondWith`.
+ *
+ * @example
+ * ```ts
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * // fails for one parameter only
+ * const insertUser = DbMock.respondWith("INSERT INTO users", (_sql, [email]) =>
+ *   email === "ann@example.com"
+ *     ? Effect.fail(DbMock.sqlError("duplicate key value violates unique constraint", { code: "23505" }))
+ *     : [{ id: 2 }]
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const sqlError: (message: string, fields?: ErrorFields) => SqlError = internal.sqlError
+
+/**
+ * What the `DbMock` service holds.
+ *
+ * @example
+ * ```ts
+ * import type { DbMock } from "@effect-pg-pool/effect4"
+ * import { Array, Effect } from "effect"
+ *
+ * // the statements of each connection: shows what ran inside one transaction
+ * const byConnection = (mock: DbMock.Service) =>
+ *   Effect.map(mock.queries, (queries) => Array.groupBy(queries, (query) => String(query.connection)))
  * ```
  *
  * @since 0.1.0
  * @category models
  */
 export interface Service {
+  /** Every statement seen so far, oldest first. */
   readonly queries: Effect.Effect<ReadonlyArray<RecordedQuery>>
+  /** Forgets the recorded statements; the script stays as it is. */
   readonly clear: Effect.Effect<void>
-  /** Adds responses ahead of the ones already scripted. */
+  /** Appends responses to the script: they answer only statements no earlier response matches. */
   readonly script: (...responses: ReadonlyArray<ScriptedResponse>) => Effect.Effect<void>
+  /**
+   * Waits until a `listen` on `channel` is subscribed: a notification sent before that is lost, as it is with
+   * PostgreSQL, and a listener forked by the code under test subscribes at a time of its own.
+   */
+  readonly awaitListener: (channel: string) => Effect.Effect<void>
+  /** What `Db.health` and `Db.statistics` report from now on (initially `healthy`). */
   readonly setHealth: (status: PoolState, reason?: string) => Effect.Effect<void>
 }
 
 /**
- * The mock's control service.
+ * Controls the mock in context: what it recorded, and more script.
  *
  * @example
  * ```ts
- * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { Db, DbMock } from "@effect-pg-pool/effect4"
  * import { Effect } from "effect"
  *
- * const reset = Effect.flatMap(DbMock.DbMock, (mock) => mock.clear)
+ * const test = Effect.gen(function* () {
+ *   const mock = yield* DbMock.DbMock
+ *   yield* mock.script(DbMock.respond("FROM users", [{ id: 1, name: "Ann" }]))
+ *   const rows = yield* Db.withConnection((sql) => sql`SELECT id, name FROM users`)
+ *   const queries = yield* mock.queries
+ * }).pipe(Effect.provide(DbMock.layer()))
  * ```
  *
  * @since 0.1.0
@@ -189,246 +389,35 @@ export interface Service {
  */
 export class DbMock extends Context.Service<DbMock, Service>()("@effect-pg-pool/DbMock") {}
 
-/**
- * Answers the statements `matcher` accepts with `rows`.
- *
- * @example
- * ```ts
- * import { DbMock } from "@effect-pg-pool/effect4"
- *
- * const users = DbMock.respond(/FROM users/, [{ id: 1, name: "Ann" }])
- * const layer = DbMock.layer({ responses: [users] })
- * ```
- *
- * @since 0.1.0
- * @category constructors
- */
-export const respond = (
-  matcher: Matcher,
-  rows: ReadonlyArray<object>,
-  options?: ResponseOptions
-): ScriptedResponse => ({ matcher, times: options?.times ?? Infinity, answer: () => Effect.succeed(rows) })
+type ServiceShape = Service
 
 /**
- * Answers the statements `matcher` accepts with `error`.
- *
- * @example
- * ```ts
- * import { DbMock } from "@effect-pg-pool/effect4"
- *
- * const duplicate = DbMock.fail(
- *   /INSERT INTO users/,
- *   DbMock.sqlError("duplicate key", { code: "23505", constraint: "users_email_key" })
- * )
- * ```
+ * The Effect 3 edition's name for `Service`, so that `DbMock.DbMock.Service` compiles in both editions.
  *
  * @since 0.1.0
- * @category constructors
+ * @category models
  */
-export const fail = (matcher: Matcher, error: SqlError, options?: ResponseOptions): ScriptedResponse => ({
-  matcher,
-  times: options?.times ?? Infinity,
-  answer: () => Effect.fail(error)
-})
-
-/**
- * A `SqlError` classified by its SQLSTATE as @effect/sql-pg classifies the server's errors.
- *
- * @example
- * ```ts
- * import { DbMock } from "@effect-pg-pool/effect4"
- *
- * const error = DbMock.sqlError("could not serialize access", { code: "40001" })
- * error.reason._tag // "SerializationError"
- * ```
- *
- * @since 0.1.0
- * @category constructors
- */
-export const sqlError = (message: string, fields: { readonly code?: string; readonly constraint?: string } = {}) => {
-  const cause = Object.assign(new Error(message), fields)
-  const props = { cause, message, operation: "query" }
-  const code = fields.code ?? ""
-  return new SqlError({
-    reason: code.startsWith("08")
-      ? new ConnectionError(props)
-      : code.startsWith("28")
-        ? new AuthenticationError(props)
-        : code === "42501"
-          ? new AuthorizationError(props)
-          : code.startsWith("42")
-            ? new SqlSyntaxError(props)
-            : code === "23505"
-              ? new UniqueViolation({ ...props, constraint: fields.constraint ?? "unknown" })
-              : code.startsWith("23")
-                ? new ConstraintError(props)
-                : code === "40P01"
-                  ? new DeadlockError(props)
-                  : code === "40001"
-                    ? new SerializationError(props)
-                    : code === "55P03"
-                      ? new LockTimeoutError(props)
-                      : code === "57014"
-                        ? new StatementTimeoutError(props)
-                        : new UnknownError(props)
-  })
+export declare namespace DbMock {
+  /**
+   * What the `DbMock` service holds: the same as `DbMock.Service`.
+   *
+   * @example
+   * ```ts
+   * import type { DbMock } from "@effect-pg-pool/effect4"
+   * import { Effect } from "effect"
+   *
+   * // written for the Effect 3 edition, unchanged
+   * const count = (mock: DbMock.DbMock.Service) => Effect.map(mock.queries, (queries) => queries.length)
+   * ```
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export type Service = ServiceShape
 }
 
-const control = /^\s*(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE)\b/i
-
-const matches = (matcher: Matcher | undefined, sql: string, params: ReadonlyArray<unknown>) =>
-  matcher === undefined ||
-  (typeof matcher === "string" ? matcher === sql : matcher instanceof RegExp ? matcher.test(sql) : matcher(sql, params))
-
-const statistics = (state: PoolState) =>
-  new PoolStatistics(
-    {
-      poolName: "mock",
-      total: 1,
-      idle: 1,
-      active: 0,
-      pending: 0,
-      waiting: 0,
-      minSize: 1,
-      maxSize: 1,
-      peakActive: 0,
-      peakWaiting: 0,
-      acquisitions: 0,
-      acquisitionTimeAvgMs: 0,
-      acquisitionTimeP95Ms: 0,
-      acquisitionTimeP99Ms: 0,
-      acquireTimeouts: 0,
-      connectionsCreated: 1,
-      connectionsClosed: new ClosedByReason(Statistics.noneClosed()),
-      reconnectAttempts: 0,
-      leaksSuspected: 0,
-      state,
-      lastError: Option.none(),
-      upSince: new Date(0)
-    },
-    { disableChecks: true }
-  )
-
-const make = (options: MockOptions) =>
-  Effect.gen(function* () {
-    const recorded: Array<RecordedQuery> = []
-    let responses: Array<{ response: ScriptedResponse; left: number }> = (options.responses ?? []).map((response) => ({
-      response,
-      left: response.times
-    }))
-    let health: { status: PoolState; reason: string | undefined } = { status: "healthy", reason: undefined }
-    let connections = 0
-
-    const answer = (connection: number, kind: QueryKind, sql: string, params: ReadonlyArray<unknown>) =>
-      Effect.suspend((): Effect.Effect<ReadonlyArray<object>, SqlError> => {
-        recorded.push({ sql, params, kind, connection })
-        if (control.test(sql)) return Effect.succeed([])
-        const entry = responses.find((e) => e.left > 0 && matches(e.response.matcher, sql, params))
-        if (entry === undefined) {
-          return options.onUnmatched === "empty"
-            ? Effect.succeed([])
-            : Effect.fail(sqlError(`DbMock: no scripted response matches: ${sql}`))
-        }
-        entry.left--
-        return entry.response.answer(sql, params)
-      })
-
-    const connection = (id: number): Connection => ({
-      execute: (sql, params, transformRows) =>
-        Effect.map(answer(id, "execute", sql, params), (rows) => (transformRows ? transformRows(rows) : rows)),
-      executeRaw: (sql, params) =>
-        Effect.map(answer(id, "raw", sql, params), (rows) => ({
-          command: (/^\s*(\w+)/.exec(sql)?.[1] ?? "").toUpperCase(),
-          rowCount: rows.length,
-          oid: null,
-          rows,
-          fields: []
-        })),
-      executeValues: (sql, params) =>
-        Effect.map(answer(id, "values", sql, params), (rows) => rows.map((row) => Object.values(row))),
-      executeValuesUnprepared: (sql, params) =>
-        Effect.map(answer(id, "values", sql, params), (rows) => rows.map((row) => Object.values(row))),
-      executeUnprepared: (sql, params, transformRows) =>
-        Effect.map(answer(id, "unprepared", sql, params), (rows) => (transformRows ? transformRows(rows) : rows)),
-      executeStream: (sql, params, transformRows) =>
-        Stream.unwrap(
-          Effect.map(answer(id, "stream", sql, params), (rows) =>
-            Stream.fromIterable(transformRows ? transformRows(rows) : rows)
-          )
-        )
-    })
-
-    const held = Effect.sync(() => connection(++connections))
-    const spanTarget = { host: "mock", port: 0, database: "mock" }
-    const listen = () => Queue.unbounded<never>()
-    const client = yield* Client.build(
-      options,
-      spanTarget,
-      {
-        acquirer: held,
-        borrower: (f) => f(connection(0)),
-        transactionAcquirer: held,
-        listen: listen as never
-      },
-      {}
-    )
-    const reactivity = yield* Effect.context<Reactivity.Reactivity>()
-    const db: Db.Service = {
-      withConnection: (f) =>
-        Effect.flatMap(
-          Effect.flatMap(held, (conn) =>
-            Effect.provideContext(
-              Client.build(
-                options,
-                spanTarget,
-                { acquirer: Effect.succeed(conn), transactionAcquirer: Effect.succeed(conn), listen: listen as never },
-                {}
-              ),
-              reactivity
-            )
-          ),
-          (sql) => Effect.suspend(() => f(sql))
-        ),
-      statistics: Effect.sync(() => statistics(health.status)),
-      health: Effect.sync(
-        () =>
-          new HealthStatus(
-            {
-              status: health.status,
-              reason: Option.fromUndefinedOr(health.reason),
-              checkedAt: new Date(),
-              database: new DatabaseReachability({
-                reachable: health.status !== "unhealthy",
-                latencyMs: Option.none(),
-                probedAt: Option.none()
-              }),
-              statistics: statistics(health.status)
-            },
-            { disableChecks: true }
-          )
-      ),
-      sql: client,
-      config: undefined as never
-    }
-    const service: Service = {
-      queries: Effect.sync(() => [...recorded]),
-      clear: Effect.sync(() => {
-        recorded.length = 0
-      }),
-      script: (...added) =>
-        Effect.sync(() => {
-          responses = [...added.map((response) => ({ response, left: response.times })), ...responses]
-        }),
-      setHealth: (status, reason) =>
-        Effect.sync(() => {
-          health = { status, reason }
-        })
-    }
-    return { db, service }
-  })
-
 /**
- * `Db`, `SqlClient`, `PgClient` and the `DbMock` control, with no database.
+ * A layer providing `Db`, `SqlClient`, `PgClient` and `DbMock`, with no database behind them.
  *
  * @example
  * ```ts
@@ -436,8 +425,13 @@ const make = (options: MockOptions) =>
  * import { Effect } from "effect"
  * import { SqlClient } from "effect/sql"
  *
- * const findUser = (id: number) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT * FROM users WHERE id = ${id}`)
- * const test = findUser(1).pipe(Effect.provide(DbMock.layer({ responses: [DbMock.respond(/FROM users/, [{ id: 1 }])] })))
+ * const findUser = (id: number) =>
+ *   Effect.flatMap(SqlClient.SqlClient, (sql) => sql`SELECT id, name FROM users WHERE id = ${id}`)
+ *
+ * const test = Effect.gen(function* () {
+ *   const rows = yield* findUser(1) // [{ id: 1, name: "Ann" }]
+ *   const [query] = yield* DbMock.queries // { sql: "SELECT id, name FROM users WHERE id = $1", params: [1], … }
+ * }).pipe(Effect.provide(DbMock.layer({ responses: [DbMock.respond(/FROM users/, [{ id: 1, name: "Ann" }])] })))
  * ```
  *
  * @since 0.1.0
@@ -447,11 +441,11 @@ export const layer = (
   options: MockOptions = {}
 ): Layer.Layer<Db.Db | SqlClient.SqlClient | PgClient.PgClient | DbMock> =>
   Layer.effectContext(
-    Effect.map(make(options), ({ db, service }) =>
+    Effect.map(internal.make(options), ({ control, db }) =>
       Context.make(Db.Db, db).pipe(
         Context.add(SqlClient.SqlClient, db.sql),
         Context.add(PgClient.PgClient, db.sql),
-        Context.add(DbMock, service)
+        Context.add(DbMock, control)
       )
     )
   ).pipe(Layer.provide(Reactivity.layer))
@@ -466,7 +460,8 @@ export const layer = (
  *
  * const test = Effect.gen(function* () {
  *   yield* Db.withConnection((sql) => sql`SELECT * FROM users WHERE id = ${1}`)
- *   const queries = yield* DbMock.queries // [{ sql: "SELECT * FROM users WHERE id = $1", params: [1], … }]
+ *   const queries = yield* DbMock.queries
+ *   // [{ sql: "SELECT * FROM users WHERE id = $1", params: [1], kind: "execute", connection: 1 }]
  * }).pipe(Effect.provide(DbMock.layer({ onUnmatched: "empty" })))
  * ```
  *
@@ -479,14 +474,22 @@ export const queries: Effect.Effect<ReadonlyArray<RecordedQuery>, never, DbMock>
 )
 
 /**
- * Forgets the statements seen so far.
+ * Forgets the recorded statements, e.g. after a test's setup.
  *
  * @example
  * ```ts
  * import { DbMock } from "@effect-pg-pool/effect4"
  * import { Effect } from "effect"
  *
- * const fresh = Effect.andThen(DbMock.clear, DbMock.queries) // []
+ * declare const seedUsers: Effect.Effect<void>
+ * declare const archiveInactiveUsers: Effect.Effect<void>
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* seedUsers
+ *   yield* DbMock.clear // what follows is what the test asserts on
+ *   yield* archiveInactiveUsers
+ *   const queries = yield* DbMock.queries
+ * })
  * ```
  *
  * @since 0.1.0
@@ -495,14 +498,21 @@ export const queries: Effect.Effect<ReadonlyArray<RecordedQuery>, never, DbMock>
 export const clear: Effect.Effect<void, never, DbMock> = Effect.flatMap(Effect.service(DbMock), (mock) => mock.clear)
 
 /**
- * Adds responses ahead of those already scripted.
+ * Appends responses to the script of the mock in context.
  *
  * @example
  * ```ts
  * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
  *
- * const lost = DbMock.sqlError("connection lost", { code: "08006" })
- * const outage = DbMock.script(DbMock.fail(/SELECT/, lost))
+ * declare const balance: Effect.Effect<number>
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* DbMock.script(DbMock.respond("SELECT balance", [{ balance: 100 }], { times: 1 }))
+ *   const before = yield* balance // 100
+ *   yield* DbMock.script(DbMock.respond("SELECT balance", [{ balance: 40 }]))
+ *   const after = yield* balance // 40
+ * })
  * ```
  *
  * @since 0.1.0
@@ -512,14 +522,43 @@ export const script = (...responses: ReadonlyArray<ScriptedResponse>): Effect.Ef
   Effect.flatMap(Effect.service(DbMock), (mock) => mock.script(...responses))
 
 /**
- * Sets what `Db.health` (and the statistics' state) report.
+ * Waits until a `listen` stream on `channel` is subscribed, so that a notification sent next reaches it.
  *
  * @example
  * ```ts
- * import { Db, DbMock } from "@effect-pg-pool/effect4"
+ * import { DbMock } from "@effect-pg-pool/effect4"
+ * import { PgClient } from "@effect/sql-pg"
+ * import { Effect, Fiber, Queue } from "effect"
+ *
+ * const test = Effect.gen(function* () {
+ *   const sql = yield* PgClient.PgClient
+ *   const received = yield* Effect.forkChild(Effect.scoped(Effect.flatMap(sql.listen("orders"), Queue.take)))
+ *   yield* DbMock.awaitListener("orders") // a notification sent before this would be lost
+ *   yield* sql.notify("orders", "42")
+ *   const notification = yield* Fiber.join(received) // { channel: "orders", payload: "42", … }
+ * }).pipe(Effect.provide(DbMock.layer()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const awaitListener = (channel: string): Effect.Effect<void, never, DbMock> =>
+  Effect.flatMap(Effect.service(DbMock), (mock) => mock.awaitListener(channel))
+
+/**
+ * Sets what `Db.health` and `Db.statistics` report, e.g. to test a readiness endpoint.
+ *
+ * @example
+ * ```ts
+ * import { type Db, DbMock } from "@effect-pg-pool/effect4"
  * import { Effect } from "effect"
  *
- * const degraded = Effect.andThen(DbMock.setHealth("degraded", "reconnecting"), Db.health)
+ * declare const readiness: Effect.Effect<{ readonly status: number }, never, Db.Db> // your /ready handler
+ *
+ * const test = Effect.gen(function* () {
+ *   yield* DbMock.setHealth("unhealthy", "database unreachable")
+ *   const response = yield* readiness // expect status 503
+ * }).pipe(Effect.provide(DbMock.layer()))
  * ```
  *
  * @since 0.1.0

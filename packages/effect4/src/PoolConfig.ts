@@ -7,6 +7,7 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type * as LogLevel from "effect/LogLevel"
 import type * as Redacted from "effect/Redacted"
 import type * as NodeTls from "node:tls"
 import * as internal from "./internal/config.js"
@@ -58,10 +59,26 @@ export interface PoolConfig {
   readonly name: string
   /** The normalised connection URL, password included. `DATABASE_URL`. */
   readonly url: Redacted.Redacted<string>
-  /** Host name, IP address or Unix socket directory. Default `"localhost"`, `PGHOST`. */
+  /** Host name, IP address or Unix socket directory: the first of `hosts`. Default `"localhost"`, `PGHOST`. */
   readonly host: string
-  /** Default 5432, `PGPORT`. */
+  /** The first host's port. Default 5432, `PGPORT`. */
   readonly port: number
+  /**
+   * Every host to try, in order, each with its port (libpq's multi-host: `postgres://h1:5432,h2:5433/db`, `host`
+   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory.
+   */
+  readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  /**
+   * libpq's `target_session_attrs`: which session a connection must reach — `any`, `read-write`, `read-only`,
+   * `primary`, `standby` or `prefer-standby`. Default `"any"`, the URL's `target_session_attrs` or
+   * `PGTARGETSESSIONATTRS`.
+   */
+  readonly targetSessionAttrs: "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
+  /**
+   * libpq's `load_balance_hosts`: `disable` tries the hosts in order, `random` in a random order per connection.
+   * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`.
+   */
+  readonly loadBalanceHosts: "disable" | "random"
   /** Default: the user name, `PGDATABASE`. */
   readonly database: string
   /** Default `"postgres"`, `PGUSER`. */
@@ -89,17 +106,29 @@ export interface PoolConfig {
   readonly maxIdleTime: Duration.Duration
   /** A connection is replaced after this many queries. Default 50 000, `DB_POOL_MAX_QUERIES`. */
   readonly maxQueries: number
+  /**
+   * The Effect 3 edition's name for multiplexing: k ≥ 2 is `multiplex: true` with `multiplexConcurrency: k` (at
+   * most 128 here); 0 or 1 is off. Default 0, `DB_POOL_PIPELINE`.
+   */
+  readonly pipeline: number
   /** A connection held longer is logged as a suspected leak; 0 disables. Default 30 s. */
   readonly leakDetectionThreshold: Duration.Duration
   /** How long shutdown waits for checked-out connections. Default 30 s, `DB_POOL_SHUTDOWN_TIMEOUT`, ≥ 0. */
   readonly shutdownTimeout: Duration.Duration
+  /**
+   * How long an interrupted query may take to stop before its connection is discarded.
+   * Default 5 s, `DB_POOL_CANCEL_TIMEOUT`, > 0.
+   */
+  readonly cancelTimeout: Duration.Duration
+  /** Client-side bound per query; on expiry the query is cancelled. Default none, `DB_POOL_QUERY_TIMEOUT`, > 0. */
+  readonly queryTimeout: Duration.Duration | undefined
   /** TCP keepalive on connections. Default true, `DB_POOL_KEEPALIVE`. */
   readonly keepAlive: boolean
   /** `auto`: reset session state only when a statement may have set some; `always`. `DB_POOL_RESET`. */
   readonly reset: "auto" | "always"
   /** Retry schedule for failed connections. `DB_POOL_RECONNECT_*`. */
   readonly reconnect: ReconnectConfig
-  /** `eager` fails startup when the database is unreachable; `lazy` starts degraded. Default eager. */
+  /** `eager` fails startup when the database is unreachable; `lazy` starts degraded. Default eager, `DB_POOL_INIT`. */
   readonly init: "eager" | "lazy"
   /**
    * What sits between the pool and the server: `none`, or PgBouncer's `pool_mode` — `session` (everything works as
@@ -113,8 +142,13 @@ export interface PoolConfig {
   readonly statementTimeout: Duration.Duration | undefined
   /** `application_name` of every connection. Default `"effect-pg-pool"`, `DB_POOL_APPLICATION_NAME`. */
   readonly applicationName: string
-  /** JSON-lines log file for the pool's own events. Default none, `DB_POOL_LOG_FILE`. */
+  /** JSON-lines log file for the pool's own events, and nothing of them reaches the console. Default none, `DB_POOL_LOG_FILE`. */
   readonly logFile: string | undefined
+  /**
+   * The lowest level of the pool's own events (`Debug` adds every connection opened and closed); also the
+   * program's with `PoolLogger.layerFromEnv`. Default: the program's (Effect's is `Info`), `DB_POOL_LOG_LEVEL`.
+   */
+  readonly logLevel: LogLevel.LogLevel | undefined
   /**
    * Autocommit statements share sessions, pipelined (`PgClient.layer`'s `multiplex`). Default false,
    * `DB_POOL_MULTIPLEX`.
@@ -122,7 +156,54 @@ export interface PoolConfig {
   readonly multiplex: boolean
   /** Statements one session carries at once when multiplexing. Default 32, `DB_POOL_MULTIPLEX_CONCURRENCY`. */
   readonly multiplexConcurrency: number
+  /**
+   * How the configuration named each setting, so that messages name what the user wrote: the option
+   * (`maxSize`, or `maxConnections` where that alias was used), the `Config` key (`PG_MAX`), or the
+   * environment variable (`DB_POOL_MAX_SIZE`).
+   */
+  readonly settingNames: SettingNames
 }
+
+/**
+ * A setting of the pool, by its option name; the reconnect schedule's as `reconnect.initialDelay` and so on.
+ *
+ * @example
+ * ```ts
+ * import { Db, type PoolConfig } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * // advice that names the setting as the configuration wrote it: maxSize, PG_MAX or DB_POOL_MAX_SIZE
+ * const advise = (setting: PoolConfig.Setting) =>
+ *   Effect.flatMap(Effect.service(Db.Db), ({ config }) => Effect.logWarning(`consider raising ${config.settingNames[setting]}`))
+ * const saturated = advise("maxSize")
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Setting =
+  | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts" | "poolerSetting">
+  | `reconnect.${keyof ReconnectConfig}`
+
+/**
+ * The name of every setting as its configuration wrote it (see `PoolConfig.settingNames`).
+ *
+ * @example
+ * ```ts
+ * import { PoolConfig } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * // written in code, settings are named by option: names.maxSize is "maxSize", from the environment "DB_POOL_MAX_SIZE"
+ * const names = Effect.map(
+ *   PoolConfig.make({ url: "postgres://localhost/app", maxSize: 4 }),
+ *   (config): PoolConfig.SettingNames => config.settingNames
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SettingNames = { readonly [K in Setting]: string }
 
 /**
  * What `make` (and `Db.layer`) accept: every field optional, durations as Effect's inputs, `"5s"`, `"500ms"` or
@@ -143,8 +224,12 @@ export interface PoolConfigInput {
   readonly name?: string | undefined
   /** A `postgres://` or `postgresql://` URL; `sslmode` and `application_name` count. */
   readonly url?: Redacted.Redacted<string> | string | undefined
-  readonly host?: string | undefined
-  readonly port?: number | undefined
+  /** A host, or several to try in order (`["db1", "db2"]` or `"db1,db2"`, as libpq's host keyword). */
+  readonly host?: string | ReadonlyArray<string> | undefined
+  /** One port for every host, or one per host in the same order. */
+  readonly port?: number | ReadonlyArray<number> | undefined
+  readonly targetSessionAttrs?: PoolConfig["targetSessionAttrs"] | undefined
+  readonly loadBalanceHosts?: PoolConfig["loadBalanceHosts"] | undefined
   readonly database?: string | undefined
   readonly user?: string | undefined
   readonly password?: Redacted.Redacted<string> | string | undefined
@@ -158,8 +243,12 @@ export interface PoolConfigInput {
   readonly maxLifetime?: Duration.Input | string | undefined
   readonly maxIdleTime?: Duration.Input | string | undefined
   readonly maxQueries?: number | undefined
+  /** The Effect 3 edition's name for `multiplex` + `multiplexConcurrency` (see `PoolConfig.pipeline`). */
+  readonly pipeline?: number | undefined
   readonly leakDetectionThreshold?: Duration.Input | string | undefined
   readonly shutdownTimeout?: Duration.Input | string | undefined
+  readonly cancelTimeout?: Duration.Input | string | undefined
+  readonly queryTimeout?: Duration.Input | string | undefined
   readonly keepAlive?: boolean | undefined
   readonly reset?: "auto" | "always" | undefined
   readonly reconnect?:
@@ -176,6 +265,8 @@ export interface PoolConfigInput {
   readonly statementTimeout?: Duration.Input | string | undefined
   readonly applicationName?: string | undefined
   readonly logFile?: string | undefined
+  /** `"Debug"`, `"Info"`, `"Warn"`, … (Effect 4's `LogLevel`); the environment's names (`debug`, `warning`, …) work too. */
+  readonly logLevel?: LogLevel.LogLevel | undefined
   readonly multiplex?: boolean | undefined
   readonly multiplexConcurrency?: number | undefined
 }
@@ -198,7 +289,13 @@ export interface PoolConfigInput {
 export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolConfigError> = internal.make
 
 /**
- * Reads and validates the configuration from the environment; messages name the variables.
+ * Reads the configuration through Effect's `Config` (so any `ConfigProvider` works; the default reads
+ * `process.env`) and validates it; messages name the variables.
+ *
+ * The connection comes from `DATABASE_URL`; when it is not set, from libpq's `PGHOST`, `PGPORT`, `PGUSER`,
+ * `PGPASSWORD` and `PGDATABASE`. TLS follows libpq's rule: the `PGSSL*` variables fill in what the URL's parameters
+ * do not set. Everything else comes from the `DB_POOL_*` variables listed on `PoolConfig`. A variable set to an
+ * empty string counts as not set.
  *
  * @example
  * ```ts
@@ -212,6 +309,27 @@ export const make: (input: PoolConfigInput) => Effect.Effect<PoolConfig, PoolCon
  * @category constructors
  */
 export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = internal.fromEnv
+
+/**
+ * The defaults `make` and `fromEnv` fill in. `database` defaults to the user name; `url` and `password` have none.
+ *
+ * @example
+ * ```ts
+ * import { Db, PoolConfig } from "@effect-pg-pool/effect4"
+ * import { Duration } from "effect"
+ *
+ * // a batch job's pool: half the default size, connections kept twice as long
+ * const BatchDb = Db.layer({
+ *   url: "postgres://batch:secret@db.internal/app",
+ *   maxSize: PoolConfig.defaults.maxSize / 2,
+ *   maxLifetime: Duration.times(PoolConfig.defaults.maxLifetime, 2)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category defaults
+ */
+export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = internal.defaults
 
 /**
  * A URL with its password masked.

@@ -1,27 +1,50 @@
 /**
  * The pool's logs as JSON lines in a file, and nothing on stdout or stderr: an MCP server on stdio dies of a stray
- * line. One JSON object per line with the time, level, message, annotations (the pool name, connection ids,
- * durations…) and the cause with its stack; passwords are masked in every line.
+ * line.
+ *
+ * Each line is the Effect 3 edition's: `timestamp`, `level` (`INFO`, `WARN`, …), `fiberId`, `message`, the log
+ * annotations at the top level (the pool's `pool`, `event`, `connectionId`, `reason`, durations…; one named like a
+ * field above goes under `annotations`), `spans` (label → elapsed ms), `traceId`/`spanId` inside a span, an Error
+ * logged as a message under `exception` (name, message, fields, cause, stack; several under `exceptions`), other
+ * non-string message parts under `details`, and a logged `Cause` under `cause`, rendered with its stacks. Every
+ * password given to the layer, and the password of every `postgres://` URL, is replaced by `***` in every string
+ * of the line, before it is serialised (so that escaping cannot hide one).
+ *
+ * The layers here remove Effect's console loggers — `Logger.defaultLogger` and the `Logger.consoleJson`,
+ * `Logger.consoleLogFmt` and `Logger.consoleStructured` instances — and add a logger appending to a file. Loggers
+ * that do not write to the console (the tracer's span events, OpenTelemetry's, your own) stay. A
+ * `Logger.consolePretty()` you install yourself is a new logger per call, which nothing can tell from your own:
+ * install it under these layers only if you want it.
+ *
+ * The pool's own events do not need these layers: with `DB_POOL_LOG_FILE` (or `logFile`) set, the pool writes
+ * them to that file and nowhere else, from its background fibers too, at `DB_POOL_LOG_LEVEL` (or `logLevel`) when
+ * set, however the layers are composed. These layers are for the rest of the program's logs.
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
+import { Settings } from "@effect-pg-pool/engine"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import type * as LogLevel from "effect/LogLevel"
+import type * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
-import * as Fs from "node:fs"
-import { redactText } from "./internal/config.js"
-import { PoolConfigError } from "./PoolError.js"
+import * as InternalConfig from "./internal/config.js"
+import * as internal from "./internal/logger.js"
+import type { PoolConfig } from "./PoolConfig.js"
+import type { PoolConfigError } from "./PoolError.js"
 
 /**
+ * How the file logger redacts and filters.
+ *
  * @example
  * ```ts
  * import type { PoolLogger } from "@effect-pg-pool/effect4"
  *
  * const options: PoolLogger.Options = {
- *   redact: ["s3cret-password"]
+ *   redact: [process.env.PGPASSWORD, process.env.API_TOKEN],
+ *   minimumLogLevel: "Debug"
  * }
  * ```
  *
@@ -29,13 +52,16 @@ import { PoolConfigError } from "./PoolError.js"
  * @category models
  */
 export interface Options {
-  /** Secrets to mask in every line, besides the passwords of URLs. */
-  readonly redact?: ReadonlyArray<string> | undefined
-}
-
-const stringify = (value: unknown): unknown => {
-  if (value instanceof Error) return { name: value.name, message: value.message, stack: value.stack }
-  return value
+  /**
+   * Secrets never to write, e.g. the database password (`Redacted` or plain). Passwords inside `postgres://`
+   * URLs are removed whether given or not.
+   */
+  readonly redact?: Iterable<Redacted.Redacted<string> | string | undefined> | undefined
+  /**
+   * The minimum level logged while the layer is in place, for the whole program (as `References.MinimumLogLevel`):
+   * `"Debug"` records every connection opened and closed. Default: unchanged (Effect's default is `Info`).
+   */
+  readonly minimumLogLevel?: LogLevel.LogLevel | undefined
 }
 
 /**
@@ -55,35 +81,21 @@ const stringify = (value: unknown): unknown => {
  * @since 0.1.0
  * @category constructors
  */
-export const jsonLineLogger = (options?: Options): Logger.Logger<unknown, string> =>
-  Logger.make(({ cause, date, fiber, logLevel, message }) => {
-    const annotations: Record<string, unknown> = {}
-    for (const [key, value] of Object.entries(fiber.getRef(References.CurrentLogAnnotations))) {
-      annotations[key] = stringify(value)
-    }
-    const messages = Array.isArray(message) ? message : [message]
-    const entry: Record<string, unknown> = {
-      timestamp: date.toISOString(),
-      level: logLevel,
-      message: messages.length === 1 ? stringify(messages[0]) : messages.map(stringify),
-      annotations
-    }
-    if (cause.reasons.length > 0) entry.cause = Cause.pretty(cause)
-    let line = JSON.stringify(entry)
-    for (const secret of options?.redact ?? []) line = redactText(line, secret)
-    return redactText(line, undefined)
-  })
+export const jsonLineLogger = (options?: Pick<Options, "redact">): Logger.Logger<unknown, string> =>
+  internal.formatter(Settings.makeRedactor(internal.secretsOf(options?.redact)))
 
 /**
- * A logger appending JSON lines to `path` (created if missing), closed with the scope; fails with
- * `PoolConfigError` naming `DB_POOL_LOG_FILE` when the file cannot be opened.
+ * Opens (creating it and its directories) the log file at `path` for appending, and returns a logger writing
+ * to it, closed with the scope; fails with `PoolConfigError` when the file cannot be opened. Install it yourself,
+ * or use `layer`, which also removes the console loggers.
  *
  * @example
  * ```ts
  * import { PoolLogger } from "@effect-pg-pool/effect4"
- * import { Effect } from "effect"
+ * import { Logger } from "effect"
  *
- * const program = Effect.scoped(Effect.flatMap(PoolLogger.make("/tmp/pool.log"), (logger) => Effect.log("ready")))
+ * // the file logger next to the console loggers, which `layer` would remove
+ * const LoggerLive = Logger.layer([PoolLogger.make("/var/log/app/pool.jsonl")], { mergeWithExisting: true })
  * ```
  *
  * @since 0.1.0
@@ -93,67 +105,116 @@ export const make = (
   path: string,
   options?: Options
 ): Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> =>
-  Effect.map(
-    Effect.acquireRelease(
-      Effect.try({
-        try: () => Fs.openSync(path, "a"),
-        catch: (cause) =>
-          new PoolConfigError({
-            issues: [
-              {
-                field: "logFile",
-                env: "DB_POOL_LOG_FILE",
-                setting: "logFile",
-                value: path,
-                message: `logFile (${path}) cannot be opened for appending: ${String(cause)}; fix the path or its permissions`
-              }
-            ]
-          })
-      }),
-      (fd) => Effect.sync(() => Fs.closeSync(fd))
-    ),
-    (fd) => {
-      const format = jsonLineLogger(options)
-      return Logger.make((entry) => {
-        try {
-          Fs.writeSync(fd, `${format.log(entry)}\n`)
-        } catch {
-          // a full disk must not crash the program nor reach stdout
-        }
-      })
-    }
+  internal.openLogFile(path, options, "the log file")
+
+const install = (
+  logger: Effect.Effect<Logger.Logger<unknown, void>, PoolConfigError, Scope.Scope> | undefined,
+  minimumLogLevel: LogLevel.LogLevel | undefined
+): Layer.Layer<never, PoolConfigError> => {
+  const loggers = Layer.effect(
+    Logger.CurrentLoggers,
+    Effect.gen(function* () {
+      const rest = internal.withoutConsole(yield* Logger.CurrentLoggers)
+      if (logger !== undefined) rest.add(yield* logger)
+      return rest
+    })
   )
+  return minimumLogLevel === undefined
+    ? loggers
+    : Layer.merge(loggers, Layer.succeed(References.MinimumLogLevel, minimumLogLevel))
+}
 
 /**
- * Replaces every logger of the program with the JSON-lines file logger: nothing reaches stdout or stderr.
+ * Logs to the file at `path` (appending; the file and its directories are created) instead of the console.
+ * Fails with `PoolConfigError` when the file cannot be opened; once open, a failing disk never fails the
+ * program.
  *
  * @example
  * ```ts
  * import { DatabaseLive, PoolLogger } from "@effect-pg-pool/effect4"
  * import { Layer } from "effect"
  *
- * const AppLive = DatabaseLive.pipe(Layer.provide(PoolLogger.layer("/var/log/app/pool.jsonl")))
+ * const AppLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layer("/var/log/app/pool.jsonl")))
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (path: string, options?: Options): Layer.Layer<never, PoolConfigError> =>
-  Logger.layer([make(path, options)])
+  install(internal.openLogFile(path, options, "the log file"), options?.minimumLogLevel)
 
 /**
- * Removes every logger: a program that must print nothing and keeps no log.
+ * Removes the console loggers and installs none: logs go nowhere, except to loggers that do not write to the
+ * console. A `Layer` value, as Effect 4's own logger layers are; for a level too, merge
+ * `Layer.succeed(References.MinimumLogLevel, level)`.
  *
  * @example
  * ```ts
- * import { PoolLogger } from "@effect-pg-pool/effect4"
- *
+ * import { DatabaseLive, PoolLogger } from "@effect-pg-pool/effect4"
  * import { Layer } from "effect"
  *
- * const Quiet: Layer.Layer<never> = PoolLogger.layerSilent
+ * // a CLI that writes JSON to stdout: no log line may reach it
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layerSilent))
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
-export const layerSilent: Layer.Layer<never> = Logger.layer([])
+export const layerSilent: Layer.Layer<never> = install(undefined, undefined) as Layer.Layer<never>
+
+/**
+ * Reads `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL` (`trace`, `debug`, `info`, `warning`, `error`, `fatal`, `all`,
+ * `none`; any case) through `Config`, validated as `PoolConfig.fromEnv` validates them: logs to that file, or —
+ * when it is not set — nowhere, and in either case never to the console. The passwords of `DATABASE_URL` and
+ * `PGPASSWORD` are redacted along with `options.redact`; `options.minimumLogLevel` applies when
+ * `DB_POOL_LOG_LEVEL` is not set.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, PoolLogger } from "@effect-pg-pool/effect4"
+ * import { Layer } from "effect"
+ *
+ * // DB_POOL_LOG_FILE=/var/log/app/pool.jsonl DB_POOL_LOG_LEVEL=debug node server.js
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(PoolLogger.layerFromEnv()))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromEnv = (options?: Options): Layer.Layer<never, PoolConfigError> =>
+  Layer.unwrap(
+    Effect.map(InternalConfig.loggingFromEnv, (env) => {
+      const minimumLogLevel = env.logLevel ?? options?.minimumLogLevel
+      if (env.logFile === undefined) return install(undefined, minimumLogLevel)
+      const redact = [
+        ...(options?.redact ?? []),
+        ...(env.url === undefined ? [] : Settings.passwordsInUrl(env.url)),
+        env.password
+      ]
+      return install(internal.openLogFile(env.logFile, { redact }, Settings.envOf.logFile), minimumLogLevel)
+    })
+  )
+
+/**
+ * Logs to the pool configuration's `logFile` (nowhere when it has none), never to the console, at its `logLevel`
+ * when set, redacting the configuration's password.
+ *
+ * @example
+ * ```ts
+ * import { DatabaseLive, PoolConfig, PoolLogger } from "@effect-pg-pool/effect4"
+ * import { Effect, Layer } from "effect"
+ *
+ * // DB_POOL_LOG_FILE read and validated with the rest of the pool's settings
+ * const LoggerLive = Layer.unwrap(Effect.map(PoolConfig.fromEnv, (config) => PoolLogger.layerFromConfig(config)))
+ * const MainLive = DatabaseLive.pipe(Layer.provideMerge(LoggerLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerFromConfig = (config: PoolConfig, options?: Options): Layer.Layer<never, PoolConfigError> => {
+  const minimumLogLevel = config.logLevel ?? options?.minimumLogLevel
+  if (config.logFile === undefined) return install(undefined, minimumLogLevel)
+  const redact = [...(options?.redact ?? []), config.password]
+  return install(internal.openLogFile(config.logFile, { redact }, config.settingNames.logFile), minimumLogLevel)
+}

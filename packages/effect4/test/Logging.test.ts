@@ -70,7 +70,7 @@ describe("logging", () => {
       assert.include(messages, "pool starting")
       assert.include(messages, "pool ready")
       assert.include(messages, "pool shut down")
-      assert.isTrue(lines.every((line) => line.annotations.pool === "silent"))
+      assert.isTrue(lines.every((line) => line.pool === "silent"))
       assert.notInclude(text, server.password)
       Fs.rmSync(dir, { recursive: true, force: true })
     })

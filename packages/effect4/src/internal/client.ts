@@ -25,9 +25,10 @@ import { ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
 import * as Stream from "effect/Stream"
 import type { AcquireTimeout, PoolClosed } from "../PoolError.js"
-import type { Facts, Grant, Pool } from "./pool.js"
+import type { Facts, Grant, Holder, Pool } from "./pool.js"
 import type { Session } from "./session.js"
 import * as Listener from "./listener.js"
+import * as StatementBounds from "./statementBounds.js"
 import * as StatementText from "./statementText.js"
 
 /** The client options of `PgClient.layer` that shape the client rather than the pool. @internal */
@@ -38,12 +39,17 @@ export interface ClientOptions {
   readonly spanAttributes?: Record<string, unknown> | undefined
 }
 
-/** One checkout's record of what ran on it. */
-interface Checkout {
-  readonly grant: Grant
+/** One checkout's record of what ran on it; it holds the grant (see `Holder`). */
+interface Checkout extends Holder {
   queries: number
   dirty: boolean
   interrupted: boolean
+  /** A borrowed checkout's one statement, noted when it is issued; its outcome is read from the borrow's exit. */
+  sql: string | undefined
+  /** The borrowed statement answered (set by the mapping of its result, which it has anyway). */
+  ok: boolean
+  /** A statement was not stopped within cancelTimeout: the session still runs it, and closes at release. */
+  cancelFailed: boolean
 }
 
 /** A pool error as the `SqlError` that `SqlClient`'s signatures carry; the pool error stays its cause. @internal */
@@ -53,57 +59,115 @@ export const toSqlError = (error: AcquireTimeout | PoolClosed): SqlError =>
   })
 
 const factsOf = (checkout: Checkout): Facts => {
-  const session = checkout.grant.session
+  const session = checkout.grant!.session
   return {
     // an interrupted statement drained (or cancelled) before it returned: the session is validated by a reset
     transactionStatus: session.status,
     dirty: checkout.dirty || checkout.interrupted,
     broken: session.closed || session.broken,
-    inFlight: 0,
+    inFlight: checkout.cancelFailed ? 1 : 0,
     queries: checkout.queries
   }
 }
 
 /** The statement failed because the connection did (socket error, closed, class 08): the session is lost. */
-const isConnectionError = (exit: Exit.Exit<unknown, SqlError>) => {
+const isConnectionError = (exit: Exit.Exit<unknown, unknown>) => {
   const error = Exit.findErrorOption(exit)
-  return error._tag === "Some" && error.value.reason._tag === "ConnectionError"
+  return error._tag === "Some" && error.value instanceof SqlError && error.value.reason._tag === "ConnectionError"
 }
 
-const rollbackStatement = /^\s*(?:ROLLBACK|RELEASE)\b/i
+/** What a statement's outcome tells about its checkout and session. */
+const noteOutcome = (
+  checkout: Checkout,
+  session: Session,
+  sql: string,
+  exit: Exit.Exit<unknown, unknown>,
+  ok: boolean
+) => {
+  checkout.queries++
+  if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
+  if (!ok) {
+    if (Exit.hasInterrupts(exit)) checkout.interrupted = true
+    else if (isConnectionError(exit)) session.broken = true
+  }
+  session.track(sql, ok)
+}
+
+/**
+ * A borrowed checkout's facts, from the borrow's exit: it runs one statement (`SqlClient`'s borrower contract), so
+ * the statement needs no exit hook of its own.
+ */
+const settleBorrowed = (checkout: Checkout, exit: Exit.Exit<unknown, unknown>) => {
+  if (checkout.sql !== undefined) noteOutcome(checkout, checkout.grant!.session, checkout.sql, exit, checkout.ok)
+}
 
 class TrackedConnection implements Connection {
   constructor(
     readonly connection: PgConnection.PgConnection,
-    readonly checkout: Checkout
+    readonly checkout: Checkout,
+    readonly session: Session,
+    /** One statement on a borrowed checkout: noted when issued, settled by the borrow's exit. */
+    readonly borrowed: boolean,
+    /** queryTimeout / cancelTimeout, when they ask for more than PgConnection does by itself. */
+    readonly bounds: StatementBounds.Bounds | undefined
   ) {}
 
-  private track<A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+  private bounded<A>(statement: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+    if (this.bounds === undefined) return statement
     const checkout = this.checkout
-    return Effect.onExit(effect, (exit) =>
-      Effect.sync(() => {
-        checkout.queries++
-        if (StatementText.read(sql).mayLeaveSessionState) checkout.dirty = true
-        if (Exit.hasInterrupts(exit)) checkout.interrupted = true
-        else if (Exit.isFailure(exit) && isConnectionError(exit)) checkout.grant.session.broken = true
-        checkout.grant.session.track(sql, Exit.isSuccess(exit))
-      })
+    return StatementBounds.guard(
+      this.bounds,
+      () => {
+        checkout.cancelFailed = true
+      },
+      statement
     )
   }
 
+  private track<A>(sql: string, effect: Effect.Effect<A, SqlError>): Effect.Effect<A, SqlError> {
+    const checkout = this.checkout
+    if (this.borrowed) {
+      checkout.sql = sql
+      return Effect.map(effect, (a) => {
+        checkout.ok = true
+        return a
+      })
+    }
+    const session = this.session
+    return Effect.onExit(effect, (exit) => {
+      noteOutcome(checkout, session, sql, exit, Exit.isSuccess(exit))
+      return Effect.void
+    })
+  }
+
   private rows(sql: string, params: ReadonlyArray<unknown>, prepare: boolean) {
-    const rows = this.track(
-      sql,
-      Effect.map(this.connection.query(sql, params, prepare), (result) => result.rows)
-    )
+    const checkout = this.checkout
+    const query = this.bounded(this.connection.query(sql, params, prepare))
+    let rows: Effect.Effect<ReadonlyArray<any>, SqlError>
+    if (this.borrowed) {
+      // the result's mapping notes the answer: the hot path of a statement gets no extra step
+      checkout.sql = sql
+      rows = Effect.map(query, (result) => {
+        checkout.ok = true
+        return result.rows
+      })
+    } else {
+      rows = this.track(
+        sql,
+        Effect.map(query, (result) => result.rows)
+      )
+    }
     // A lost connection has ended its transaction: the server rolled it back. `withTransaction` turns a failed
     // ROLLBACK into a defect, so on a lost connection the rollback reports what happened — it is done — and the
     // transaction fails with the connection error that ended it.
-    return rollbackStatement.test(sql)
+    return StatementText.read(sql).endsTransactionBlock
       ? Effect.catchIf(
           rows,
           (error) => error.reason._tag === "ConnectionError",
-          () => Effect.succeed([])
+          () => {
+            this.session.broken = true
+            return Effect.succeed([])
+          }
         )
       : rows
   }
@@ -116,13 +180,13 @@ class TrackedConnection implements Connection {
     return transformRows ? Effect.map(this.rows(sql, params, true), transformRows) : this.rows(sql, params, true)
   }
   executeRaw(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.query(sql, params))
+    return this.track(sql, this.bounded(this.connection.query(sql, params)))
   }
   executeValues(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.queryValues(sql, params))
+    return this.track(sql, this.bounded(this.connection.queryValues(sql, params)))
   }
   executeValuesUnprepared(sql: string, params: ReadonlyArray<unknown>) {
-    return this.track(sql, this.connection.queryValues(sql, params, false))
+    return this.track(sql, this.bounded(this.connection.queryValues(sql, params, false)))
   }
   executeUnprepared(
     sql: string,
@@ -145,7 +209,7 @@ class TrackedConnection implements Connection {
         Effect.sync(() => {
           // a stream cut short drained or was cancelled: validate the session by a reset before reuse
           if (!Exit.isSuccess(exit)) checkout.interrupted = true
-          checkout.grant.session.track(sql, Exit.isSuccess(exit))
+          this.session.track(sql, Exit.isSuccess(exit))
         })
       )
     )
@@ -255,8 +319,22 @@ export const make = (
   Effect.gen(function* () {
     const reactivity = yield* Effect.context<Reactivity.Reactivity>()
     const multiplex = pool.config.multiplex
+    const bounds = StatementBounds.make(pool.config)
+    // a multiplexed statement is abandoned, never cancelled (a CancelRequest would hit whichever statement runs):
+    // under a queryTimeout statements take whole sessions instead (no borrower: SqlClient leases), as the Effect 3
+    // edition stops pipelining under one
+    const borrowing = !(multiplex && pool.config.queryTimeout !== undefined)
+    const borrowedBounds = multiplex ? undefined : bounds
     const spanTarget = { host: pool.config.host, port: pool.config.port, database: pool.config.database }
-    const newCheckout = (grant: Grant): Checkout => ({ grant, queries: 0, dirty: false, interrupted: false })
+    const newCheckout = (grant: Grant | undefined): Checkout => ({
+      grant,
+      queries: 0,
+      dirty: false,
+      interrupted: false,
+      sql: undefined,
+      ok: false,
+      cancelFailed: false
+    })
 
     // an exclusive lease for the current scope: a whole session, pinned when multiplexed (so statements skip the
     // pipeline, interruption cancels on the server, and pipelined leftovers drain first)
@@ -267,14 +345,17 @@ export const make = (
     const lease = (dirty: boolean): Effect.Effect<TrackedConnection, AcquireTimeout | PoolClosed, Scope.Scope> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
-          const checkout = newCheckout(yield* restore(pool.acquire("exclusive")))
+          const checkout = newCheckout(undefined)
+          const wait = pool.acquire("exclusive", yield* Effect.fiber, checkout)
+          if (wait !== undefined) yield* restore(wait)
+          const grant = checkout.grant!
           checkout.dirty = dirty
-          yield* Effect.addFinalizer(() => Effect.sync(() => pool.release(checkout.grant, factsOf(checkout))))
+          yield* Effect.addFinalizer(() => Effect.sync(() => pool.release(grant, factsOf(checkout))))
           // pinned when multiplexed: statements skip the pipeline, interruption cancels on the server, and pipelined
           // leftovers drain first
-          const base = checkout.grant.session.connection
+          const base = grant.session.connection
           const connection = multiplex ? yield* restore(base.pin) : base
-          return new TrackedConnection(connection, checkout)
+          return new TrackedConnection(connection, checkout, grant.session, false, bounds)
         })
       )
 
@@ -282,18 +363,30 @@ export const make = (
 
     // one statement outside a transaction: multiplexed, a statement slot on the base (pipelining) connection,
     // whose interruption abandons the statement instead of cancelling it (the session runs others' too)
-    const borrower = <A, E, R>(f: (connection: Connection) => Effect.Effect<A, E, R>) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          Effect.mapError(restore(pool.acquire(multiplex ? "statement" : "exclusive")), toSqlError),
-          (grant) => {
-            const checkout = newCheckout(grant)
-            return restore(f(new TrackedConnection(grant.session.connection, checkout))).pipe(
-              Effect.ensuring(Effect.sync(() => pool.release(grant, factsOf(checkout))))
-            )
+    const kind = multiplex ? "statement" : "exclusive"
+    // No interruption mask: the exit hook is in place before the acquisition is asked for, and the grant lands in
+    // the checkout the moment the engine makes it, so whichever way the borrow ends (interrupted while queued,
+    // after the grant, or during the statement) the hook returns what the checkout holds.
+    const borrower = <A, E, R>(f: (connection: Connection) => Effect.Effect<A, E, R>) => {
+      const checkout = newCheckout(undefined)
+      const use = (): Effect.Effect<A, E, R> => {
+        const session = checkout.grant!.session
+        return f(new TrackedConnection(session.connection, checkout, session, true, borrowedBounds))
+      }
+      return Effect.onExit(
+        Effect.withFiber((fiber): Effect.Effect<A, E | SqlError, R> => {
+          const wait = pool.acquire(kind, fiber, checkout)
+          return wait === undefined ? use() : Effect.flatMap(Effect.mapError(wait, toSqlError), use)
+        }),
+        (exit) => {
+          if (checkout.grant !== undefined) {
+            settleBorrowed(checkout, exit)
+            pool.release(checkout.grant, factsOf(checkout))
           }
-        )
+          return Effect.void
+        }
       )
+    }
 
     // a dedicated, reconnecting session per listener: it takes no pool slot
     const listen = (channel: string) =>
@@ -302,7 +395,7 @@ export const make = (
     const client = yield* build(
       options,
       spanTarget,
-      { acquirer: exclusive, borrower, transactionAcquirer: exclusive, listen },
+      { acquirer: exclusive, borrower: borrowing ? borrower : undefined, transactionAcquirer: exclusive, listen },
       config
     )
 
@@ -324,7 +417,15 @@ export const make = (
     }
 
     const forSession = (session: Session) =>
-      bound(new TrackedConnection(session.connection, newCheckout({ acquisition: -1, session, grantedAt: 0 })))
+      bound(
+        new TrackedConnection(
+          session.connection,
+          newCheckout({ acquisition: -1, session, grantedAt: 0, span: undefined, frame: undefined }),
+          session,
+          false,
+          bounds
+        )
+      )
 
     const withConnection = <A, E, R>(
       f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>

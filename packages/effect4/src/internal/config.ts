@@ -1,13 +1,18 @@
 /**
  * The pool's configuration: parsed and validated by the engine's `Settings` (the same rules, names and messages
- * in both editions), read here with Effect 4's `Duration` and `Redacted`, and turned into a `PoolConfig`. The Effect
- * 4 edition adds multiplexing (`multiplex`, `multiplexConcurrency`), validated here.
+ * in both editions), read here with Effect 4's `Duration`, `Redacted`, `LogLevel` and `Config` (so any
+ * `ConfigProvider` works), and turned into a `PoolConfig`. The Effect 4 edition adds multiplexing (`multiplex`,
+ * `multiplexConcurrency`), validated here, and reads the Effect 3 edition's `pipeline` as its equivalent.
  *
  * @internal
  */
 import { Settings } from "@effect-pg-pool/engine"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type { ConnectionOptions } from "node:tls"
 import type { PoolConfig, PoolConfigInput } from "../PoolConfig.js"
@@ -50,6 +55,9 @@ export type RawInput = Settings.Input & {
   readonly multiplexConcurrency?: unknown
 }
 
+/** The names the user wrote for settings given as `Config`s, keyed by option. @internal */
+export type WrittenNames = Settings.WrittenNames
+
 /** The pool-side settings of `PgClient.layer`'s options; the rest shape the client or the sessions. @internal */
 export const settingKeys: ReadonlySet<string> = new Set([
   ...Settings.table.map((entry) => entry.setting.split(".")[0]!),
@@ -62,8 +70,39 @@ export const settingKeys: ReadonlySet<string> = new Set([
   "multiplexConcurrency"
 ])
 
-const multiplexing = (raw: RawInput, source: "input" | "env", issues: Array<ConfigIssue>) => {
-  const name = (field: keyof typeof multiplexEnv) => (source === "env" ? multiplexEnv[field] : field)
+/** The engine's levels as Effect 4's (which calls `Warning` `Warn`). */
+const LOG_LEVELS: { readonly [K in Settings.LogLevel]: LogLevel.LogLevel } = {
+  All: "All",
+  Trace: "Trace",
+  Debug: "Debug",
+  Info: "Info",
+  Warning: "Warn",
+  Error: "Error",
+  Fatal: "Fatal",
+  None: "None"
+}
+
+/** Effect 4's `LogLevel` for a level the engine parsed. @internal */
+export const logLevelOf = (level: Settings.LogLevel | undefined): LogLevel.LogLevel | undefined =>
+  level === undefined ? undefined : LOG_LEVELS[level]
+
+interface Multiplexing {
+  readonly multiplex: boolean
+  readonly multiplexConcurrency: number
+  readonly names: { readonly multiplex: string; readonly multiplexConcurrency: string }
+}
+
+const PIPELINE_FIX =
+  "the Effect 4 edition pipelines through PgConnection, which keeps at most 128 statements on the wire: e.g. 16"
+
+const multiplexing = (
+  raw: RawInput,
+  source: "input" | "env",
+  issues: Array<ConfigIssue>,
+  settings: Settings.Settings<false | ConnectionOptions> | undefined,
+  written: Settings.WrittenNames
+): Multiplexing => {
+  const name = (field: keyof typeof multiplexEnv) => written[field] ?? (source === "env" ? multiplexEnv[field] : field)
   let multiplex = false
   if (raw.multiplex !== undefined) {
     const text = String(raw.multiplex).trim().toLowerCase()
@@ -95,19 +134,61 @@ const multiplexing = (raw: RawInput, source: "input" | "env", issues: Array<Conf
       })
     }
   }
-  return { multiplex, multiplexConcurrency }
+  // The Effect 3 edition's `pipeline` (k statement slots per session, k ≥ 2) is multiplexing with k slots here,
+  // so DB_POOL_PIPELINE keeps its meaning; the engine validated it (0 to 1000), the wire bounds it at 128.
+  const pipeline = settings?.pipeline ?? 0
+  if (pipeline >= 2) {
+    const setting = settings!.settingNames.pipeline
+    if (pipeline > 128) {
+      issues.push({
+        field: "pipeline",
+        env: Settings.envOf.pipeline,
+        setting,
+        value: String(pipeline),
+        message: `${setting} (${pipeline}) must be at most 128: ${PIPELINE_FIX}`
+      })
+    } else if (raw.multiplex !== undefined && !multiplex) {
+      issues.push({
+        field: "pipeline",
+        env: Settings.envOf.pipeline,
+        setting,
+        value: String(pipeline),
+        message:
+          `${setting} (${pipeline}) pipelines statements, which ${name("multiplex")} (false) turns off: ` +
+          `remove one of them (${setting} is the Effect 3 edition's name for ${name("multiplex")})`
+      })
+    } else if (raw.multiplexConcurrency !== undefined && multiplexConcurrency !== pipeline) {
+      issues.push({
+        field: "pipeline",
+        env: Settings.envOf.pipeline,
+        setting,
+        value: String(pipeline),
+        message:
+          `${setting} (${pipeline}) and ${name("multiplexConcurrency")} (${multiplexConcurrency}) disagree: both set ` +
+          `the statements one session carries at once; give one of them`
+      })
+    } else {
+      multiplex = true
+      multiplexConcurrency = pipeline
+    }
+  }
+  return {
+    multiplex,
+    multiplexConcurrency,
+    names: { multiplex: name("multiplex"), multiplexConcurrency: name("multiplexConcurrency") }
+  }
 }
 
-const toConfig = (
-  settings: Settings.Settings<false | ConnectionOptions>,
-  mux: { readonly multiplex: boolean; readonly multiplexConcurrency: number }
-): PoolConfig => {
+const toConfig = (settings: Settings.Settings<false | ConnectionOptions>, mux: Multiplexing): PoolConfig => {
   const millis = Duration.millis
   return {
     name: settings.name,
     url: Redacted.make(settings.url),
     host: settings.host,
     port: settings.port,
+    hosts: settings.hosts,
+    targetSessionAttrs: settings.targetSessionAttrs,
+    loadBalanceHosts: settings.loadBalanceHosts,
     database: settings.database,
     user: settings.user,
     password: settings.password === undefined ? undefined : Redacted.make(settings.password),
@@ -122,8 +203,11 @@ const toConfig = (
     maxLifetime: millis(settings.maxLifetime),
     maxIdleTime: millis(settings.maxIdleTime),
     maxQueries: settings.maxQueries,
+    pipeline: settings.pipeline,
     leakDetectionThreshold: millis(settings.leakDetectionThreshold),
     shutdownTimeout: millis(settings.shutdownTimeout),
+    cancelTimeout: millis(settings.cancelTimeout),
+    queryTimeout: settings.queryTimeout === undefined ? undefined : millis(settings.queryTimeout),
     keepAlive: settings.keepAlive,
     reset: settings.reset,
     reconnect: {
@@ -139,30 +223,152 @@ const toConfig = (
     statementTimeout: settings.statementTimeout === undefined ? undefined : millis(settings.statementTimeout),
     applicationName: settings.applicationName,
     logFile: settings.logFile,
+    logLevel: logLevelOf(settings.logLevel),
     multiplex: mux.multiplex,
-    multiplexConcurrency: mux.multiplexConcurrency
+    multiplexConcurrency: mux.multiplexConcurrency,
+    settingNames: { ...settings.settingNames, ...mux.names }
   }
 }
+
+/** The settings of the engine's table that this edition carries into its `PoolConfig`. */
+const CARRIED: ReadonlySet<string> = new Set([
+  "name",
+  "url",
+  "host",
+  "port",
+  "database",
+  "user",
+  "password",
+  "ssl",
+  "sslmode",
+  "targetSessionAttrs",
+  "loadBalanceHosts",
+  "minSize",
+  "maxSize",
+  "acquireTimeout",
+  "connectTimeout",
+  "validateAfterIdle",
+  "validationTimeout",
+  "maxLifetime",
+  "maxIdleTime",
+  "maxQueries",
+  "pipeline",
+  "leakDetectionThreshold",
+  "shutdownTimeout",
+  "cancelTimeout",
+  "queryTimeout",
+  "keepAlive",
+  "reset",
+  "reconnect",
+  "init",
+  "pooler",
+  "statementTimeout",
+  "applicationName",
+  "logFile",
+  "logLevel"
+])
+
+/**
+ * A setting the engine's table gained (the Effect 3 edition's) that this edition does not carry yet is refused
+ * when given, never validated and then ignored.
+ *
+ * @internal
+ */
+export const uncarried = (
+  raw: Readonly<Record<string, unknown>>,
+  source: "input" | "env",
+  written: Settings.WrittenNames,
+  table: ReadonlyArray<{ readonly setting: string; readonly env: string }> = Settings.table,
+  carried: ReadonlySet<string> = CARRIED
+): Array<ConfigIssue> => {
+  const issues: Array<ConfigIssue> = []
+  const seen = new Set<string>()
+  for (const entry of table) {
+    const field = entry.setting.split(".")[0]!
+    if (carried.has(field) || seen.has(field) || raw[field] === undefined) continue
+    seen.add(field)
+    const setting = written[field] ?? (source === "env" ? entry.env : field)
+    const value = typeof raw[field] === "object" ? JSON.stringify(raw[field]) : String(raw[field])
+    issues.push({
+      field,
+      env: entry.env,
+      setting,
+      value,
+      message:
+        `${setting} (${value}) is not supported by the Effect 4 edition yet: remove it, or use the Effect 3 ` +
+        `edition (@effect-pg-pool/effect3) for this pool`
+    })
+  }
+  return issues
+}
+
+/**
+ * Settings this edition carries but does not act on yet, each with how to tell it was asked for: given one, the
+ * configuration is refused, never silently ignored. Each entry goes when the behaviour lands (the hosts:
+ * internal/hosts.ts).
+ */
+const PENDING: ReadonlyArray<
+  readonly [field: Settings.Setting, asked: (settings: Settings.Settings<unknown>, raw: RawInput) => boolean]
+> = [
+  ["host", (settings) => settings.hosts.length > 1],
+  ["targetSessionAttrs", (settings) => settings.targetSessionAttrs !== "any"],
+  ["loadBalanceHosts", (settings) => settings.loadBalanceHosts !== "disable"]
+]
+
+const pending = (settings: Settings.Settings<unknown>, raw: RawInput): Array<ConfigIssue> =>
+  PENDING.filter(([, asked]) => asked(settings, raw)).map(([field]) => {
+    const setting = settings.settingNames[field]
+    const value =
+      field === "host"
+        ? settings.hosts.map((h) => `${h.host}:${h.port}`).join(",")
+        : String((settings as unknown as Record<string, unknown>)[field])
+    return {
+      field,
+      env: Settings.envOf[field],
+      setting,
+      value,
+      message:
+        field === "host"
+          ? `${setting} (${value}) lists several hosts, which the Effect 4 edition does not try yet: give one ` +
+            `host, or use the Effect 3 edition (@effect-pg-pool/effect3) for this pool`
+          : `${setting} (${value}) is not acted on by the Effect 4 edition yet: remove it, or use the Effect 3 ` +
+            `edition (@effect-pg-pool/effect3) for this pool`
+    }
+  })
 
 const finish = (
   result: Settings.Result<false | ConnectionOptions>,
   raw: RawInput,
-  source: "input" | "env"
+  source: "input" | "env",
+  written: Settings.WrittenNames = {}
 ): PoolConfig | PoolConfigError => {
   const issues: Array<ConfigIssue> = result.ok ? [] : [...result.issues]
-  const mux = multiplexing(raw, source, issues)
+  issues.push(...uncarried(raw, source, written))
+  if (result.ok) issues.push(...pending(result.settings, raw))
+  const mux = multiplexing(raw, source, issues, result.ok ? result.settings : undefined, written)
   return result.ok && issues.length === 0 ? toConfig(result.settings, mux) : new PoolConfigError({ issues })
 }
 
 /**
- * Validates raw settings into a configuration, or every problem found.
+ * Validates raw settings into a configuration, or every problem found; `written` names the settings given under
+ * `Config` keys (`Db.layerConfig`), keyed by option.
  *
  * @internal
  */
-export const resolve = (raw: RawInput, source: "input" | "env" = "input"): PoolConfig | PoolConfigError => {
+export const resolve = (
+  raw: RawInput,
+  source: "input" | "env" = "input",
+  written: Settings.WrittenNames = {}
+): PoolConfig | PoolConfigError => {
   const { multiplex: _m, multiplexConcurrency: _c, ...settings } = raw
-  return finish(Settings.resolve(settings, { source, runtime, tls }), raw, source)
+  return finish(Settings.resolve(settings, { source, runtime, tls, written }), raw, source, written)
 }
+
+/** The defaults `make` and `fromEnv` fill in: a configuration of `postgres://localhost` but its connection. @internal */
+export const defaults: Omit<PoolConfig, "url" | "database" | "password"> = (() => {
+  const { url: _u, database: _d, password: _p, ...rest } = resolve({ url: "postgres://localhost" }) as PoolConfig
+  return rest
+})()
 
 /** @internal */
 export const make = (input: PoolConfigInput): Effect.Effect<PoolConfig, PoolConfigError> =>
@@ -176,17 +382,180 @@ export const fromEnvRecord = (env: Readonly<Record<string, string | undefined>>)
   finish(
     Settings.fromEnv(env, { runtime, tls }),
     {
+      ...Settings.inputFromEnv(env),
       multiplex: env[multiplexEnv.multiplex] || undefined,
       multiplexConcurrency: env[multiplexEnv.multiplexConcurrency] || undefined
     },
     "env"
   )
 
-/** @internal */
-export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.suspend(() => {
-  const result = fromEnvRecord(process.env)
-  return result instanceof PoolConfigError ? Effect.fail(result) : Effect.succeed(result)
+const providerFailed = (error: unknown) =>
+  new PoolConfigError({
+    issues: [
+      {
+        field: "env",
+        env: "",
+        setting: "",
+        value: "",
+        message: `The configuration provider failed while reading the pool's settings: ${String(error)}`
+      }
+    ]
+  })
+
+/** Every variable of the engine's table and the multiplexing ones, read through the current `ConfigProvider`. */
+const readEnv: Effect.Effect<Readonly<Record<string, string | undefined>>, PoolConfigError> = Effect.map(
+  Effect.mapError(
+    Config.all(
+      Object.fromEntries(
+        [...Settings.envNames, ...Object.values(multiplexEnv)].map((key) => [key, Config.option(Config.String(key))])
+      )
+    ),
+    providerFailed
+  ),
+  (values) => Object.fromEntries(Object.entries(values).map(([key, value]) => [key, Option.getOrUndefined(value)]))
+)
+
+// Bounds on the walk below, so that a provider with a huge or cyclic tree costs little.
+const MAX_DEPTH = 8
+const MAX_NODES = 1_000
+const PREFIX = "DB_POOL_"
+const EDITION_VARIABLES: ReadonlySet<string> = new Set(Object.values(multiplexEnv))
+
+const childrenOf = (node: ConfigProvider.Node | undefined): ReadonlyArray<string> =>
+  node === undefined || node._tag === "Value"
+    ? []
+    : node._tag === "Record"
+      ? [...node.keys]
+      : Array.from({ length: node.length }, (_, i) => String(i))
+
+/**
+ * The `DB_POOL_*` variables the provider holds that are not settings. Providers list the children of a path one
+ * segment at a time (`_`-separated for the environment, object keys for `fromUnknown`), so the walk descends from
+ * the root through the paths that can still spell `DB_POOL_…`, joining segments with `_`.
+ *
+ * @internal
+ */
+export const unknownVariables: Effect.Effect<ReadonlyArray<Settings.UnknownVariable>> = Effect.gen(function* () {
+  const provider = yield* ConfigProvider.ConfigProvider
+  const load = (path: ReadonlyArray<string>) =>
+    Effect.orElseSucceed(provider.load(path as Array<string>), () => undefined)
+  const found = new Set<string>()
+  let visited = 0
+  const walk = (path: ReadonlyArray<string>): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      if (path.length >= MAX_DEPTH || visited >= MAX_NODES) return
+      for (const child of childrenOf(yield* load(path))) {
+        if (++visited > MAX_NODES) return
+        const next = [...path, child]
+        const name = next.join("_").toUpperCase()
+        if (name.startsWith(PREFIX)) {
+          const node = yield* load(next)
+          // a leaf is a variable; an inner node (DB_POOL_MAX of DB_POOL_MAX_SIZE) is one only if it has a value
+          if (node !== undefined && (node._tag === "Value" || node.value !== undefined)) found.add(name)
+          yield* walk(next)
+        } else if (PREFIX.startsWith(`${name}_`)) {
+          yield* walk(next)
+        }
+      }
+    })
+  yield* walk([])
+  return Settings.unknownVariables([...found].filter((name) => !EDITION_VARIABLES.has(name)))
 })
+
+/**
+ * The configuration from the environment, and the `DB_POOL_*` variables it ignored. When the configuration is
+ * invalid anyway, those are reported with its issues: a typo is the likeliest cause of a setting that seems lost.
+ *
+ * @internal
+ */
+export const fromEnvChecked: Effect.Effect<
+  { readonly config: PoolConfig; readonly unknown: ReadonlyArray<Settings.UnknownVariable> },
+  PoolConfigError
+> = Effect.gen(function* () {
+  const env = yield* readEnv
+  const unknown = yield* unknownVariables
+  const result = fromEnvRecord(env)
+  if (!(result instanceof PoolConfigError)) return { config: result, unknown }
+  return yield* new PoolConfigError({
+    issues: [
+      ...result.issues,
+      ...unknown.map((u) => ({
+        field: "env",
+        env: u.name,
+        setting: u.name,
+        value: "",
+        message: Settings.unknownVariableMessage(u)
+      }))
+    ]
+  })
+})
+
+/** The configuration from the environment, read through the current `ConfigProvider`. @internal */
+export const fromEnv: Effect.Effect<PoolConfig, PoolConfigError> = Effect.map(fromEnvChecked, ({ config }) => config)
+
+/**
+ * What `PoolLogger.layerFromEnv` reads: `DB_POOL_LOG_FILE` and `DB_POOL_LOG_LEVEL`, validated as `fromEnv`
+ * validates them, and the passwords to redact.
+ *
+ * @internal
+ */
+export const loggingFromEnv: Effect.Effect<
+  {
+    readonly logFile: string | undefined
+    readonly logLevel: LogLevel.LogLevel | undefined
+    readonly url: string | undefined
+    readonly password: string | undefined
+  },
+  PoolConfigError
+> = Effect.flatMap(readEnv, (env) => {
+  const result = Settings.loggingFromEnv(env)
+  if (!result.ok) return Effect.fail(new PoolConfigError({ issues: result.issues }))
+  const { logFile, logLevel, url, password } = result
+  return Effect.succeed({ logFile, logLevel: logLevelOf(logLevel), url, password })
+})
+
+/**
+ * Reads `Db.layerConfig`'s options, each `Config` through a provider that records the paths it loads: the first is
+ * the key the user wrote (`Config.Int("PG_MAX")` → `PG_MAX`, nested paths joined with "."), so that messages name
+ * it. Effect 4's `Config` is an opaque evaluator, so the key is observed rather than read off its structure.
+ *
+ * @internal
+ */
+export const readConfig = <A>(
+  wrapped: Config.Wrap<A>
+): Effect.Effect<{ readonly options: A; readonly written: Settings.WrittenNames }, Config.ConfigError> =>
+  Effect.gen(function* () {
+    const provider = yield* ConfigProvider.ConfigProvider
+    const written: Record<string, string> = {}
+    const read = (value: unknown, key: string): Effect.Effect<unknown, Config.ConfigError> => {
+      if (Config.isConfig(value)) {
+        let first: string | undefined
+        const recording = ConfigProvider.make((path) => {
+          if (first === undefined && path.length > 0) first = path.join(".")
+          return provider.load(path)
+        })
+        return Effect.provideService(value, ConfigProvider.ConfigProvider, recording).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (first !== undefined && key !== "" && first !== key) written[key] = first
+            })
+          )
+        )
+      }
+      // `Config.Wrap` nests plain objects only (the reconnect schedule); a nested setting is keyed `reconnect.x`
+      if (typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+        return Effect.map(
+          Effect.forEach(Object.entries(value), ([k, v]) =>
+            Effect.map(read(v, key === "" ? k : `${key}.${k}`), (read) => [k, read] as const)
+          ),
+          (entries) => Object.fromEntries(entries)
+        )
+      }
+      return Effect.succeed(value)
+    }
+    const options = (yield* read(wrapped, "")) as A
+    return { options, written }
+  })
 
 /** @internal */
 export const redactUrl: (url: string) => string = Settings.redactUrl

@@ -14,8 +14,10 @@ import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import type * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import type { PoolConfig } from "../PoolConfig.js"
@@ -29,16 +31,42 @@ import * as Driver from "./session.js"
 export type Facts = Engine.SessionFacts
 
 /** A granted acquisition: the session (whole, or one statement slot of it). @internal */
-export interface Grant {
+export interface Grant extends Site {
   readonly acquisition: Engine.AcquisitionId
   readonly session: Driver.Session
   readonly grantedAt: number
 }
 
+/** Where an acquisition was made: the caller's span and stack frame, kept only while leak detection is on. @internal */
+export interface Site {
+  readonly span: Tracer.AnySpan | undefined
+  readonly frame: References.StackFrame | undefined
+}
+
+/**
+ * Where a grant lands: set when the engine grants — at once, or later to a queued caller, before it resumes —
+ * and cleared when a queued caller gives up (the engine takes back a grant it did not see). Whoever holds it
+ * releases what it holds on every exit, so a grant is never lost in between. @internal
+ */
+export interface Holder {
+  grant: Grant | undefined
+}
+
 /** @internal */
 export interface Pool {
   readonly config: PoolConfig
-  readonly acquire: (kind: "exclusive" | "statement") => Effect.Effect<Grant, AcquireTimeout | PoolClosed>
+  /**
+   * Asks for a session (whole, or one statement slot) into `holder`. What the engine grants at once is in
+   * `holder` when this returns undefined — no Deferred, no suspension, nothing more than the engine's step;
+   * otherwise it returns the wait, as interruptible as its caller (a caller that gives up leaves the queue, and a
+   * grant it did not see goes back to the engine with `AcquireAbandoned`). `fiber` is the caller's, for the
+   * acquisition site that leak logs name (read only when leak detection is on).
+   */
+  readonly acquire: (
+    kind: "exclusive" | "statement",
+    fiber: Fiber.Fiber<unknown, unknown>,
+    holder: Holder
+  ) => Effect.Effect<void, AcquireTimeout | PoolClosed> | undefined
   readonly release: (grant: Grant, facts: Facts) => void
   readonly statistics: () => PoolStatistics
   readonly health: () => HealthStatus
@@ -54,6 +82,31 @@ export interface Options {
   /** Runs on every new session before its first use, and again after a session-state reset. */
   readonly onConnect?: ((session: Driver.Session) => Effect.Effect<void, unknown>) | undefined
 }
+
+/** A caller queued in the engine, resumed through its Deferred. */
+interface Waiter extends Site {
+  readonly deferred: Deferred.Deferred<void, AcquireTimeout | PoolClosed>
+  readonly holder: Holder
+  readonly arrivedAt: number
+}
+
+/** The leak log's `acquiredAt`: the span names outwards (as the Effect 3 edition writes them), then the location. */
+const describeSite = (site: Site | undefined): string => {
+  const names: Array<string> = []
+  let span = site?.span
+  while (span !== undefined && names.length < 8) {
+    names.push(span._tag === "Span" ? span.name : `external ${span.spanId}`)
+    span = span._tag === "Span" && span.parent._tag === "Some" ? span.parent.value : undefined
+  }
+  let location: string | undefined
+  for (let frame = site?.frame; frame !== undefined && location === undefined; frame = frame.parent) {
+    location = frame.stack()?.split("\n")[0]?.trim().replace(/^at /, "")
+  }
+  if (names.length === 0 && location === undefined) return "unknown (run inside a span to see where)"
+  return names.join(" < ") + (location === undefined ? "" : ` at ${location}`)
+}
+
+const leakMessage = "connection held longer than the leak detection threshold"
 
 const housekeepingMillis = 1_000
 const probeEveryMillis = 5_000
@@ -74,7 +127,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     // The pool keeps real time even when it is built under a TestClock (@effect/vitest's it.layer): its sockets,
     // timeouts and backoff are real, and code tested on PgClient.layer, which keeps no timers, must not hang here.
     const clock = Clock.Clock.defaultValue()
-    const now = () => Number(clock.monotonicTimeNanosUnsafe()) / 1e6
+    // the same monotonic time, without the bigint of clock.monotonicTimeNanosUnsafe: it is read a few times per statement
+    const now = () => performance.now()
     const run = yield* Effect.provideService(FiberSet.makeRuntime<never>(), Clock.Clock, clock)
     const password = config.password === undefined ? undefined : Redacted.value(config.password)
     const redact = (text: string) => redactText(text, password)
@@ -102,8 +156,13 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const startedAtWall = clock.currentTimeMillisUnsafe()
 
     const sessions = new Map<Engine.SessionId, Driver.Session>()
-    const waiters = new Map<Engine.AcquisitionId, Deferred.Deferred<Grant, AcquireTimeout | PoolClosed>>()
-    const arrivals = new Map<Engine.AcquisitionId, number>()
+    const waiters = new Map<Engine.AcquisitionId, Waiter>()
+    // what the engine decided for the acquisition `acquire` is requesting on this stack, read when its dispatch returns
+    let requesting: Engine.AcquisitionId | undefined
+    let grantedNow: Driver.Session | undefined
+    let refusedNow: AcquireTimeout | PoolClosed | undefined
+    // the grants held, by acquisition, for the site a leak log names: kept only while leak detection is on
+    const held = millis(config.leakDetectionThreshold) > 0 ? new Map<Engine.AcquisitionId, Grant>() : undefined
     const closing = new Set<Fiber.Fiber<void>>()
     let nextAcquisition = 1
     let timer: Fiber.Fiber<void> | undefined
@@ -165,11 +224,13 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const resumptions: Array<() => void> = []
     let dispatching = false
     const dispatch = (event: Engine.Event): void => {
-      pending.push(event)
-      if (dispatching) return
+      if (dispatching) {
+        pending.push(event)
+        return
+      }
       dispatching = true
       try {
-        for (let next = pending.shift(); next !== undefined; next = pending.shift()) {
+        for (let next: Engine.Event | undefined = event; next !== undefined; next = pending.shift()) {
           for (const decision of engine.handle(next)) execute(decision)
         }
       } finally {
@@ -182,6 +243,10 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       const annotations: Record<string, unknown> = { pool: config.name }
       for (const [key, value] of Object.entries(level.fields)) {
         if (value !== undefined) annotations[key] = typeof value === "string" ? redact(value) : value
+      }
+      if (level.message === leakMessage) {
+        metrics.leak()
+        annotations.acquiredAt = describeSite(held?.get(level.fields.acquisition as Engine.AcquisitionId))
       }
       run(
         Effect.logWithLevel(level.level === "Warning" ? "Warn" : level.level)(redact(level.message)).pipe(
@@ -307,40 +372,69 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       )
     }
 
+    let timerAt = 0
+    let timerWanted: number | undefined
+    const armTimer = (at: number) => {
+      timerAt = at
+      timer = run(
+        Effect.andThen(
+          Effect.sleep(Duration.millis(Math.max(0, at - now()))),
+          Effect.sync(() => {
+            timer = undefined
+            const wanted = timerWanted
+            if (wanted === undefined) return
+            // moved later meanwhile (a timer a little early, by the host's rounding, is the engine's to re-arm)
+            if (wanted - now() > 1) return armTimer(wanted)
+            dispatch({ _tag: "TimerDue", now: now() })
+          })
+        )
+      )
+    }
+
     const execute = (decision: Engine.Decision): void => {
       switch (decision._tag) {
         case "Grant": {
-          const deferred = waiters.get(decision.acquisition)
           const session = sessions.get(decision.session)
-          if (deferred === undefined || session === undefined) return
+          if (session === undefined) return
+          // the acquisition being requested on this stack: `acquire` returns it when its dispatch does
+          if (decision.acquisition === requesting) {
+            grantedNow = session
+            return
+          }
+          const waiter = waiters.get(decision.acquisition)
+          if (waiter === undefined) return
           waiters.delete(decision.acquisition)
-          const arrived = arrivals.get(decision.acquisition)
-          arrivals.delete(decision.acquisition)
           const grantedAt = now()
-          if (arrived !== undefined) metrics.waited((grantedAt - arrived) / 1000)
-          const grant: Grant = { acquisition: decision.acquisition, session, grantedAt }
-          resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.succeed(grant)))
+          metrics.waited((grantedAt - waiter.arrivedAt) / 1000)
+          const grant: Grant = {
+            acquisition: decision.acquisition,
+            session,
+            grantedAt,
+            span: waiter.span,
+            frame: waiter.frame
+          }
+          held?.set(decision.acquisition, grant)
+          // the caller's from now on, even if it is interrupted before it resumes
+          waiter.holder.grant = grant
+          resumptions.push(() => Deferred.doneUnsafe(waiter.deferred, Effect.void))
           return
         }
         case "Fail": {
-          const deferred = waiters.get(decision.acquisition)
-          if (deferred === undefined) return
-          waiters.delete(decision.acquisition)
-          const arrived = arrivals.get(decision.acquisition)
-          arrivals.delete(decision.acquisition)
+          const requested = decision.acquisition === requesting
+          const waiter = requested ? undefined : waiters.get(decision.acquisition)
+          if (waiter !== undefined) waiters.delete(decision.acquisition)
+          else if (!requested) return
           const error = decision.error
+          const failure =
+            error._tag === "Timeout"
+              ? new AcquireTimeout({ waitedMillis: error.waitedMillis, statistics: toStatistics(error.statistics) })
+              : new PoolClosed({ poolName: config.name })
           if (error._tag === "Timeout") {
             metrics.timedOut()
-            if (arrived !== undefined) metrics.waited((now() - arrived) / 1000)
-            const timeout = new AcquireTimeout({
-              waitedMillis: error.waitedMillis,
-              statistics: toStatistics(error.statistics)
-            })
-            resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(timeout)))
-          } else {
-            const closed = new PoolClosed({ poolName: config.name })
-            resumptions.push(() => Deferred.doneUnsafe(deferred, Effect.fail(closed)))
+            metrics.waited(waiter === undefined ? 0 : (now() - waiter.arrivedAt) / 1000)
           }
+          if (waiter === undefined) refusedNow = failure
+          else resumptions.push(() => Deferred.doneUnsafe(waiter.deferred, Effect.fail(failure)))
           return
         }
         case "Open":
@@ -414,19 +508,14 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           return
         }
         case "ArmTimer": {
-          if (timer !== undefined) timer.interruptUnsafe()
-          timer = undefined
+          // The engine moves its one timer to the queue's head whenever the head changes, which under load is once
+          // per queued statement: a fiber per move would cost more than the statement. The armed one stays unless
+          // the engine wants an earlier instant; at a later one it sleeps on, and with nothing wanted it ends idle.
+          timerWanted = decision.at
           const at = decision.at
-          if (at === undefined) return
-          timer = run(
-            Effect.andThen(
-              Effect.sleep(Duration.millis(Math.max(0, at - now()))),
-              Effect.sync(() => {
-                timer = undefined
-                dispatch({ _tag: "TimerDue", now: now() })
-              })
-            )
-          )
+          if (at === undefined || (timer !== undefined && timerAt <= at)) return
+          if (timer !== undefined) timer.interruptUnsafe()
+          armTimer(at)
           return
         }
         case "ScheduleReconnect":
@@ -506,33 +595,58 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       }
     }
 
-    // The wait is as interruptible as the caller: a caller that gives up leaves the queue, and a grant it did not
-    // see goes back to the engine with `AcquireAbandoned`; a statement run by a finalizer (uninterruptible) waits.
-    // Callers must not wrap it in `acquireRelease`'s acquire, which is uninterruptible: see client.ts.
-    const acquire = (kind: "exclusive" | "statement"): Effect.Effect<Grant, AcquireTimeout | PoolClosed> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const acquisition = nextAcquisition++
-          const deferred = Deferred.makeUnsafe<Grant, AcquireTimeout | PoolClosed>()
-          waiters.set(acquisition, deferred)
-          const arrivedAt = now()
-          arrivals.set(acquisition, arrivedAt)
-          dispatch({ _tag: "AcquireRequested", now: arrivedAt, acquisition, kind })
-          return restore(Deferred.await(deferred)).pipe(
-            Effect.onInterrupt(() =>
-              Effect.sync(() => {
-                waiters.delete(acquisition)
-                arrivals.delete(acquisition)
-                dispatch({ _tag: "AcquireAbandoned", now: now(), acquisition })
-              })
-            )
-          )
+    // A grant the engine makes at once is the caller's when `acquire`'s dispatch returns: no Deferred, no
+    // suspension. Only a queued caller waits, as interruptible as it is: one that gives up leaves the queue, and a
+    // grant it did not see goes back to the engine with `AcquireAbandoned`; a statement run by a finalizer
+    // (uninterruptible) waits. Callers must not wrap it in `acquireRelease`'s acquire, which is uninterruptible: see
+    // client.ts.
+    const acquire = (
+      kind: "exclusive" | "statement",
+      fiber: Fiber.Fiber<unknown, unknown>,
+      holder: Holder
+    ): Effect.Effect<void, AcquireTimeout | PoolClosed> | undefined => {
+      const acquisition = nextAcquisition++
+      const arrivedAt = now()
+      const span = held === undefined ? undefined : fiber.cache.span
+      const frame = held === undefined ? undefined : fiber.cache.stackFrame
+      // callers resumed inside this dispatch may request in turn: theirs are nested, and these are restored
+      const outer = requesting
+      const outerGranted = grantedNow
+      const outerRefused = refusedNow
+      requesting = acquisition
+      grantedNow = undefined
+      refusedNow = undefined
+      dispatch({ _tag: "AcquireRequested", now: arrivedAt, acquisition, kind })
+      const session = grantedNow as Driver.Session | undefined
+      const refused = refusedNow as AcquireTimeout | PoolClosed | undefined
+      requesting = outer
+      grantedNow = outerGranted
+      refusedNow = outerRefused
+      if (session !== undefined) {
+        metrics.waited(0)
+        const grant: Grant = { acquisition, session, grantedAt: arrivedAt, span, frame }
+        held?.set(acquisition, grant)
+        holder.grant = grant
+        return undefined
+      }
+      if (refused !== undefined) return Effect.fail(refused)
+      const deferred = Deferred.makeUnsafe<void, AcquireTimeout | PoolClosed>()
+      waiters.set(acquisition, { deferred, holder, arrivedAt, span, frame })
+      return Effect.onInterrupt(Deferred.await(deferred), () =>
+        Effect.sync(() => {
+          waiters.delete(acquisition)
+          held?.delete(acquisition)
+          holder.grant = undefined
+          dispatch({ _tag: "AcquireAbandoned", now: now(), acquisition })
         })
       )
+    }
 
     const release = (grant: Grant, facts: Facts): void => {
-      metrics.used((now() - grant.grantedAt) / 1000)
-      dispatch({ _tag: "Released", now: now(), acquisition: grant.acquisition, facts })
+      const at = now()
+      metrics.used((at - grant.grantedAt) / 1000)
+      held?.delete(grant.acquisition)
+      dispatch({ _tag: "Released", now: at, acquisition: grant.acquisition, facts })
     }
 
     const initialize = Effect.gen(function* () {

@@ -11,7 +11,11 @@ import { Classify } from "@effect-pg-pool/engine"
 export interface StatementText {
   readonly mayLeaveSessionState: boolean
   readonly firstKeyword: string | undefined
+  /** ROLLBACK or RELEASE: the statements that end a transaction block (or a savepoint's). */
+  readonly endsTransactionBlock: boolean
 }
+
+const endsTransactionBlock = /^\s*(?:ROLLBACK|RELEASE)\b/i
 
 const maxEntries = 2_048
 const cache = new Map<string, StatementText>()
@@ -22,7 +26,11 @@ export const read = (sql: string): StatementText => {
   if (text === undefined) {
     // unique texts (generated SQL) would grow the cache without bound: start over when full
     if (cache.size >= maxEntries) cache.clear()
-    text = { mayLeaveSessionState: Classify.mayLeaveSessionState(sql), firstKeyword: Classify.firstKeyword(sql) }
+    text = {
+      mayLeaveSessionState: Classify.mayLeaveSessionState(sql),
+      firstKeyword: Classify.firstKeyword(sql),
+      endsTransactionBlock: endsTransactionBlock.test(sql)
+    }
     cache.set(sql, text)
   }
   return text
