@@ -13,17 +13,18 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Reactivity from "effect/reactivity/Reactivity"
+import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as SqlClient from "effect/sql/SqlClient"
 import { AuthenticationError, AuthorizationError, ConnectionError, SqlError, UnknownError } from "effect/sql/SqlError"
 import type { ConnectionOptions } from "node:tls"
-import type { HealthStatus } from "./Health.js"
+import { HealthStatus, ReplicaHealth } from "./Health.js"
 import * as Client from "./internal/client.js"
 import * as InternalConfig from "./internal/config.js"
 import * as Metrics from "./internal/metrics.js"
 import * as InternalPool from "./internal/pool.js"
-import * as Driver from "./internal/session.js"
+import type * as Driver from "./internal/session.js"
 import type * as PoolConfig from "./PoolConfig.js"
 import type { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "./PoolError.js"
 import { PoolConfigError } from "./PoolError.js"
@@ -60,9 +61,54 @@ export interface Service {
   readonly statistics: Effect.Effect<PoolStatistics>
   /** The pool's health from its state and a background probe; never waits for a connection. */
   readonly health: Effect.Effect<HealthStatus>
+  /**
+   * Retires every connection open now, without failing a caller: idle ones close at once, busy ones when they are
+   * released, and new ones open as needed (with the password Effect's current answer). For after a credential
+   * rotation or a DNS failover. Returns at once.
+   */
+  readonly refresh: Effect.Effect<void>
   /** The pooled client, also provided as `SqlClient` and `PgClient`. */
   readonly sql: PgClient.PgClient
   /** The validated configuration (the password stays `Redacted`). */
+  readonly config: PoolConfig.PoolConfig
+  /**
+   * `withConnection` on the read replicas' pool (standbys; the primary while none is up, with `prefer-standby`), or
+   * on this pool when no replicas are configured. The replicas' sessions default to read-only transactions
+   * (`default_transaction_read_only`), so a write fails ("cannot execute … in a read-only transaction") on the
+   * fallback primary as on a standby.
+   */
+  readonly readOnly: <A, E, R>(
+    f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
+  /** The read-only client (`ReadOnlyClient`): the replicas' pooled client, or `sql` without replicas. */
+  readonly readOnlySql: PgClient.PgClient
+  /** The read replicas' own pool, when configured: its client, statistics, health and configuration. */
+  readonly replicas: Option.Option<Replicas>
+}
+
+/**
+ * The read-only pool of a `Db` (read replicas): a second pool named `<name>-replicas` on its own hosts and target,
+ * with its own statistics, health and refresh.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Option } from "effect"
+ *
+ * const readers = Effect.map(Db.Db, (db) =>
+ *   Option.map(db.replicas, (replicas) => replicas.config.name) // "default-replicas"
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Replicas {
+  readonly sql: PgClient.PgClient
+  readonly withConnection: Service["withConnection"]
+  readonly statistics: Effect.Effect<PoolStatistics>
+  readonly health: Effect.Effect<HealthStatus>
+  /** The read-only pool's configuration: the primary's with its own name, hosts, target and sizes. */
   readonly config: PoolConfig.PoolConfig
 }
 
@@ -81,6 +127,29 @@ export interface Service {
  * @category services
  */
 export class Db extends Context.Service<Db, Service>()("@effect-pg-pool/Db") {}
+
+/**
+ * The read-only client: a `PgClient` whose statements run on the read replicas' pool (`PoolConfig.replicas`:
+ * standbys, or the primary while none is up), or on the primary pool when no replicas are configured — so code
+ * written against it runs unchanged either way. Every `Db` layer provides it beside `SqlClient` / `PgClient`, which
+ * stay the primary. Replication lags: a read here may not see a write just committed on the primary; read your own
+ * writes through `SqlClient`.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * // a report that may run on a standby
+ * const report = Effect.flatMap(Db.ReadOnlyClient, (sql) => sql`SELECT count(*) AS n FROM orders`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class ReadOnlyClient extends Context.Service<ReadOnlyClient, PgClient.PgClient>()(
+  "@effect-pg-pool/Db/ReadOnlyClient"
+) {}
 
 /**
  * What `layer` and `make` accept: the pool configuration, and every option of @effect/sql-pg 4's
@@ -172,6 +241,7 @@ const openOptions = (config: PoolConfig.PoolConfig, options: DbOptions): Driver.
     user: config.user,
     password: Effect.isEffect(options.password) ? options.password : config.password,
     ssl: config.ssl === false ? false : config.ssl,
+    sslmode: config.sslmode,
     connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
     keepAliveMillis: keepAlive,
     applicationName: config.applicationName,
@@ -216,57 +286,137 @@ export const makeWithConfig = (
 > =>
   Effect.gen(function* () {
     const context = yield* Effect.context<never>()
-    const metrics = Metrics.make(config.name, config.minSize, config.maxSize, context)
     // the pool's fibers take their loggers and level from the fiber that builds it: routed here, its events reach
     // its log file (and only it) at its logLevel however the program composes its layers
     const routed = yield* PoolLogging.poolLogging(config)
-    let clients: Client.Clients | undefined
     const userOnConnect = options.onConnect
-    const pool = yield* routed(
-      InternalPool.make({
-        config,
-        open: openOptions(config, options),
-        metrics,
-        onConnect:
-          userOnConnect === undefined
-            ? undefined
-            : (session) => Effect.flatMap(clients!.forSession(session), (sql) => Effect.asVoid(userOnConnect(sql)))
-      })
-    )
-    // `config` as PgClient.layer keeps it: the options as given
-    const open = openOptions(config, options)
-    let listeners = 0
-    clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
-      open: routed(
-        Effect.suspend(() =>
-          Driver.open(
-            -++listeners,
-            open,
-            () => performance.now(),
-            () => undefined
-          ).pipe(
-            Effect.tap((session) =>
-              userOnConnect === undefined
-                ? Effect.void
-                : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
-            )
-          )
+    // one pool and its clients: the primary's, and the read-only pool's when replicas are configured
+    // `readOnly`: the replicas' sessions default to read-only transactions (`SET default_transaction_read_only`,
+    // again after each session reset; not behind a transaction pooler), so that a write through `Db.readOnly` fails
+    // on the fallback primary as it does on a standby; its LISTEN goes to the primary (`listenOn`): a standby cannot LISTEN, nor would it hear a NOTIFY
+    const build = (poolConfig: PoolConfig.PoolConfig, readOnly: boolean, listenOn?: InternalPool.Pool) =>
+      Effect.gen(function* () {
+        // not behind a transaction pooler, where a session-level SET would land on another server connection
+        const defaultReadOnly = readOnly && poolConfig.pooler !== "transaction"
+        const metrics = Metrics.make(poolConfig.name, poolConfig.minSize, poolConfig.maxSize, context)
+        let clients: Client.Clients | undefined
+        const pool = yield* routed(
+          InternalPool.make({
+            config: poolConfig,
+            open: openOptions(poolConfig, options),
+            metrics,
+            onConnect:
+              userOnConnect === undefined && !defaultReadOnly
+                ? undefined
+                : (session) =>
+                    Effect.flatMap(clients!.forSession(session), (sql) =>
+                      Effect.andThen(
+                        defaultReadOnly ? sql.unsafe("SET default_transaction_read_only = on") : Effect.void,
+                        userOnConnect === undefined ? Effect.void : Effect.asVoid(userOnConnect(sql))
+                      )
+                    )
+          })
         )
-      ),
-      reconnect: config.reconnect,
-      pooler: open.pooler,
-      log: (message, annotations) =>
-        routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: config.name, ...annotations })))
-    })
+        // `config` as PgClient.layer keeps it: the options as given
+        const open = openOptions(poolConfig, options)
+        let listeners = 0
+        clients = yield* Client.make(pool, options, options as PgClient.PgClientConfig, {
+          open: routed(
+            Effect.suspend(() =>
+              // where the pool's sessions go: with several hosts, on one of the target's role
+              (listenOn ?? pool)
+                .openDedicated(-++listeners)
+                .pipe(
+                  Effect.tap((session) =>
+                    userOnConnect === undefined
+                      ? Effect.void
+                      : Effect.flatMap(clients!.forSession(session), (sql) => Effect.ignore(userOnConnect(sql)))
+                  )
+                )
+            )
+          ),
+          reconnect: poolConfig.reconnect,
+          pooler: open.pooler,
+          log: (message, annotations) =>
+            routed(Effect.logWarning(message).pipe(Effect.annotateLogs({ pool: poolConfig.name, ...annotations })))
+        })
+        return { pool, clients }
+      })
+    const { clients, pool } = yield* build(config, false)
+    const replicaConfig = config.replicas === undefined ? undefined : readOnlyConfig(config, config.replicas)
+    const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig, true, pool)
     yield* pool.initialize
+    if (replica !== undefined) yield* replica.pool.initialize
+    const replicas: Option.Option<Replicas> =
+      replica === undefined
+        ? Option.none()
+        : Option.some({
+            sql: replica.clients.client,
+            withConnection: replica.clients.withConnection,
+            statistics: Effect.sync(() => replica.pool.statistics()),
+            health: Effect.sync(() => replica.pool.health()),
+            config: replica.pool.config
+          })
     return {
       withConnection: clients.withConnection,
       statistics: Effect.sync(() => pool.statistics()),
-      health: Effect.sync(() => pool.health()),
+      health: Effect.sync(() =>
+        replica === undefined ? pool.health() : withReplicas(pool.health(), replica.pool.health())
+      ),
+      // a rotation or a DNS failover concerns both pools
+      refresh: Effect.sync(() => {
+        pool.refresh()
+        replica?.pool.refresh()
+      }),
       sql: clients.client,
-      config
+      config,
+      readOnly: replica === undefined ? clients.withConnection : replica.clients.withConnection,
+      readOnlySql: replica === undefined ? clients.client : replica.clients.client,
+      replicas
     }
   })
+
+/** The read-only pool's configuration: the primary's, with the replicas' name, hosts, target and sizes. */
+const readOnlyConfig = (
+  config: PoolConfig.PoolConfig,
+  replicas: NonNullable<PoolConfig.PoolConfig["replicas"]>
+): PoolConfig.PoolConfig => ({
+  ...config,
+  name: replicas.name,
+  host: replicas.hosts[0]!.host,
+  port: replicas.hosts[0]!.port,
+  hosts: replicas.hosts,
+  targetSessionAttrs: replicas.targetSessionAttrs,
+  minSize: replicas.minSize,
+  maxSize: replicas.maxSize,
+  replicas: undefined
+})
+
+/** The primary's health with the read-only pool's: degraded when the primary is healthy but the replicas are not. */
+const withReplicas = (primary: HealthStatus, replicas: HealthStatus): HealthStatus => {
+  const degraded = primary.status === "healthy" && replicas.status !== "healthy"
+  return new HealthStatus(
+    {
+      status: degraded ? "degraded" : primary.status,
+      reason: degraded
+        ? Option.some(
+            `the read-only pool is ${replicas.status}` +
+              Option.match(replicas.reason, { onNone: () => "", onSome: (reason) => `: ${reason}` })
+          )
+        : primary.reason,
+      checkedAt: primary.checkedAt,
+      database: primary.database,
+      statistics: primary.statistics,
+      replicas: Option.some(
+        new ReplicaHealth(
+          { status: replicas.status, reason: replicas.reason, statistics: replicas.statistics },
+          { disableChecks: true }
+        )
+      )
+    },
+    { disableChecks: true }
+  )
+}
 
 /**
  * Validates `options` and builds the pool in the current scope.
@@ -329,7 +479,11 @@ const streamNotSupported = new PoolConfigError({
 })
 
 const toContext = (db: Service) =>
-  Context.make(Db, db).pipe(Context.add(PgClient.PgClient, db.sql), Context.add(SqlClient.SqlClient, db.sql))
+  Context.make(Db, db).pipe(
+    Context.add(PgClient.PgClient, db.sql),
+    Context.add(SqlClient.SqlClient, db.sql),
+    Context.add(ReadOnlyClient, db.readOnlySql)
+  )
 
 /**
  * The pool as a layer providing `Db`, `SqlClient` and `PgClient`: swap it in for `PgClient.layer(options)`.
@@ -350,7 +504,7 @@ const toContext = (db: Service) =>
 export const layer = (
   options: DbOptions
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > => Layer.effectContext(Effect.map(make(options), toContext)).pipe(Layer.provide(Reactivity.layer))
 
@@ -374,7 +528,7 @@ export const layer = (
 export const layerConfig = (
   config: Config.Wrap<DbOptions>
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   Config.ConfigError | PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.effectContext(
@@ -422,7 +576,7 @@ const toSqlError = (error: PoolConfigError | DatabaseUnreachable | ConnectionRej
  */
 export const layerPgClient = (
   options: DbOptions
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient, SqlError> =>
   Layer.effectContext(Effect.map(Effect.mapError(make(options), toSqlError), toContext)).pipe(
     Layer.provide(Reactivity.layer)
   )
@@ -446,7 +600,7 @@ export const layerPgClient = (
  */
 export const layerPgClientConfig = (
   config: Config.Wrap<DbOptions>
-): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient, Config.ConfigError | SqlError> =>
+): Layer.Layer<Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient, Config.ConfigError | SqlError> =>
   Layer.effectContext(
     Effect.gen(function* () {
       const { options, written } = yield* InternalConfig.readConfig(config)
@@ -472,7 +626,7 @@ export const layerPgClientConfig = (
 export const layerFromEnv = (
   options: DbOptions = {}
 ): Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > =>
   Layer.effectContext(
@@ -502,7 +656,7 @@ export const layerFromEnv = (
  * @category layers
  */
 export const DatabaseLive: Layer.Layer<
-  Db | SqlClient.SqlClient | PgClient.PgClient,
+  Db | SqlClient.SqlClient | PgClient.PgClient | ReadOnlyClient,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected
 > = layerFromEnv()
 
@@ -565,3 +719,70 @@ export const statistics: Effect.Effect<PoolStatistics, never, Db> = Effect.flatM
  * @category accessors
  */
 export const health: Effect.Effect<HealthStatus, never, Db> = Effect.flatMap(Effect.service(Db), (db) => db.health)
+
+/**
+ * Retires every connection of the pool in context, gracefully: idle ones close at once, busy ones when released
+ * (never under their holder), and replacements open with the current credentials — no caller fails, waiting callers
+ * keep their place. Run it after rotating the database password (with a password Effect that returns the new one)
+ * or after a DNS failover, so that no connection to the old credentials or the old address stays. The log says
+ * "pool refreshed" with the counts; `statistics.connectionsClosed.refreshed` counts the connections it retired.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Redacted, Ref } from "effect"
+ *
+ * const program = Effect.gen(function* () {
+ *   const current = yield* Ref.make(Redacted.make("old-secret"))
+ *   // ... ALTER ROLE app PASSWORD 'new-secret' ran elsewhere
+ *   yield* Ref.set(current, Redacted.make("new-secret"))
+ *   yield* Db.refresh
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const refresh: Effect.Effect<void, never, Db> = Effect.flatMap(Effect.service(Db), (db) => db.refresh)
+
+/**
+ * Runs `f` on one connection of the read-only pool in context (read replicas: a standby when one is up); without
+ * replicas, on the primary pool, so the code runs unchanged.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ *
+ * const totals = Db.readOnly((sql) => sql`SELECT count(*) AS n FROM orders`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const readOnly = <A, E, R>(
+  f: (sql: PgClient.PgClient) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R | Db> =>
+  Effect.flatMap(Effect.service(Db), (db) => db.readOnly(f))
+
+/**
+ * The read-only pool's statistics, when `PoolConfig.replicas` configures one.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Option } from "effect"
+ *
+ * const readers = Effect.map(Db.replicaStatistics, Option.map((s) => `${s.active}/${s.total} busy`))
+ * ```
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const replicaStatistics: Effect.Effect<Option.Option<PoolStatistics>, never, Db> = Effect.flatMap(
+  Effect.service(Db),
+  (db) =>
+    Option.match(db.replicas, {
+      onNone: () => Effect.succeed(Option.none()),
+      onSome: (replicas) => Effect.map(replicas.statistics, Option.some)
+    })
+)

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Assessment } from "@effect-pg-pool/engine"
+import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { encode as encodeStatistics, PoolState, PoolStatistics } from "./PoolStatistics.js"
@@ -47,6 +48,26 @@ export class DatabaseReachability extends Schema.Class<DatabaseReachability>("@e
 }) {}
 
 /**
+ * The read-only pool's health (read replicas, `PoolConfig.replicas`): its own state, reason and statistics.
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect, Option } from "effect"
+ *
+ * const readsOk = Effect.map(Db.health, (h) => Option.match(h.replicas, { onNone: () => true, onSome: (r) => r.status !== "unhealthy" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ReplicaHealth extends Schema.Class<ReplicaHealth>("@effect-pg-pool/ReplicaHealth")({
+  status: PoolState,
+  reason: Schema.OptionFromUndefinedOr(Schema.String),
+  statistics: PoolStatistics
+}) {}
+
+/**
  * What `Db.health` returns.
  *
  * @example
@@ -66,7 +87,14 @@ export class HealthStatus extends Schema.Class<HealthStatus>("@effect-pg-pool/He
   reason: Schema.OptionFromUndefinedOr(Schema.String),
   checkedAt: Schema.DateFromMillis,
   database: DatabaseReachability,
-  statistics: PoolStatistics
+  statistics: PoolStatistics,
+  /**
+   * The read-only pool's, when there is one. The overall `status` is the primary's, degraded when the primary is
+   * healthy but the replicas are not.
+   */
+  replicas: Schema.OptionFromUndefinedOr(ReplicaHealth).pipe(
+    Schema.withConstructorDefault(Effect.succeed(Option.none()))
+  )
 }) {}
 
 /**
@@ -92,5 +120,13 @@ export const encode = (health: HealthStatus): typeof HealthStatus.Encoded => ({
     latencyMs: Option.getOrUndefined(health.database.latencyMs),
     probedAt: Option.match(health.database.probedAt, { onNone: () => undefined, onSome: (date) => date.getTime() })
   },
-  statistics: encodeStatistics(health.statistics)
+  statistics: encodeStatistics(health.statistics),
+  replicas: Option.match(health.replicas, {
+    onNone: () => undefined,
+    onSome: (replicas) => ({
+      status: replicas.status,
+      reason: Option.getOrUndefined(replicas.reason),
+      statistics: encodeStatistics(replicas.statistics)
+    })
+  })
 })

@@ -65,13 +65,17 @@ export interface PoolConfig {
   readonly port: number
   /**
    * Every host to try, in order, each with its port (libpq's multi-host: `postgres://h1:5432,h2:5433/db`, `host`
-   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory.
+   * and `port` lists, `PGHOST=h1,h2`); a host starting with `/` is a Unix socket directory. Each connection tries
+   * them as libpq does (`connectTimeout` applying per host) until one gives a session that matches
+   * `targetSessionAttrs`; a host that failed is tried after the others while it backs off, and sessions on a host
+   * whose role changes (a promotion, a demotion) are evicted.
    */
   readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
   /**
    * libpq's `target_session_attrs`: which session a connection must reach — `any`, `read-write`, `read-only`,
    * `primary`, `standby` or `prefer-standby`. Default `"any"`, the URL's `target_session_attrs` or
-   * `PGTARGETSESSIONATTRS`.
+   * `PGTARGETSESSIONATTRS`. Checked on each new session as libpq does (its ParameterStatus, else
+   * `SHOW transaction_read_only` / `pg_is_in_recovery()`).
    */
   readonly targetSessionAttrs: "any" | "read-write" | "read-only" | "primary" | "standby" | "prefer-standby"
   /**
@@ -79,6 +83,21 @@ export interface PoolConfig {
    * Default `"disable"`, the URL's `load_balance_hosts` or `PGLOADBALANCEHOSTS`.
    */
   readonly loadBalanceHosts: "disable" | "random"
+  /**
+   * The read-only pool (read replicas), when `replicas` is on or `replicaHosts` given: a second pool named
+   * `<name>-replicas` with its own hosts (default the primary's), target (default `prefer-standby`: standbys, the
+   * primary when none is up) and sizes (default the primary's); every other setting is the primary's. `Db.readOnly`
+   * and the `Db.ReadOnlyClient` use it; `SqlClient` and `PgClient` stay on the primary. `DB_POOL_REPLICA*`.
+   */
+  readonly replicas:
+    | {
+        readonly name: string
+        readonly hosts: ReadonlyArray<{ readonly host: string; readonly port: number }>
+        readonly targetSessionAttrs: "prefer-standby" | "standby" | "read-only" | "any"
+        readonly minSize: number
+        readonly maxSize: number
+      }
+    | undefined
   /** Default: the user name, `PGDATABASE`. */
   readonly database: string
   /** Default `"postgres"`, `PGUSER`. */
@@ -182,7 +201,7 @@ export interface PoolConfig {
  * @category models
  */
 export type Setting =
-  | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts" | "poolerSetting">
+  | Exclude<keyof PoolConfig, "reconnect" | "settingNames" | "hosts" | "poolerSetting" | "replicas">
   | `reconnect.${keyof ReconnectConfig}`
 
 /**
@@ -230,6 +249,13 @@ export interface PoolConfigInput {
   readonly port?: number | ReadonlyArray<number> | undefined
   readonly targetSessionAttrs?: PoolConfig["targetSessionAttrs"] | undefined
   readonly loadBalanceHosts?: PoolConfig["loadBalanceHosts"] | undefined
+  /** A second, read-only pool (see `PoolConfig.replicas`). Default false, `DB_POOL_REPLICAS`. */
+  readonly replicas?: boolean | undefined
+  /** The read-only pool's hosts (`"r1:5432,r2:5433"` or a list); giving them turns replicas on. */
+  readonly replicaHosts?: string | ReadonlyArray<string> | undefined
+  readonly replicaTargetSessionAttrs?: "prefer-standby" | "standby" | "read-only" | "any" | undefined
+  readonly replicaMinSize?: number | undefined
+  readonly replicaMaxSize?: number | undefined
   readonly database?: string | undefined
   readonly user?: string | undefined
   readonly password?: Redacted.Redacted<string> | string | undefined

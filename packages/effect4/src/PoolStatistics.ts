@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
@@ -92,6 +93,37 @@ export class ClosedByReason extends Schema.Class<ClosedByReason>("@effect-pg-poo
 export type CloseReason = keyof typeof ClosedByReason.fields
 
 /**
+ * One host of a multi-host pool (several hosts, or a `targetSessionAttrs`): its role as last seen, whether it is up
+ * (no failure since its last success, not waiting out a backoff), the pool's sessions on it, its failures in a row
+ * and the last one (any password removed).
+ *
+ * @example
+ * ```ts
+ * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
+ *
+ * // where the sessions are, e.g. for a failover dashboard
+ * const placement = Effect.map(Db.statistics, ({ hosts }) =>
+ *   hosts.map((h) => `${h.host}:${h.port} ${h.role} ${h.up ? "up" : "down"}, ${h.sessions} sessions`)
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class HostStatistics extends Schema.Class<HostStatistics>("@effect-pg-pool/HostStatistics")({
+  host: Schema.String,
+  port: Schema.Number,
+  /** `primary`, `standby`, `read-only` (read-only by default, not known to be in recovery) or `unknown`. */
+  role: Schema.Literals(["primary", "standby", "read-only", "unknown"]),
+  up: Schema.Boolean,
+  sessions: Schema.Number,
+  /** Failures in a row. */
+  failures: Schema.Number,
+  lastError: Schema.OptionFromUndefinedOr(Schema.String)
+}) {}
+
+/**
  * The snapshot `Db.statistics` returns.
  *
  * @example
@@ -133,7 +165,9 @@ export class PoolStatistics extends Schema.Class<PoolStatistics>("@effect-pg-poo
   state: PoolState,
   /** The last connection-level error, with any password removed. */
   lastError: Schema.OptionFromUndefinedOr(Schema.String),
-  upSince: Schema.DateFromMillis
+  upSince: Schema.DateFromMillis,
+  /** Per host, for a multi-host pool (several hosts, or a `targetSessionAttrs`); empty otherwise. */
+  hosts: Schema.Array(HostStatistics).pipe(Schema.withConstructorDefault(Effect.succeed([])))
 }) {}
 
 /**
@@ -172,5 +206,14 @@ export const encode = (statistics: PoolStatistics): typeof PoolStatistics.Encode
   leaksSuspected: statistics.leaksSuspected,
   state: statistics.state,
   lastError: Option.getOrUndefined(statistics.lastError),
-  upSince: statistics.upSince.getTime()
+  upSince: statistics.upSince.getTime(),
+  hosts: statistics.hosts.map((host) => ({
+    host: host.host,
+    port: host.port,
+    role: host.role,
+    up: host.up,
+    sessions: host.sessions,
+    failures: host.failures,
+    lastError: Option.getOrUndefined(host.lastError)
+  }))
 })

@@ -249,35 +249,34 @@ describe("PoolConfig", () => {
     })
   )
 
-  const later =
-    "is not acted on by the Effect 4 edition yet: remove it, or use the Effect 3 edition (@effect-pg-pool/effect3) " +
-    "for this pool"
-
-  // until several hosts land (then this test goes with their PENDING entries)
-  it.effect("refuses several hosts, targetSessionAttrs and loadBalanceHosts, which it does not act on yet", () =>
+  it.effect("carries several hosts, targetSessionAttrs and loadBalanceHosts, from the environment and from code", () =>
     Effect.gen(function* () {
-      const fromEnv = yield* refused(
-        withEnv({
-          PGHOST: "db1,db2",
-          PGPORT: "5432,5433",
-          PGTARGETSESSIONATTRS: "read-write",
-          PGLOADBALANCEHOSTS: "random"
-        })
-      )
-      assert.deepStrictEqual(messages(fromEnv), [
-        "PGHOST (db1:5432,db2:5433) lists several hosts, which the Effect 4 edition does not try yet: give one host, " +
-          "or use the Effect 3 edition (@effect-pg-pool/effect3) for this pool",
-        `PGTARGETSESSIONATTRS (read-write) ${later}`,
-        `PGLOADBALANCEHOSTS (random) ${later}`
-      ])
-      const fromCode = yield* refused(PoolConfig.make({ url: `postgres://app:${PASSWORD}@db1,db2/appdb` }))
+      const fromEnv = yield* withEnv({
+        PGHOST: "db1,db2",
+        PGPORT: "5432,5433",
+        PGTARGETSESSIONATTRS: "read-write",
+        PGLOADBALANCEHOSTS: "random"
+      })
       assert.deepStrictEqual(
-        fromCode.issues.map((issue) => [issue.setting, issue.env]),
-        [["host", "PGHOST"]]
+        [fromEnv.hosts, fromEnv.host, fromEnv.port, fromEnv.targetSessionAttrs, fromEnv.loadBalanceHosts],
+        [
+          [
+            { host: "db1", port: 5432 },
+            { host: "db2", port: 5433 }
+          ],
+          "db1",
+          5432,
+          "read-write",
+          "random"
+        ]
       )
-      // the defaults, given explicitly, are accepted
-      const config = yield* PoolConfig.make({ url: URL, targetSessionAttrs: "any", loadBalanceHosts: "disable" })
-      assert.deepStrictEqual(config.hosts, [{ host: "db.example.com", port: 5433 }])
+      const fromCode = yield* PoolConfig.make({
+        url: `postgres://app:${PASSWORD}@db1,db2/appdb?target_session_attrs=standby`
+      })
+      assert.deepStrictEqual(
+        [fromCode.hosts.map((h) => h.host), fromCode.targetSessionAttrs],
+        [["db1", "db2"], "standby"]
+      )
     })
   )
 
@@ -319,18 +318,19 @@ describe("PoolConfig", () => {
     })
   )
 
-  it.effect("refuses the engine's replica settings, which this edition does not carry yet", () =>
+  it.effect("carries the engine's replica settings: the read-only pool's name, hosts, target and sizes", () =>
     Effect.gen(function* () {
-      const fromCode = yield* refused(PoolConfig.make({ url: URL, replicas: true } as PoolConfig.PoolConfigInput))
-      assert.deepStrictEqual(messages(fromCode), [
-        "replicas (true) is not supported by the Effect 4 edition yet: remove it, or use the Effect 3 edition " +
-          "(@effect-pg-pool/effect3) for this pool"
-      ])
-      const fromEnv = yield* refused(withEnv({ DATABASE_URL: URL, DB_POOL_REPLICA_HOSTS: "r1:5432" }))
-      assert.deepStrictEqual(
-        fromEnv.issues.map((issue) => issue.setting),
-        ["DB_POOL_REPLICA_HOSTS"]
-      )
+      assert.strictEqual((yield* PoolConfig.make({ url: URL })).replicas, undefined)
+      const fromCode = yield* PoolConfig.make({ url: URL, replicas: true, minSize: 1, maxSize: 4 })
+      assert.deepStrictEqual(fromCode.replicas, {
+        name: "default-replicas",
+        hosts: [{ host: "db.example.com", port: 5433 }],
+        targetSessionAttrs: "prefer-standby",
+        minSize: 1,
+        maxSize: 4
+      })
+      const fromEnv = yield* withEnv({ DATABASE_URL: URL, DB_POOL_REPLICA_HOSTS: "r1:5432" })
+      assert.deepStrictEqual(fromEnv.replicas?.hosts, [{ host: "r1", port: 5432 }])
     })
   )
 

@@ -17,6 +17,8 @@ import * as Redacted from "effect/Redacted"
 import type { ConnectionOptions } from "node:tls"
 import type { PoolConfig, PoolConfigInput } from "../PoolConfig.js"
 import { type ConfigIssue, PoolConfigError } from "../PoolError.js"
+// the engine's libpq TLS resolution on Node's files (the same as the Effect 3 edition's)
+import { resolver as tls } from "./tls.js"
 
 /** The environment variables of the multiplexing settings, which the engine's table does not know. @internal */
 export const multiplexEnv = { multiplex: "DB_POOL_MULTIPLEX", multiplexConcurrency: "DB_POOL_MULTIPLEX_CONCURRENCY" }
@@ -26,27 +28,6 @@ const runtime: Settings.Runtime = {
   secret: (raw) => (Redacted.isRedacted(raw) ? String(Redacted.value(raw)) : undefined),
   show: (raw) =>
     Duration.isDuration(raw) ? `${Duration.toMillis(raw)} ms` : Redacted.isRedacted(raw) ? "<redacted>" : undefined
-}
-
-/** `ssl` as given (an object of TLS options, true, false), else the sslmode: PgConnection's `ssl` option. */
-const tls: Settings.TlsResolver<false | ConnectionOptions> = (input, report) => {
-  const passed = Settings.passTls(input, report)
-  const option = input.option
-  const fromMode: false | ConnectionOptions =
-    passed.sslmode === "disable"
-      ? false
-      : passed.sslmode === "verify-ca" || passed.sslmode === "verify-full"
-        ? {}
-        : { rejectUnauthorized: false }
-  const resolved =
-    option === true
-      ? {}
-      : option === false
-        ? false
-        : typeof option === "object" && option !== null
-          ? (option as ConnectionOptions)
-          : fromMode
-  return { sslmode: passed.sslmode, tls: resolved, params: passed.params }
 }
 
 /** The raw input: options as given, or strings read from the environment. @internal */
@@ -189,6 +170,7 @@ const toConfig = (settings: Settings.Settings<false | ConnectionOptions>, mux: M
     hosts: settings.hosts,
     targetSessionAttrs: settings.targetSessionAttrs,
     loadBalanceHosts: settings.loadBalanceHosts,
+    replicas: settings.replicas,
     database: settings.database,
     user: settings.user,
     password: settings.password === undefined ? undefined : Redacted.make(settings.password),
@@ -265,7 +247,12 @@ const CARRIED: ReadonlySet<string> = new Set([
   "statementTimeout",
   "applicationName",
   "logFile",
-  "logLevel"
+  "logLevel",
+  "replicas",
+  "replicaHosts",
+  "replicaTargetSessionAttrs",
+  "replicaMinSize",
+  "replicaMaxSize"
 ])
 
 /**
@@ -302,40 +289,6 @@ export const uncarried = (
   return issues
 }
 
-/**
- * Settings this edition carries but does not act on yet, each with how to tell it was asked for: given one, the
- * configuration is refused, never silently ignored. Each entry goes when the behaviour lands (the hosts:
- * internal/hosts.ts).
- */
-const PENDING: ReadonlyArray<
-  readonly [field: Settings.Setting, asked: (settings: Settings.Settings<unknown>, raw: RawInput) => boolean]
-> = [
-  ["host", (settings) => settings.hosts.length > 1],
-  ["targetSessionAttrs", (settings) => settings.targetSessionAttrs !== "any"],
-  ["loadBalanceHosts", (settings) => settings.loadBalanceHosts !== "disable"]
-]
-
-const pending = (settings: Settings.Settings<unknown>, raw: RawInput): Array<ConfigIssue> =>
-  PENDING.filter(([, asked]) => asked(settings, raw)).map(([field]) => {
-    const setting = settings.settingNames[field]
-    const value =
-      field === "host"
-        ? settings.hosts.map((h) => `${h.host}:${h.port}`).join(",")
-        : String((settings as unknown as Record<string, unknown>)[field])
-    return {
-      field,
-      env: Settings.envOf[field],
-      setting,
-      value,
-      message:
-        field === "host"
-          ? `${setting} (${value}) lists several hosts, which the Effect 4 edition does not try yet: give one ` +
-            `host, or use the Effect 3 edition (@effect-pg-pool/effect3) for this pool`
-          : `${setting} (${value}) is not acted on by the Effect 4 edition yet: remove it, or use the Effect 3 ` +
-            `edition (@effect-pg-pool/effect3) for this pool`
-    }
-  })
-
 const finish = (
   result: Settings.Result<false | ConnectionOptions>,
   raw: RawInput,
@@ -344,7 +297,6 @@ const finish = (
 ): PoolConfig | PoolConfigError => {
   const issues: Array<ConfigIssue> = result.ok ? [] : [...result.issues]
   issues.push(...uncarried(raw, source, written))
-  if (result.ok) issues.push(...pending(result.settings, raw))
   const mux = multiplexing(raw, source, issues, result.ok ? result.settings : undefined, written)
   return result.ok && issues.length === 0 ? toConfig(result.settings, mux) : new PoolConfigError({ issues })
 }

@@ -459,6 +459,11 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
           { disableChecks: true }
         )
       }),
+      // no connections to retire, no read-only pool: reads run as withConnection does
+      refresh: Effect.void,
+      readOnly: (f) => db.withConnection(f),
+      readOnlySql: client,
+      replicas: Option.none(),
       sql: client,
       config
     }

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Classify, Engine } from "@effect-pg-pool/engine"
+import { Classify, Engine, Hosts } from "@effect-pg-pool/engine"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -17,15 +17,18 @@ import * as Redacted from "effect/Redacted"
 import type * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import { ConnectionError, SqlError } from "effect/sql/SqlError"
 import type * as Tracer from "effect/Tracer"
 import * as Net from "node:net"
 import { DatabaseReachability, HealthStatus } from "../Health.js"
 import type { PoolConfig } from "../PoolConfig.js"
 import { AcquireTimeout, ConnectionRejected, DatabaseUnreachable, PoolClosed } from "../PoolError.js"
-import { ClosedByReason, PoolStatistics } from "../PoolStatistics.js"
+import { ClosedByReason, HostStatistics, PoolStatistics } from "../PoolStatistics.js"
 import { redactText } from "./config.js"
+import * as MultiHost from "./hosts.js"
 import type { Metrics } from "./metrics.js"
 import * as Driver from "./session.js"
+import * as Tls from "./tls.js"
 
 /** What a holder reports when it gives its grant back. @internal */
 export type Facts = Engine.SessionFacts
@@ -70,6 +73,13 @@ export interface Pool {
   readonly release: (grant: Grant, facts: Facts) => void
   readonly statistics: () => PoolStatistics
   readonly health: () => HealthStatus
+  /** Retires every session opened until now: idle ones at once, busy ones at release (engine's `RefreshRequested`). */
+  readonly refresh: () => void
+  /**
+   * Opens a session outside the pool (the LISTEN connection) where the pool's would go: with several hosts or a
+   * `targetSessionAttrs`, on a host that matches it.
+   */
+  readonly openDedicated: (id: number) => Effect.Effect<Driver.Session, SqlError>
   /** Starts the pool; eager mode waits for the first sessions (or fails after the initial attempts). */
   readonly initialize: Effect.Effect<void, DatabaseUnreachable | ConnectionRejected>
 }
@@ -133,9 +143,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const password = config.password === undefined ? undefined : Redacted.value(config.password)
     const redact = (text: string) => redactText(text, password)
     const millis = (d: Duration.Duration) => Duration.toMillis(d)
-    const target = config.host.startsWith("/")
-      ? `${config.host}/.s.PGSQL.${config.port}`
-      : `${config.host}:${config.port}`
+    // every host, in the order given (libpq's list)
+    const target = config.hosts.map(Hosts.hostLabel).join(",")
     const engine = Engine.make({
       minSize: config.minSize,
       maxSize: config.maxSize,
@@ -154,6 +163,16 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       target
     })
     const startedAtWall = clock.currentTimeMillisUnsafe()
+    // per-host state when the pool has several hosts or a target_session_attrs: routing, health, evictions
+    const hosts =
+      config.hosts.length > 1 || config.targetSessionAttrs !== "any" || config.loadBalanceHosts !== "disable"
+        ? new Hosts.Table({
+            ...Hosts.tableDefaults,
+            hosts: config.hosts,
+            target: config.targetSessionAttrs,
+            loadBalance: config.loadBalanceHosts
+          })
+        : undefined
 
     const sessions = new Map<Engine.SessionId, Driver.Session>()
     const waiters = new Map<Engine.AcquisitionId, Waiter>()
@@ -186,6 +205,28 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       startingUp: classified.startingUp
     })
 
+    /** Per host, from the hosts table; none for a single-host pool. */
+    const hostStatistics = (): ReadonlyArray<HostStatistics> =>
+      hosts === undefined
+        ? []
+        : hosts.health(now()).map(
+            (health) =>
+              new HostStatistics(
+                {
+                  host: health.host.host,
+                  port: health.host.port,
+                  role: health.role,
+                  up: health.up,
+                  sessions: health.sessions,
+                  failures: health.failures,
+                  lastError: Option.fromUndefinedOr(
+                    health.lastFailure === undefined ? undefined : redact(health.lastFailure)
+                  )
+                },
+                { disableChecks: true }
+              )
+          )
+
     const toStatistics = (snapshot: ReturnType<Engine.Engine["statistics"]>) =>
       new PoolStatistics(
         {
@@ -210,7 +251,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           leaksSuspected: snapshot.leaksSuspected,
           state: snapshot.state,
           lastError: Option.fromUndefinedOr(snapshot.lastError),
-          upSince: new Date(startedAtWall)
+          upSince: new Date(startedAtWall),
+          hosts: hostStatistics()
         },
         { disableChecks: true }
       )
@@ -255,12 +297,15 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       )
     }
 
-    const tcpProbe: Effect.Effect<{ readonly reachable: boolean; readonly latencyMs: number }> = Effect.callback(
-      (resume) => {
+    const probeHost = (
+      host: string,
+      port: number
+    ): Effect.Effect<{ readonly reachable: boolean; readonly latencyMs: number }> =>
+      Effect.callback((resume) => {
         const started = now()
-        const socket = config.host.startsWith("/")
-          ? Net.connect({ path: `${config.host}/.s.PGSQL.${config.port}` })
-          : Net.connect({ host: config.host, port: config.port })
+        const socket = host.startsWith("/")
+          ? Net.connect({ path: `${host}/.s.PGSQL.${port}` })
+          : Net.connect({ host, port })
         const done = (reachable: boolean) => {
           socket.destroy()
           resume(Effect.succeed({ reachable, latencyMs: now() - started }))
@@ -269,8 +314,18 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         socket.once("connect", () => done(true))
         socket.once("error", () => done(false))
         return Effect.sync(() => socket.destroy())
-      }
-    )
+      })
+    // several hosts: the database is reachable when any of them listens (the fastest answer's latency)
+    const tcpProbe =
+      config.hosts.length > 1
+        ? Effect.map(
+            Effect.forEach(config.hosts, (h) => probeHost(h.host, h.port), { concurrency: "unbounded" }),
+            (probes) => {
+              const up = probes.filter((p) => p.reachable).sort((a, b) => a.latencyMs - b.latencyMs)
+              return up[0] ?? probes[0]!
+            }
+          )
+        : probeHost(config.host, config.port)
 
     const baseSchedule = Schedule.exponential(config.reconnect.initialDelay, config.reconnect.factor)
     const schedule = config.reconnect.jitter ? Schedule.jittered(baseSchedule) : baseSchedule
@@ -317,18 +372,139 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     const bounded = <A, E>(effect: Effect.Effect<A, E>, timeoutAt: number) =>
       Effect.timeoutOption(effect, Duration.millis(Math.max(0, timeoutAt - now())))
 
+    /**
+     * Sessions on a host that no longer serves the pool's target: the engine evicts them as it does a session whose
+     * socket died — an idle one at once, one in use when its holder releases it — and none is handed out again.
+     */
+    const evict = (evictions: ReadonlyArray<Hosts.Eviction>): void => {
+      for (const { reason, session: id } of evictions) {
+        if (!sessions.has(id)) continue
+        // not a failure: no backoff, no last error; counted roleChanged
+        dispatch({ _tag: "SessionEvicted", now: now(), session: id, reason: redact(reason) })
+      }
+    }
+
+    /**
+     * One session: on the one host, or (several hosts or a target) on the first that gives one of the target's role
+     * in the table's order; what each try came to goes to the table. `reached` hears which host it is on.
+     */
+    const connect = (
+      id: number,
+      onClosed: (error: unknown) => void,
+      reached: (reached: MultiHost.Reached) => void
+    ): Effect.Effect<Driver.Session, MultiHost.HostsFailure | Tls.TlsRejected | SqlError> => {
+      // TLS as sslmode says: allow and prefer fall back to the other transport (internal/tls.ts)
+      const negotiated = (open: Driver.OpenOptions) =>
+        Tls.negotiate(
+          open.sslmode ?? (open.ssl === false ? "disable" : "require"),
+          open.ssl === true ? {} : open.ssl,
+          MultiHost.causeOf,
+          (ssl) => Driver.open(id, { ...open, ssl }, now, onClosed)
+        )
+      if (hosts === undefined) return negotiated(options.open)
+      const open = (host: Hosts.Host) =>
+        negotiated({ ...options.open, host: host.host, port: host.port, path: undefined, watchParameters: true })
+      return MultiHost.connectAny(
+        hosts.attempts(now(), Math.random),
+        config.targetSessionAttrs,
+        open,
+        (cause) => (Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)),
+        options.open.connectTimeoutMillis
+      ).pipe(
+        Effect.tapError((failed) => Effect.sync(() => evict(hosts.record(now(), failed.outcomes)))),
+        Effect.map((result) => {
+          reached(result)
+          return result.session
+        })
+      )
+    }
+
+    /**
+     * A session opened on one of several hosts: the table learns which host and role, and hears every later
+     * ParameterStatus on it (a promotion, a reload), so that sessions whose server changed role are evicted.
+     */
+    const hostOpened = (id: Engine.SessionId, session: Driver.Session, reached: MultiHost.Reached): void => {
+      const table = hosts!
+      const evicted = [
+        ...table.record(now(), reached.outcomes),
+        ...table.opened(now(), id, reached.attempt.index, reached.observed, session.parameters)
+      ]
+      session.onParameterStatus = (name, value) => {
+        if (sessions.get(id) === session) evict(table.reported(now(), id, { [name]: value }))
+      }
+      evict(evicted)
+    }
+
+    /**
+     * The scouts the table asks for on each housekeeping tick: a `prefer-standby` pool on its fallback looks for a
+     * standby again (`recheck`), and hosts whose sessions cannot report a role change (no `in_hot_standby`: a TLS
+     * session, PostgreSQL before 14) have their role checked (`roleChecks`). Each is a throwaway session: what it
+     * finds goes to the table, whose evictions follow.
+     */
+    let scouts = 0
+    const scout = (table: Hosts.Table): void => {
+      for (const attempt of [...table.recheck(now()), ...table.roleChecks(now())]) {
+        const id = -1_000_000 - ++scouts
+        const open = (host: Hosts.Host) =>
+          Tls.negotiate(
+            options.open.sslmode ?? (options.open.ssl === false ? "disable" : "require"),
+            options.open.ssl === true ? {} : options.open.ssl,
+            MultiHost.causeOf,
+            (ssl) =>
+              Driver.open(
+                id,
+                { ...options.open, ssl, host: host.host, port: host.port, path: undefined, watchParameters: true },
+                now,
+                () => undefined
+              )
+          )
+        run(
+          MultiHost.connectAny(
+            [attempt],
+            config.targetSessionAttrs,
+            open,
+            (cause) => (Tls.isTlsRejected(cause) ? cause.classified : Classify.classifyConnectError(cause, config)),
+            options.open.connectTimeoutMillis
+          ).pipe(
+            Effect.matchEffect({
+              onFailure: (failed) => Effect.sync(() => evict(table.record(now(), failed.outcomes))),
+              onSuccess: (reached) =>
+                Effect.andThen(
+                  Effect.sync(() => evict(table.scouted(now(), reached.attempt.index, reached.observed))),
+                  reached.session.close(false)
+                )
+            })
+          )
+        )
+      }
+    }
+
+    const openFailure = (error: unknown): Engine.Failure =>
+      (error as MultiHost.HostsFailure)?._tag === "HostsFailure"
+        ? failure((error as MultiHost.HostsFailure).failure)
+        : Tls.isTlsRejected(error)
+          ? failure(error.classified)
+          : failure(Classify.classifyConnectError(MultiHost.causeOf(error), config))
+
     const openSession = (id: Engine.SessionId) => {
       const started = now()
-      return Driver.open(id, options.open, now, (error) => {
-        const session = sessions.get(id)
-        if (session === undefined) return
-        dispatch({
-          _tag: "SessionClosed",
-          now: now(),
-          session: id,
-          failure: failure(Classify.classifyError(causeOf(error)))
-        })
-      }).pipe(
+      let reached: MultiHost.Reached | undefined
+      return connect(
+        id,
+        (error) => {
+          const session = sessions.get(id)
+          if (session === undefined) return
+          dispatch({
+            _tag: "SessionClosed",
+            now: now(),
+            session: id,
+            failure: failure(Classify.classifyError(causeOf(error)))
+          })
+        },
+        (r) => {
+          reached = r
+        }
+      ).pipe(
         // a failing hook fails this session (closed, reported as a failed open), not the pool
         Effect.flatMap((session) =>
           options.onConnect === undefined
@@ -340,14 +516,10 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         ),
         Effect.matchEffect({
           onFailure: (error) =>
-            Effect.sync(() =>
-              dispatch({
-                _tag: "OpenFailed",
-                now: now(),
-                session: id,
-                failure: failure(Classify.classifyConnectError(causeOf(error), config))
-              })
-            ),
+            Effect.sync(() => {
+              if (reached !== undefined && hosts !== undefined) evict(hosts.record(now(), reached.outcomes))
+              dispatch({ _tag: "OpenFailed", now: now(), session: id, failure: openFailure(error) })
+            }),
           onSuccess: (session) =>
             Effect.sync(() => {
               metrics.created((now() - started) / 1000)
@@ -358,6 +530,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
                 probedAt: Option.some(new Date(clock.currentTimeMillisUnsafe()))
               })
               sessions.set(id, session)
+              // the table knows the session's host before the engine hands it out (or completes the start-up)
+              if (reached !== undefined) hostOpened(id, session, reached)
               dispatch({ _tag: "SessionOpened", now: now(), session: id, jitter: Math.random() })
               if (session.closed && sessions.has(id)) {
                 dispatch({
@@ -371,6 +545,22 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         })
       )
     }
+
+    /** The LISTEN connection's open: where the pool's sessions go, a `SqlError` as the listener expects. */
+    const openDedicated = (id: number): Effect.Effect<Driver.Session, SqlError> =>
+      connect(
+        id,
+        () => undefined,
+        () => undefined
+      ).pipe(
+        Effect.mapError((error) => {
+          if (error._tag !== "HostsFailure" && error._tag !== "TlsRejected") return error
+          const message = redact(error._tag === "HostsFailure" ? error.failure.message : error.classified.message)
+          return new SqlError({
+            reason: new ConnectionError({ cause: new Error(message), message, operation: "connect" })
+          })
+        })
+      )
 
     let timerAt = 0
     let timerWanted: number | undefined
@@ -498,6 +688,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         case "Close": {
           const session = sessions.get(decision.session)
           sessions.delete(decision.session)
+          hosts?.closed(decision.session)
           metrics.closed(decision.reason)
           if (session !== undefined) {
             // a close runs to its end (the CancelRequest, then Terminate): shutdown waits for it rather than cut it
@@ -530,7 +721,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
         case "InitDone": {
           const error = decision.error
           if (error === undefined) {
-            Deferred.doneUnsafe(init, Effect.void)
+            // as a grant: the starting fiber resumes once the engine's step is done
+            resumptions.push(() => Deferred.doneUnsafe(init, Effect.void))
             return
           }
           const classified = error.failure
@@ -657,6 +849,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
             Effect.sleep(Duration.millis(housekeepingMillis)),
             Effect.sync(() => {
               dispatch({ _tag: "Tick", now: now() })
+              if (hosts !== undefined) scout(hosts)
               // the connection-count gauges, once a second: a snapshot per event would cost more than the event
               const s = engine.statistics(now())
               metrics.counts(s.idle, s.active, s.waiting)
@@ -706,6 +899,8 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
           { disableChecks: true }
         )
       },
+      refresh: () => dispatch({ _tag: "RefreshRequested", now: now() }),
+      openDedicated,
       initialize
     } satisfies Pool
   })

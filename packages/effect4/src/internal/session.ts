@@ -33,6 +33,8 @@ export interface OpenOptions {
   readonly user: string
   readonly password: Redacted.Redacted | Effect.Effect<Redacted.Redacted> | undefined
   readonly ssl: boolean | ConnectionOptions
+  /** How `ssl` is negotiated (internal/tls.ts): `allow` and `prefer` fall back to the other transport. */
+  readonly sslmode?: "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full" | undefined
   readonly connectTimeoutMillis: number
   /** TCP keepalive idle time in milliseconds; undefined disables it. */
   readonly keepAliveMillis: number | undefined
@@ -44,6 +46,12 @@ export interface OpenOptions {
   readonly prepare: boolean | undefined
   readonly preparedStatementCacheSize: number | undefined
   readonly maxMessageSize: number | undefined
+  /**
+   * Follow the server's ParameterStatus messages (`in_hot_standby`, `default_transaction_read_only`, …), which
+   * PgConnection reads and drops: a multi-host pool learns a new session's role from them and hears of a promotion
+   * on an open one. Read off the plain-text socket only (a TLS session's bytes are encrypted below PgConnection).
+   */
+  readonly watchParameters?: boolean | undefined
   /** The pooler in front of the server, if any: see pooler.ts. */
   readonly pooler?: Pooler.Behind | undefined
 }
@@ -76,6 +84,54 @@ export interface Session {
   readonly cancel: Effect.Effect<void>
   /** Sends Terminate and ends the socket (after a CancelRequest when `cancelFirst`). */
   readonly close: (cancelFirst: boolean) => Effect.Effect<void>
+  /**
+   * The ParameterStatus values the server sent so far (with `watchParameters` on a plain-text session; empty
+   * otherwise), and the listener of those it sends later.
+   */
+  readonly parameters: Readonly<Record<string, string>>
+  onParameterStatus: ((name: string, value: string) => void) | undefined
+}
+
+/**
+ * Follows the framing of the backend's messages (a type byte, a length that counts itself, the body) and hands
+ * each ParameterStatus (`S`: name NUL value NUL) to `onParameter`; every other message is skipped unread.
+ */
+const parameterTap = (onParameter: (name: string, value: string) => void) => {
+  const header = Buffer.alloc(5)
+  let headerFill = 0
+  let remaining = 0
+  let body: Buffer | undefined
+  let bodyFill = 0
+  const finish = () => {
+    const nul = body!.indexOf(0)
+    if (nul > 0) onParameter(body!.toString("utf8", 0, nul), body!.toString("utf8", nul + 1, body!.length - 1))
+    body = undefined
+  }
+  return (chunk: Buffer): void => {
+    let i = 0
+    while (i < chunk.length) {
+      if (remaining > 0) {
+        const n = Math.min(remaining, chunk.length - i)
+        if (body !== undefined) {
+          chunk.copy(body, bodyFill, i, i + n)
+          bodyFill += n
+        }
+        i += n
+        remaining -= n
+        if (remaining === 0 && body !== undefined) finish()
+        continue
+      }
+      header[headerFill++] = chunk[i++]!
+      if (headerFill < 5) continue
+      headerFill = 0
+      remaining = Math.max(0, header.readInt32BE(1) - 4)
+      // ParameterStatus bodies are a name and a short value: anything larger is not one worth reading
+      if (header[0] === 0x53 && remaining > 1 && remaining < 8_192) {
+        body = Buffer.allocUnsafe(remaining)
+        bodyFill = 0
+      }
+    }
+  }
 }
 
 /**
@@ -140,6 +196,8 @@ export const open = (
     let lastError: unknown
     let closedByUs = false
     let session: Session | undefined
+    const parameters: Record<string, string> = {}
+    const watch = options.watchParameters === true && options.ssl === false
     const connectTo = (): Net.Socket =>
       options.path !== undefined
         ? Net.connect({ path: options.path })
@@ -160,6 +218,15 @@ export const open = (
       if (socket === undefined) {
         const own = connectTo()
         socket = own
+        if (watch) {
+          own.on(
+            "data",
+            parameterTap((name, value) => {
+              parameters[name] = value
+              session?.onParameterStatus?.(name, value)
+            })
+          )
+        }
         let notified = false
         // once, at the first sign: a destroy (PgConnection destroys the socket the moment it finds the session
         // dead, and its 'close' follows a tick later — long enough for queued callers to be handed the dead
@@ -197,7 +264,11 @@ export const open = (
       database: options.database,
       username: options.user,
       password: options.password,
-      ssl: options.ssl,
+      // PgConnection spreads the options: the resolved private key is not enumerable (kept out of JSON and logs)
+      ssl:
+        typeof options.ssl === "object" && options.ssl.key !== undefined
+          ? { ...options.ssl, key: options.ssl.key }
+          : options.ssl,
       connectTimeout: options.connectTimeoutMillis,
       applicationName: options.applicationName,
       startupParameters: options.startupParameters,
@@ -265,7 +336,9 @@ export const open = (
               if (discard) for (const sql of discards) yield* connection.query(sql, [], false)
             }),
           cancel: connection.interrupt,
-          close: closeNow
+          close: closeNow,
+          parameters,
+          onParameterStatus: undefined
         }
         session = self
         // the socket may have died between ReadyForQuery and here

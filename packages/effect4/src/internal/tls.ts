@@ -1,0 +1,209 @@
+/**
+ * TLS the way libpq does it, as the Effect 3 edition does: the engine's `Settings.makeTlsResolver` resolves `sslmode`
+ * and the `sslrootcert`/`sslcert`/`sslkey` family (URL parameters or `PGSSL*` variables) at configuration time, with
+ * Node's file system and crypto given here — files read, keys decrypted, every problem reported with the parameter
+ * and the path — into Node's `tls.ConnectionOptions` (PgConnection's `ssl` option); and the negotiation at connect
+ * time: PgConnection given options requires TLS, so the plain-text fallback of `allow` and `prefer` is a second
+ * attempt here, and a failure that no retry can fix (a certificate, a server without TLS) is a rejection that says
+ * what to change.
+ *
+ * @internal
+ */
+import { type Classify, Settings } from "@effect-pg-pool/engine"
+import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
+import * as NodeTls from "node:tls"
+
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const codeOf = (cause: unknown): string | undefined => {
+  const code = (cause as { code?: unknown } | null)?.code
+  return typeof code === "string" ? code : undefined
+}
+
+const failure = (error: unknown): Settings.TlsFailure => ({ code: codeOf(error), message: message(error) })
+
+const nodeFiles: Settings.TlsFiles = {
+  read: (path) => {
+    try {
+      return { text: Fs.readFileSync(path, "utf8") }
+    } catch (error) {
+      return failure(error)
+    }
+  },
+  checkCertificate: (pem) => {
+    try {
+      new Crypto.X509Certificate(pem)
+      return undefined
+    } catch (error) {
+      return message(error)
+    }
+  },
+  decryptKey: (pem, passphrase) => {
+    try {
+      const key = Crypto.createPrivateKey({ key: pem, ...(passphrase !== undefined ? { passphrase } : {}) })
+      return { pem: key.export({ type: "pkcs8", format: "pem" }).toString() }
+    } catch (error) {
+      return failure(error)
+    }
+  },
+  checkContext: (options) => {
+    try {
+      NodeTls.createSecureContext(options as NodeTls.SecureContextOptions)
+      return undefined
+    } catch (error) {
+      return message(error)
+    }
+  }
+}
+
+const resolveMaterial = Settings.makeTlsResolver(nodeFiles)
+
+// For messages at connect time: which settings produced these options.
+const descriptions = new WeakMap<object, string>()
+
+/** The engine's TLS resolution on Node, as the engine's settings resolution calls it. @internal */
+export const resolver: Settings.TlsResolver<false | NodeTls.ConnectionOptions> = (input, report) => {
+  const { params, sslmode, tls } = resolveMaterial(input, report)
+  const ssl = tls.options as false | NodeTls.ConnectionOptions
+  if (ssl !== false) descriptions.set(ssl, tls.description)
+  return { sslmode, tls: ssl, params }
+}
+
+/**
+ * An encrypted attempt failed for a reason no retry fixes (a certificate, a server without TLS): the engine's
+ * classification of it, a rejection whose message says what to change.
+ *
+ * @internal
+ */
+export interface TlsRejected {
+  readonly _tag: "TlsRejected"
+  readonly classified: Classify.Classified
+}
+
+/** @internal */
+export const isTlsRejected = (error: unknown): error is TlsRejected =>
+  (error as TlsRejected | undefined)?._tag === "TlsRejected"
+
+// PgConnection's words when the server answers the SSLRequest with N.
+const DECLINED = "The server does not support TLS"
+
+// Node's certificate verification failures (X509_V_ERR_* as codes) and its host name check.
+const CERTIFICATE_CODES = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "INVALID_CA",
+  "INVALID_PURPOSE",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID"
+])
+
+/**
+ * pg_hba refused the session it was offered (no entry for it, or `reject`): the case `allow` and `prefer` retry the
+ * other way for. A wrong password (28P01) is not retried, so that it is not sent again over the other transport.
+ */
+const refusedByServer = (cause: unknown) => codeOf(cause) === "28000"
+
+/**
+ * Explains a failed encrypted attempt in terms of the settings that produced it, and marks the failures that no
+ * retry can fix as rejections; any other failure is passed on as it is.
+ */
+const explain = <E>(
+  mode: Settings.SslMode,
+  options: NodeTls.ConnectionOptions,
+  error: E,
+  cause: unknown
+): E | TlsRejected => {
+  const code = codeOf(cause)
+  const text = message(cause)
+  const what = descriptions.get(options) || `sslmode=${mode}`
+  // the fix in the terms the user wrote: the ssl option, or libpq's parameters
+  const byOption = what === Settings.tlsOption
+  let problem: string
+  let fix: string
+  if (text === DECLINED) {
+    problem = `the server does not accept TLS connections (${what})`
+    fix =
+      "enable ssl on the server, or " +
+      (byOption ? "pass ssl: false" : "use sslmode=prefer to fall back to an unencrypted connection")
+  } else if (code === "ERR_TLS_CERT_ALTNAME_INVALID" || code === "HOSTNAME_MISMATCH") {
+    problem = `the server's certificate does not name the host connected to (${what}): ${text}`
+    fix =
+      "connect with a host name the certificate lists, or " +
+      (byOption ? "pass checkServerIdentity: () => undefined" : "use sslmode=verify-ca") +
+      " to check its chain only"
+  } else if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
+    problem = `the server's certificate is not valid now (${what}): ${text}`
+    fix = "renew the server's certificate"
+  } else if (code !== undefined && CERTIFICATE_CODES.has(code)) {
+    problem = `the server's certificate is not signed by a trusted CA (${what}): ${text} (${code})`
+    fix = byOption
+      ? "Pass the CA certificate that signed it in the ssl option's ca"
+      : what.includes("sslrootcert=")
+        ? "Give in sslrootcert the CA certificate that signed the server's certificate"
+        : "Give the CA certificate that signed the server's certificate in sslrootcert (or PGSSLROOTCERT); " +
+          "without it only Node's bundled public CAs are trusted"
+  } else if (code?.startsWith("ERR_SSL_")) {
+    problem = `the TLS handshake failed (${what}): ${text}`
+    fix = `if the server asks for a client certificate, give one it trusts in ${
+      byOption ? "the ssl option's cert and key" : "sslcert and sslkey"
+    }`
+  } else {
+    return error
+  }
+  const rejected: TlsRejected = {
+    _tag: "TlsRejected",
+    classified: {
+      kind: "rejected",
+      code: undefined,
+      message: `TLS: ${problem} — ${fix}`,
+      sessionLost: true,
+      remedy: fix,
+      probeable: false,
+      startingUp: false,
+      goingAway: false
+    }
+  }
+  return rejected
+}
+
+/**
+ * Opens a connection as `mode` says: `disable` in plain text; `allow` in plain text, then encrypted if the server
+ * refuses that session; `prefer` encrypted, then in plain text if the server declines TLS or refuses the encrypted
+ * session; `require`/`verify-ca`/`verify-full` encrypted only. A certificate that fails its check is never a reason
+ * to fall back. `causeOf` finds the error behind the driver's (a `SqlError`'s reason's cause).
+ *
+ * @internal
+ */
+export const negotiate = <A, E>(
+  mode: Settings.SslMode,
+  options: false | NodeTls.ConnectionOptions,
+  causeOf: (error: E) => unknown,
+  attempt: (ssl: false | NodeTls.ConnectionOptions) => Effect.Effect<A, E>
+): Effect.Effect<A, E | TlsRejected> => {
+  if (mode === "disable" || options === false) return attempt(false)
+  const encrypted = Effect.mapError(attempt(options), (error) => explain(mode, options, error, causeOf(error)))
+  switch (mode) {
+    case "allow":
+      return Effect.catch(attempt(false), (error) => (refusedByServer(causeOf(error)) ? encrypted : Effect.fail(error)))
+    case "prefer":
+      return Effect.catch(attempt(options), (error) => {
+        const cause = causeOf(error)
+        return message(cause) === DECLINED || refusedByServer(cause)
+          ? attempt(false)
+          : Effect.fail(explain(mode, options, error, cause))
+      })
+    default:
+      return encrypted
+  }
+}
