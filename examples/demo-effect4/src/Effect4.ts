@@ -52,8 +52,13 @@ const figures = (s: PoolStatistics.PoolStatistics): Edition.Figures => ({
   reconnectAttempts: s.reconnectAttempts,
   connectionsCreated: s.connectionsCreated,
   connectionsClosedBroken: s.connectionsClosed.broken,
-  // one host: the Effect 4 edition has no multi-host pools yet (the demo refuses --effect 4 --failover)
-  hosts: []
+  hosts: s.hosts.map((h) => ({
+    label: `${h.host}:${h.port}`,
+    role: h.role,
+    up: h.up,
+    sessions: h.sessions,
+    failures: h.failures
+  }))
 })
 
 const healthView = (h: Health.HealthStatus): Edition.HealthView => ({

@@ -115,15 +115,6 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
     const outage = parsed.outage === true ? true : parsed["no-outage"] === true ? false : undefined
     const failover = parsed.failover === true
     if (failover) {
-      // the Effect 4 edition has no multi-host pools yet: refused, rather than a drill it cannot keep the promises of
-      if (effect === 4) {
-        return yield* new UsageError({
-          message:
-            "--failover needs a multi-host pool, and the Effect 4 edition (@effect-pg-pool/effect4) has no multi-host " +
-            "support yet (several hosts, target_session_attrs): run the failover drill on the Effect 3 edition " +
-            "(drop --effect 4), or the outage drill on Effect 4 (drop --failover)"
-        })
-      }
       if (outage === false) {
         return yield* new UsageError({ message: "--failover and --no-outage contradict each other: pick one" })
       }

@@ -71,13 +71,15 @@ const verdict = (state: Drill.RunState, hosts: ReadonlyArray<HostFigures>) =>
   Drill.violations(state, noLeak, 0, 15_000, figures(hosts))
 
 describe("pnpm demo -- --failover", () => {
-  it.effect("the command line: what the failover drill cannot do is refused with what to do instead", () =>
-    Effect.gen(function* () {
-      assert.strictEqual((yield* Cli.parse(["--", "--failover"])).failover, true)
-      assert.match(yield* refusal(["--effect", "4", "--failover"]), /Effect 4 edition .* has no multi-host support/)
-      assert.match(yield* refusal(["--failover", "--no-outage"]), /contradict/)
-      assert.match(yield* refusal(["--failover", "--stop-command", "x"]), /do not apply/)
-    })
+  it.effect(
+    "the command line: both editions; what the failover drill cannot do is refused with what to do instead",
+    () =>
+      Effect.gen(function* () {
+        assert.strictEqual((yield* Cli.parse(["--", "--failover"])).failover, true)
+        assert.strictEqual((yield* Cli.parse(["--effect", "4", "--multiplex", "--failover"])).effect, 4)
+        assert.match(yield* refusal(["--failover", "--no-outage"]), /contradict/)
+        assert.match(yield* refusal(["--failover", "--stop-command", "x"]), /do not apply/)
+      })
   )
 
   it.effect(
@@ -104,31 +106,36 @@ describe("pnpm demo -- --failover", () => {
       })
   )
 
-  it("a short drill on the embedded primary and standby: exit code 0, the failover's figures in the summary", async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" }
-    delete env.DATABASE_URL
-    const args = ["--failover", "--duration", "7", "--outage-after", "2.5", "--outage-for", "1", "--workers", "20"]
-    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
-      const child = ChildProcess.spawn(Path.join(demoDir, "node_modules", ".bin", "tsx"), ["src/main.ts", ...args], {
-        cwd: demoDir,
-        env,
-        stdio: ["ignore", "pipe", "pipe"]
+  it.each([["3"], ["4"]])(
+    "a short drill on the embedded primary and standby, Effect %s edition: exit code 0, the failover's figures in the summary",
+    async (effect) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" }
+      delete env.DATABASE_URL
+      const args = ["--effect", effect, "--failover", "--duration", "7", "--outage-after", "2.5", "--outage-for", "1"]
+      const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+        const tsx = Path.join(demoDir, "node_modules", ".bin", "tsx")
+        const child = ChildProcess.spawn(tsx, ["src/main.ts", ...args, "--workers", "20"], {
+          cwd: demoDir,
+          env,
+          stdio: ["ignore", "pipe", "pipe"]
+        })
+        let output = ""
+        child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+        child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
+        child.once("exit", (code) => resolve({ code, output }))
       })
-      let output = ""
-      child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
-      child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")))
-      child.once("exit", (code) => resolve({ code, output }))
-    })
-    assert.strictEqual(code, 0, output)
-    for (const line of [
-      /killing the primary 127\.0\.0\.1:\d+/,
-      /is the new primary: it accepts writes/,
-      /first success +\d/,
-      /sessions per host +127\.0\.0\.1:\d+ \w+ down 0 sessions.* 127\.0\.0\.1:\d+ primary up \d+ sessions/,
-      /leaked connections +0/,
-      /✓ the pool failed over/
-    ]) {
-      assert.match(output, line)
+      assert.strictEqual(code, 0, output)
+      for (const line of [
+        new RegExp(`@effect-pg-pool/effect${effect} \\(Effect ${effect}`),
+        /killing the primary 127\.0\.0\.1:\d+/,
+        /is the new primary: it accepts writes/,
+        /first success +\d/,
+        /sessions per host +127\.0\.0\.1:\d+ \w+ down 0 sessions.* 127\.0\.0\.1:\d+ primary up \d+ sessions/,
+        /leaked connections +0/,
+        /✓ the pool failed over/
+      ]) {
+        assert.match(output, line)
+      }
     }
-  })
+  )
 })
