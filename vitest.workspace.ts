@@ -8,6 +8,7 @@ export default [
   "packages/engine",
   "packages/testkit",
   "packages/effect3",
+  "examples/demo",
   "examples/health-server",
   "examples/mcp-server",
   "examples/quickstart"

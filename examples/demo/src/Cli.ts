@@ -18,6 +18,11 @@ export interface Options {
   readonly effect: 3 | 4
   /** The Effect 4 edition's `multiplex` (DB_POOL_MULTIPLEX): autocommit statements share sessions. */
   readonly multiplex: boolean
+  /**
+   * The failover drill instead of the outage: an embedded primary and streaming standby, the pool on both
+   * (`target_session_attrs=read-write`), the primary killed and the standby promoted.
+   */
+  readonly failover: boolean
 }
 
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -39,6 +44,9 @@ Options (durations in seconds, or with an ms/s suffix):
   --effect <3|4>          the edition: @effect-pg-pool/effect3 on pg, or
                           @effect-pg-pool/effect4 on @effect/sql-pg 4       default 3
   --multiplex             Effect 4 edition: multiplexed statements (DB_POOL_MULTIPLEX=true)
+  --failover              the failover drill: an embedded primary and streaming standby, the pool on
+                          host1,host2?target_session_attrs=read-write; at --outage-after the primary is
+                          killed (SIGKILL), --outage-for later the standby is promoted
   --outage                take the database down (with DATABASE_URL, needs the two commands below)
   --no-outage             never take the database down
   --stop-command <cmd>    shell command that stops the DATABASE_URL server, e.g. "docker kill -s QUIT pg"
@@ -78,7 +86,8 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
             "stop-command": { type: "string" },
             "start-command": { type: "string" },
             effect: { type: "string" },
-            multiplex: { type: "boolean" }
+            multiplex: { type: "boolean" },
+            failover: { type: "boolean" }
           }
         }).values,
       catch: (error) => new UsageError({ message: error instanceof Error ? error.message : String(error) })
@@ -104,6 +113,19 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
       })
     }
     const outage = parsed.outage === true ? true : parsed["no-outage"] === true ? false : undefined
+    const failover = parsed.failover === true
+    if (failover) {
+      if (outage === false) {
+        return yield* new UsageError({ message: "--failover and --no-outage contradict each other: pick one" })
+      }
+      if (parsed["stop-command"] !== undefined || parsed["start-command"] !== undefined) {
+        return yield* new UsageError({
+          message:
+            "--failover runs on the demo's own primary and standby, which it kills and promotes itself: " +
+            "--stop-command and --start-command do not apply"
+        })
+      }
+    }
     if (durationMillis < 1000) {
       return yield* new UsageError({ message: `--duration (${durationMillis / 1000} s) must be at least 1 s` })
     }
@@ -120,7 +142,8 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Options, Usage
       stopCommand: parsed["stop-command"],
       startCommand: parsed["start-command"],
       effect,
-      multiplex: parsed.multiplex === true
+      multiplex: parsed.multiplex === true,
+      failover
     }
   })
 

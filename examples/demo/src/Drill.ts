@@ -1,13 +1,14 @@
 /**
  * The outage drill: workers loop on a small query mix through the pool while a timeline crashes the database
- * and starts it again. Everything the view and the summary show is tallied here.
+ * and starts it again — or, in the failover drill, kills the primary and promotes the standby. Everything the
+ * view and the summary show is tallied here.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Random, Redacted, type Scope } from "effect"
 import type { Options } from "./Cli.js"
-import type { Pool, Query } from "./Edition.js"
-import type { OutageControl } from "./Target.js"
+import type { Figures, Pool, Query } from "./Edition.js"
+import type { Failover, OutageControl } from "./Target.js"
 
 export type Tone = "good" | "bad" | "info"
 
@@ -46,7 +47,8 @@ export class RunState {
   stopping = false
   stoppingAt: number | undefined = undefined
 
-  // the outage, in milliseconds since the start
+  // the outage, in milliseconds since the start; in the failover drill the crash is the primary's kill, the
+  // start the standby's promotion, and "up" the new primary accepting writes
   crashAt: number | undefined = undefined
   stoppedAt: number | undefined = undefined
   startAt: number | undefined = undefined
@@ -57,10 +59,18 @@ export class RunState {
   statementsPerConnection = 1
   activeAtCrash: number | undefined = undefined
   outageError: string | undefined = undefined
+  /** The last success before the crash: the callers' gap runs from it to the first success after. */
+  lastOkBeforeCrash: number | undefined = undefined
+  /**
+   * Failover drill: successes after the primary died and before the promotion began, when no node accepted
+   * writes — a read-write pool that served them had a session on the standby.
+   */
+  okWithNoPrimary = 0
 
   constructor(
     readonly options: Options,
-    readonly outage: OutageControl | undefined
+    readonly outage: OutageControl | undefined,
+    readonly failover: Failover | undefined
   ) {}
 
   elapsed(): number {
@@ -78,12 +88,21 @@ export class RunState {
     else this.okViaWithConnection++
     const bucket = Math.floor(now / BUCKET_MILLIS)
     this.okBuckets[bucket] = (this.okBuckets[bucket] ?? 0) + 1
+    if (this.crashAt === undefined) this.lastOkBeforeCrash = now
+    if (this.failover !== undefined && this.stoppedAt !== undefined && this.startAt === undefined) {
+      this.okWithNoPrimary++
+      return
+    }
     if (this.stoppedAt !== undefined && this.firstOkAfterCrash === undefined) {
       this.firstOkAfterCrash = now
       this.event(
-        this.upAt === undefined
-          ? "✓ first successful query, before start() had even returned"
-          : `✓ first successful query ${formatMillis(now - this.upAt)} after the database's return`,
+        this.failover !== undefined
+          ? this.upAt === undefined
+            ? `✓ first successful query, on the new primary ${this.failover.newPrimary} before promote() returned`
+            : `✓ first successful query ${formatMillis(now - this.upAt)} after the promotion, on the new primary`
+          : this.upAt === undefined
+            ? "✓ first successful query, before start() had even returned"
+            : `✓ first successful query ${formatMillis(now - this.upAt)} after the database's return`,
         "good"
       )
     }
@@ -175,37 +194,67 @@ export const startWorkers = (state: RunState, pool: Pool) =>
 // the outage
 // -----------------------------------------------------------------------------------------------------------
 
-/** Warm-up, crash, down time, start: the outage as the timeline of the run. */
+/** The timeline's words: the outage drill's, or the failover drill's. */
+const timelineText = (failover: Failover | undefined) =>
+  failover === undefined
+    ? {
+        crash: "crashing the database",
+        stopVerb: "stop",
+        stopped: "the database",
+        down: "database down",
+        starting: "starting the database again",
+        startVerb: "start",
+        started: "the database again",
+        up: "database accepting sessions again",
+        downtime: "down"
+      }
+    : {
+        crash: `killing the primary ${failover.oldPrimary}`,
+        stopVerb: "kill",
+        stopped: "the primary",
+        down: "primary dead: no node accepts writes",
+        starting: `promoting the standby ${failover.newPrimary} (pg_ctl promote)`,
+        startVerb: "promote",
+        started: "the standby",
+        up: `${failover.newPrimary} is the new primary: it accepts writes`,
+        downtime: "no primary for"
+      }
+
+/**
+ * Warm-up, crash, down time, start: the outage as the timeline of the run. In the failover drill: warm-up, the
+ * primary killed, the standby promoted.
+ */
 export const outageTimeline = (state: RunState, pool: Pool, control: OutageControl) =>
   Effect.gen(function* () {
+    const text = timelineText(state.failover)
     yield* Effect.sleep(Duration.millis(Math.max(0, state.options.outageAfterMillis - state.elapsed())))
     const stats = pool.statistics()
     state.connectionsAtCrash = stats.total
     state.activeAtCrash = stats.active
     state.crashAt = state.elapsed()
     state.event(
-      `▼ crashing the database (${control.stopDescription}): ${stats.total} connections open, ${stats.active} busy`,
+      `▼ ${text.crash} (${control.stopDescription}): ${stats.total} connections open, ${stats.active} busy`,
       "bad"
     )
     const stopped = yield* Effect.either(control.stop)
     if (stopped._tag === "Left") {
-      state.outageError = `could not stop the database: ${stopped.left.message}`
+      state.outageError = `could not ${text.stopVerb} ${text.stopped}: ${stopped.left.message}`
       return state.event(`✗ ${state.outageError}`, "bad")
     }
     state.stoppedAt = state.elapsed()
-    state.event(`  database down (stop took ${formatMillis(state.stoppedAt - state.crashAt)})`, "bad")
+    state.event(`  ${text.down} (${text.stopVerb} took ${formatMillis(state.stoppedAt - state.crashAt)})`, "bad")
     yield* Effect.sleep(Duration.millis(Math.max(0, state.options.outageForMillis - (state.elapsed() - state.crashAt))))
     state.startAt = state.elapsed()
-    state.event("  starting the database again", "info")
+    state.event(`  ${text.starting}`, "info")
     const started = yield* Effect.either(control.start)
     if (started._tag === "Left") {
-      state.outageError = `could not start the database again: ${started.left.message}`
+      state.outageError = `could not ${text.startVerb} ${text.started}: ${started.left.message}`
       return state.event(`✗ ${state.outageError}`, "bad")
     }
     state.upAt = state.elapsed()
     state.event(
-      `▲ database accepting sessions again (start took ${formatMillis(state.upAt - state.startAt)}, ` +
-        `down ${formatMillis(state.upAt - state.crashAt)} in all)`,
+      `▲ ${text.up} (${text.startVerb} took ${formatMillis(state.upAt - state.startAt)}, ` +
+        `${text.downtime} ${formatMillis(state.upAt - state.crashAt)} in all)`,
       "good"
     )
   })
@@ -315,6 +364,38 @@ export const sessionsAfterShutdown = (
 // -----------------------------------------------------------------------------------------------------------
 
 /**
+ * What the failover drill adds, from the pool's per-host statistics after the workers stopped: nothing was served
+ * while no node accepted writes, and no session is left on a node that is not the primary — none on the old
+ * primary, every one on the promoted standby, which the pool now sees as the primary.
+ */
+const failoverViolations = (state: RunState, failover: Failover, stats: Figures): Array<string> => {
+  const found: Array<string> = []
+  if (state.okWithNoPrimary > 0) {
+    found.push(
+      `${state.okWithNoPrimary} queries succeeded while no node accepted writes (after the kill, before the ` +
+        "promotion): the read-write pool had a session on the standby"
+    )
+  }
+  const oldPrimary = stats.hosts.find((h) => h.label === failover.oldPrimary)
+  const newPrimary = stats.hosts.find((h) => h.label === failover.newPrimary)
+  if (oldPrimary === undefined || newPrimary === undefined) {
+    found.push(`the pool's statistics do not list both hosts (${stats.hosts.map((h) => h.label).join(", ") || "none"})`)
+    return found
+  }
+  if (oldPrimary.sessions > 0) found.push(`${oldPrimary.sessions} sessions left on the old primary ${oldPrimary.label}`)
+  for (const host of stats.hosts) {
+    if (host.sessions > 0 && host.role !== "primary") {
+      found.push(`${host.sessions} sessions left on ${host.label}, whose role is ${host.role}, in a read-write pool`)
+    }
+  }
+  if (newPrimary.role !== "primary") found.push(`the pool sees the promoted ${newPrimary.label} as ${newPrimary.role}`)
+  if (newPrimary.sessions !== stats.total) {
+    found.push(`the new primary holds ${newPrimary.sessions} of the pool's ${stats.total} sessions`)
+  }
+  return found
+}
+
+/**
  * What must hold after the run: queries fail only when they were running on a connection the crash broke (each
  * open connection can fail at most the one query it carried), callers that wait out an outage shorter than
  * acquireTimeout are served, the pool recovers, and no connection leaks — neither before nor after shutdown.
@@ -323,9 +404,11 @@ export const violations = (
   state: RunState,
   leak: LeakCheck,
   sessionsLeft: number | string,
-  acquireTimeoutMillis: number
+  acquireTimeoutMillis: number,
+  stats: Figures
 ): Array<string> => {
   const found: Array<string> = []
+  if (state.failover !== undefined) found.push(...failoverViolations(state, state.failover, stats))
   if (state.ok === 0) found.push("no query succeeded")
   const defects = state.failures.get("defect")?.count ?? 0
   if (defects > 0) found.push(`${defects} queries died of a defect other than a SqlError`)
@@ -336,7 +419,13 @@ export const violations = (
   if (state.outage !== undefined) {
     if (state.outageError !== undefined) found.push(state.outageError)
     else if (state.upAt === undefined) found.push("the outage did not complete")
-    else if (state.firstOkAfterCrash === undefined) found.push("no query succeeded after the database returned")
+    else if (state.firstOkAfterCrash === undefined) {
+      found.push(
+        state.failover === undefined
+          ? "no query succeeded after the database returned"
+          : "no query succeeded on the new primary after the promotion"
+      )
+    }
     if (state.crashAt !== undefined && state.upAt !== undefined) {
       const timeouts = [...state.failures.entries()]
         .filter(([kind]) => kind.startsWith("AcquireTimeout"))
@@ -354,7 +443,7 @@ export const violations = (
       if (inFlight > carried) {
         found.push(
           `${inFlight} queries failed during the outage, more than the ${state.connectionsAtCrash} connections ` +
-            `open at the crash could have carried (${carried})`
+            `open at the ${state.failover === undefined ? "crash" : "kill"} could have carried (${carried})`
         )
       }
     }

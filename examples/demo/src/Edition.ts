@@ -49,6 +49,21 @@ export interface Figures {
   readonly reconnectAttempts: number
   readonly connectionsCreated: number
   readonly connectionsClosedBroken: number
+  /** Per host, for a multi-host pool (the failover drill's); empty for one host. */
+  readonly hosts: ReadonlyArray<HostFigures>
+}
+
+/** One host of a multi-host pool, as its `PoolStatistics.hosts` entry says. */
+export interface HostFigures {
+  /** `host:port`. */
+  readonly label: string
+  /** As last seen: `primary`, `standby`, `read-only` or `unknown`. */
+  readonly role: string
+  readonly up: boolean
+  /** The pool's sessions on it. */
+  readonly sessions: number
+  /** Failures in a row. */
+  readonly failures: number
 }
 
 /** Each edition's `HealthStatus`, flattened. */

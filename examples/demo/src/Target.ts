@@ -1,11 +1,12 @@
 /**
- * The database the demo drives, and the means to take it down and bring it back.
+ * The database the demo drives, and the means to take it down and bring it back (or, for the failover drill, a
+ * primary and a standby, and the means to kill the one and promote the other).
  *
  * Without DATABASE_URL the demo runs its own embedded PostgreSQL (the testkit's), which it can crash and restart.
  * With DATABASE_URL it uses that server and can only take it down through commands the user supplies: the demo
  * cannot stop a server it did not start.
  */
-import { PgTestServer } from "@effect-pg-pool/testkit"
+import { PgTestServer, PrimaryStandby } from "@effect-pg-pool/testkit"
 import { Config, Data, Effect, Option, Redacted, type Scope } from "effect"
 import * as ChildProcess from "node:child_process"
 import type { Options } from "./Cli.js"
@@ -17,16 +18,31 @@ export interface OutageControl {
   /** What a stop does, for a human. */
   readonly stopDescription: string
   readonly stop: Effect.Effect<void, OutageError>
-  /** Starts the server and returns once it accepts sessions again. */
+  /** Starts the server and returns once it accepts sessions again (the failover drill: promotes the standby). */
   readonly start: Effect.Effect<void, OutageError>
 }
 
+/**
+ * The failover drill's pair: its outage's `stop` kills the primary (SIGKILL to the postmaster and every backend)
+ * and its `start` promotes the standby (`pg_ctl promote`, returning once it accepts writes).
+ */
+export interface Failover {
+  /** `host:port` of the node started as the primary, and of the standby that is promoted. */
+  readonly oldPrimary: string
+  readonly newPrimary: string
+}
+
 export interface Target {
-  readonly kind: "embedded" | "external"
+  /** `pair`: the failover drill's embedded primary and streaming standby. */
+  readonly kind: "embedded" | "external" | "pair"
+  /** What the pool connects to: for the pair, both hosts with `target_session_attrs=read-write`. */
   readonly url: Redacted.Redacted<string>
+  /** One server, for the leak check's separate client: for the pair, the standby (the primary after the drill). */
+  readonly checkUrl: Redacted.Redacted<string>
   /** The embedded server's password, to keep out of the logs (DATABASE_URL's is known to the logger already). */
   readonly password: Redacted.Redacted<string> | undefined
   readonly outage: OutageControl | undefined
+  readonly failover: Failover | undefined
   /** Why no outage runs, when none does. */
   readonly noOutageReason: string | undefined
 }
@@ -79,6 +95,36 @@ const commandControl = (url: Redacted.Redacted<string>, stopCommand: string, sta
   start: Effect.zipRight(runCommand("the start command", startCommand), waitForSessions(url))
 })
 
+const hostPort = (node: PrimaryStandby.PrimaryStandby.Node) => `${node.host}:${node.port}`
+
+/**
+ * The failover drill's topology: an embedded primary and a streaming standby of it (the testkit's; stopped and
+ * removed when the scope closes), and the multi-host URL a read-write pool takes, as libpq writes it.
+ */
+const pair: Effect.Effect<Target, PgTestServer.PgTestServerError, Scope.Scope> = Effect.gen(function* () {
+  const nodes = yield* PrimaryStandby.make()
+  const { primary, standby } = nodes
+  const password = encodeURIComponent(Redacted.value(primary.password))
+  const url = Redacted.make(
+    `postgres://${encodeURIComponent(primary.user)}:${password}@${hostPort(primary)},${hostPort(standby)}/` +
+      `${encodeURIComponent(primary.database)}?target_session_attrs=read-write`
+  )
+  const outageError = (e: { readonly message: string }) => new OutageError({ message: e.message })
+  return {
+    kind: "pair",
+    url,
+    checkUrl: standby.url,
+    password: primary.password,
+    outage: {
+      stopDescription: "SIGKILL to its postmaster and every backend, a power cut",
+      stop: Effect.mapError(primary.kill, outageError),
+      start: Effect.mapError(nodes.promote, outageError)
+    },
+    failover: { oldPrimary: hostPort(primary), newPrimary: hostPort(standby) },
+    noOutageReason: undefined
+  }
+})
+
 /**
  * The embedded server when DATABASE_URL is not set (stopped and removed when the scope closes), else the
  * server DATABASE_URL names.
@@ -92,6 +138,18 @@ export const make = (
       Effect.map(Option.filter((url) => Redacted.value(url).trim() !== "")),
       Effect.orElseSucceed(() => Option.none<Redacted.Redacted<string>>())
     )
+    if (options.failover) {
+      if (Option.isSome(databaseUrl)) {
+        return yield* new UsageError({
+          message:
+            "--failover runs on an embedded primary and streaming standby that the demo starts, kills and promotes " +
+            "itself: unset DATABASE_URL (a server of yours is not killed)"
+        })
+      }
+      yield* checkOutageFits(options)
+      yield* onEmbeddedStart
+      return yield* pair
+    }
     if (Option.isNone(databaseUrl)) {
       if (options.stopCommand !== undefined || options.startCommand !== undefined) {
         return yield* new UsageError({
@@ -104,7 +162,9 @@ export const make = (
       return {
         kind: "embedded",
         url: server.url,
+        checkUrl: server.url,
         password: server.password,
+        failover: undefined,
         outage:
           options.outage === false
             ? undefined
@@ -135,7 +195,9 @@ export const make = (
       return {
         kind: "external",
         url,
+        checkUrl: url,
         password: undefined,
+        failover: undefined,
         outage: commandControl(url, options.stopCommand, options.startCommand),
         noOutageReason: undefined
       }
@@ -146,7 +208,9 @@ export const make = (
     return {
       kind: "external",
       url,
+      checkUrl: url,
       password: undefined,
+      failover: undefined,
       outage: undefined,
       noOutageReason:
         options.outage === false

@@ -90,9 +90,11 @@ export const phase = (state: RunState): Phase => {
       : { label: "steady", tone: "good", detail: "no outage in this run" }
   }
   if (state.crashAt === undefined) {
-    return { label: "warm-up", tone: "info", detail: `crash in ${secs(options.outageAfterMillis - now)}` }
+    const next = state.failover === undefined ? "crash" : "primary killed"
+    return { label: "warm-up", tone: "info", detail: `${next} in ${secs(options.outageAfterMillis - now)}` }
   }
   if (state.outageError !== undefined) return { label: "OUTAGE FAILED", tone: "bad", detail: state.outageError }
+  if (state.failover !== undefined) return failoverPhase(state, now)
   if (state.upAt === undefined) {
     return {
       label: "DATABASE DOWN",
@@ -108,6 +110,34 @@ export const phase = (state: RunState): Phase => {
   }
   return { label: "steady", tone: "good", detail: "riding on after the outage" }
 }
+
+/** After the kill: no primary, the promotion, the pool finding the new primary, and on from there. */
+const failoverPhase = (state: RunState, now: number): Phase => {
+  const crashAt = state.crashAt ?? now
+  if (state.startAt === undefined) {
+    return {
+      label: "PRIMARY DOWN",
+      tone: "bad",
+      detail: `no primary for ${secs(now - crashAt)}, promotion in ${secs(crashAt + state.options.outageForMillis - now)}`
+    }
+  }
+  if (state.upAt === undefined) {
+    return { label: "PROMOTING", tone: "bad", detail: `no primary for ${secs(now - crashAt)}, pg_ctl promote…` }
+  }
+  if (state.firstOkAfterCrash === undefined) {
+    return { label: "failing over", tone: "info", detail: `new primary up for ${formatMillis(now - state.upAt)}` }
+  }
+  return { label: "steady", tone: "good", detail: "serving from the new primary" }
+}
+
+/** `127.0.0.1:5432 primary down 0 sessions (3 failures)  127.0.0.1:5433 primary up 10 sessions` */
+const hostsText = (hosts: Figures["hosts"], p: Paint): string =>
+  hosts
+    .map((h) => {
+      const text = `${h.label} ${h.role} ${h.up ? "up" : "down"} ${h.sessions} sessions`
+      return h.up ? text : p.tone("bad", `${text} (${h.failures} failures in a row)`)
+    })
+    .join("   ")
 
 const statusTone = (status: string): Tone => (status === "healthy" ? "good" : status === "degraded" ? "info" : "bad")
 
@@ -173,6 +203,7 @@ export const frame = ({ health, state, stats }: Snapshot, header: ReadonlyArray<
     }`,
     `  pool      total ${stats.total}  idle ${stats.idle}  active ${stats.active}  pending ${stats.pending}  ` +
       `waiting ${stats.waiting}   ${p.dim(`(min ${stats.minSize}, max ${stats.maxSize}, peak waiting ${stats.peakWaiting})`)}`,
+    ...(stats.hosts.length === 0 ? [] : [`  hosts     ${hostsText(stats.hosts, p)}`]),
     `  queries   ${p.bold(`${int(state.rate())}/s`)}  ok ${p.tone("good", int(state.ok))}  ` +
       `failed ${state.failedTotal === 0 ? "0" : p.tone("bad", int(state.failedTotal))}  in flight ${state.inFlight}  ` +
       p.dim(`(SqlClient ${int(state.okViaSqlClient)}, Db.withConnection ${int(state.okViaWithConnection)})`),
@@ -193,7 +224,10 @@ export const statusLine = ({ health, state, stats }: Snapshot): string =>
   `pool total ${stats.total} idle ${stats.idle} active ${stats.active} pending ${stats.pending} ` +
   `waiting ${pad(String(stats.waiting), 4)} | ${pad(`${int(state.rate())}/s`, 8)} ok ${int(state.ok)} ` +
   `failed ${int(state.failedTotal)} | acquire p99 ${formatMillis(stats.acquisitionTimeP99Ms)} | ` +
-  `reconnects ${stats.reconnectAttempts}`
+  `reconnects ${stats.reconnectAttempts}` +
+  (stats.hosts.length === 0
+    ? ""
+    : ` | ${stats.hosts.map((h) => `${h.label} ${h.role} ${h.up ? "up" : "down"} ${h.sessions}`).join(", ")}`)
 
 /**
  * Shows the run until the scope closes: on a terminal a frame redrawn every 250 ms, elsewhere a status line per
@@ -261,6 +295,43 @@ export interface Report {
 
 const row = (label: string, value: string) => `  ${pad(label, 22)}${value}`
 
+/** The failover drill's figures: how long no node took writes, and how long the callers went without a success. */
+const failoverRows = (state: RunState, crashAt: number, upAt: number, p: Paint): Array<string> => {
+  const lines = [
+    row(
+      "no primary",
+      `${p.bold(formatMillis(upAt - crashAt))}   ${p.dim(
+        `(kill at ${secs(crashAt)}, the promoted standby accepting writes at ${secs(upAt)}; ` +
+          `promotion took ${formatMillis(upAt - (state.startAt ?? upAt))})`
+      )}`
+    )
+  ]
+  if (state.firstOkAfterCrash === undefined) {
+    lines.push(row("new primary", p.tone("bad", "no successful query on the new primary")))
+    return lines
+  }
+  const recovery = state.firstOkAfterCrash - upAt
+  lines.push(
+    row(
+      "first success",
+      (recovery <= 0
+        ? `${p.bold("0 ms")}   on the new primary ${formatMillis(-recovery)} before promote() returned`
+        : `${p.bold(formatMillis(recovery))}   from the promotion to the first successful query on the new primary`) +
+        `   ${recovery <= 1000 ? p.tone("good", "✓ goal ≤ 1 s") : p.tone("bad", "✗ goal ≤ 1 s")}`
+    )
+  )
+  if (state.lastOkBeforeCrash !== undefined) {
+    lines.push(
+      row(
+        "downtime for callers",
+        `${p.bold(formatMillis(state.firstOkAfterCrash - state.lastOkBeforeCrash))}   ` +
+          p.dim("from the last successful query before the kill to the first one after")
+      )
+    )
+  }
+  return lines
+}
+
 export const summary = (report: Report, p: Paint): Array<string> => {
   const { leak, state, stats } = report
   const ranFor = state.stoppingAt ?? state.elapsed()
@@ -277,20 +348,26 @@ export const summary = (report: Report, p: Paint): Array<string> => {
   for (const [kind, { count, sample }] of state.failures) {
     lines.push(row("", `${int(count)} × ${kind}  ${p.dim(`e.g. "${sample.split("; ")[0]!.slice(0, 120)}"`)}`))
   }
+  const failover = state.failover !== undefined
   if (state.outage !== undefined && state.crashAt !== undefined) {
+    const [crash, down, back] = failover
+      ? ["kill", "with no primary", "after the promotion"]
+      : ["crash", "while down", "after the return"]
     lines.push(
       row(
         "failures by phase",
-        `before the crash ${state.failedBeforeOutage}, while down ${state.failedDuringOutage} ` +
-          `(${state.connectionsAtCrash} connections open at the crash, ${state.activeAtCrash} busy` +
+        `before the ${crash} ${state.failedBeforeOutage}, ${down} ${state.failedDuringOutage} ` +
+          `(${state.connectionsAtCrash} connections open at the ${crash}, ${state.activeAtCrash} busy` +
           (state.statementsPerConnection > 1 ? `, up to ${state.statementsPerConnection} statements each` : "") +
           "), " +
-          `after the return ${state.failedAfterReturn}`
+          `${back} ${state.failedAfterReturn}`
       )
     )
   }
   if (state.outage === undefined) {
     lines.push(row("outage", p.dim("none in this run")))
+  } else if (failover && state.upAt !== undefined && state.crashAt !== undefined) {
+    lines.push(...failoverRows(state, state.crashAt, state.upAt, p))
   } else if (state.upAt !== undefined && state.crashAt !== undefined) {
     lines.push(
       row(
@@ -321,6 +398,7 @@ export const summary = (report: Report, p: Paint): Array<string> => {
   } else if (state.outageError !== undefined) {
     lines.push(row("outage", p.tone("bad", state.outageError)))
   }
+  if (stats.hosts.length > 0) lines.push(row("sessions per host", hostsText(stats.hosts, p)))
   lines.push(
     row(
       "pool",
@@ -356,10 +434,14 @@ export const summary = (report: Report, p: Paint): Array<string> => {
         "good",
         state.outage === undefined
           ? "✓ no failures, no leaks"
-          : timeouts === 0
-            ? "✓ the pool rode through the outage: only the queries in flight at the crash failed, nothing leaked"
-            : `✓ the pool rode through the outage: besides the queries in flight at the crash, only the ${timeouts} ` +
-              "callers that waited longer than acquireTimeout failed (the outage outlasted it); nothing leaked"
+          : failover
+            ? "✓ the pool failed over: only the queries in flight at the kill failed, every session is on the new " +
+              "primary and none on the old role, nothing leaked" +
+              (timeouts === 0 ? "" : ` (and ${timeouts} callers waited longer than acquireTimeout)`)
+            : timeouts === 0
+              ? "✓ the pool rode through the outage: only the queries in flight at the crash failed, nothing leaked"
+              : `✓ the pool rode through the outage: besides the queries in flight at the crash, only the ${timeouts} ` +
+                "callers that waited longer than acquireTimeout failed (the outage outlasted it); nothing leaked"
       )
     )
   } else {

@@ -10,6 +10,10 @@
  *
  * With DATABASE_URL it uses that database and takes it down only when asked (`--outage` with the commands that
  * stop and start it). `pnpm demo -- --help` lists the options.
+ *
+ * With `--failover` it runs the failover drill instead: an embedded primary and streaming standby, the pool on both
+ * with `target_session_attrs=read-write`, the primary killed and the standby promoted, and the verdict adds that no
+ * session is left on the old role.
  */
 import * as PoolLogger from "@effect-pg-pool/effect3/PoolLogger"
 import { NodeRuntime } from "@effect/platform-node"
@@ -36,13 +40,23 @@ const demoSettings: Record<string, string> = {
 }
 
 /**
+ * The failover drill's one more: the reconnect backoff capped at 1 s (from the default 16 s), so that the pool
+ * tries again within 1 s of the promotion however long the primary was gone. The default's steps (1, 2, 4 s…)
+ * would find the new primary at the next one, seconds later; an application that fails over wants the cap too.
+ */
+const failoverSettings: Record<string, string> = {
+  DB_POOL_RECONNECT_MAX_DELAY: "1s"
+}
+
+/**
  * Both editions run `DatabaseLive`, configured from the environment as always: the demo fills in its defaults
  * where no DB_POOL_* variable is set, `--multiplex`, and the embedded server's URL.
  */
 const configureEnvironment = (options: Cli.Options, target: Target.Target) => {
   for (const [name, value] of Object.entries(demoSettings)) process.env[name] ??= value
+  if (options.failover) for (const [name, value] of Object.entries(failoverSettings)) process.env[name] ??= value
   if (options.multiplex) process.env.DB_POOL_MULTIPLEX = "true"
-  if (target.kind === "embedded") process.env.DATABASE_URL = Redacted.value(target.url)
+  if (target.kind !== "external") process.env.DATABASE_URL = Redacted.value(target.url)
 }
 
 /** Each edition's adapter is loaded only when asked for: the other's runtime never starts. */
@@ -120,7 +134,13 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
         Effect.sync(() => {
           progress.embedded = true
         }),
-        Console.log(p.dim("Starting an embedded PostgreSQL (DATABASE_URL is not set)…"))
+        Console.log(
+          p.dim(
+            options.failover
+              ? "Starting an embedded PostgreSQL primary and a streaming standby of it…"
+              : "Starting an embedded PostgreSQL (DATABASE_URL is not set)…"
+          )
+        )
       )
     )
     configureEnvironment(options, target)
@@ -144,29 +164,43 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
       (pool) => Effect.promise(() => close(pool))
     )
     const { info } = pool
+    const { failover } = target
+    const servers =
+      failover === undefined
+        ? `${info.host}:${info.port}`
+        : `primary ${failover.oldPrimary} and standby ${failover.newPrimary}`
     yield* Console.log(
       p.dim(
-        `PostgreSQL ${info.serverVersion} at ${info.host}:${info.port}; pool "${info.name}" ready in ` +
+        `PostgreSQL ${info.serverVersion} at ${servers}; pool "${info.name}" ready in ` +
           `${Drill.formatMillis(performance.now() - openedAt)}.`
       )
     )
 
-    const state = new Drill.RunState(options, target.outage)
+    const state = new Drill.RunState(options, target.outage, failover)
     state.statementsPerConnection = info.statementsPerConnection
     const header = [
       `${p.bold("effect-pg-pool demo")}  ${options.workers} workers → ${info.edition} DatabaseLive ` +
         `(maxSize ${info.maxSize}, minSize ${info.minSize}, acquireTimeout ${Duration.format(info.acquireTimeoutMillis)}) → ` +
-        `${target.kind === "embedded" ? "embedded " : ""}PostgreSQL ${info.serverVersion} on ${info.host}:${info.port}`,
+        (failover === undefined
+          ? `${target.kind === "embedded" ? "embedded " : ""}PostgreSQL ${info.serverVersion} on ${info.host}:${info.port}`
+          : `embedded PostgreSQL ${info.serverVersion} on ${failover.oldPrimary},${failover.newPrimary}` +
+            "?target_session_attrs=read-write"),
       p.dim(
-        target.outage === undefined
-          ? `No outage: ${target.noOutageReason}. Run ends at ${seconds(options.durationMillis)}.`
-          : `Outage: crash at ${seconds(options.outageAfterMillis)}, start again ` +
+        failover !== undefined
+          ? `Failover: the primary ${failover.oldPrimary} is killed at ${seconds(options.outageAfterMillis)}, the ` +
+              `standby ${failover.newPrimary} promoted ${seconds(options.outageForMillis)} later; reconnect backoff ` +
+              `capped at ${process.env.DB_POOL_RECONNECT_MAX_DELAY}; run ends at ${seconds(options.durationMillis)}. ` +
+              "Ctrl-C stops."
+          : target.outage === undefined
+            ? `No outage: ${target.noOutageReason}. Run ends at ${seconds(options.durationMillis)}.`
+            : `Outage: crash at ${seconds(options.outageAfterMillis)}, start again ` +
               `${seconds(options.outageForMillis)} later; run ends at ${seconds(options.durationMillis)}. Ctrl-C stops.`
       )
     ]
     yield* drive(state, pool, header, out)
 
-    const serverSessions = yield* Drill.makeServerView(target.url)
+    // after a failover the old primary is dead: its sessions cannot outlive it, the promoted standby is checked
+    const serverSessions = yield* Drill.makeServerView(target.checkUrl)
     const leak = yield* Drill.checkLeaks(pool, serverSessions)
     const stats = pool.statistics()
     if (target.kind === "external") yield* Effect.promise(() => pool.dropTable())
@@ -175,7 +209,7 @@ const run = (options: Cli.Options, out: View.Output, progress: Progress) =>
     const shutdownMillis = performance.now() - closingAt
     const sessionsLeft = yield* Drill.sessionsAfterShutdown(serverSessions, info.applicationName)
 
-    const violations = Drill.violations(state, leak, sessionsLeft, info.acquireTimeoutMillis)
+    const violations = Drill.violations(state, leak, sessionsLeft, info.acquireTimeoutMillis, stats)
     yield* Console.log(View.summary({ state, stats, leak, shutdownMillis, sessionsLeft, violations }, p).join("\n"))
     return violations.length === 0
   })
@@ -197,7 +231,15 @@ const main = Effect.gen(function* () {
       )
     )
   )
-  if (progress.embedded) yield* Console.log(p.dim("The embedded PostgreSQL is stopped and its files removed."))
+  if (progress.embedded) {
+    yield* Console.log(
+      p.dim(
+        options.failover
+          ? "The embedded primary and standby are stopped and their files removed."
+          : "The embedded PostgreSQL is stopped and its files removed."
+      )
+    )
+  }
   if (!ok) process.exitCode = 1
 }).pipe(
   Effect.catchAll((error) =>

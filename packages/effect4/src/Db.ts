@@ -752,8 +752,11 @@ export const refresh: Effect.Effect<void, never, Db> = Effect.flatMap(Effect.ser
  * @example
  * ```ts
  * import { Db } from "@effect-pg-pool/effect4"
+ * import { Effect } from "effect"
  *
- * const totals = Db.readOnly((sql) => sql`SELECT count(*) AS n FROM orders`)
+ * // a standby answers when one is up; writes fail there (default_transaction_read_only)
+ * const totals = Db.readOnly((sql) => sql<{ n: string }>`SELECT count(*) AS n FROM orders`)
+ * export const report = Effect.map(totals, ([row]) => `orders: ${row?.n}`)
  * ```
  *
  * @since 0.1.0

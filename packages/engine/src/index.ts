@@ -30,6 +30,11 @@ export * as WaiterQueue from "./WaiterQueue.js"
 /**
  * @since 0.1.0
  */
+export * as IdTable from "./IdTable.js"
+
+/**
+ * @since 0.1.0
+ */
 export * as Settings from "./Settings.js"
 
 /**

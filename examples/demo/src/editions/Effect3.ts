@@ -52,7 +52,14 @@ const figures = (s: PoolStatistics.PoolStatistics): Edition.Figures => ({
   acquireTimeouts: s.acquireTimeouts,
   reconnectAttempts: s.reconnectAttempts,
   connectionsCreated: s.connectionsCreated,
-  connectionsClosedBroken: s.connectionsClosed.broken
+  connectionsClosedBroken: s.connectionsClosed.broken,
+  hosts: s.hosts.map((h) => ({
+    label: `${h.host}:${h.port}`,
+    role: h.role,
+    up: h.up,
+    sessions: h.sessions,
+    failures: h.failures
+  }))
 })
 
 const healthView = (h: Health.HealthStatus): Edition.HealthView => ({

@@ -96,14 +96,15 @@ export const make = (
       onAcquireError: (error: AcquireTimeout | PoolClosed) => E2
     ): Effect.Effect<A, E | E2, R> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.matchCauseEffect(pool.acquire(restore), {
-          onFailure: (cause) => Effect.failCause(Cause.map(cause, onAcquireError)),
-          onSuccess: (conn) =>
+        pool.withAcquired<A, E | E2, R>(
+          restore,
+          (conn) =>
             Effect.matchCauseEffect(restore(f(conn)), {
               onFailure: (cause) => afterRelease(conn, Effect.failCause(cause)),
               onSuccess: (value) => afterRelease(conn, Effect.succeed(value))
-            })
-        })
+            }),
+          (cause) => Effect.failCause(Cause.map(cause, onAcquireError))
+        )
       )
     const afterRelease = <A, E>(conn: PooledConnection, outcome: Effect.Effect<A, E>): Effect.Effect<A, E> => {
       const reset = pool.settleRelease(conn)
@@ -319,9 +320,9 @@ export const make = (
       const invalid = unsendable(sql, params)
       if (invalid !== undefined) return Effect.fail(invalid)
       return Effect.uninterruptibleMask((restore) =>
-        Effect.matchCauseEffect(pool.acquireStatement(restore), {
-          onFailure: (cause) => Effect.failCause(Cause.map(cause, acquireError)),
-          onSuccess: ({ acquisition, session }) =>
+        pool.withStatementSlot(
+          restore,
+          ({ acquisition, session }) =>
             restore(
               Effect.matchEffect(
                 session.send(sql, params, rowMode, (facts) => pool.releaseStatement(acquisition, facts)),
@@ -331,8 +332,9 @@ export const make = (
                   onFailure: (error) => (error.sent ? Effect.fail(pipelinedError(error)) : exclusive)
                 }
               )
-            )
-        })
+            ),
+          (cause) => Effect.failCause(Cause.map(cause, acquireError))
+        )
       )
     }
     const rowsOf = (transform: RowTransform) => (result: Pg.QueryResult) =>

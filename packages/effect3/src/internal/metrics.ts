@@ -15,7 +15,8 @@ import type { CloseReason, PoolState } from "../PoolStatistics.js"
 
 /** @internal */
 export interface PoolMetrics {
-  readonly acquired: (waitMillis: number, idle: number, used: number) => void
+  /** The connection gauges follow `connections`, which the pool calls when its counts change. */
+  readonly acquired: (waitMillis: number) => void
   readonly timedOut: (waitMillis: number) => void
   /** An acquisition that failed otherwise: the pool closed before or while the caller waited. */
   readonly failed: (waitMillis: number) => void
@@ -24,7 +25,7 @@ export interface PoolMetrics {
   readonly connections: (idle: number, used: number) => void
   readonly used: (millis: number) => void
   readonly created: (millis: number) => void
-  readonly closed: (reason: CloseReason, idle: number, used: number) => void
+  readonly closed: (reason: CloseReason) => void
   readonly reconnectAttempt: () => void
   readonly leak: () => void
   readonly state: (state: PoolState) => void
@@ -108,10 +109,7 @@ export const make = (poolName: string, minSize: number, maxSize: number): PoolMe
     usedCount.unsafeUpdate(used, [])
   }
   return {
-    acquired: (waitMillis, idle, used) => {
-      waitTime.unsafeUpdate(waitMillis / 1000, [])
-      connections(idle, used)
-    },
+    acquired: (waitMillis) => waitTime.unsafeUpdate(waitMillis / 1000, []),
     timedOut: (waitMillis) => {
       timeouts.unsafeUpdate(1, [])
       waitTime.unsafeUpdate(waitMillis / 1000, [])
@@ -121,10 +119,7 @@ export const make = (poolName: string, minSize: number, maxSize: number): PoolMe
     connections,
     used: (millis) => useTime.unsafeUpdate(millis / 1000, []),
     created: (millis) => createTime.unsafeUpdate(millis / 1000, []),
-    closed: (reason, idle, used) => {
-      closedFor(reason).unsafeUpdate(1, [])
-      connections(idle, used)
-    },
+    closed: (reason) => closedFor(reason).unsafeUpdate(1, []),
     reconnectAttempt: () => reconnects.unsafeUpdate(1, []),
     leak: () => leaks.unsafeUpdate(1, []),
     state: (s) => state.unsafeUpdate(s === "healthy" ? 0 : s === "degraded" ? 1 : 2, [])

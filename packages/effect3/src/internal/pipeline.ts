@@ -102,11 +102,17 @@ const transactional = new Set([
  * @internal
  */
 export const pipelineable = (sql: string): boolean => {
+  // a hot path repeats one statement: the last text that was accepted is not scanned again
+  if (sql === lastPipelineable) return true
   const semicolon = sql.indexOf(";")
   if (semicolon !== -1 && !onlySeparatorsFrom(sql, semicolon)) return false
   const keyword = Classify.firstKeyword(sql)
-  return keyword !== undefined && !transactional.has(keyword) && !Classify.mayLeaveSessionState(sql)
+  const accepted = keyword !== undefined && !transactional.has(keyword) && !Classify.mayLeaveSessionState(sql)
+  if (accepted && sql.length <= 2_048) lastPipelineable = sql
+  return accepted
 }
+
+let lastPipelineable: string | undefined
 
 const onlySeparatorsFrom = (sql: string, i: number): boolean => {
   for (; i < sql.length; i++) {
@@ -138,7 +144,6 @@ export class PipelinedSession {
   private readonly wire: Array<Entry | undefined> = []
   private head = 0
   private corked = false
-  private lastPipelineable: string | undefined = undefined
   /** Why the session is unsound, once it is. */
   broken: unknown = undefined
   /** The status of the last ReadyForQuery. */
@@ -234,7 +239,7 @@ export class PipelinedSession {
       })
     }
     // pg would not send these (it calls back without a ReadyForQuery to follow), and the wire count would be off
-    if (typeof text !== "string" || (values !== undefined && !Array.isArray(values)) || !this.mayPipeline(text)) {
+    if (typeof text !== "string" || (values !== undefined && !Array.isArray(values)) || !pipelineable(text)) {
       return new PipelineError({
         reason: "refused",
         sent: false,
@@ -245,18 +250,6 @@ export class PipelinedSession {
       })
     }
     return undefined
-  }
-
-  /**
-   * `pipelineable`, remembering the last text it accepted: the adapter has just asked the same question to choose
-   * the acquisition kind, and a hot path repeats one statement, so the scan runs once per new text, not twice per
-   * statement.
-   */
-  private mayPipeline(text: string): boolean {
-    if (text === this.lastPipelineable) return true
-    if (!pipelineable(text)) return false
-    this.lastPipelineable = text
-    return true
   }
 
   /** The statements of this tick go out in one write: pg writes each message on its own otherwise. */

@@ -11,7 +11,7 @@
  * @internal
  */
 import type { Engine } from "@effect-pg-pool/engine"
-import { Classify, Engine as Engines, Hosts, Messages, Pooler } from "@effect-pg-pool/engine"
+import { Classify, Engine as Engines, Hosts, IdTable, Messages, Pooler } from "@effect-pg-pool/engine"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -72,13 +72,35 @@ export interface StatementSlot {
 
 const exclusiveGrant = (conn: PooledConnection): PooledConnection => conn
 
-/** A caller waiting for the engine's answer: a grant, or a failure. */
-interface Waiter {
-  readonly deferred: Deferred.Deferred<PooledConnection, AcquireTimeout | PoolClosed>
-  readonly startedAtPerf: number
-  readonly site: string | undefined
+type Outcome = Exit.Exit<PooledConnection, AcquireTimeout | PoolClosed>
+
+/**
+ * A caller waiting for the engine's answer: a grant, or a failure. One record and one `Effect.async` per wait,
+ * not a `Deferred` (whose construction copies Effect's whole prototype into a dictionary-mode object and whose
+ * await registers an interruption canceler): an interrupted caller's late outcome is dropped by the fiber, and the
+ * caller's `onExit` tells the engine.
+ */
+class Waiter {
   /** The session granted to it, until it has seen it (a grant can race an interruption). */
-  conn: PooledConnection | undefined
+  conn: PooledConnection | undefined = undefined
+  private resume: ((outcome: Outcome) => void) | undefined = undefined
+  /** The outcome, when it came before the caller suspended. */
+  private outcome: Outcome | undefined = undefined
+
+  constructor(
+    readonly startedAtPerf: number,
+    readonly site: string | undefined
+  ) {}
+
+  settle(outcome: Outcome): void {
+    if (this.resume !== undefined) this.resume(outcome)
+    else this.outcome = outcome
+  }
+
+  readonly await: Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> = Effect.async((resume) => {
+    if (this.outcome !== undefined) return resume(this.outcome)
+    this.resume = resume
+  })
 }
 
 /** @internal */
@@ -95,13 +117,12 @@ export class Pool {
 
   /** Open sessions by the engine's name. */
   private readonly sessions = new Map<Engine.SessionId, PooledConnection>()
-  /** Statement acquisitions not yet granted or failed. */
-  private readonly statements = new Set<Engine.AcquisitionId>()
   /** The pipelined side of each session that ran a statement slot. */
   private readonly pipelines = new WeakMap<PooledConnection, Pipeline.PipelinedSession>()
-  /** Callers waiting for the engine's answer. */
-  private readonly waiters = new Map<Engine.AcquisitionId, Waiter>()
-  private nextAcquisition = 1
+  /** Callers waiting for the engine's answer (an `IdTable`: a `Map` churned by ever-growing ids makes garbage). */
+  private readonly waiters = new IdTable.IdTable<Waiter>()
+  /** Counts acquisitions; an id is twice the count, plus one for a statement slot (`isStatement`). */
+  private acquisitionCount = 0
   /** The acquisition being requested synchronously: its grant is handed back without a Deferred. */
   private requesting = 0
   private grantedNow: PooledConnection | undefined = undefined
@@ -139,10 +160,10 @@ export class Pool {
     readonly fork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>,
     private readonly onConnect: ((conn: PooledConnection) => Effect.Effect<void, unknown>) | undefined
   ) {
-    this.monotonicMillis =
-      clock.constructor === liveClockClass
-        ? () => performance.now()
-        : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+    this.onPerformanceClock = clock.constructor === liveClockClass
+    this.monotonicMillis = this.onPerformanceClock
+      ? () => performance.now()
+      : () => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
     const config = options.config
     this.config = config
     this.name = config.name
@@ -194,6 +215,12 @@ export class Pool {
   }
 
   private readonly monotonicMillis: () => number
+  /** `now()` reads `performance.now()`: one reading serves the engine and the caller-seen times. */
+  private readonly onPerformanceClock: boolean
+
+  private perfNow(now: number): number {
+    return this.onPerformanceClock ? now : performance.now()
+  }
 
   // ---------------------------------------------------------------------------------------------------------
   // the dispatch loop
@@ -286,10 +313,23 @@ export class Pool {
   /**
    * Must run uninterruptibly (the callers do): `restore` makes only the wait interruptible, and a session granted
    * to a caller interrupted at the same instant is passed on by the engine (`AcquireAbandoned`), never lost. The
-   * common case — a session the engine grants at once — resolves synchronously and allocates no Deferred.
+   * common case — a session the engine grants at once — resolves synchronously and allocates no `Waiter`.
    */
   acquire(restore: Restore): Effect.Effect<PooledConnection, AcquireTimeout | PoolClosed> {
-    return this.request(restore, "exclusive", exclusiveGrant)
+    return this.request(restore, "exclusive", exclusiveGrant, Effect.succeed, Effect.failCause)
+  }
+
+  /**
+   * `acquire`, continued in the same step: `use` runs on the session once granted (at once when the engine grants
+   * synchronously, the common case), `orElse` on the acquisition's failure — no effect of `acquire`'s own to
+   * match on in between. Must run uninterruptibly, as `acquire`.
+   */
+  withAcquired<X, E, R>(
+    restore: Restore,
+    use: (conn: PooledConnection) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E, R> {
+    return this.request(restore, "exclusive", exclusiveGrant, use, orElse)
   }
 
   /**
@@ -299,7 +339,16 @@ export class Pool {
    * interruptible runs.
    */
   acquireStatement(restore: Restore): Effect.Effect<StatementSlot, AcquireTimeout | PoolClosed> {
-    return this.request(restore, "statement", this.statementGrant)
+    return this.request(restore, "statement", this.statementGrant, Effect.succeed, Effect.failCause)
+  }
+
+  /** `acquireStatement`, continued in the same step (see `withAcquired`). */
+  withStatementSlot<X, E, R>(
+    restore: Restore,
+    use: (slot: StatementSlot) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E, R> {
+    return this.request(restore, "statement", this.statementGrant, use, orElse)
   }
 
   private readonly statementGrant = (conn: PooledConnection, acquisition: Engine.AcquisitionId): StatementSlot => ({
@@ -321,42 +370,43 @@ export class Pool {
     return session
   }
 
-  private request<A>(
+  private request<A, X, E, R>(
     restore: Restore,
     kind: "exclusive" | "statement",
-    granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A
-  ): Effect.Effect<A, AcquireTimeout | PoolClosed> {
+    granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A,
+    use: (granted: A) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E, R> {
     return Effect.withFiberRuntime((fiber) => {
-      const startedAtPerf = performance.now()
+      const now = this.now()
+      const startedAtPerf = this.perfNow(now)
       const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(fiber.currentSpan) : undefined
-      const id = this.nextAcquisition++
-      if (kind === "statement") this.statements.add(id)
+      const id = 2 * ++this.acquisitionCount + (kind === "statement" ? 1 : 0)
       this.requesting = id
-      this.dispatch({ _tag: "AcquireRequested", now: this.now(), acquisition: id, kind })
+      this.dispatch({ _tag: "AcquireRequested", now, acquisition: id, kind })
       this.requesting = 0
       const grantedConn = this.grantedNow
       if (grantedConn !== undefined) {
         this.grantedNow = undefined
-        return Effect.succeed(granted(this.handOut(grantedConn, startedAtPerf, site), id))
+        // granted within this very step: no wait to measure (a clock reading costs more than the grant)
+        return use(granted(this.handOut(grantedConn, startedAtPerf, site, startedAtPerf), id))
       }
       const failed = this.failedNow
       if (failed !== undefined) {
         this.failedNow = undefined
-        return Effect.fail(failed)
+        return orElse(Cause.fail(failed))
       }
-      const waiter: Waiter = { deferred: Deferred.unsafeMake(fiber.id()), startedAtPerf, site, conn: undefined }
+      const waiter = new Waiter(startedAtPerf, site)
       this.waiters.set(id, waiter)
-      const waited = Effect.onExit(restore(Deferred.await(waiter.deferred)), (exit) => {
-        if (Exit.isSuccess(exit)) {
-          this.handOut(exit.value, startedAtPerf, site)
-          return Effect.void
-        }
-        if (!Cause.isInterrupted(exit.cause)) return Effect.void
-        return Effect.sync(() => this.abandon(id, waiter))
+      // the caller's region is uninterruptible (only the wait is restored), so its handlers run before anything
+      // can interrupt it: no `onExit` of its own around them
+      return Effect.matchCauseEffect(restore(waiter.await), {
+        onFailure: (cause) => {
+          if (Cause.isInterrupted(cause)) this.abandon(id, waiter)
+          return orElse(cause)
+        },
+        onSuccess: (conn) => use(granted(this.handOut(conn, startedAtPerf, site, performance.now()), id))
       })
-      return (granted as unknown) === exclusiveGrant
-        ? (waited as Effect.Effect<A, AcquireTimeout | PoolClosed>)
-        : Effect.map(waited, (conn) => granted(conn, id))
     })
   }
 
@@ -370,7 +420,7 @@ export class Pool {
   private grant(acquisition: Engine.AcquisitionId, session: Engine.SessionId): void {
     const conn = this.sessions.get(session)!
     // a statement slot is one of several on the session: it neither holds it nor counts its queries there
-    if (!this.statements.delete(acquisition)) {
+    if (!isStatement(acquisition)) {
       conn.holder = acquisition
       conn.queriesAtGrant = conn.queries
     }
@@ -382,11 +432,10 @@ export class Pool {
     if (waiter === undefined) return
     this.waiters.delete(acquisition)
     waiter.conn = conn
-    Deferred.unsafeDone(waiter.deferred, Exit.succeed(conn))
+    waiter.settle(Exit.succeed(conn))
   }
 
   private fail(acquisition: Engine.AcquisitionId, error: Engine.AcquireError): void {
-    this.statements.delete(acquisition)
     const failure =
       error._tag === "Closed"
         ? new PoolClosed({ poolName: this.name })
@@ -410,17 +459,21 @@ export class Pool {
     const waited = performance.now() - waiter.startedAtPerf
     if (error._tag === "Timeout") this.metrics.timedOut(waited)
     else this.metrics.failed(waited)
-    Deferred.unsafeDone(waiter.deferred, Exit.fail(failure))
+    waiter.settle(Exit.fail(failure))
   }
 
   /** Counts one successful acquisition, once the session is the caller's (the caller's wait, on the real clock). */
-  private handOut(conn: PooledConnection, startedAtPerf: number, site: string | undefined): PooledConnection {
-    const nowPerf = performance.now()
+  private handOut(
+    conn: PooledConnection,
+    startedAtPerf: number,
+    site: string | undefined,
+    nowPerf: number
+  ): PooledConnection {
     conn.acquiredAtPerf = nowPerf
     conn.acquisitionSite = site
     const waited = nowPerf - startedAtPerf
     this.observed.acquired(waited)
-    this.metrics.acquired(waited, this.idleGauge, this.usedGauge)
+    this.metrics.acquired(waited)
     return conn
   }
 
@@ -444,10 +497,11 @@ export class Pool {
     const acquisition = conn.holder
     if (acquisition === 0) return
     conn.holder = 0
-    this.metrics.used(performance.now() - conn.acquiredAtPerf)
+    const now = this.now()
+    this.metrics.used(this.perfNow(now) - conn.acquiredAtPerf)
     this.dispatch({
       _tag: "Released",
-      now: this.now(),
+      now,
       acquisition,
       facts: {
         transactionStatus: conn.transactionStatus,
@@ -741,8 +795,7 @@ export class Pool {
     if (conn === undefined) return
     this.sessions.delete(session)
     this.hosts?.closed(session)
-    const { idle, total } = this.engine.gauges
-    this.metrics.closed(reason, idle, total - idle)
+    this.metrics.closed(reason)
     const target = cancelFirst && conn.inFlight > 0 ? conn.cancelTarget() : undefined
     if (target === undefined) {
       if (cancelFirst) conn.broken ??= new Error("closed by pool shutdown")
@@ -984,6 +1037,9 @@ export class Pool {
 }
 
 type PoolStatisticsReason = Extract<Engine.Decision, { _tag: "Close" }>["reason"]
+
+/** Whether an acquisition id names a statement slot (odd) rather than a whole session (even). */
+const isStatement = (acquisition: Engine.AcquisitionId): boolean => acquisition % 2 === 1
 
 const FiberIdNone = FiberId.none
 

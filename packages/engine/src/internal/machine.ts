@@ -21,6 +21,7 @@ import type {
   SessionFacts,
   SessionId
 } from "../Engine.js"
+import { IdTable } from "../IdTable.js"
 import type { CloseReason, Snapshot } from "../Statistics.js"
 import { LatencyWindow, noneClosed } from "../Statistics.js"
 import { type Linked, WaiterQueue } from "../WaiterQueue.js"
@@ -48,13 +49,59 @@ class Acquisition implements Linked {
   session: Session | undefined = undefined
   grantedAt = 0
   leakReported = false
+  /** Its index among its session's statements while it runs as one (`Statements`), else -1. */
+  slot = -1
   constructor(
     readonly id: AcquisitionId,
     readonly kind: Kind,
     readonly arrivedAt: number,
     /** One deadline for the whole acquisition, validations and retries included. */
-    readonly deadline: number
+    readonly deadline: number,
+    /** Its rank among all acquisitions requested: the order of shutdown's failures and of the leak warnings. */
+    readonly order: number
   ) {}
+}
+
+/**
+ * The statements a session runs: an array in which each knows its index, so that one leaves in O(1) by swapping
+ * the last into its place. Not a `Set`: one added and deleted per statement churns its table into old-generation
+ * garbage (see `IdTable`).
+ */
+class Statements {
+  private readonly running: Array<Acquisition> = []
+
+  get size(): number {
+    return this.running.length
+  }
+
+  add(acquisition: Acquisition): void {
+    acquisition.slot = this.running.length
+    this.running.push(acquisition)
+  }
+
+  delete(acquisition: Acquisition): boolean {
+    if (!this.has(acquisition)) return false
+    const last = this.running.pop()!
+    if (last !== acquisition) {
+      this.running[acquisition.slot] = last
+      last.slot = acquisition.slot
+    }
+    acquisition.slot = -1
+    return true
+  }
+
+  has(acquisition: Acquisition): boolean {
+    return acquisition.slot >= 0 && this.running[acquisition.slot] === acquisition
+  }
+
+  clear(): void {
+    for (const acquisition of this.running) acquisition.slot = -1
+    this.running.length = 0
+  }
+
+  [Symbol.iterator](): Iterator<Acquisition> {
+    return this.running[Symbol.iterator]()
+  }
 }
 
 class Session {
@@ -72,7 +119,7 @@ class Session {
   /** A reconnect attempt, whose failure continues the backoff instead of starting one. */
   reconnectAttempt = false
   holder: Acquisition | undefined = undefined
-  readonly statements = new Set<Acquisition>()
+  readonly statements = new Statements()
   validatingFor: Acquisition | undefined = undefined
   /** While the health probe borrows it: when it was released, so that the probe does not make it look used. */
   probedReleasedAt = 0
@@ -93,7 +140,9 @@ export class Machine implements Engine {
   private readonly sessions = new Map<SessionId, Session>()
   /** LIFO: the most recently used is handed out first, which keeps warm sessions warm. */
   private readonly idle: Array<Session> = []
-  private readonly acquisitions = new Map<AcquisitionId, Acquisition>()
+  /** The acquisitions in flight (an `IdTable`: a `Map` churned by ever-growing ids makes old-generation garbage). */
+  private readonly acquisitions = new IdTable<Acquisition>()
+  private acquisitionsRequested = 0
   private readonly queue = new WaiterQueue<Acquisition>()
   private queuedStatements = 0
   private opening = 0
@@ -153,6 +202,19 @@ export class Machine implements Engine {
 
   constructor(readonly config: Config) {
     this.quietStart = config.init === "eager"
+    this.facts = {
+      target: config.target,
+      closing: false,
+      reconnecting: false,
+      lastFailure: undefined,
+      everConnected: false,
+      total: 0,
+      busy: 0,
+      minSize: config.minSize,
+      maxSize: config.maxSize,
+      waiting: 0,
+      oldestWaiterMillis: 0
+    }
     const machine = this
     this.gauges = {
       get total() {
@@ -244,8 +306,19 @@ export class Machine implements Engine {
       return this.log("Error", "an acquisition id was reused while still active; ignored", { acquisition: id })
     }
     if (this.closing) return this.emit({ _tag: "Fail", acquisition: id, error: closedError })
-    const acquisition = new Acquisition(id, kind, this.now, this.now + this.config.acquireTimeout)
+    const acquisition = new Acquisition(
+      id,
+      kind,
+      this.now,
+      this.now + this.config.acquireTimeout,
+      this.acquisitionsRequested++
+    )
     this.acquisitions.set(id, acquisition)
+    // nobody waits: an exclusive acquisition takes an idle session at once, without joining the queue
+    if (this.queue.size === 0 && kind === "exclusive" && this.now < acquisition.deadline) {
+      const session = this.popIdle()
+      if (session !== undefined) return this.take(acquisition, session)
+    }
     this.enqueue(acquisition, false)
   }
 
@@ -276,6 +349,8 @@ export class Machine implements Engine {
     for (let head = this.queue.head; head !== undefined; head = this.queue.head) {
       const session = head.kind === "exclusive" ? this.popIdle() : this.freeSlot()
       if (session === undefined) return
+      // popIdle took it off the idle list; an idle session that freeSlot chose is still on it
+      if (head.kind === "statement" && session.state === "idle") removeFrom(this.idle, session)
       this.unqueue(head)
       this.take(head, session)
     }
@@ -317,7 +392,6 @@ export class Machine implements Engine {
   /** Hands a session to an acquisition, validating it first when it idled longer than the skip window. */
   private take(acquisition: Acquisition, session: Session): void {
     if (session.state === "idle") {
-      removeFrom(this.idle, session)
       if (this.now - session.releasedAt > this.config.validateAfterIdle) {
         session.state = "validating"
         session.validatingFor = acquisition
@@ -414,6 +488,11 @@ export class Machine implements Engine {
   private finish(acquisition: Acquisition): void {
     acquisition.state = "done"
     this.acquisitions.delete(acquisition.id)
+  }
+
+  /** The acquisitions in flight, in the order they were requested. */
+  private inFlight(): Array<Acquisition> {
+    return this.acquisitions.values().sort(byOrder)
   }
 
   private timerDue(): void {
@@ -782,7 +861,7 @@ export class Machine implements Engine {
       else if (this.now - session.releasedAt >= maxIdleTime && this.total() > minSize) this.close(session, "idle")
     }
     if (leakThreshold > 0) {
-      for (const acquisition of this.acquisitions.values()) {
+      for (const acquisition of this.inFlight()) {
         if (acquisition.state !== "granted" || acquisition.leakReported) continue
         const held = this.now - acquisition.grantedAt
         if (held < leakThreshold) continue
@@ -878,7 +957,7 @@ export class Machine implements Engine {
     this.log("Info", "pool shutting down", { active: busy, idle: this.idle.length, waiting: waiters })
     this.settleInit()
     if (this.reconnecting) this.emit({ _tag: "CancelReconnect" })
-    for (const acquisition of [...this.acquisitions.values()]) {
+    for (const acquisition of this.inFlight()) {
       if (acquisition.state !== "waiting" && acquisition.state !== "validating") continue
       this.unqueue(acquisition)
       this.finish(acquisition)
@@ -937,21 +1016,21 @@ export class Machine implements Engine {
   }
 
   assess(now: number): Assessment.Assessment {
+    // refilled, not rebuilt: the state is assessed after every event, and a healthy one allocates nothing
+    const facts = this.facts
     const head = this.queue.head
-    return Assessment.assess({
-      target: this.config.target,
-      closing: this.closing,
-      reconnecting: this.reconnecting,
-      lastFailure: this.lastFailure,
-      everConnected: this.everConnected,
-      total: this.total(),
-      busy: this.busy(),
-      minSize: this.config.minSize,
-      maxSize: this.config.maxSize,
-      waiting: this.queue.size,
-      oldestWaiterMillis: head === undefined ? 0 : now - head.arrivedAt
-    })
+    facts.closing = this.closing
+    facts.reconnecting = this.reconnecting
+    facts.lastFailure = this.lastFailure
+    facts.everConnected = this.everConnected
+    facts.total = this.total()
+    facts.busy = this.busy()
+    facts.waiting = this.queue.size
+    facts.oldestWaiterMillis = head === undefined ? 0 : now - head.arrivedAt
+    return Assessment.assess(facts)
   }
+
+  private readonly facts: { -readonly [K in keyof Assessment.Facts]: Assessment.Facts[K] }
 
   private updateState(): void {
     const { reason, status } = this.assess(this.now)
@@ -1134,6 +1213,8 @@ const removeFrom = <A>(array: Array<A>, item: A): void => {
 }
 
 const clamp01 = (x: number): number => Math.min(Math.max(x, 0), 1)
+
+const byOrder = (a: Acquisition, b: Acquisition): number => a.order - b.order
 
 const absurd = (event: never): never => {
   throw new Error(`unknown engine event: ${JSON.stringify(event)}`)

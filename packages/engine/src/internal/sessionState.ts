@@ -18,7 +18,26 @@
  */
 
 /** @internal */
-export const mayLeaveSessionState = (sql: string): boolean => suspiciousToken.test(sql) || !onlyNeutralStatements(sql)
+export const mayLeaveSessionState = (sql: string): boolean => {
+  for (let i = 0; i < memoSize; i++) if (memoTexts[i] === sql) return memoAnswers[i]!
+  const answer = suspiciousToken.test(sql) || !onlyNeutralStatements(sql)
+  if (sql.length <= memoMaxLength) {
+    memoTexts[memoNext] = sql
+    memoAnswers[memoNext] = answer
+    memoNext = (memoNext + 1) % memoSize
+  }
+  return answer
+}
+
+// The last few texts asked about, with their answers: a hot path asks about the same few statements again and
+// again (every statement on a clean connection, and the pipelined path twice), and comparing a text with the one
+// remembered costs a fraction of scanning it. Long texts are not kept (they are rarely repeated, and are not
+// held on to here).
+const memoSize = 4
+const memoMaxLength = 2_048
+const memoTexts: Array<string | undefined> = [undefined, undefined, undefined, undefined]
+const memoAnswers: Array<boolean> = [false, false, false, false]
+let memoNext = 0
 
 // Matched anywhere, strings and comments included: a string may be SQL that a function runs (query_to_xml, DO).
 const suspiciousToken =
