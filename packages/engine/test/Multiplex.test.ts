@@ -9,23 +9,24 @@ const pool = (capacity: number, maxSize: number) => {
 }
 
 describe("multiplexed statement slots", () => {
-  it("a statement takes a slot on the least-loaded session, opening another while below maxSize", () => {
+  it("statements fill the busiest session with a free slot first, opening another while below maxSize", () => {
     const h = pool(3, 2)
     const [first] = h.open
     const s1 = h.acquire("statement")
     assert.strictEqual(h.sessionOf(s1), first)
-    // pipelined behind s1: and a second session is opened so the load spreads
+    // pipelined behind s1: a second session is opened for when the first is full
     const s2 = h.acquire("statement")
     assert.strictEqual(h.sessionOf(s2), first)
     assert.strictEqual(h.opening.size, 1)
     const second = h.lastOpened()
     h.opened(second)
+    // the first still has a slot: it takes the statement, the idle second stays free
     const s3 = h.acquire("statement")
-    assert.strictEqual(h.sessionOf(s3), second)
+    assert.strictEqual(h.sessionOf(s3), first)
     const s4 = h.acquire("statement")
     assert.strictEqual(h.sessionOf(s4), second)
     const s5 = h.acquire("statement")
-    assert.strictEqual(h.sessionOf(s5), first)
+    assert.strictEqual(h.sessionOf(s5), second)
     // at maxSize nothing more opens; 6 slots, 5 used
     assert.strictEqual(h.opening.size, 0)
     h.acquire("statement")
@@ -33,6 +34,19 @@ describe("multiplexed statement slots", () => {
     assert.strictEqual(h.caller(s7).state, "waiting")
     h.release(s1)
     assert.strictEqual(h.sessionOf(s7), first)
+  })
+
+  it("an idle session is left for an exclusive checkout while a busy one has slots", () => {
+    const h = pool(4, 2)
+    const [first] = h.open
+    h.acquire("statement")
+    h.acquire("statement")
+    h.opened(h.lastOpened())
+    const s3 = h.acquire("statement")
+    assert.strictEqual(h.sessionOf(s3), first)
+    const x = h.acquire("exclusive")
+    assert.strictEqual(h.caller(x).state, "granted")
+    assert.notStrictEqual(h.sessionOf(x), first)
   })
 
   it("a session with statements in flight is not handed out exclusively until they finish", () => {

@@ -366,16 +366,19 @@ export class Machine implements Engine {
   }
 
   /**
-   * A statement slot on the least-loaded session that may take one (an idle one counts as load 0). Sessions past
-   * their lifetime or query budget take no new statements: they drain and close.
+   * A statement slot on the busiest session that still has one (an idle one counts as load 0): statements fill a
+   * session before the next takes any, as effect's Pool fills its items. Filling first batches more statements
+   * into each socket write (the drivers cork what one tick submits: half the writes per statement of spreading
+   * them, measured on the Effect 4 edition) and leaves idle sessions free for exclusive checkouts; the price is
+   * that more statements queue behind a slow one on the same session (bound them with statementTimeout). Sessions
+   * past their lifetime or query budget take no new statements: they drain and close.
    */
   private freeSlot(): Session | undefined {
     let best: Session | undefined
     for (const session of this.sessions.values()) {
       if (session.state !== "idle" && session.state !== "shared") continue
       if (session.statements.size >= this.config.capacity || !this.mayServe(session)) continue
-      if (best === undefined || session.statements.size < best.statements.size) best = session
-      if (best.statements.size === 0) break
+      if (best === undefined || session.statements.size > best.statements.size) best = session
     }
     return best
   }
