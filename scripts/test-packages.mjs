@@ -12,8 +12,9 @@
  * 5. the same for the Effect 4 edition, in a project of its own (it peers on effect 4, the rest on effect 3): the
  *    packed @effect-pg-pool/effect4 and engine with effect and @effect/sql-pg at this repository's versions, a
  *    program type-checked and run — DbMock, `PoolConfig.fromEnv`, then `DatabaseLive` on a PostgreSQL started
- *    through the packed testkit's runtime-free core (the testkit's optional peer is effect 3, so npm refuses it
- *    next to effect 4: the script starts the server, the program gets its URL as `DATABASE_URL`).
+ *    through the packed testkit's runtime-free core, installed in that project next to effect 4 (its optional peer
+ *    takes effect 3 or 4: only its Effect 3 layers need effect 3); the program gets the server's URL as
+ *    `DATABASE_URL`.
  *
  * The temporary directory is made by `mkdtemp` (mode 0700): run as root, the embedded server's `postgres` account
  * cannot enter it, which the testkit must handle too.
@@ -147,7 +148,10 @@ try {
   const versions4 = readJson(path.join(root, "packages/effect4/package.json")).devDependencies
   const dependencies4 = {
     ...Object.fromEntries(
-      ["@effect-pg-pool/effect4", "@effect-pg-pool/engine"].map((name) => [name, `file:${tarballs.get(name)}`])
+      ["@effect-pg-pool/effect4", "@effect-pg-pool/engine", "@effect-pg-pool/testkit"].map((name) => [
+        name,
+        `file:${tarballs.get(name)}`
+      ])
     ),
     ...Object.fromEntries(["effect", "@effect/sql-pg"].map((name) => [name, versions4[name]])),
     "@types/node": rootManifest.devDependencies["@types/node"]
@@ -161,7 +165,7 @@ try {
   writeAppEffect4(app4)
   run(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", app4], { cwd: app4 })
   step("tsc: the Effect 4 program type-checks against the packed types")
-  const core = path.join(app, "node_modules/@effect-pg-pool/testkit/dist/core.js")
+  const core = path.join(app4, "node_modules/@effect-pg-pool/testkit/dist/core.js")
   const { TestServer } = await import(core)
   const server = await TestServer.startServer()
   let output4
