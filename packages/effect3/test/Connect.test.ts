@@ -242,6 +242,8 @@ it.layer(PgTestServer.layer, { timeout: 60_000 })("rejected logins", (it) => {
       assert.strictEqual((error as ConnectionRejected).code, "3D000")
       assert.strictEqual((error as ConnectionRejected).attempts, 1)
       assert.include((error as ConnectionRejected).message, 'CREATE DATABASE "no_such_db"')
+      // configured in code: the remedy points at the option, not at an environment variable nobody set
+      assert.include((error as ConnectionRejected).message, "fix its name in the url option")
     })
   )
 

@@ -54,6 +54,8 @@ describe("rejected logins", () => {
       assert.strictEqual(rejected.code, "3D000")
       assert.strictEqual(rejected.attempts, 1)
       assert.include(rejected.message, 'CREATE DATABASE "no_such_db"')
+      // configured in code: the remedy points at the option, not at an environment variable nobody set
+      assert.include(rejected.message, "fix its name in the url option")
       assert.include(rejected.message, "not an outage")
     })
   )

@@ -65,7 +65,12 @@ export type Classified = classify.Classified
  */
 export const classifyConnectError: (
   cause: unknown,
-  target?: { readonly user: string; readonly database: string }
+  target?: {
+    readonly user: string
+    readonly database: string
+    /** How the configuration named the connection (`url`, `DATABASE_URL`, a `Config` key): the remedy names it. */
+    readonly settingNames?: { readonly url?: string | undefined } | undefined
+  }
 ) => Classified = classify.classifyConnectError
 
 /**

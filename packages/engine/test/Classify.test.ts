@@ -20,6 +20,25 @@ describe("classifyConnectError", () => {
     for (const [cause, kind] of cases) assert.strictEqual(Classify.classifyConnectError(cause, target).kind, kind)
   })
 
+  it("a rejection's remedy names the connection setting as the configuration wrote it", () => {
+    const cause = { code: "3D000", message: 'database "shop" does not exist' }
+    const remedy = (url: string | undefined) =>
+      Classify.classifyConnectError(cause, { ...target, settingNames: { url } }).remedy
+    assert.strictEqual(
+      remedy("DATABASE_URL"),
+      'create the database (CREATE DATABASE "shop") or fix its name in DATABASE_URL'
+    )
+    assert.strictEqual(remedy("url"), 'create the database (CREATE DATABASE "shop") or fix its name in the url option')
+    assert.strictEqual(
+      remedy("APP_DB_URL"),
+      'create the database (CREATE DATABASE "shop") or fix its name in APP_DB_URL'
+    )
+    assert.strictEqual(
+      remedy(undefined),
+      'create the database (CREATE DATABASE "shop") or fix its name in DATABASE_URL'
+    )
+  })
+
   it("names what to fix for a rejection, and marks what a TCP probe can watch", () => {
     const wrongPassword = Classify.classifyConnectError(
       { code: "28P01", message: "password authentication failed" },

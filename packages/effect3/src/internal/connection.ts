@@ -36,6 +36,8 @@ export interface ConnectOptions {
   readonly connectTimeoutMillis: number
   readonly keepAlive: boolean
   readonly types: Pg.CustomTypesConfig | undefined
+  /** How the configuration named the connection (`url`, `DATABASE_URL`, a `Config` key): rejections' remedies name it. */
+  readonly settingNames?: { readonly url: string } | undefined
 }
 
 /**
@@ -171,7 +173,12 @@ export const errorMessage: (cause: unknown) => string = Classify.errorMessage
  */
 export const classifyConnectError = (
   cause: unknown,
-  target: { readonly user: string; readonly database: string; readonly host?: string }
+  target: {
+    readonly user: string
+    readonly database: string
+    readonly host?: string
+    readonly settingNames?: { readonly url: string } | undefined
+  }
 ): ConnectFailure => {
   const classified = Classify.classifyConnectError(cause, target)
   const resetOnSocket =

@@ -50,5 +50,6 @@ export const connectOptions = (
     config.statementTimeout === undefined ? undefined : Duration.toMillis(config.statementTimeout),
   connectTimeoutMillis: Duration.toMillis(config.connectTimeout),
   keepAlive: config.keepAlive,
-  types
+  types,
+  settingNames: { url: config.settingNames.url }
 })

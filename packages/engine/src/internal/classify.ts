@@ -104,7 +104,7 @@ export const errorCode = (cause: unknown): string | undefined => {
  */
 export const classifyConnectError = (
   cause: unknown,
-  target: { readonly user: string; readonly database: string } = { user: "?", database: "?" }
+  target: ConnectTarget = { user: "?", database: "?" }
 ): Classified => {
   const code = errorCode(cause)
   const message = errorMessage(cause)
@@ -152,46 +152,60 @@ export const classifyError = (cause: unknown, protocolError = false): Classified
 
 const outageStates = new Set(["53300", "57P01", "57P02", "57P03"])
 
-const rejectionRemedy = (
-  code: string | undefined,
-  message: string,
-  { database, user }: { readonly user: string; readonly database: string }
-): string | undefined => {
-  if (code === "28P01") return `check the password of user "${user}" in DATABASE_URL (or PGPASSWORD)`
+/**
+ * Whom a connect attempt was for; `settingNames.url` says how the configuration named the connection (`url` in code,
+ * `DATABASE_URL` from the environment, a `Config` key), so that a remedy points where the user wrote it.
+ *
+ * @internal
+ */
+export interface ConnectTarget {
+  readonly user: string
+  readonly database: string
+  readonly settingNames?: { readonly url?: string | undefined } | undefined
+}
+
+/** Where a remedy sends the user: the variable or `Config` key as written, "the url option" for code. */
+const urlSetting = (names: ConnectTarget["settingNames"]): string =>
+  names?.url === undefined ? "DATABASE_URL" : names.url === "url" ? "the url option" : names.url
+
+const rejectionRemedy = (code: string | undefined, message: string, target: ConnectTarget): string | undefined => {
+  const { database, user } = target
+  const url = urlSetting(target.settingNames)
+  if (code === "28P01") return `check the password of user "${user}" in ${url} (or PGPASSWORD)`
   if (code === "28000") {
     return (
-      `check the user name "${user}" in DATABASE_URL (the role must exist and may LOG IN) and that the ` +
+      `check the user name "${user}" in ${url} (the role must exist and may LOG IN) and that the ` +
       `server's pg_hba.conf admits it from this host`
     )
   }
-  if (code?.startsWith("28")) return `check the credentials (user "${user}", password) in DATABASE_URL`
-  if (code === "3D000") return `create the database (CREATE DATABASE "${database}") or fix its name in DATABASE_URL`
+  if (code?.startsWith("28")) return `check the credentials (user "${user}", password) in ${url}`
+  if (code === "3D000") return `create the database (CREATE DATABASE "${database}") or fix its name in ${url}`
   if (code === "42501") return `grant user "${user}" CONNECT on database "${database}", or connect as another user`
   if (code?.startsWith("42") || code === "22023" || code === "0A000") {
     return (
       "the server refused a startup setting: check DB_POOL_STATEMENT_TIMEOUT, DB_POOL_APPLICATION_NAME and " +
-      "the options in DATABASE_URL against what this server supports"
+      `the options in ${url} against what this server supports`
     )
   }
   if (code === "08P01" && /^unsupported startup parameter/.test(message)) {
     return (
       "PgBouncer refuses startup parameters it does not track: unset DB_POOL_STATEMENT_TIMEOUT and the options in " +
-      "DATABASE_URL, and set them per role on the server instead (ALTER ROLE … SET statement_timeout = …)"
+      `${url}, and set them per role on the server instead (ALTER ROLE … SET statement_timeout = …)`
     )
   }
   // PgBouncer answers for a server it cannot reach, or for its own limits, with 08P01 too: an outage
   if (code === "08P01" && poolerError({ code, message }) === undefined) {
-    return "the server refused the startup message: check that DATABASE_URL points at a PostgreSQL server or pooler"
+    return `the server refused the startup message: check that ${url} points at a PostgreSQL server or pooler`
   }
   if (
     (code !== undefined &&
       (certificateCodes.has(code) || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_"))) ||
     message.includes("does not support SSL")
   ) {
-    return "check sslmode in DATABASE_URL and the server's TLS setup (its certificate, its CA, its host name)"
+    return `check sslmode in ${url} and the server's TLS setup (its certificate, its CA, its host name)`
   }
   if (code === undefined && message.startsWith("SASL:")) {
-    return `check the password of user "${user}" in DATABASE_URL (the server asks for one)`
+    return `check the password of user "${user}" in ${url} (the server asks for one)`
   }
   return undefined
 }
