@@ -51,3 +51,8 @@ export * as Pooler from "./Pooler.js"
  * @since 0.1.0
  */
 export * as Messages from "./Messages.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as MockScript from "./MockScript.js"
