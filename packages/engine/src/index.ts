@@ -56,3 +56,8 @@ export * as Messages from "./Messages.js"
  * @since 0.1.0
  */
 export * as MockScript from "./MockScript.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as LogJson from "./LogJson.js"
