@@ -61,3 +61,8 @@ export * as MockScript from "./MockScript.js"
  * @since 0.1.0
  */
 export * as LogJson from "./LogJson.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TlsFiles from "./TlsFiles.js"
