@@ -51,3 +51,18 @@ export * as Pooler from "./Pooler.js"
  * @since 0.1.0
  */
 export * as Messages from "./Messages.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as MockScript from "./MockScript.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as LogJson from "./LogJson.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TlsFiles from "./TlsFiles.js"

@@ -5,7 +5,7 @@
  *
  * @internal
  */
-import { Settings } from "@effect-pg-pool/engine"
+import { LogJson, Settings } from "@effect-pg-pool/engine"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -105,92 +105,9 @@ export const secretText = (secret: Redacted.Redacted<string> | string | undefine
 // formatting
 // ---------------------------------------------------------------------------------------------------------
 
-const RESERVED = new Set([
-  "timestamp",
-  "level",
-  "fiberId",
-  "message",
-  "details",
-  "exception",
-  "exceptions",
-  "cause",
-  "spans",
-  "traceId",
-  "spanId",
-  "annotations"
-])
+const RESERVED = LogJson.reserved
 
-const MAX_DEPTH = 8
-
-/**
- * Turns any value into JSON data: errors keep name, message, stack, cause and their fields; objects with a
- * `toJSON` (Redacted, Option, Schema classes, dates) are rendered through it; every string, key included, is
- * redacted — before serialization, so that escaping cannot hide a secret.
- */
-const toJson = (u: unknown, redact: (s: string) => string, depth: number, seen: Set<object>): unknown => {
-  switch (typeof u) {
-    case "string":
-      return redact(u)
-    case "number":
-    case "boolean":
-    case "undefined":
-      return u
-    case "bigint":
-      return u.toString()
-    case "symbol":
-      return redact(u.toString())
-    case "function":
-      return `[Function ${u.name || "anonymous"}]`
-  }
-  if (u === null) return null
-  const obj = u as object
-  if (seen.has(obj)) return "[Circular]"
-  if (depth >= MAX_DEPTH) return "[Object]"
-  seen.add(obj)
-  try {
-    if (obj instanceof Error) return errorJson(obj, redact, depth, seen)
-    if (Redacted.isRedacted(obj)) return "<redacted>"
-    if (Array.isArray(obj)) return obj.map((item) => toJson(item, redact, depth + 1, seen) ?? null)
-    if (obj instanceof Map) return entriesJson([...obj.entries()], redact, depth, seen)
-    if (obj instanceof Set) return [...obj].map((item) => toJson(item, redact, depth + 1, seen) ?? null)
-    if (typeof (obj as any).toJSON === "function") {
-      const json = (obj as any).toJSON()
-      return json === obj ? entriesJson(Object.entries(obj), redact, depth, seen) : toJson(json, redact, depth, seen)
-    }
-    return entriesJson(Object.entries(obj), redact, depth, seen)
-  } catch (error) {
-    return `[unrenderable: ${redact(String(error))}]`
-  } finally {
-    seen.delete(obj)
-  }
-}
-
-const entriesJson = (
-  entries: ReadonlyArray<readonly [unknown, unknown]>,
-  redact: (s: string) => string,
-  depth: number,
-  seen: Set<object>
-): Record<string, unknown> => {
-  const out: Record<string, unknown> = {}
-  for (const [key, value] of entries) out[redact(String(key))] = toJson(value, redact, depth + 1, seen)
-  return out
-}
-
-const errorJson = (
-  error: Error,
-  redact: (s: string) => string,
-  depth: number,
-  seen: Set<object>
-): Record<string, unknown> => {
-  const out: Record<string, unknown> = { name: redact(error.name), message: redact(error.message) }
-  for (const [key, value] of Object.entries(error)) {
-    if (key !== "name" && key !== "message" && key !== "stack")
-      out[redact(key)] = toJson(value, redact, depth + 1, seen)
-  }
-  if (error.cause !== undefined && !("cause" in out)) out.cause = toJson(error.cause, redact, depth + 1, seen)
-  if (typeof error.stack === "string") out.stack = redact(error.stack)
-  return out
-}
+const { errorJson, toJson } = LogJson.make(Redacted.isRedacted)
 
 const currentSpan = (refs: FiberRefs.FiberRefs): Tracer.AnySpan | undefined => {
   const context = FiberRefs.getOrDefault(refs, FiberRef.currentContext)

@@ -10,7 +10,7 @@
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as NodeTls from "node:tls"
-import { Settings } from "@effect-pg-pool/engine"
+import { Settings, TlsFiles } from "@effect-pg-pool/engine"
 import * as Effect from "effect/Effect"
 import type { ConnectFailure } from "./connection.js"
 
@@ -39,48 +39,23 @@ export interface Resolved {
 // resolution: the engine's, on Node's files and crypto
 // ---------------------------------------------------------------------------
 
-const message = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+const message = TlsFiles.errorMessage
 
-const codeOf = (cause: unknown): string | undefined => {
-  const code = (cause as { code?: unknown } | null)?.code
-  return typeof code === "string" ? code : undefined
-}
+const codeOf = TlsFiles.errorCode
 
-const failure = (error: unknown): Settings.TlsFailure => ({ code: codeOf(error), message: message(error) })
-
-const nodeFiles: Settings.TlsFiles = {
-  read: (path) => {
-    try {
-      return { text: Fs.readFileSync(path, "utf8") }
-    } catch (error) {
-      return failure(error)
-    }
-  },
+const nodeFiles: Settings.TlsFiles = TlsFiles.fromThrowing({
+  readText: (path) => Fs.readFileSync(path, "utf8"),
   checkCertificate: (pem) => {
-    try {
-      new Crypto.X509Certificate(pem)
-      return undefined
-    } catch (error) {
-      return message(error)
-    }
+    new Crypto.X509Certificate(pem)
   },
-  decryptKey: (pem, passphrase) => {
-    try {
-      const key = Crypto.createPrivateKey({ key: pem, ...(passphrase !== undefined ? { passphrase } : {}) })
-      return { pem: key.export({ type: "pkcs8", format: "pem" }).toString() }
-    } catch (error) {
-      return failure(error)
-    }
-  },
+  decryptKey: (pem, passphrase) =>
+    Crypto.createPrivateKey({ key: pem, ...(passphrase !== undefined ? { passphrase } : {}) })
+      .export({ type: "pkcs8", format: "pem" })
+      .toString(),
   checkContext: (options) => {
-    try {
-      NodeTls.createSecureContext(options as NodeTls.SecureContextOptions)
-      return undefined
-    } catch (error) {
-      return message(error)
-    }
+    NodeTls.createSecureContext(options as NodeTls.SecureContextOptions)
   }
-}
+})
 
 const resolveMaterial = Settings.makeTlsResolver(nodeFiles)
 

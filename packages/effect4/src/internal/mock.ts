@@ -6,7 +6,7 @@
  *
  * @internal
  */
-import { Statistics } from "@effect-pg-pool/engine"
+import { MockScript, Statistics } from "@effect-pg-pool/engine"
 import type * as PgClient from "@effect/sql-pg/PgClient"
 import type * as PgConnection from "@effect/sql-pg/PgConnection"
 import * as Clock from "effect/Clock"
@@ -96,87 +96,6 @@ export const sqlError = (message: string, fields: DbMock.ErrorFields = {}): SqlE
   })
 }
 
-const isSpace = (ch: string) => ch === " " || ch === "\n" || ch === "\t" || ch === "\r" || ch === "\f" || ch === "\v"
-
-/**
- * Collapses whitespace runs outside quoted literals and identifiers, so matchers and assertions do not depend
- * on how a template literal was indented.
- *
- * @internal
- */
-export const normalize = (sql: string): string => {
-  let out = ""
-  let quote: string | undefined
-  let space = false
-  for (const ch of sql) {
-    if (quote !== undefined) {
-      out += ch
-      if (ch === quote) quote = undefined
-    } else if (isSpace(ch)) {
-      space = out.length > 0
-    } else {
-      if (space) out += " "
-      space = false
-      if (ch === "'" || ch === '"') quote = ch
-      out += ch
-    }
-  }
-  return out
-}
-
-const matches = (matcher: DbMock.Matcher, sql: string, params: ReadonlyArray<unknown>): boolean =>
-  typeof matcher === "string"
-    ? sql.includes(normalize(matcher))
-    : matcher instanceof RegExp
-      ? sql.search(matcher) !== -1
-      : matcher(sql, params)
-
-const show = (value: unknown): string => {
-  if (typeof value === "bigint") return `${value}n`
-  if (value instanceof Date) return value.toISOString()
-  if (value instanceof RegExp) return String(value)
-  if (value instanceof Uint8Array) return `<${value.length} bytes>`
-  if (Array.isArray(value)) return `[${value.map(show).join(", ")}]`
-  if (typeof value === "function") return value.name === "" ? "a predicate" : `${value.name}(sql, params)`
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return String(value)
-  }
-}
-
-/** Statements the mock answers itself when no response matches them explicitly, and their side effects. */
-type Builtin =
-  | { readonly _tag: "Begin" }
-  | { readonly _tag: "Commit" }
-  | { readonly _tag: "Rollback" }
-  | { readonly _tag: "Savepoint"; readonly name: string }
-  | { readonly _tag: "RollbackTo"; readonly name: string }
-  | { readonly _tag: "Release"; readonly name: string }
-  | { readonly _tag: "Notify"; readonly channel: string; readonly payload: string }
-
-const builtin = (sql: string, params: ReadonlyArray<unknown>): Builtin | undefined => {
-  if (/^(BEGIN|START TRANSACTION)\b/i.test(sql)) return { _tag: "Begin" }
-  if (/^(COMMIT|END)\b/i.test(sql)) return { _tag: "Commit" }
-  const rollbackTo = /^ROLLBACK(?: TRANSACTION| WORK)? TO (?:SAVEPOINT )?(\S+)/i.exec(sql)
-  if (rollbackTo !== null) return { _tag: "RollbackTo", name: rollbackTo[1]! }
-  if (/^(ROLLBACK|ABORT)\b/i.test(sql)) return { _tag: "Rollback" }
-  const savepoint = /^SAVEPOINT (\S+)/i.exec(sql)
-  if (savepoint !== null) return { _tag: "Savepoint", name: savepoint[1]! }
-  const release = /^RELEASE (?:SAVEPOINT )?(\S+)/i.exec(sql)
-  if (release !== null) return { _tag: "Release", name: release[1]! }
-  // what `PgClient.notify` sends
-  if (/^SELECT pg_notify\(\$1, \$2\)$/i.test(sql)) {
-    return { _tag: "Notify", channel: String(params[0]), payload: String(params[1] ?? "") }
-  }
-  return undefined
-}
-
-interface Notification {
-  readonly channel: string
-  readonly payload: string
-}
-
 interface Entry {
   readonly response: DbMock.ScriptedResponse
   used: number
@@ -220,7 +139,7 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
     }
     const upSince = new Date(yield* Clock.currentTimeMillis)
 
-    const publish = (notifications: ReadonlyArray<Notification>) =>
+    const publish = (notifications: ReadonlyArray<MockScript.Notification>) =>
       Effect.sync(() => {
         for (const { channel, payload } of notifications) {
           for (const listener of listeners) {
@@ -230,39 +149,25 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
       })
 
     const unmatched = (sql: string, params: ReadonlyArray<unknown>): SqlError => {
-      const script =
-        entries.length === 0
-          ? "No responses are scripted."
-          : "Scripted responses, first match wins:\n" +
-            entries
-              .map(({ response: { matcher, times }, used }, i) => {
-                const what = matcher === undefined ? "any statement (respondWith without a matcher)" : show(matcher)
-                const uses = times === Number.POSITIVE_INFINITY ? "" : ` (used ${used} of ${times} times)`
-                return `  ${i + 1}. ${what}${uses}`
-              })
-              .join("\n")
-      const message =
-        `DbMock: no scripted response matches this statement:\n  ${sql}\n  params: ${show(params)}\n${script}\n` +
-        `Script one with DbMock.respond(matcher, rows) in DbMock.layer({ responses }) or DbMock.script(...), ` +
-        `or pass onUnmatched: "empty" to answer every unmatched statement with no rows.`
+      const message = MockScript.unmatchedMessage(sql, params, entries)
       return new SqlError({ reason: new UnknownError({ cause: new Error(message), message, operation: "query" }) })
     }
 
     class MockConnection implements Connection {
       readonly id = ++connections
-      /** Notifications sent inside the open transaction: PostgreSQL delivers them on COMMIT only. */
-      pending: Array<Notification> | undefined = undefined
-      savepoints: Array<readonly [name: string, pending: number]> = []
+      readonly transaction = new MockScript.Transaction()
 
       run(kind: DbMock.QueryKind, rawSql: string, params: ReadonlyArray<unknown>): Effect.Effect<Result, SqlError> {
         return Effect.suspend(() => {
-          const sql = normalize(rawSql)
+          const sql = MockScript.normalize(rawSql)
           recorded.push({ sql, params, kind, connection: this.id })
-          const special = builtin(sql, params)
+          const special = MockScript.builtin(sql, params)
           const entry = entries.find(
             ({ response, used }) =>
               used < response.times &&
-              (response.matcher === undefined ? special === undefined : matches(response.matcher, sql, params))
+              (response.matcher === undefined
+                ? special === undefined
+                : MockScript.matches(response.matcher, sql, params))
           )
           let answer: Effect.Effect<Result, SqlError>
           if (entry !== undefined) {
@@ -285,44 +190,9 @@ export const make = (options: DbMock.MockOptions): Effect.Effect<Mock, never, Re
         })
       }
 
-      apply(special: Builtin): Effect.Effect<void> {
-        switch (special._tag) {
-          case "Begin":
-            this.pending ??= []
-            return Effect.void
-          case "Commit": {
-            const pending = this.pending ?? []
-            this.pending = undefined
-            this.savepoints = []
-            return publish(pending)
-          }
-          case "Rollback":
-            this.pending = undefined
-            this.savepoints = []
-            return Effect.void
-          case "Savepoint":
-            this.savepoints.push([special.name, this.pending?.length ?? 0])
-            return Effect.void
-          case "RollbackTo":
-          case "Release": {
-            let i = this.savepoints.length - 1
-            while (i >= 0 && this.savepoints[i]![0] !== special.name) i--
-            if (i === -1) return Effect.void
-            if (special._tag === "RollbackTo") {
-              this.pending?.splice(this.savepoints[i]![1])
-              this.savepoints.splice(i + 1)
-            } else {
-              this.savepoints.splice(i)
-            }
-            return Effect.void
-          }
-          case "Notify":
-            if (this.pending !== undefined) {
-              this.pending.push(special)
-              return Effect.void
-            }
-            return publish([special])
-        }
+      apply(special: MockScript.BuiltinStatement): Effect.Effect<void> {
+        const now = this.transaction.apply(special)
+        return now.length === 0 ? Effect.void : publish(now)
       }
 
       execute(sql: string, params: ReadonlyArray<unknown>, transform: RowTransform) {
