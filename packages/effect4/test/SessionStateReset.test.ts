@@ -127,3 +127,32 @@ describe("reset on release", () => {
     }).pipe(Effect.provide(dbLayer(server, { minSize: 1, maxSize: 1, applicationName })))
   })
 })
+
+describe("reset option", () => {
+  it.live("reset: always discards state a function changed behind a plain SELECT; auto cannot see it", () => {
+    const fn = `set_app_user_e4_${process.pid}`
+    const seenByNext = (reset: "auto" | "always") =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const before = yield* pid
+        yield* sql.unsafe(`SELECT ${fn}()`)
+        const rows = yield* sql<{ user: string | null }>`SELECT current_setting('app.user', true) AS user`
+        assert.strictEqual(yield* pid, before, "the same physical connection")
+        return rows[0]!.user
+      }).pipe(Effect.provide(dbLayer(server, { minSize: 1, maxSize: 1, reset })))
+    return Effect.gen(function* () {
+      yield* Effect.provide(
+        Db.withConnection((sql) =>
+          sql.unsafe(
+            `CREATE OR REPLACE FUNCTION ${fn}() RETURNS void LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM set_config('app.user', 'alice', false); END $$`
+          )
+        ),
+        one()
+      )
+      // the text says nothing of session state: auto lets it through (the documented limit of the heuristic)
+      assert.strictEqual(yield* seenByNext("auto"), "alice")
+      assert.include(["", null], yield* seenByNext("always"))
+    })
+  })
+})

@@ -653,8 +653,9 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
                   }
                 })
               : new PoolClosed({ poolName: config.name })
-          if (error._tag === "Timeout") {
-            metrics.timedOut()
+          if (error._tag === "Timeout") metrics.timedOut()
+          // a wait that ended in failure is a wait too: timed out, or woken by shutdown
+          if (error._tag === "Timeout" || waiter !== undefined) {
             metrics.waited(waiter === undefined ? 0 : (now() - waiter.arrivedAt) / 1000)
           }
           if (waiter === undefined) refusedNow = failure
@@ -869,6 +870,12 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
       )
     }
 
+    /** The connection-count gauges from the engine's statistics. */
+    const sampleCounts = () => {
+      const s = engine.statistics(now())
+      metrics.counts(s.idle, s.active, s.waiting)
+    }
+
     const release = (grant: Grant, facts: Facts): void => {
       const at = now()
       metrics.used((at - grant.grantedAt) / 1000)
@@ -886,8 +893,7 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
               dispatch({ _tag: "Tick", now: now() })
               if (hosts !== undefined) scout(hosts)
               // the connection-count gauges, once a second: a snapshot per event would cost more than the event
-              const s = engine.statistics(now())
-              metrics.counts(s.idle, s.active, s.waiting)
+              sampleCounts()
             })
           )
         )
@@ -904,16 +910,20 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     })
 
     // graceful shutdown with the scope: registered after the fiber set, so it runs before the set is interrupted
+    // the sampler stops with the pool: the gauges are also read when shutdown wakes the waiters and when it is done
     yield* Effect.addFinalizer(() =>
       Effect.andThen(
-        Effect.sync(() => dispatch({ _tag: "ShutdownRequested", now: now() })),
+        Effect.sync(() => {
+          dispatch({ _tag: "ShutdownRequested", now: now() })
+          sampleCounts()
+        }),
         Effect.interruptible(
           Effect.andThen(
             Deferred.await(drained),
             Effect.suspend(() => Fiber.awaitAll([...closing]))
           )
         )
-      )
+      ).pipe(Effect.ensuring(Effect.sync(sampleCounts)))
     )
 
     return {
