@@ -6,6 +6,7 @@
  * @internal
  */
 import { Classify, Engine, Hosts, Messages } from "@effect-pg-pool/engine"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -31,6 +32,25 @@ import * as Driver from "./session.js"
 import * as Tls from "./tls.js"
 
 /** What a holder reports when it gives its grant back. @internal */
+
+/** A failed `onConnect` hook: the session it ran on is lost, the open counts as failed, the pool retries. */
+class OnConnectFailed {
+  readonly classified: Classify.Classified
+  constructor(cause: unknown) {
+    const message = `the onConnect hook failed: ${Classify.errorMessage(cause)}`
+    this.classified = {
+      kind: "outage",
+      code: undefined,
+      message,
+      sessionLost: true,
+      remedy: undefined,
+      probeable: false,
+      startingUp: false,
+      goingAway: false
+    }
+  }
+}
+
 export type Facts = Engine.SessionFacts
 
 /** A granted acquisition: the session (whole, or one statement slot of it). @internal */
@@ -488,11 +508,13 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
     }
 
     const openFailure = (error: unknown): Engine.Failure =>
-      (error as MultiHost.HostsFailure)?._tag === "HostsFailure"
-        ? failure((error as MultiHost.HostsFailure).failure)
-        : Tls.isTlsRejected(error)
-          ? failure(error.classified)
-          : failure(Classify.classifyConnectError(MultiHost.causeOf(error), config))
+      error instanceof OnConnectFailed
+        ? failure(error.classified)
+        : (error as MultiHost.HostsFailure)?._tag === "HostsFailure"
+          ? failure((error as MultiHost.HostsFailure).failure)
+          : Tls.isTlsRejected(error)
+            ? failure(error.classified)
+            : failure(Classify.classifyConnectError(MultiHost.causeOf(error), config))
 
     const openSession = (id: Engine.SessionId) => {
       const started = now()
@@ -530,7 +552,14 @@ export const make = (options: Options): Effect.Effect<Pool, never, Scope.Scope> 
                     )
                 }),
                 Effect.as(session),
-                Effect.tapCause(() => session.close(false))
+                Effect.tapCause(() => session.close(false)),
+                // whatever the hook's statement failed with (a syntax error's 42601 included), it failed this session,
+                // not the login: an outage of that open, retried with backoff, never a rejection (as in Effect 3)
+                Effect.catchCause((cause) =>
+                  Cause.hasInterruptsOnly(cause)
+                    ? Effect.failCause(cause)
+                    : Effect.fail(new OnConnectFailed(Cause.squash(cause)))
+                )
               )
         }),
         // a defect (a hook or the driver that throws) is a failed open too: it must not wedge `pending`
