@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as tlsInternal from "./internal/settings/tls.js"
 import type { TlsFailure, TlsFiles } from "./Settings.js"
 
 /**
@@ -122,3 +123,93 @@ export const fromThrowing = (calls: Throwing): TlsFiles => ({
     }
   }
 })
+
+// Node's certificate verification failures (X509_V_ERR_* as codes) and its host name check.
+const certificateCodes = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "INVALID_CA",
+  "INVALID_PURPOSE",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID"
+])
+
+/**
+ * What a failed TLS negotiation was and what to change, in the terms the user wrote (`what`: the ssl option, or
+ * libpq's parameters as `Settings` described them); `undefined` when the failure is not TLS's (an outage). Written
+ * once for both editions; `declined` says the server answered the SSLRequest with N (each driver words it its way).
+ *
+ * @example
+ * ```ts
+ * import { Settings, TlsFiles } from "@effect-pg-pool/engine"
+ *
+ * const explained = TlsFiles.explainHandshake({ what: Settings.tlsOption, declined: true, code: undefined, text: "" })
+ * // { problem: "the server does not accept TLS connections (the ssl option)", fix: "…, or pass ssl: false" }
+ * export const fix = explained?.fix
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const explainHandshake = (failure: {
+  readonly what: string
+  readonly declined: boolean
+  readonly code: string | undefined
+  readonly text: string
+}): { readonly problem: string; readonly fix: string } | undefined => {
+  const { code, declined, text, what } = failure
+  // the fix in the terms the user wrote: the ssl option, or libpq's parameters
+  const byOption = what === tlsInternal.OPTION
+  if (declined) {
+    return {
+      problem: `the server does not accept TLS connections (${what})`,
+      fix:
+        "enable ssl on the server, or " +
+        (byOption ? "pass ssl: false" : "use sslmode=prefer to fall back to an unencrypted connection")
+    }
+  }
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID" || code === "HOSTNAME_MISMATCH") {
+    return {
+      problem: `the server's certificate does not name the host connected to (${what}): ${text}`,
+      fix:
+        "connect with a host name the certificate lists, or " +
+        (byOption ? "pass checkServerIdentity: () => undefined" : "use sslmode=verify-ca") +
+        " to check its chain only"
+    }
+  }
+  if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
+    return {
+      problem: `the server's certificate is not valid now (${what}): ${text}`,
+      fix: "renew the server's certificate"
+    }
+  }
+  if (code !== undefined && certificateCodes.has(code)) {
+    return {
+      problem: `the server's certificate is not signed by a trusted CA (${what}): ${text} (${code})`,
+      fix: byOption
+        ? "Pass the CA certificate that signed it in the ssl option's ca"
+        : what.includes("sslrootcert=")
+          ? "Give in sslrootcert the CA certificate that signed the server's certificate"
+          : "Give the CA certificate that signed the server's certificate in sslrootcert (or PGSSLROOTCERT); " +
+            "without it only Node's bundled public CAs are trusted"
+    }
+  }
+  if (code?.startsWith("ERR_SSL_")) {
+    return {
+      problem: `the TLS handshake failed (${what}): ${text}`,
+      fix: `if the server asks for a client certificate, give one it trusts in ${
+        byOption ? "the ssl option's cert and key" : "sslcert and sslkey"
+      }`
+    }
+  }
+  return undefined
+}

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "vitest"
 import * as TlsFiles from "../src/TlsFiles.js"
+import * as Settings from "../src/Settings.js"
 
 const thrown = (message: string, code?: string) => {
   throw Object.assign(new Error(message), code === undefined ? {} : { code })
@@ -38,5 +39,23 @@ describe("TlsFiles.fromThrowing", () => {
     assert.strictEqual(TlsFiles.errorCode({ code: "28000" }), "28000")
     assert.isUndefined(TlsFiles.errorCode({ code: 28000 }))
     assert.isUndefined(TlsFiles.errorCode(undefined))
+  })
+})
+
+describe("TlsFiles.explainHandshake", () => {
+  it("says what failed and what to change in the terms the user wrote; not TLS's failures are left alone", () => {
+    const byParams = TlsFiles.explainHandshake({
+      what: "sslmode=verify-full",
+      declined: false,
+      code: "SELF_SIGNED_CERT_IN_CHAIN",
+      text: "self-signed certificate in certificate chain"
+    })
+    assert.include(byParams?.problem ?? "", "not signed by a trusted CA (sslmode=verify-full)")
+    assert.include(byParams?.fix ?? "", "sslrootcert (or PGSSLROOTCERT)")
+    const byOption = TlsFiles.explainHandshake({ what: Settings.tlsOption, declined: true, code: undefined, text: "" })
+    assert.strictEqual(byOption?.fix, "enable ssl on the server, or pass ssl: false")
+    assert.isUndefined(
+      TlsFiles.explainHandshake({ what: "sslmode=require", declined: false, code: "ECONNRESET", text: "" })
+    )
   })
 })

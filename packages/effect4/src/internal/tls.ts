@@ -64,25 +64,6 @@ export const isTlsRejected = (error: unknown): error is TlsRejected =>
 // PgConnection's words when the server answers the SSLRequest with N.
 const DECLINED = "The server does not support TLS"
 
-// Node's certificate verification failures (X509_V_ERR_* as codes) and its host name check.
-const CERTIFICATE_CODES = new Set([
-  "UNABLE_TO_GET_ISSUER_CERT",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "CERT_SIGNATURE_FAILURE",
-  "CERT_NOT_YET_VALID",
-  "CERT_HAS_EXPIRED",
-  "CERT_REVOKED",
-  "CERT_UNTRUSTED",
-  "CERT_REJECTED",
-  "INVALID_CA",
-  "INVALID_PURPOSE",
-  "HOSTNAME_MISMATCH",
-  "ERR_TLS_CERT_ALTNAME_INVALID"
-])
-
 /**
  * pg_hba refused the session it was offered (no entry for it, or `reject`): the case `allow` and `prefer` retry the
  * other way for. A wrong password (28P01) is not retried, so that it is not sent again over the other transport.
@@ -102,40 +83,9 @@ const explain = <E>(
   const code = codeOf(cause)
   const text = message(cause)
   const what = descriptions.get(options) || `sslmode=${mode}`
-  // the fix in the terms the user wrote: the ssl option, or libpq's parameters
-  const byOption = what === Settings.tlsOption
-  let problem: string
-  let fix: string
-  if (text === DECLINED) {
-    problem = `the server does not accept TLS connections (${what})`
-    fix =
-      "enable ssl on the server, or " +
-      (byOption ? "pass ssl: false" : "use sslmode=prefer to fall back to an unencrypted connection")
-  } else if (code === "ERR_TLS_CERT_ALTNAME_INVALID" || code === "HOSTNAME_MISMATCH") {
-    problem = `the server's certificate does not name the host connected to (${what}): ${text}`
-    fix =
-      "connect with a host name the certificate lists, or " +
-      (byOption ? "pass checkServerIdentity: () => undefined" : "use sslmode=verify-ca") +
-      " to check its chain only"
-  } else if (code === "CERT_HAS_EXPIRED" || code === "CERT_NOT_YET_VALID") {
-    problem = `the server's certificate is not valid now (${what}): ${text}`
-    fix = "renew the server's certificate"
-  } else if (code !== undefined && CERTIFICATE_CODES.has(code)) {
-    problem = `the server's certificate is not signed by a trusted CA (${what}): ${text} (${code})`
-    fix = byOption
-      ? "Pass the CA certificate that signed it in the ssl option's ca"
-      : what.includes("sslrootcert=")
-        ? "Give in sslrootcert the CA certificate that signed the server's certificate"
-        : "Give the CA certificate that signed the server's certificate in sslrootcert (or PGSSLROOTCERT); " +
-          "without it only Node's bundled public CAs are trusted"
-  } else if (code?.startsWith("ERR_SSL_")) {
-    problem = `the TLS handshake failed (${what}): ${text}`
-    fix = `if the server asks for a client certificate, give one it trusts in ${
-      byOption ? "the ssl option's cert and key" : "sslcert and sslkey"
-    }`
-  } else {
-    return error
-  }
+  const explained = TlsFiles.explainHandshake({ what, declined: text === DECLINED, code, text })
+  if (explained === undefined) return error
+  const { fix, problem } = explained
   const rejected: TlsRejected = {
     _tag: "TlsRejected",
     classified: {
