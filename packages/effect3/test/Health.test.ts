@@ -9,6 +9,7 @@ import {
   adminQuery,
   backendPids,
   eventually,
+  freePort,
   hold,
   makePool,
   probed,
@@ -380,3 +381,20 @@ layer(Env, { timeout: 60_000, excludeTestServices: true })("health through outag
     })
   )
 })
+
+it.scoped("several hosts and none reachable: the reason names every host, not only the first", () =>
+  Effect.gen(function* () {
+    const [first, second] = [yield* freePort, yield* freePort]
+    const db = yield* Db.make({
+      url: `postgres://postgres:secret@127.0.0.1:${first},127.0.0.1:${second}/postgres`,
+      init: "lazy",
+      minSize: 1,
+      reconnect: fastReconnect
+    }).pipe(Effect.provide(Reactivity.layer))
+    yield* statusIs(db, "unhealthy")
+    const reason = reasonOf(yield* db.health)
+    assert.include(reason, `cannot connect to 127.0.0.1:${first},127.0.0.1:${second}:`)
+    assert.include(reason, "2 hosts tried")
+    assert.notInclude(reason, "secret")
+  }).pipe(Effect.provide(TestServices.liveServices))
+)

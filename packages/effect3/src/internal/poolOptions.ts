@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import type { Engine } from "@effect-pg-pool/engine"
+import { type Engine, Hosts } from "@effect-pg-pool/engine"
 import * as Duration from "effect/Duration"
 import * as Redacted from "effect/Redacted"
 import type * as Pg from "pg"
@@ -28,7 +28,9 @@ export const engineConfig = (config: PoolConfig): Engine.Config => ({
   initialAttempts: config.reconnect.initialAttempts,
   init: config.init,
   resetAlways: config.reset === "always",
-  target: `${config.host}:${config.port}`,
+  // every host, as the Effect 4 edition says it: health reasons and logs name the hosts the pool tries, not the first
+  target:
+    config.hosts.length > 1 ? config.hosts.map(Hosts.hostLabel).join(",") : `${config.host}:${config.port}`,
   startFields: { host: config.host, port: config.port, database: config.database }
 })
 
