@@ -28,9 +28,8 @@ export const engineConfig = (config: PoolConfig): Engine.Config => ({
   initialAttempts: config.reconnect.initialAttempts,
   init: config.init,
   resetAlways: config.reset === "always",
-  // every host, as the Effect 4 edition says it: health reasons and logs name the hosts the pool tries, not the first
-  target:
-    config.hosts.length > 1 ? config.hosts.map(Hosts.hostLabel).join(",") : `${config.host}:${config.port}`,
+  // every host, as the Effect 4 edition names them: health reasons say which hosts the pool tries, not the first
+  target: config.hosts.length > 1 ? config.hosts.map(Hosts.hostLabel).join(",") : `${config.host}:${config.port}`,
   startFields: { host: config.host, port: config.port, database: config.database }
 })
 
