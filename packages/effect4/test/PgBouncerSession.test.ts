@@ -4,9 +4,9 @@
  * statement cancelled on the server (PgBouncer forwards the CancelRequest).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Queue } from "effect"
+import { Effect, Queue } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { type Bouncer, eventually, makeBounced, sleepingStatements, startBouncer } from "./utils/pgbouncer.js"
+import { type Bouncer, cancelFiveTimes, makeBounced, startBouncer } from "./utils/pgbouncer.js"
 import { uniqueAppName } from "./utils/pools.js"
 import { startServer, type TestServer } from "./utils/server.js"
 
@@ -124,21 +124,7 @@ describe("behind PgBouncer in session mode", () => {
         minSize: 1,
         maxSize: 1
       })
-      for (let i = 0; i < 5; i++) {
-        const fiber = yield* Effect.forkChild(db.sql`SELECT pg_sleep(30)`)
-        yield* eventually(
-          "the statement runs on the server",
-          Effect.map(sleepingStatements(server), (n) => n === 1)
-        )
-        yield* Fiber.interrupt(fiber)
-        yield* eventually(
-          "the statement was cancelled",
-          Effect.map(sleepingStatements(server), (n) => n === 0),
-          3_000
-        )
-        const rows = yield* db.sql<{ n: number }>`SELECT 1 AS n`
-        assert.strictEqual(rows[0]!.n, 1)
-      }
+      yield* cancelFiveTimes(db, server)
       const stats = yield* db.statistics
       assert.strictEqual(stats.connectionsClosed.cancel + stats.connectionsClosed.broken, 0)
     }).pipe(Effect.scoped)

@@ -8,16 +8,16 @@
  */
 import { Db, PoolConfig } from "@effect-pg-pool/effect4"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Redacted, Stream } from "effect"
+import { Effect, Exit, Option, Redacted, Stream } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { afterAll, beforeAll } from "vitest"
 import {
   type Bouncer,
+  cancelFiveTimes,
   connect,
   eventually,
   makeBounced,
   queryOn,
-  sleepingStatements,
   startBouncer
 } from "./utils/pgbouncer.js"
 import { uniqueAppName } from "./utils/pools.js"
@@ -169,22 +169,7 @@ describe("behind PgBouncer in transaction mode", () => {
         minSize: 1,
         maxSize: 1
       })
-      for (let i = 0; i < 5; i++) {
-        const fiber = yield* Effect.forkChild(db.sql`SELECT pg_sleep(30)`)
-        yield* eventually(
-          "the statement runs on the server",
-          Effect.map(sleepingStatements(server), (n) => n === 1)
-        )
-        yield* Fiber.interrupt(fiber)
-        assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(fiber)))
-        yield* eventually(
-          "the statement was cancelled",
-          Effect.map(sleepingStatements(server), (n) => n === 0),
-          3_000
-        )
-        const rows = yield* db.sql<{ n: number }>`SELECT 1 AS n`
-        assert.strictEqual(rows[0]!.n, 1)
-      }
+      yield* cancelFiveTimes(db, server)
       const stats = yield* db.statistics
       assert.strictEqual(stats.connectionsClosed.cancel + stats.connectionsClosed.reset, 0)
       assert.isTrue(yield* Effect.promise(() => bouncer.isRunning()), "PgBouncer survived the cancels")

@@ -49,6 +49,31 @@ export const queryOn = <A>(url: string, sql: string) =>
     )
   )
 
+/**
+ * Five times: a `pg_sleep(30)` through PgBouncer, interrupted once it runs on the server; the interruption must end
+ * the fiber as interrupted, the server must see the statement cancelled within 3 s (PgBouncer forwards the
+ * CancelRequest), and the pool's one session must serve the next statement.
+ */
+export const cancelFiveTimes = (db: Db.Service, server: TestServer) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 5; i++) {
+      const fiber = yield* Effect.forkChild(db.sql`SELECT pg_sleep(30)`)
+      yield* eventually(
+        "the statement runs on the server",
+        Effect.map(sleepingStatements(server), (n) => n === 1)
+      )
+      yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.hasInterrupts(yield* Fiber.await(fiber)))
+      yield* eventually(
+        "the statement was cancelled",
+        Effect.map(sleepingStatements(server), (n) => n === 0),
+        3_000
+      )
+      const rows = yield* db.sql<{ n: number }>`SELECT 1 AS n`
+      assert.strictEqual(rows[0]!.n, 1)
+    }
+  })
+
 /** The tests' `pg_sleep(30)` statements running on the server. */
 export const sleepingStatements = (server: TestServer) =>
   Effect.map(
