@@ -12,7 +12,7 @@
  *   pnpm bench --rounds 5      more rounds
  *   pnpm bench --clients ours-sql,pg-pool
  *   pnpm bench --skip reconnect,http,pgbench,profiles
- *   pnpm bench --profile       CPU profile per client of SELECT 1 with 100 callers (--profile-op checkout|init|
+ *   pnpm bench --profile       CPU profile per client of SELECT 1 with 100 callers (--profile-op checkout|rows|init|
  *                              shutdown for the others): top self-time frames, .cpuprofile files in results/profiles
  *   pnpm bench --no-md         leave BENCHMARKS.md alone
  *   pnpm bench --effect3 <dir> our pool from another copy of packages/effect3 (bundled in place of the workspace's),
@@ -377,11 +377,12 @@ const machineInfo = async (url: string, pgbench: string | undefined) => {
 // profile mode
 // -------------------------------------------------------------------------------------------------------------
 
-const profileOps = ["select", "checkout", "init", "shutdown"] as const
+const profileOps = ["select", "checkout", "rows", "init", "shutdown"] as const
 
 const profileWhat = {
   select: "SELECT 1, 100 callers",
   checkout: "checkout cycle, 10 callers",
+  rows: "100 rows × 10 columns, 10 callers",
   init: "cold init (pool + first query)",
   shutdown: "shutdown of an idle pool"
 } as const
@@ -402,7 +403,7 @@ const profileOne = async (
   const result = await worker.next("profiled", 120_000)
   await worker.exited
   const figures =
-    op === "select" || op === "checkout"
+    op === "select" || op === "checkout" || op === "rows"
       ? `${fmt(result.opsPerSec)}/s, ${result.cpuMicrosPerOp.toFixed(1)} µs CPU each`
       : `${result.elapsedMs.toFixed(1)} ms, ${(result.cpuMicrosPerOp / 1000).toFixed(1)} ms CPU`
   return {

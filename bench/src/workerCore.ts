@@ -287,7 +287,7 @@ const http = async (loadAdapter: LoadAdapter, mode: string, url: string) => {
   server.close()
 }
 
-type ProfileOp = "select" | "checkout" | "init" | "shutdown"
+type ProfileOp = "select" | "checkout" | "rows" | "init" | "shutdown"
 
 const startProfiler = async () => {
   const session = new Inspector.Session()
@@ -304,7 +304,7 @@ const startProfiler = async () => {
 
 /**
  * The V8 profiler on for the measured window only (not startup, imports or warm-up): 100 callers of SELECT 1,
- * 10 of the checkout cycle, the cold init (pool + first query), or the shutdown of an idle pool. The
+ * 10 of the checkout cycle, 10 reading the 100-row query (the rows workload), the cold init (pool + first query), or the shutdown of an idle pool. The
  * `.cpuprofile` goes to `out`.
  */
 const profile = async (
@@ -347,7 +347,7 @@ const profile = async (
   const elapsedMs = performance.now() - (closeStarted ?? started)
   const cpu = cpuMicros() - (cpuAtClose ?? cpuBefore)
   await stop(out)
-  if (op === "select" || op === "checkout" || op === "init") await adapter.close()
+  if (op !== "shutdown") await adapter.close()
   await send({ type: "profiled", opsPerSec: (ops / elapsedMs) * 1000, cpuMicrosPerOp: cpu / ops, elapsedMs })
 }
 
