@@ -332,13 +332,22 @@ const build = (
       log: (level, message, annotations) => pool.log(level, message, annotations)
     })
     clients = yield* Client.make(pool, config, listener, options)
-    // suspended: a callback that throws instead of returning an effect is a defect inside the guarded region, so
+    // the callback is called in the guarded region's own step (an `Effect.suspend` would cost a fiber step per
+    // checkout); one that throws instead of returning an effect throws again inside the region, a defect there, so
     // its connection is returned like on any other failure
     const withConnectionOf =
-      ({ pinned, withPooled }: Client.Clients): Db.Service["withConnection"] =>
+      (target: InternalPool.Pool, { pinned }: Client.Clients): Db.Service["withConnection"] =>
       (f) =>
-        withPooled((conn) => Effect.suspend(() => f(pinned(conn))))
-    const withConnection = withConnectionOf(clients)
+        target.withSession((conn) => {
+          try {
+            return f(pinned(conn))
+          } catch (thrown) {
+            return Effect.suspend(() => {
+              throw thrown
+            })
+          }
+        })
+    const withConnection = withConnectionOf(pool, clients)
     // the read replicas: a second pool, built and started after the primary; LISTEN stays on the primary's listener
     let replicas: { readonly pool: InternalPool.Pool; readonly service: Db.Replicas } | undefined
     if (config.replicas !== undefined) {
@@ -349,7 +358,7 @@ const build = (
       replicas = {
         pool: readPool,
         service: {
-          withConnection: withConnectionOf(readClients),
+          withConnection: withConnectionOf(readPool, readClients),
           sql: readClients.client,
           statistics: Effect.sync(() => readPool.statistics()),
           health: Effect.sync(() => readPool.health()),

@@ -24,6 +24,7 @@ import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type * as Pg from "pg"
 import type { PoolConfig } from "../PoolConfig.js"
 import { redactText } from "../PoolConfig.js"
@@ -370,6 +371,50 @@ export class Pool {
     return session
   }
 
+  /**
+   * Acquire → use → release in one guarded region of its own (`Db.withConnection`), in as few fiber steps as Effect 3
+   * allows: the acquisition runs in the region's first step (no `withFiberRuntime` step unless the leak warning
+   * needs the caller's span), `use` interruptibly, the release synchronously in the handler, which the region keeps
+   * uninterruptible so that an interruption of `use` still returns the session. A fiber step costs ~0.15 µs, a
+   * few percent of a whole checkout cycle: the 2 steps saved over `withAcquired` + `Effect.suspend` were ~7 %.
+   */
+  withSession<X, E, R>(
+    use: (conn: PooledConnection) => Effect.Effect<X, E, R>
+  ): Effect.Effect<X, E | AcquireTimeout | PoolClosed, R> {
+    return Effect.uninterruptibleMask((restore) => {
+      const guarded = (conn: PooledConnection): Effect.Effect<X, E, R> =>
+        Effect.matchCauseEffect(restore(use(conn)), {
+          onFailure: (cause) => this.afterRelease(conn, Effect.failCause(cause)),
+          onSuccess: (value) => this.afterRelease(conn, Effect.succeed(value))
+        })
+      return this.engine.config.leakThreshold > 0
+        ? Effect.withFiberRuntime<X, E | AcquireTimeout | PoolClosed, R>((fiber) =>
+            this.requestNow<PooledConnection, X, E | AcquireTimeout | PoolClosed, R>(
+              restore,
+              "exclusive",
+              exclusiveGrant,
+              guarded,
+              Effect.failCause,
+              fiber.currentSpan
+            )
+          )
+        : this.requestNow<PooledConnection, X, E | AcquireTimeout | PoolClosed, R>(
+            restore,
+            "exclusive",
+            exclusiveGrant,
+            guarded,
+            Effect.failCause,
+            undefined
+          )
+    })
+  }
+
+  /** The outcome of a guarded use, once the session is released (after its reset, when the engine asked for one). */
+  private afterRelease<A, E>(conn: PooledConnection, outcome: Effect.Effect<A, E>): Effect.Effect<A, E> {
+    const reset = this.settleRelease(conn)
+    return reset === undefined ? outcome : Effect.zipRight(reset, outcome)
+  }
+
   private request<A, X, E, R>(
     restore: Restore,
     kind: "exclusive" | "statement",
@@ -377,36 +422,46 @@ export class Pool {
     use: (granted: A) => Effect.Effect<X, E, R>,
     orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>
   ): Effect.Effect<X, E, R> {
-    return Effect.withFiberRuntime((fiber) => {
-      const now = this.now()
-      const startedAtPerf = this.perfNow(now)
-      const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(fiber.currentSpan) : undefined
-      const id = 2 * ++this.acquisitionCount + (kind === "statement" ? 1 : 0)
-      this.requesting = id
-      this.dispatch({ _tag: "AcquireRequested", now, acquisition: id, kind })
-      this.requesting = 0
-      const grantedConn = this.grantedNow
-      if (grantedConn !== undefined) {
-        this.grantedNow = undefined
-        // granted within this very step: no wait to measure (a clock reading costs more than the grant)
-        return use(granted(this.handOut(grantedConn, startedAtPerf, site, startedAtPerf), id))
-      }
-      const failed = this.failedNow
-      if (failed !== undefined) {
-        this.failedNow = undefined
-        return orElse(Cause.fail(failed))
-      }
-      const waiter = new Waiter(startedAtPerf, site)
-      this.waiters.set(id, waiter)
-      // the caller's region is uninterruptible (only the wait is restored), so its handlers run before anything
-      // can interrupt it: no `onExit` of its own around them
-      return Effect.matchCauseEffect(restore(waiter.await), {
-        onFailure: (cause) => {
-          if (Cause.isInterrupted(cause)) this.abandon(id, waiter)
-          return orElse(cause)
-        },
-        onSuccess: (conn) => use(granted(this.handOut(conn, startedAtPerf, site, performance.now()), id))
-      })
+    return Effect.withFiberRuntime((fiber) => this.requestNow(restore, kind, granted, use, orElse, fiber.currentSpan))
+  }
+
+  /** `request`'s step, run synchronously where it is called (within the caller's uninterruptible region). */
+  private requestNow<A, X, E, R>(
+    restore: Restore,
+    kind: "exclusive" | "statement",
+    granted: (conn: PooledConnection, acquisition: Engine.AcquisitionId) => A,
+    use: (granted: A) => Effect.Effect<X, E, R>,
+    orElse: (cause: Cause.Cause<AcquireTimeout | PoolClosed>) => Effect.Effect<X, E, R>,
+    span: Tracer.AnySpan | undefined
+  ): Effect.Effect<X, E, R> {
+    const now = this.now()
+    const startedAtPerf = this.perfNow(now)
+    const site = this.engine.config.leakThreshold > 0 ? Observed.acquisitionSite(span) : undefined
+    const id = 2 * ++this.acquisitionCount + (kind === "statement" ? 1 : 0)
+    this.requesting = id
+    this.dispatch({ _tag: "AcquireRequested", now, acquisition: id, kind })
+    this.requesting = 0
+    const grantedConn = this.grantedNow
+    if (grantedConn !== undefined) {
+      this.grantedNow = undefined
+      // granted within this very step: no wait to measure (a clock reading costs more than the grant)
+      return use(granted(this.handOut(grantedConn, startedAtPerf, site, startedAtPerf), id))
+    }
+    const failed = this.failedNow
+    if (failed !== undefined) {
+      this.failedNow = undefined
+      return orElse(Cause.fail(failed))
+    }
+    const waiter = new Waiter(startedAtPerf, site)
+    this.waiters.set(id, waiter)
+    // the caller's region is uninterruptible (only the wait is restored), so its handlers run before anything
+    // can interrupt it: no `onExit` of its own around them
+    return Effect.matchCauseEffect(restore(waiter.await), {
+      onFailure: (cause) => {
+        if (Cause.isInterrupted(cause)) this.abandon(id, waiter)
+        return orElse(cause)
+      },
+      onSuccess: (conn) => use(granted(this.handOut(conn, startedAtPerf, site, performance.now()), id))
     })
   }
 
