@@ -115,11 +115,13 @@ export const make = (
       f: (conn: PooledConnection) => Effect.Effect<A, E, R>
     ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> => usePooled(f, identity)
 
+    // the release is the scope's finalizer, added in the acquisition's own step (no mapError or tap steps after it)
     const reserveRaw: Effect.Effect<PooledConnection, SqlError, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
-        pool.acquire(restore).pipe(
-          Effect.mapError(acquireError),
-          Effect.tap((conn) => Scope.addFinalizer(scope, pool.releaseEffect(conn)))
+        pool.withAcquired<PooledConnection, SqlError, never>(
+          restore,
+          (conn) => Effect.as(Scope.addFinalizer(scope, pool.releaseEffect(conn)), conn),
+          (cause) => Effect.failCause(Cause.map(cause, acquireError))
         )
       )
     )
