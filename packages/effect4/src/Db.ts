@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { Settings } from "@effect-pg-pool/engine"
 import type * as PgTypes from "@effect/sql-pg/PgTypes"
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as Config from "effect/Config"
@@ -283,6 +284,20 @@ export const makeWithConfig = (
   Service,
   PoolConfigError | DatabaseUnreachable | ConnectionRejected,
   Scope.Scope | Reactivity.Reactivity
+> => makeChecked(config, options, [])
+
+/**
+ * `makeWithConfig`, warning of the `DB_POOL_*` variables the environment held that are no setting (`unknown`: a
+ * typo, most likely, and a setting that silently keeps its default otherwise).
+ */
+const makeChecked = (
+  config: PoolConfig.PoolConfig,
+  options: DbOptions,
+  unknown: ReadonlyArray<Settings.UnknownVariable>
+): Effect.Effect<
+  Service,
+  PoolConfigError | DatabaseUnreachable | ConnectionRejected,
+  Scope.Scope | Reactivity.Reactivity
 > =>
   Effect.gen(function* () {
     const context = yield* Effect.context<never>()
@@ -343,6 +358,14 @@ export const makeWithConfig = (
         return { pool, clients }
       })
     const { clients, pool } = yield* build(config, false)
+    // where the pool's events go (its log file, if any), as the Effect 3 edition says it
+    for (const variable of unknown) {
+      yield* routed(
+        Effect.logWarning(Settings.unknownVariableMessage(variable)).pipe(
+          Effect.annotateLogs({ pool: config.name, variable: variable.name, closest: variable.closest })
+        )
+      )
+    }
     const replicaConfig = config.replicas === undefined ? undefined : readOnlyConfig(config, config.replicas)
     const replica = replicaConfig === undefined ? undefined : yield* build(replicaConfig, true, pool)
     yield* pool.initialize
@@ -631,7 +654,7 @@ export const layerFromEnv = (
 > =>
   Layer.effectContext(
     Effect.map(
-      Effect.flatMap(InternalConfig.fromEnv, (config) => makeWithConfig(config, options)),
+      Effect.flatMap(InternalConfig.fromEnvChecked, ({ config, unknown }) => makeChecked(config, options, unknown)),
       toContext
     )
   ).pipe(Layer.provide(Reactivity.layer))

@@ -73,6 +73,8 @@ describe("the pool's log file, however it is wired", () => {
             DB_POOL_LOG_FILE: logFile,
             DB_POOL_NAME: `wired-${wiring}`,
             DB_POOL_MIN_SIZE: "1",
+            // a typo of DB_POOL_MAX_SIZE: no setting, so the config is valid and the pool warns of it
+            DB_POOL_MAXSIZE: "3",
             PROGRAM_LOG_FILE: Path.join(dir, "program.jsonl")
           })
           assert.strictEqual(code, 0, `the program failed:\n${stdout}${stderr}`)
@@ -90,6 +92,12 @@ describe("the pool's log file, however it is wired", () => {
           assert.isTrue(lines.length >= 4, text)
           assert.isTrue(lines.every((line) => line.pool === `wired-${wiring}`))
           assert.notInclude(text, server.password)
+          // the typo is reported where the pool's events go, naming the setting it was probably meant as
+          const typo = lines.find((line) => line.variable === "DB_POOL_MAXSIZE")
+          assert.isDefined(typo, text)
+          assert.strictEqual(typo.level, "WARN")
+          assert.strictEqual(typo.closest, "DB_POOL_MAX_SIZE")
+          assert.include(typo.message, "DB_POOL_MAXSIZE is not a setting of the pool and is ignored")
         })
       )
     )
