@@ -48,10 +48,6 @@ export interface Clients {
   readonly client: PgClient.PgClient
   /** A client pinned to one checked-out connection (Db.withConnection), cached per physical connection. */
   readonly pinned: (conn: PooledConnection) => PgClient.PgClient
-  /** Acquire → use → release without a Scope per call: the hot path. */
-  readonly withPooled: <A, E, R>(
-    f: (conn: PooledConnection) => Effect.Effect<A, E, R>
-  ) => Effect.Effect<A, E | AcquireTimeout | PoolClosed, R>
 }
 
 const isRollback = (sql: string) => sql === "ROLLBACK" || sql.startsWith("ROLLBACK TO SAVEPOINT")
@@ -100,21 +96,12 @@ export const make = (
           restore,
           (conn) =>
             Effect.matchCauseEffect(restore(f(conn)), {
-              onFailure: (cause) => afterRelease(conn, Effect.failCause(cause)),
-              onSuccess: (value) => afterRelease(conn, Effect.succeed(value))
+              onFailure: (cause) => pool.afterRelease(conn, Effect.failCause(cause)),
+              onSuccess: (value) => pool.afterRelease(conn, Effect.succeed(value))
             }),
           (cause) => Effect.failCause(Cause.map(cause, onAcquireError))
         )
       )
-    const afterRelease = <A, E>(conn: PooledConnection, outcome: Effect.Effect<A, E>): Effect.Effect<A, E> => {
-      const reset = pool.settleRelease(conn)
-      return reset === undefined ? outcome : Effect.zipRight(reset, outcome)
-    }
-
-    const withPooled = <A, E, R>(
-      f: (conn: PooledConnection) => Effect.Effect<A, E, R>
-    ): Effect.Effect<A, E | AcquireTimeout | PoolClosed, R> => usePooled(f, identity)
-
     // the release is the scope's finalizer, added in the acquisition's own step (no mapError or tap steps after it)
     const reserveRaw: Effect.Effect<PooledConnection, SqlError, Scope.Scope> = Effect.uninterruptibleMask((restore) =>
       Effect.flatMap(Effect.scope, (scope) =>
@@ -414,7 +401,7 @@ export const make = (
       return pinnedClient
     }
 
-    return { client, pinned, withPooled }
+    return { client, pinned }
   })
 
 /** The wire protocol counts a statement's parameters in 16 bits. */

@@ -391,30 +391,23 @@ export class Pool {
           onFailure: (cause) => this.afterRelease(conn, Effect.failCause(cause)),
           onSuccess: (value) => this.afterRelease(conn, Effect.succeed(value))
         })
+      const acquire = (span: Tracer.AnySpan | undefined) =>
+        this.requestNow<PooledConnection, X, E | AcquireTimeout | PoolClosed, R>(
+          restore,
+          "exclusive",
+          exclusiveGrant,
+          guarded,
+          Effect.failCause,
+          span
+        )
       return this.engine.config.leakThreshold > 0
-        ? Effect.withFiberRuntime<X, E | AcquireTimeout | PoolClosed, R>((fiber) =>
-            this.requestNow<PooledConnection, X, E | AcquireTimeout | PoolClosed, R>(
-              restore,
-              "exclusive",
-              exclusiveGrant,
-              guarded,
-              Effect.failCause,
-              fiber.currentSpan
-            )
-          )
-        : this.requestNow<PooledConnection, X, E | AcquireTimeout | PoolClosed, R>(
-            restore,
-            "exclusive",
-            exclusiveGrant,
-            guarded,
-            Effect.failCause,
-            undefined
-          )
+        ? Effect.withFiberRuntime<X, E | AcquireTimeout | PoolClosed, R>((fiber) => acquire(fiber.currentSpan))
+        : acquire(undefined)
     })
   }
 
   /** The outcome of a guarded use, once the session is released (after its reset, when the engine asked for one). */
-  private afterRelease<A, E>(conn: PooledConnection, outcome: Effect.Effect<A, E>): Effect.Effect<A, E> {
+  afterRelease<A, E>(conn: PooledConnection, outcome: Effect.Effect<A, E>): Effect.Effect<A, E> {
     const reset = this.settleRelease(conn)
     return reset === undefined ? outcome : Effect.zipRight(reset, outcome)
   }
