@@ -67,6 +67,28 @@ const firstError = (errors: ReadonlyArray<unknown>): string => {
 }
 
 /**
+ * Where a third-party import of a file is resolved from. For the `--effect3` copy's files (the copy's
+ * `packages/<name>/…`), the same package of this workspace: the copy's own `node_modules` may hold other copies of
+ * effect, @effect/* and pg (an old worktree's install), and an A/B that loads a second effect measures that, not
+ * the change. Both sides then run on one set of third-party code, as a published build would.
+ */
+const fairResolveDir = (benchDir: string, corePath: string | undefined) => {
+  if (corePath === undefined) return (resolveDir: string) => resolveDir
+  const workspace = Path.resolve(benchDir, "..")
+  const marker = `${Path.sep}packages${Path.sep}`
+  const at = corePath.lastIndexOf(marker)
+  // a copy outside a packages/ layout: everything under its package directory resolves as packages/effect3 does
+  const copyRoot = at === -1 ? Path.resolve(Path.dirname(corePath), "..") : corePath.slice(0, at)
+  return (resolveDir: string): string => {
+    if (!resolveDir.startsWith(copyRoot + Path.sep)) return resolveDir
+    if (at === -1) return Path.join(workspace, "packages", "effect3")
+    const name = resolveDir.slice(copyRoot.length + marker.length).split(Path.sep)[0] ?? ""
+    const own = Path.join(workspace, "packages", name)
+    return Fs.existsSync(own) ? own : Path.join(workspace, "packages", "effect3")
+  }
+}
+
+/**
  * @param corePath another copy of packages/effect3 to bundle in place of the workspace's (`--effect3`), or undefined.
  */
 export const bundleWorker = async (benchDir: string, corePath: string | undefined): Promise<Bundle> => {
@@ -87,6 +109,7 @@ export const bundleWorker = async (benchDir: string, corePath: string | undefine
   const outdir = Path.join(benchDir, "dist")
   Fs.rmSync(outdir, { recursive: true, force: true })
   const skip = Symbol("resolving")
+  const resolveFrom = fairResolveDir(benchDir, corePath)
   const externalPackages = {
     name: "external-packages",
     setup(build: PluginBuild) {
@@ -96,11 +119,12 @@ export const bundleWorker = async (benchDir: string, corePath: string | undefine
         if (args.pluginData === skip) return undefined
         if (args.path.startsWith("@effect-pg-pool/")) return undefined
         if (args.path.startsWith("node:") || builtins.has(args.path)) return { path: args.path, external: true }
-        const resolved = await build.resolve(args.path, {
-          kind: args.kind,
-          resolveDir: args.resolveDir,
-          pluginData: skip
-        })
+        const resolve = (resolveDir: string) =>
+          build.resolve(args.path, { kind: args.kind, resolveDir, pluginData: skip })
+        const fair = resolveFrom(args.resolveDir)
+        let resolved = await resolve(fair)
+        // a dependency this workspace does not have (the copy added it): the copy's own
+        if (resolved.errors.length > 0 && fair !== args.resolveDir) resolved = await resolve(args.resolveDir)
         if (resolved.errors.length > 0) return undefined
         return { path: Url.pathToFileURL(resolved.path).href, external: true }
       })

@@ -16,7 +16,8 @@
  *                              shutdown for the others): top self-time frames, .cpuprofile files in results/profiles
  *   pnpm bench --no-md         leave BENCHMARKS.md alone
  *   pnpm bench --effect3 <dir> our pool from another copy of packages/effect3 (bundled in place of the workspace's),
- *                              for A/B runs of a pool patch
+ *                              for A/B runs of a pool patch; its third-party imports resolve from this workspace
+ *                              (one effect, one pg on both sides), a dependency only the copy has from the copy
  */
 import { PgTestServer } from "@effect-pg-pool/testkit"
 import autocannon from "autocannon"
