@@ -79,12 +79,12 @@ const fairResolveDir = (benchDir: string, corePath: string | undefined) => {
   const at = corePath.lastIndexOf(marker)
   // a copy outside a packages/ layout: everything under its package directory resolves as packages/effect3 does
   const copyRoot = at === -1 ? Path.resolve(Path.dirname(corePath), "..") : corePath.slice(0, at)
+  const effect3 = Path.join(workspace, "packages", "effect3")
   return (resolveDir: string): string => {
     if (!resolveDir.startsWith(copyRoot + Path.sep)) return resolveDir
-    if (at === -1) return Path.join(workspace, "packages", "effect3")
-    const name = resolveDir.slice(copyRoot.length + marker.length).split(Path.sep)[0] ?? ""
+    const name = at === -1 ? "" : resolveDir.slice(copyRoot.length + marker.length).split(Path.sep)[0]!
     const own = Path.join(workspace, "packages", name)
-    return Fs.existsSync(own) ? own : Path.join(workspace, "packages", "effect3")
+    return name !== "" && Fs.existsSync(own) ? own : effect3
   }
 }
 
